@@ -1,0 +1,7 @@
+"""``python -m lenet_tf`` runs the ``lenet-tf`` command."""
+
+import sys
+
+from lenet_tf.cli import main
+
+sys.exit(main())

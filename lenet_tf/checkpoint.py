@@ -1,0 +1,126 @@
+"""The training output folder: crash-safe checkpoints and the run record that points at them.
+
+Layout of the folder (``SavedModel/`` by default)::
+
+    run.json            hyper-parameters, model config, history, pointers to the best and last epoch
+    epoch-0007/ckpt.*   a tf.compat.v1.train.Saver checkpoint (weights + Adam state)
+
+Each checkpoint is written into a hidden temporary folder and renamed into place, and ``run.json`` is
+replaced atomically afterwards, so an interruption at any moment leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from lenet_tf._tf import tf, tf1
+from lenet_tf.errors import CheckpointError
+
+RUN_FILE = "run.json"
+CHECKPOINT_NAME = "ckpt"
+_TMP_PREFIX = ".tmp-"
+
+
+def _describe(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: Path, final: Path, mode: int) -> None:
+    """Gives a temporary file or folder the usual permissions, then renames it to ``final``."""
+    os.chmod(tmp, mode & ~_umask())
+    os.replace(tmp, final)
+
+
+def prepare_output_dir(out_dir: str | os.PathLike) -> Path:
+    """Creates ``out_dir`` if needed, checks it is writable and removes leftovers of interrupted writes."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not out.is_dir():
+            raise CheckpointError(f"{out}: is a file, expected an output folder")
+        with tempfile.NamedTemporaryFile(dir=out, prefix=_TMP_PREFIX):
+            pass
+    except OSError as err:
+        raise CheckpointError(f"{out}: output folder is not writable ({_describe(err)})") from None
+    for leftover in out.glob(_TMP_PREFIX + "*"):
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+    return out
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+    """Writes ``data`` as JSON to a temporary file in the same folder, then renames it over ``path``."""
+    path = Path(path)
+    tmp_name = None
+    try:
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".json")
+        with os.fdopen(handle, "w") as tmp:
+            json.dump(data, tmp, indent=2)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        _publish(Path(tmp_name), path, 0o666)
+    except OSError as err:
+        if tmp_name:
+            Path(tmp_name).unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: cannot write ({_describe(err)}); the previous file is untouched") from None
+
+
+def save(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, name: str) -> str:
+    """Saves a checkpoint as ``out_dir/name/ckpt`` via a temporary folder; returns the folder name."""
+    final = out_dir / name
+    tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=_TMP_PREFIX))
+    try:
+        saver.save(session, str(tmp / CHECKPOINT_NAME), write_meta_graph=False, write_state=False)
+        if final.exists():
+            shutil.rmtree(final)
+        _publish(tmp, final, 0o777)
+    except (OSError, tf.errors.OpError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = _describe(err) if isinstance(err, OSError) else err.message.splitlines()[0]
+        raise CheckpointError(f"{final}: cannot save checkpoint ({reason}); the previous one is untouched") from None
+    return name
+
+
+def prune(out_dir: Path, keep: set[str]) -> None:
+    """Removes checkpoint folders of earlier epochs that ``run.json`` no longer points at."""
+    for folder in out_dir.glob("epoch-*"):
+        if folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_run(out_dir: str | os.PathLike) -> dict:
+    """Loads ``run.json`` of a training folder.
+
+    Raises:
+      CheckpointError: the folder or its run record is missing or unreadable.
+    """
+    path = Path(out_dir) / RUN_FILE
+    if not Path(out_dir).is_dir():
+        raise CheckpointError(f"{out_dir}: no such checkpoint folder (train first with `lenet-tf train`)")
+    try:
+        run = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; {out_dir} holds no finished epoch") from None
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable run record ({err})") from None
+    if not isinstance(run, dict) or "model" not in run or "best" not in run:
+        raise CheckpointError(f"{path}: not a lenet_tf run record")
+    return run
+
+
+def checkpoint_prefix(out_dir: str | os.PathLike, which: str = "best", run: dict | None = None) -> str:
+    """The Saver prefix of the ``best`` or ``last`` epoch's checkpoint in a training folder."""
+    run = run or read_run(out_dir)
+    prefix = Path(out_dir) / run[which]["dir"] / CHECKPOINT_NAME
+    if not Path(str(prefix) + ".index").exists():
+        raise CheckpointError(f"{prefix}: checkpoint files are missing (partial or deleted checkpoint)")
+    return str(prefix)

@@ -1,0 +1,170 @@
+"""The ``lenet-tf`` command: parses flags and calls the library; errors become one line and exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+
+from lenet_tf.errors import LeNetError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="folder with the four MNIST .gz files (default: $LENET_TF_DATA_DIR, "
+                        "else ./data/mnist, else ~/.cache/lenet_tf/mnist)")
+    parser.add_argument("--skip-checksum", action="store_true",
+                        help="accept IDX files that are not the official MNIST release (default: verify SHA-256)")
+
+
+def _add_train_parser(commands) -> None:
+    from lenet_tf.model import ACTIVATIONS
+    from lenet_tf.presets import PRESETS
+    from lenet_tf.train import SCHEDULES
+
+    p = commands.add_parser("train", help="train LeNet-5 on MNIST and checkpoint it",
+                            description="Train LeNet-5 on MNIST, keep the best epoch by validation accuracy, "
+                                        "and report test accuracy.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="plain",
+                   help="recipe whose values the flags below override (default: plain)")
+    p.add_argument("--epochs", type=_positive_int, help="passes over the training set (default: 10)")
+    p.add_argument("--batch-size", type=_positive_int, help="examples per Adam step (default: 128)")
+    p.add_argument("--lr", type=_positive_float, dest="learning_rate", help="Adam learning rate (default: 0.001)")
+    p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule over epochs (default: exponential)")
+    p.add_argument("--lr-decay", type=_positive_float, help="per-epoch factor of the exponential schedule (default: 0.8)")
+    p.add_argument("--weight-decay", type=float, help="L2 penalty on the weight matrices (default: 0)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random shifts/rotations/shears/zooms in the graph (default: off)")
+    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="batch-normalise the hidden layers (default: off)")
+    p.add_argument("--dropout", type=_fraction, help="drop rate on the fully connected layers (default: 0)")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden activation (default: relu)")
+    p.add_argument("--init-stddev", type=_positive_float,
+                   help="stddev of the truncated-normal weights (default: He scaling by fan-in)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation (default: 0)")
+    p.add_argument("--valid-size", type=_positive_int, help="training images held out for validation (default: 5000)")
+    p.add_argument("--out", default="SavedModel", help="checkpoint folder (default: SavedModel)")
+    p.add_argument("--logdir", help="TensorBoard folder (default: OUT/logs)")
+    p.add_argument("--resume", action="store_true", help="continue from the last epoch saved in --out")
+    p.add_argument("--target-accuracy", type=float,
+                   help="exit with an error when the test accuracy ends below this fraction (default: none)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_data_flags(p)
+
+
+def _add_evaluate_parser(commands) -> None:
+    p = commands.add_parser("evaluate", help="evaluate a checkpoint on the MNIST test set",
+                            description="Restore a checkpoint in a fresh graph and report test metrics.")
+    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
+    p.add_argument("--which", choices=("best", "last"), default="best", help="which epoch to load (default: best)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_data_flags(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lenet-tf`` with all sub-commands."""
+    parser = argparse.ArgumentParser(prog="lenet-tf", description="LeNet-5 on MNIST with TensorFlow's graph API.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(commands)
+    _add_evaluate_parser(commands)
+    return parser
+
+
+def _run_train(args) -> int:
+    from lenet_tf.presets import preset_config
+    from lenet_tf.train import train
+
+    flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
+             "valid_size")
+    overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+    model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
+                   "init_stddev": args.init_stddev}
+    overrides["model"] = {k: v for k, v in model_flags.items() if v is not None}
+    config = preset_config(args.preset, seed=args.seed, **overrides)
+    try:
+        result = train(config, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum,
+                       resume=args.resume, logdir=args.logdir, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"lenet-tf: interrupted; the last finished epoch stays in {args.out} "
+              "(continue with --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    summary = {
+        "out": str(result.out_dir), "best_epoch": result.best_epoch, "valid_accuracy": result.valid_accuracy,
+        "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+        "seconds": round(result.seconds, 2), "images_per_second": round(result.images_per_second),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"best epoch {result.best_epoch}: valid accuracy {result.valid_accuracy:.4%}, "
+              f"test accuracy {result.test_accuracy:.4%} (loss {result.test_loss:.4f}); "
+              f"{result.seconds:.1f} s training, {result.images_per_second:,.0f} images/s; saved in {result.out_dir}")
+    if args.target_accuracy is not None and result.test_accuracy < args.target_accuracy:
+        print(f"lenet-tf: error: test accuracy {result.test_accuracy:.4%} is below the target "
+              f"{args.target_accuracy:.4%}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+def _run_evaluate(args) -> int:
+    from lenet_tf.evaluate import evaluate
+
+    evaluation = evaluate(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum, which=args.which)
+    print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.format())
+    return 0
+
+
+_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate}
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lenet-tf``; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
+    try:
+        return _COMMANDS[args.command](args)
+    except LeNetError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"lenet-tf: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("lenet-tf: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Errors that the command line reports as one clear line instead of a traceback."""
+
+
+class LeNetError(Exception):
+    """Base class of every error caused by the user's input, data or files."""
+
+
+class DataError(LeNetError):
+    """A data file is missing, corrupt or not what it claims to be."""
+
+
+class CheckpointError(LeNetError):
+    """A checkpoint directory is missing, partial or from another model."""
+
+
+class ConfigError(LeNetError):
+    """An argument or configuration value is out of range."""
+
+
+class TrainingError(LeNetError):
+    """Training cannot continue (for example the loss became NaN)."""

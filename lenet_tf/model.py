@@ -1,0 +1,282 @@
+"""LeNet-5 as a reusable TF1 graph module built from ``tf.nn`` ops and ``get_variable``."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable
+
+from lenet_tf._tf import tf, tf1
+from lenet_tf.errors import CheckpointError
+
+# Max pooling commutes with any non-decreasing function, so each conv block pools *before* its
+# bias and activation: the same function and gradients as conv -> bias -> act -> pool, with the
+# elementwise work done on a quarter of the values. Only monotonic activations are offered.
+ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "relu": tf.nn.relu,
+    "elu": tf.nn.elu,
+    "selu": tf.nn.selu,
+    "tanh": tf.nn.tanh,
+    "leaky_relu": tf.nn.leaky_relu,
+}
+_TRUNCATED_NORMAL_STD = 0.87962566103423978  # stddev of a unit normal truncated at ±2
+
+
+class LeNet5:
+    """LeNet-5 for 32x32 grey digits: conv 6@5x5 → pool → conv 16@5x5 → pool → fc 120 → fc 84 → logits.
+
+    Calling the instance on a float32 tensor ``[N, 32, 32, 1]`` (values in [0, 1]) adds the network to
+    that tensor's graph and returns logits ``[N, num_classes]``. Every call in a graph uses the same
+    variables, created by ``get_variable`` on the first call under a unique variable scope (``lenet5``,
+    ``lenet5_1``, …). ``training=True`` uses batch statistics for batch norm (and queues the updates of
+    its moving averages in :attr:`update_ops`, reset by every call) and applies dropout; ``training=False`` is inference.
+
+    The intermediate tensors of the latest call are in :attr:`endpoints`; :meth:`restore` loads trained
+    weights into this instance without touching any other variable of the graph.
+    """
+
+    def __init__(
+        self,
+        name: str = "lenet5",
+        *,
+        num_classes: int = 10,
+        activation: str = "relu",
+        init_stddev: float | None = None,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        """Checks and stores the configuration; no graph ops are made until the first call.
+
+        Args:
+          name: variable scope name (made unique within a graph).
+          num_classes: width of the logits.
+          activation: one of :data:`ACTIVATIONS`.
+          init_stddev: stddev of the truncated-normal weights; ``None`` scales it by fan-in (He).
+          batch_norm: batch-normalise every hidden layer (replaces the biases).
+          dropout: drop rate on the two fully connected hidden layers while training.
+          bn_momentum: decay of the batch-norm moving averages.
+          bn_epsilon: added to the variance in batch norm.
+          input_mean, input_std: the network sees ``(images - input_mean) / input_std``.
+          seed: op-level seed for weight initialisation and dropout (with the graph's seed).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int ≥ 2, got {num_classes!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if init_stddev is not None and not init_stddev > 0:
+            raise ValueError(f"init_stddev must be > 0 or None, got {init_stddev!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        if not 0.0 < bn_momentum < 1.0:
+            raise ValueError(f"bn_momentum must lie in (0, 1), got {bn_momentum!r}")
+        if not input_std > 0:
+            raise ValueError(f"input_std must be > 0, got {input_std!r}")
+        self.name = name
+        self.num_classes = num_classes
+        self.activation = activation
+        self.init_stddev = init_stddev
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.input_mean = input_mean
+        self.input_std = input_std
+        self.seed = seed
+        self._scope: tf1.VariableScope | None = None
+        self._graph: tf.Graph | None = None
+        self._savers: dict[str, tf1.train.Saver] = {}
+        self.endpoints: dict[str, tf.Tensor] = {}
+        self.update_ops: list[tf.Operation] = []
+
+    def get_config(self) -> dict:
+        """The constructor arguments, JSON-serialisable, so that ``LeNet5(**config)`` rebuilds it."""
+        keys = ("name", "num_classes", "activation", "init_stddev", "batch_norm", "dropout",
+                "bn_momentum", "bn_epsilon", "input_mean", "input_std", "seed")
+        return {key: getattr(self, key) for key in keys}
+
+    # ----------------------------------------------------------------------------------- helpers
+
+    def _seed(self, offset: int) -> int | None:
+        return None if self.seed is None else self.seed + offset
+
+    def conv_weights(self, in_channels: int, out_channels: int, size: int = 5, seed_offset: int = 0) -> tf.Variable:
+        """Truncated-normal filter bank ``[size, size, in_channels, out_channels]`` named ``weights``."""
+        return self._weights([size, size, in_channels, out_channels], size * size * in_channels, seed_offset)
+
+    def _weights(self, shape: list[int], fan_in: int, seed_offset: int) -> tf.Variable:
+        stddev = self.init_stddev or math.sqrt(2.0 / fan_in) / _TRUNCATED_NORMAL_STD
+        init = tf1.truncated_normal_initializer(stddev=stddev, seed=self._seed(seed_offset))
+        return tf1.get_variable("weights", shape, tf.float32, init)
+
+    def bias(self, size: int) -> tf.Variable:
+        """Zero-initialised bias vector ``[size]`` named ``biases``."""
+        return tf1.get_variable("biases", [size], tf.float32, tf1.zeros_initializer())
+
+    @staticmethod
+    def conv2d(inputs: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+        """Stride-1 VALID convolution: ``[N, H, W, C]`` → ``[N, H-k+1, W-k+1, K]``."""
+        return tf.nn.conv2d(inputs, weights, strides=1, padding="VALID")
+
+    @staticmethod
+    def max_pool(inputs: tf.Tensor) -> tf.Tensor:
+        """2x2 max pooling with stride 2: ``[N, H, W, C]`` → ``[N, H/2, W/2, C]``."""
+        return tf.nn.max_pool2d(inputs, ksize=2, strides=2, padding="VALID")
+
+    @staticmethod
+    def flatten(inputs: tf.Tensor) -> tf.Tensor:
+        """``[N, d1, d2, …]`` → ``[N, d1*d2*…]``."""
+        width = math.prod(inputs.shape.as_list()[1:])
+        return tf.reshape(inputs, [-1, width])
+
+    def _normalise(self, inputs: tf.Tensor, training: bool) -> tf.Tensor:
+        """Adds the biases, or batch-normalises over every axis but the last when batch norm is on."""
+        channels = inputs.shape[-1]
+        if not self.batch_norm:
+            return tf.nn.bias_add(inputs, self.bias(channels))
+        with tf1.variable_scope("batch_norm"):
+            beta = tf1.get_variable("beta", [channels], initializer=tf1.zeros_initializer())
+            gamma = tf1.get_variable("gamma", [channels], initializer=tf1.ones_initializer())
+            moving_mean = tf1.get_variable(
+                "moving_mean", [channels], initializer=tf1.zeros_initializer(), trainable=False)
+            moving_var = tf1.get_variable(
+                "moving_variance", [channels], initializer=tf1.ones_initializer(), trainable=False)
+        if training:
+            mean, var = tf.nn.moments(inputs, axes=list(range(inputs.shape.rank - 1)))
+            decay = 1.0 - self.bn_momentum
+            self.update_ops += [
+                tf1.assign_sub(moving_mean, (moving_mean - mean) * decay).op,
+                tf1.assign_sub(moving_var, (moving_var - var) * decay).op,
+            ]
+        else:
+            mean, var = moving_mean, moving_var
+        return tf.nn.batch_normalization(inputs, mean, var, beta, gamma, self.bn_epsilon)
+
+    def conv_block(self, inputs: tf.Tensor, out_channels: int, training: bool, seed_offset: int) -> tf.Tensor:
+        """conv 5x5 VALID → 2x2 max pool → bias (or batch norm) → activation."""
+        weights = self.conv_weights(inputs.shape[-1], out_channels, seed_offset=seed_offset)
+        pooled = self.max_pool(self.conv2d(inputs, weights))
+        return ACTIVATIONS[self.activation](self._normalise(pooled, training))
+
+    def fully_connected(
+        self, inputs: tf.Tensor, units: int, training: bool, seed_offset: int, hidden: bool = True
+    ) -> tf.Tensor:
+        """Dense layer ``[N, in]`` → ``[N, units]``; hidden layers get normalisation, activation and dropout."""
+        fan_in = inputs.shape[-1]
+        outputs = tf.matmul(inputs, self._weights([fan_in, units], fan_in, seed_offset))
+        if not hidden:
+            return tf.nn.bias_add(outputs, self.bias(units))
+        outputs = ACTIVATIONS[self.activation](self._normalise(outputs, training))
+        if training and self.dropout > 0:
+            outputs = tf.nn.dropout(outputs, rate=self.dropout, seed=self._seed(seed_offset + 100))
+        return outputs
+
+    # ---------------------------------------------------------------------------------- building
+
+    def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Builds the network on ``images`` (float32 ``[N, 32, 32, 1]``) and returns logits ``[N, classes]``."""
+        if tf.executing_eagerly():
+            raise RuntimeError(
+                "LeNet5 builds TF1 graph ops: call it inside `with tf.Graph().as_default():` "
+                "or after tf.compat.v1.disable_eager_execution()")
+        if images.shape.rank != 4 or images.shape[1:].as_list() != [32, 32, 1]:
+            raise ValueError(f"images must have shape [N, 32, 32, 1], got {images.shape}")
+        graph = tf1.get_default_graph()
+        if self._graph is not None and graph is not self._graph:
+            raise RuntimeError(f"{self.name}: this instance is bound to another graph; make a new LeNet5 here")
+        self._graph = graph
+        self.update_ops = []
+        with self._enter_scope():
+            x = tf.cast(images, tf.float32)
+            if (self.input_mean, self.input_std) != (0.0, 1.0):
+                x = (x - self.input_mean) * (1.0 / self.input_std)
+            ends = {}
+            with tf1.variable_scope("conv1"):
+                ends["conv1"] = self.conv_block(x, 6, training, seed_offset=1)
+            with tf1.variable_scope("conv2"):
+                ends["conv2"] = self.conv_block(ends["conv1"], 16, training, seed_offset=2)
+            ends["flatten"] = self.flatten(ends["conv2"])
+            with tf1.variable_scope("fc1"):
+                ends["fc1"] = self.fully_connected(ends["flatten"], 120, training, seed_offset=3)
+            with tf1.variable_scope("fc2"):
+                ends["fc2"] = self.fully_connected(ends["fc1"], 84, training, seed_offset=4)
+            with tf1.variable_scope("logits"):
+                ends["logits"] = self.fully_connected(
+                    ends["fc2"], self.num_classes, training, seed_offset=5, hidden=False)
+        self.endpoints = ends
+        return ends["logits"]
+
+    @contextlib.contextmanager
+    def _enter_scope(self):
+        """Opens a new unique scope on the first call, then re-enters it (same op name scope) with reuse."""
+        if self._scope is None:
+            with tf1.variable_scope(None, default_name=self.name) as scope:
+                self._scope = scope
+                yield
+        else:
+            with tf1.variable_scope(self._scope, reuse=True, auxiliary_name_scope=False):
+                with tf.name_scope(self._scope.original_name_scope):
+                    yield
+
+    # ------------------------------------------------------------------------------- variables
+
+    @property
+    def scope_name(self) -> str:
+        """The variable scope this instance's variables live under (after the first call)."""
+        self._require_built()
+        return self._scope.name
+
+    def _require_built(self) -> None:
+        if self._scope is None:
+            raise RuntimeError(f"{self.name}: call the network on an input before using its variables")
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """All of this instance's variables (weights, biases, batch-norm statistics), in creation order."""
+        self._require_built()
+        return self._graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES, scope=self._scope.name + "/")
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        """The variables an optimizer should update."""
+        self._require_built()
+        return self._graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, scope=self._scope.name + "/")
+
+    def saver(self, checkpoint_scope: str | None = None) -> tf1.train.Saver:
+        """A Saver over this instance's variables only, keyed as ``checkpoint_scope/…`` in the file.
+
+        ``checkpoint_scope`` defaults to this instance's own scope; pass the scope the checkpoint was
+        written under (``"lenet5"`` for ``lenet-tf train``) to load it into an instance of another name.
+        """
+        prefix = checkpoint_scope or self.scope_name
+        if prefix not in self._savers:
+            own = len(self.scope_name) + 1
+            var_list = {f"{prefix}/{v.op.name[own:]}": v for v in self.variables}
+            with self._graph.as_default():
+                self._savers[prefix] = tf1.train.Saver(var_list=var_list, sharded=False)
+        return self._savers[prefix]
+
+    def restore(self, session: tf1.Session, checkpoint: str, checkpoint_scope: str = "lenet5") -> None:
+        """Loads this network's weights from a checkpoint prefix, leaving every other variable alone.
+
+        Raises:
+          CheckpointError: the checkpoint is missing or holds a different architecture.
+        """
+        try:
+            self.saver(checkpoint_scope).restore(session, checkpoint)
+        except ValueError as err:
+            raise CheckpointError(f"{checkpoint}: {err}") from None
+        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
+            first_line = err.message.strip().splitlines()[0]
+            raise CheckpointError(
+                f"{checkpoint}: does not hold this LeNet5's variables ({first_line})") from None
+
+    def count_params(self) -> int:
+        """Number of trainable parameters (61,706 for the plain ten-class network)."""
+        return sum(math.prod(v.shape.as_list()) for v in self.trainable_variables)

@@ -1,0 +1,42 @@
+"""Graph pieces the trainer and evaluator share: input scaling, loss, correctness, the Adam step."""
+
+from __future__ import annotations
+
+from lenet_tf._tf import tf, tf1
+
+
+def scale_images(images: tf.Tensor) -> tf.Tensor:
+    """uint8 pixels ``[N, 32, 32, 1]`` → float32 in [0, 1] (Adam's default step suits unit-scale inputs)."""
+    return tf.cast(images, tf.float32) * (1.0 / 255.0)
+
+
+def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Per-example softmax cross-entropy ``[N]`` of float32 logits ``[N, C]`` and int32 labels ``[N]``."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Mean softmax cross-entropy, a float32 scalar."""
+    return tf.reduce_mean(cross_entropy(logits, labels))
+
+
+def correct(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """float32 ``[N]``: 1 where the arg-max class equals the label."""
+    return tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32)
+
+
+def training_op(
+    loss_value: tf.Tensor,
+    learning_rate: tf.Tensor | float,
+    var_list: list[tf.Variable],
+    update_ops: list[tf.Operation] = (),
+    weight_decay: float = 0.0,
+    global_step: tf.Variable | None = None,
+) -> tf.Operation:
+    """One Adam step on ``loss_value`` (+ L2 on the weight matrices), after the batch-norm ``update_ops``."""
+    if weight_decay > 0:
+        weights = [v for v in var_list if v.op.name.endswith("weights")]
+        loss_value = loss_value + weight_decay * tf.add_n([tf.nn.l2_loss(w) for w in weights])
+    optimizer = tf1.train.AdamOptimizer(learning_rate)
+    with tf.control_dependencies(list(update_ops)):
+        return optimizer.minimize(loss_value, var_list=var_list, global_step=global_step)

@@ -1,0 +1,280 @@
+"""Training LeNet-5 on MNIST: a library function (:func:`train`) and ``python -m lenet_tf.train``."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lenet_tf import checkpoint
+from lenet_tf._tf import session_config, tf, tf1
+from lenet_tf.augment import augment_images
+from lenet_tf.data import Splits, load_mnist, split
+from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
+from lenet_tf.inference import InferenceGraph
+from lenet_tf.model import LeNet5
+from lenet_tf.objectives import correct, loss, scale_images, training_op
+
+SCHEDULES = ("constant", "exponential", "cosine")
+MODEL_SCOPE = "lenet5"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; ``model`` holds extra :class:`LeNet5` arguments."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    schedule: str = "exponential"
+    lr_decay: float = 0.8
+    weight_decay: float = 0.0
+    augment: bool = False
+    seed: int = 0
+    valid_size: int = 5000
+    model: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raises :class:`ConfigError` for any value out of range, before any work starts."""
+        checks = [
+            (isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 1,
+             f"batch size must be ≥ 1, got {self.batch_size}"),
+            (math.isfinite(self.learning_rate) and self.learning_rate > 0,
+             f"learning rate must be > 0, got {self.learning_rate}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
+            (0 < self.lr_decay <= 1, f"lr decay must lie in (0, 1], got {self.lr_decay}"),
+            (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
+            (self.valid_size >= 1, f"valid size must be ≥ 1, got {self.valid_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        try:
+            LeNet5(**self.model)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model: {err}") from None
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """The learning rate used throughout (0-based) ``epoch``."""
+        if self.schedule == "exponential":
+            return self.learning_rate * self.lr_decay ** epoch
+        if self.schedule == "cosine":
+            return self.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
+        return self.learning_rate
+
+
+@dataclass
+class TrainResult:
+    """What a finished run measured; the same facts are in ``out_dir/run.json``."""
+
+    out_dir: Path
+    history: list[dict]
+    best_epoch: int
+    valid_accuracy: float
+    test_accuracy: float
+    test_loss: float
+    seconds: float
+    images_per_second: float
+
+
+class _TrainGraph:
+    """The training graph: the training set lives in the graph, each step is fed only batch indices."""
+
+    def __init__(self, config: TrainConfig, splits: Splits) -> None:
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf1.set_random_seed(config.seed)
+            # Local variables: initialised from the arrays once, never written to checkpoints.
+            self._images_init = tf1.placeholder(tf.uint8, splits.train_images.shape)
+            self._labels_init = tf1.placeholder(tf.int32, splits.train_labels.shape)
+            local = [tf1.GraphKeys.LOCAL_VARIABLES]
+            images = tf1.Variable(self._images_init, trainable=False, collections=local, name="train_images")
+            labels = tf1.Variable(self._labels_init, trainable=False, collections=local, name="train_labels")
+            self.indices = tf1.placeholder(tf.int32, [None], name="batch_indices")
+            self.learning_rate = tf1.placeholder(tf.float32, [], name="learning_rate")
+            batch_images = scale_images(tf.gather(images, self.indices))
+            batch_labels = tf.gather(labels, self.indices)
+            self.global_step = tf1.train.get_or_create_global_step()
+            if config.augment:
+                batch_images = augment_images(batch_images, seed=tf.stack([config.seed, self.global_step]))
+            self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
+            logits = self.net(batch_images, training=True)
+            self.loss = loss(logits, batch_labels)
+            self.accuracy = tf.reduce_mean(correct(logits, batch_labels))
+            self.train_op = training_op(
+                self.loss, self.learning_rate, self.net.trainable_variables, self.net.update_ops,
+                config.weight_decay, self.global_step)
+            self.inference = InferenceGraph(self.net)
+            self.saver = tf1.train.Saver(max_to_keep=None)
+            self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
+        self.graph.finalize()
+
+    def start(self, splits: Splits) -> tf1.Session:
+        session = tf1.Session(graph=self.graph, config=session_config())
+        session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels})
+        return session
+
+
+def _load_splits(config: TrainConfig, data_dir, verify: bool) -> Splits:
+    return split(load_mnist(data_dir, verify=verify), config.valid_size, config.seed)
+
+
+def _resume_state(config: TrainConfig, out_dir: Path) -> dict:
+    run = checkpoint.read_run(out_dir)
+    expected = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model).get_config()
+    if run["model"] != expected:
+        raise CheckpointError(f"{out_dir}: holds a different model ({run['model']}); cannot resume with {expected}")
+    if run["train"]["seed"] != config.seed or run["train"]["valid_size"] != config.valid_size:
+        raise CheckpointError(f"{out_dir}: was trained with another seed or split; resume with the same --seed")
+    checkpoint.checkpoint_prefix(out_dir, "last", run)
+    return run
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path = "SavedModel",
+    *,
+    data_dir: str | Path | None = None,
+    splits: Splits | None = None,
+    verify_checksums: bool = True,
+    resume: bool = False,
+    logdir: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Trains LeNet-5, keeping the epoch with the best validation accuracy, and tests it.
+
+    Args:
+      config: hyper-parameters; validated before anything is read or written.
+      out_dir: checkpoint folder (see :mod:`lenet_tf.checkpoint`).
+      data_dir: MNIST folder (see :func:`lenet_tf.data.resolve_data_dir`); ignored when ``splits`` is given.
+      splits: ready data instead of loading MNIST.
+      verify_checksums: check the MNIST files against the official SHA-256 values.
+      resume: continue from the last saved epoch in ``out_dir`` (weights, Adam state, history).
+      logdir: TensorBoard folder; defaults to ``out_dir/logs``.
+      progress: show a progress bar per epoch.
+
+    Raises:
+      ConfigError, DataError, CheckpointError, TrainingError: with a one-line message.
+    """
+    config.validate()
+    out = Path(out_dir)
+    previous = _resume_state(config, out) if resume else None
+    out = checkpoint.prepare_output_dir(out)
+    if splits is None:
+        splits = _load_splits(config, data_dir, verify_checksums)
+    graph = _TrainGraph(config, splits)
+    with graph.graph.as_default():
+        writer = tf1.summary.FileWriter(str(logdir or out / "logs"), graph.graph)
+    run = {
+        "format": 1,
+        "model": graph.net.get_config(),
+        "train": asdict(config),
+        "data": {"train": len(splits.train_labels), "valid": len(splits.valid_labels),
+                 "test": len(splits.test_labels)},
+        "history": [],
+        "complete": False,
+    }
+    with graph.start(splits) as session:
+        if previous:
+            graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "last", previous))
+            run.update(history=previous["history"], best=previous["best"], last=previous["last"])
+        first_epoch = len(run["history"])
+        train_seconds = sum(h["seconds"] for h in run["history"])
+        for epoch in range(first_epoch, config.epochs):
+            stats = _train_epoch(session, graph, config, splits, epoch, progress, writer)
+            train_seconds += stats["seconds"]
+            _record_epoch(session, graph, out, run, stats, writer)
+        graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "best", run))
+        test = graph.inference.run(session, splits.test_images, splits.test_labels)
+    writer.close()
+    images = sum(h["images"] for h in run["history"])
+    run.update(
+        complete=True,
+        test={"accuracy": test.accuracy(splits.test_labels), "loss": test.loss},
+        seconds=train_seconds,
+        images_per_second=images / train_seconds,
+    )
+    checkpoint.write_json_atomic(out / checkpoint.RUN_FILE, run)
+    return TrainResult(out, run["history"], run["best"]["epoch"], run["best"]["valid_accuracy"],
+                       run["test"]["accuracy"], run["test"]["loss"], train_seconds, run["images_per_second"])
+
+
+def _train_epoch(session, graph: _TrainGraph, config: TrainConfig, splits: Splits, epoch: int,
+                 progress: bool, writer) -> dict:
+    """One pass over the shuffled training set; returns the epoch's statistics."""
+    count = len(splits.train_labels)
+    # The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    order = np.random.default_rng([config.seed, epoch]).permutation(count).astype(np.int32)
+    learning_rate = config.learning_rate_at(epoch)
+    starts = range(0, count, config.batch_size)
+    bar = tqdm(starts, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
+               leave=True, dynamic_ncols=True)
+    loss_sum = correct_sum = 0.0
+    began = time.perf_counter()
+    for i, start in enumerate(bar):
+        batch = order[start:start + config.batch_size]
+        _, batch_loss, batch_accuracy, step = session.run(
+            [graph.train_op, graph.loss, graph.accuracy, graph.global_step],
+            {graph.indices: batch, graph.learning_rate: learning_rate})
+        if not math.isfinite(batch_loss):
+            raise TrainingError(
+                f"loss became {batch_loss} at epoch {epoch + 1}, step {step}; try a lower --lr "
+                "(the last good checkpoint is kept)")
+        loss_sum += float(batch_loss) * len(batch)
+        correct_sum += float(batch_accuracy) * len(batch)
+        if i % 25 == 0:
+            bar.set_postfix(loss=f"{loss_sum / (start + len(batch)):.4f}",
+                            acc=f"{correct_sum / (start + len(batch)):.4f}")
+            writer.add_summary(_scalars({"train/batch_loss": batch_loss}), step)
+    seconds = time.perf_counter() - began
+    valid = graph.inference.run(session, splits.valid_images, splits.valid_labels)
+    stats = {
+        "epoch": epoch + 1,
+        "learning_rate": learning_rate,
+        "loss": loss_sum / count,
+        "train_accuracy": correct_sum / count,
+        "valid_loss": valid.loss,
+        "valid_accuracy": valid.accuracy(splits.valid_labels),
+        "seconds": seconds,
+        "images": count,
+        "images_per_second": count / seconds,
+    }
+    bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['train_accuracy']:.4f}",
+                    valid=f"{stats['valid_accuracy']:.4f}")
+    bar.close()
+    return stats
+
+
+def _record_epoch(session, graph: _TrainGraph, out: Path, run: dict, stats: dict, writer) -> None:
+    """Checkpoints the epoch, then atomically points ``run.json`` at it; prunes stale checkpoints."""
+    name = checkpoint.save(graph.saver, session, out, f"epoch-{stats['epoch']:04d}")
+    run["history"].append(stats)
+    run["last"] = {"epoch": stats["epoch"], "dir": name}
+    if "best" not in run or stats["valid_accuracy"] > run["best"]["valid_accuracy"]:
+        run["best"] = {"epoch": stats["epoch"], "dir": name, "valid_accuracy": stats["valid_accuracy"]}
+    checkpoint.write_json_atomic(out / checkpoint.RUN_FILE, run)
+    checkpoint.prune(out, {run["best"]["dir"], run["last"]["dir"]})
+    step = session.run(graph.global_step)
+    writer.add_summary(_scalars({
+        "train/loss": stats["loss"], "train/accuracy": stats["train_accuracy"],
+        "valid/loss": stats["valid_loss"], "valid/accuracy": stats["valid_accuracy"],
+        "learning_rate": stats["learning_rate"],
+    }), step)
+    writer.flush()
+
+
+def _scalars(values: dict[str, float]) -> tf1.Summary:
+    return tf1.Summary(value=[tf1.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])
+
+
+if __name__ == "__main__":
+    import sys
+
+    from lenet_tf.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

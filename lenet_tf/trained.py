@@ -1,0 +1,59 @@
+"""A trained LeNet5 restored from a training folder into a graph and session of its own."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from lenet_tf import checkpoint
+from lenet_tf._tf import session_config, tf, tf1
+from lenet_tf.data import pad_images
+from lenet_tf.errors import CheckpointError
+from lenet_tf.inference import InferenceGraph, Predictions
+from lenet_tf.model import LeNet5
+
+
+class TrainedModel:
+    """Restores the ``best`` (or ``last``) epoch of ``checkpoint_dir`` for inference.
+
+    Use as a context manager, or call :meth:`close`, to free the session.
+    """
+
+    def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best") -> None:
+        self.run = checkpoint.read_run(checkpoint_dir)
+        self.checkpoint = checkpoint.checkpoint_prefix(checkpoint_dir, which, self.run)
+        self.epoch = self.run[which]["epoch"]
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            try:
+                self.net = LeNet5(**self.run["model"])
+            except (TypeError, ValueError) as err:
+                raise CheckpointError(f"{checkpoint_dir}: unknown model configuration ({err})") from None
+            self.inference = InferenceGraph(self.net)
+        self.session = tf1.Session(graph=self.graph, config=session_config())
+        try:
+            self.net.restore(self.session, self.checkpoint, checkpoint_scope=self.net.name)
+        except CheckpointError:
+            self.session.close()
+            raise
+        self.graph.finalize()
+
+    def predict(self, images: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
+        """Classifies uint8 digits ``[N, 28, 28]`` or padded ``[N, 32, 32, 1]``."""
+        images = np.asarray(images, dtype=np.uint8)
+        if images.ndim == 3 and images.shape[1:] == (28, 28):
+            images = pad_images(images)
+        if images.ndim != 4 or images.shape[1:] != (32, 32, 1):
+            raise ValueError(f"images must be [N, 28, 28] or [N, 32, 32, 1], got {images.shape}")
+        return self.inference.run(self.session, images, labels)
+
+    def close(self) -> None:
+        """Releases the session."""
+        self.session.close()
+
+    def __enter__(self) -> TrainedModel:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
