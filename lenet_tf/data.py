@@ -91,7 +91,8 @@ def _download(name: str, target: Path) -> None:
 
 def _load_file(folder: Path, name: str, verify: bool, download: bool) -> np.ndarray:
     path = folder / name
-    if not path.exists() and download:
+    downloaded = not path.exists() and download
+    if downloaded:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -103,6 +104,8 @@ def _load_file(folder: Path, name: str, verify: bool, download: bool) -> np.ndar
     if verify:
         digest = hashlib.sha256(data).hexdigest()
         if digest != MNIST_FILES[name]:
+            if downloaded:  # never keep a bad download where the next run would trust it
+                path.unlink()
             raise DataError(
                 f"{path}: SHA-256 {digest[:12]}… does not match the official MNIST file "
                 "(use --skip-checksum for your own data in MNIST's format)"

@@ -268,14 +268,22 @@ class LeNet5:
         Raises:
           CheckpointError: the checkpoint is missing or holds a different architecture.
         """
+        saver = self.saver(checkpoint_scope)
         try:
-            self.saver(checkpoint_scope).restore(session, checkpoint)
-        except ValueError as err:
-            raise CheckpointError(f"{checkpoint}: {err}") from None
-        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
-            first_line = err.message.strip().splitlines()[0]
-            raise CheckpointError(
-                f"{checkpoint}: does not hold this LeNet5's variables ({first_line})") from None
+            stored = dict(tf1.train.list_variables(checkpoint))
+        except (ValueError, tf.errors.OpError):
+            raise CheckpointError(f"{checkpoint}: no readable checkpoint there") from None
+        own = len(self.scope_name) + 1
+        for variable in self.variables:
+            key = f"{checkpoint_scope}/{variable.op.name[own:]}"
+            if key not in stored:
+                raise CheckpointError(f"{checkpoint}: does not hold this LeNet5's variables ({key} is missing)")
+            if stored[key] != variable.shape.as_list():
+                raise CheckpointError(
+                    f"{checkpoint}: does not hold this LeNet5's variables ({key} has shape {stored[key]} "
+                    f"there, {variable.shape.as_list()} here)")
+        with self._graph.as_default():  # outside a graph, TF2's Saver would try an eager restore
+            saver.restore(session, checkpoint)
 
     def count_params(self) -> int:
         """Number of trainable parameters (61,706 for the plain ten-class network)."""

@@ -1,0 +1,28 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="lenet_tf",
+    version="0.1.0",
+    description="LeNet-5 on MNIST with TensorFlow's low-level graph API (tf.compat.v1)",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lenet_tf", "lenet_tf.*"]),
+    package_data={"lenet_tf": ["static/*"]},
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "numpy>=1.26",
+        "scikit-learn>=1.4",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "pillow>=10.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0"],
+        "bench": ["torch"],
+    },
+    entry_points={"console_scripts": ["lenet-tf=lenet_tf.cli:main"]},
+)

@@ -1,0 +1,33 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from synthetic import write_mnist_dir  # noqa: E402
+
+from lenet_tf.data import load_mnist, split  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_MNIST = REPO / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """A folder of small synthetic MNIST-format files (checksums do not match the official ones)."""
+    return write_mnist_dir(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_splits(synthetic_dir):
+    return split(load_mnist(synthetic_dir, verify=False, download=False), valid_size=100, seed=0)
+
+
+@pytest.fixture(scope="session")
+def real_mnist():
+    if not (REAL_MNIST / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("the shipped MNIST files are not in data/mnist")
+    return load_mnist(REAL_MNIST, download=False)

@@ -1,0 +1,206 @@
+import numpy as np
+import pytest
+from reference import conv2d_valid, lenet5_forward, max_pool_2x2
+
+from lenet_tf import LeNet5
+from lenet_tf._tf import tf, tf1
+from lenet_tf.errors import CheckpointError
+
+PLAIN_NAMES = [f"lenet5/{layer}/{kind}" for layer in ("conv1", "conv2", "fc1", "fc2", "logits")
+               for kind in ("weights", "biases")]
+
+
+def images_placeholder():
+    return tf1.placeholder(tf.float32, [None, 32, 32, 1])
+
+
+def random_images(n=4, seed=0):
+    return np.random.default_rng(seed).random((n, 32, 32, 1), dtype=np.float32)
+
+
+@pytest.fixture
+def graph():
+    with tf.Graph().as_default() as g:
+        yield g
+
+
+def test_shapes_names_and_parameter_count(graph):
+    net = LeNet5()
+    logits = net(images_placeholder())
+    assert logits.shape.as_list() == [None, 10]
+    assert [v.op.name for v in net.variables] == PLAIN_NAMES
+    assert net.count_params() == 61706
+    shapes = {name: net.endpoints[name].shape.as_list()[1:] for name in net.endpoints}
+    assert shapes == {"conv1": [14, 14, 6], "conv2": [5, 5, 16], "flatten": [400], "fc1": [120],
+                      "fc2": [84], "logits": [10]}
+
+
+def test_two_calls_share_weights_and_agree(graph):
+    net = LeNet5()
+    x = images_placeholder()
+    first = net(x)
+    variables_after_one = list(net.variables)
+    second = net(tf.identity(x))
+    assert net.variables == variables_after_one
+    assert len(tf1.global_variables()) == 10
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        a, b = session.run([first, second], {x: random_images()})
+    np.testing.assert_array_equal(a, b)
+
+
+def test_two_instances_coexist_with_separate_weights(graph):
+    x = images_placeholder()
+    one, two = LeNet5(), LeNet5()
+    out_one, out_two = one(x), two(x)
+    assert one.scope_name == "lenet5" and two.scope_name == "lenet5_1"
+    assert not set(one.variables) & set(two.variables)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        a, b = session.run([out_one, out_two], {x: random_images()})
+    assert not np.allclose(a, b)
+
+
+def test_works_on_a_tf_data_element_and_another_nets_output(graph):
+    dataset = tf.data.Dataset.from_tensor_slices(random_images(8)).batch(4)
+    element = tf1.data.make_one_shot_iterator(dataset).get_next()
+    upstream = tf1.get_variable("upstream_scale", [], initializer=tf1.ones_initializer())
+    net = LeNet5()
+    logits = net(element * upstream)
+    loss = tf.reduce_sum(logits)
+    gradient = tf.gradients(loss, [upstream])[0]
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        assert np.isfinite(session.run(gradient)), "gradients flow back into the upstream network"
+
+
+def test_matches_numpy_reference(graph):
+    net = LeNet5(init_stddev=0.3)
+    x = images_placeholder()
+    logits = net(x)
+    images = random_images(3)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        # Random biases so that the pool-before-bias ordering is really exercised.
+        for v in net.variables:
+            if v.op.name.endswith("biases"):
+                v.load(np.random.default_rng(1).normal(0, 0.3, v.shape.as_list()), session)
+        params = {v.op.name[len("lenet5/"):]: session.run(v) for v in net.variables}
+        got = session.run(logits, {x: images})
+    expected = lenet5_forward(images.astype(np.float64), params)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_helpers_match_numpy_conv_and_pool(graph):
+    rng = np.random.default_rng(2)
+    images = rng.normal(size=(2, 14, 14, 6)).astype(np.float32)
+    weights = rng.normal(size=(5, 5, 6, 16)).astype(np.float32)
+    conv = LeNet5.conv2d(tf.constant(images), tf.constant(weights))
+    pooled = LeNet5.max_pool(conv)
+    with tf1.Session() as session:
+        got_conv, got_pool = session.run([conv, pooled])
+    np.testing.assert_allclose(got_conv, conv2d_valid(images, weights), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_pool, max_pool_2x2(conv2d_valid(images, weights)), rtol=1e-4, atol=1e-4)
+
+
+def test_restore_into_another_graph_with_other_variables(tmp_path):
+    images = random_images(5)
+    with tf.Graph().as_default():
+        net = LeNet5(seed=7)
+        x = images_placeholder()
+        logits = net(x)
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            expected = session.run(logits, {x: images})
+            prefix = net.saver().save(session, str(tmp_path / "weights"))
+    with tf.Graph().as_default():
+        other = tf1.get_variable("classifier_head", [10, 3], initializer=tf1.ones_initializer())
+        x = images_placeholder()
+        first, renamed = LeNet5(), LeNet5("digits")  # "lenet5" and "digits": both load the same file
+        head = tf.matmul(renamed(x), other)
+        first_logits, renamed_logits = first(x), renamed(x)
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            first.restore(session, prefix)
+            renamed.restore(session, prefix, checkpoint_scope="lenet5")
+            got_first, got_renamed, head_value = session.run([first_logits, renamed_logits, head], {x: images})
+            np.testing.assert_array_equal(session.run(other), np.ones((10, 3)))
+    np.testing.assert_allclose(got_first, expected, rtol=1e-6)
+    np.testing.assert_allclose(got_renamed, expected, rtol=1e-6)
+    np.testing.assert_allclose(head_value, expected @ np.ones((10, 3)), rtol=1e-5)
+
+
+def test_restore_of_another_architecture_is_a_clear_error(tmp_path):
+    with tf.Graph().as_default():
+        net = LeNet5()
+        net(images_placeholder())
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            prefix = net.saver().save(session, str(tmp_path / "plain"))
+    with tf.Graph().as_default():
+        net = LeNet5(batch_norm=True)
+        net(images_placeholder())
+        with tf1.Session() as session, pytest.raises(CheckpointError, match="does not hold this LeNet5's variables"):
+            net.restore(session, prefix)
+    with tf.Graph().as_default():
+        net = LeNet5(num_classes=5)
+        net(images_placeholder())
+        with tf1.Session() as session, pytest.raises(CheckpointError, match="does not hold this LeNet5's variables"):
+            net.restore(session, prefix)
+
+
+def test_batch_norm_modes_and_moving_averages(graph):
+    net = LeNet5(batch_norm=True, dropout=0.5, seed=0)
+    x = images_placeholder()
+    train_logits = net(x, training=True)
+    updates = list(net.update_ops)
+    infer_logits = net(x, training=False)
+    assert len(updates) == 8 and net.update_ops == []
+    moving = [v for v in net.variables if "moving_mean" in v.op.name]
+    assert len(moving) == 4 and not set(moving) & set(net.trainable_variables)
+    images = random_images(8)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        before = session.run(infer_logits, {x: images})
+        session.run(updates, {x: images})
+        after = session.run(infer_logits, {x: images})
+        assert not np.allclose(before, after), "updating the moving averages changes inference"
+        np.testing.assert_array_equal(after, session.run(infer_logits, {x: images}))
+        a, b = session.run([train_logits, train_logits], {x: images})
+        assert not np.allclose(session.run(train_logits, {x: images}), after)
+
+
+def test_get_config_rebuilds_the_same_network(graph):
+    net = LeNet5("n", activation="elu", dropout=0.2, batch_norm=True, init_stddev=0.05)
+    assert LeNet5(**net.get_config()).get_config() == net.get_config()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"activation": "swish"}, "activation must be one of"),
+    ({"dropout": 1.0}, "dropout must lie in"),
+    ({"num_classes": 1}, "num_classes must be an int"),
+    ({"init_stddev": 0}, "init_stddev must be > 0"),
+    ({"name": ""}, "name must be a non-empty string"),
+    ({"input_std": 0}, "input_std must be > 0"),
+])
+def test_bad_arguments_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LeNet5(**kwargs)
+
+
+def test_bad_input_shape_and_eager_use(graph):
+    with pytest.raises(ValueError, match=r"\[N, 32, 32, 1\]"):
+        LeNet5()(tf1.placeholder(tf.float32, [None, 28, 28, 1]))
+
+
+def test_eager_call_is_refused():
+    with pytest.raises(RuntimeError, match="builds TF1 graph ops"):
+        LeNet5()(tf.zeros([1, 32, 32, 1]))
+
+
+def test_an_instance_is_bound_to_one_graph():
+    net = LeNet5()
+    with tf.Graph().as_default():
+        net(images_placeholder())
+    with tf.Graph().as_default(), pytest.raises(RuntimeError, match="bound to another graph"):
+        net(images_placeholder())

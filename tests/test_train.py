@@ -1,0 +1,117 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
+from lenet_tf.train import TrainConfig, train
+from lenet_tf.trained import TrainedModel
+
+FAST = dict(batch_size=32, learning_rate=3e-3, valid_size=100)
+
+
+def run(tmp_path, splits, name="out", **overrides):
+    config = TrainConfig(**{"epochs": 3, **FAST, **overrides})
+    return train(config, tmp_path / name, splits=splits, progress=False)
+
+
+def test_tiny_run_learns_and_checkpoints_restore(tmp_path, synthetic_splits):
+    result = run(tmp_path, synthetic_splits)
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0] * 0.5
+    assert result.valid_accuracy >= 0.9 and result.test_accuracy >= 0.9
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["complete"] and record["best"]["epoch"] == result.best_epoch
+    assert sorted(p.name for p in (tmp_path / "out").glob("epoch-*")) == sorted(
+        {f"epoch-{record['best']['epoch']:04d}", f"epoch-{record['last']['epoch']:04d}"})
+    with TrainedModel(tmp_path / "out") as model:
+        predictions = model.predict(synthetic_splits.test_images, synthetic_splits.test_labels)
+    assert predictions.accuracy(synthetic_splits.test_labels) == pytest.approx(result.test_accuracy)
+    assert predictions.loss == pytest.approx(result.test_loss, rel=1e-5)
+
+
+def test_best_epoch_is_chosen_by_validation_accuracy(tmp_path, synthetic_splits):
+    result = run(tmp_path, synthetic_splits, epochs=4)
+    accuracies = [h["valid_accuracy"] for h in result.history]
+    assert result.best_epoch == 1 + int(np.argmax(accuracies))
+    assert result.valid_accuracy == max(accuracies)
+
+
+def test_same_seed_gives_the_same_run(tmp_path, synthetic_splits):
+    a = run(tmp_path, synthetic_splits, "a", epochs=2)
+    b = run(tmp_path, synthetic_splits, "b", epochs=2)
+    c = run(tmp_path, synthetic_splits, "c", epochs=2, seed=1)
+    key = lambda r: [(h["loss"], h["valid_accuracy"]) for h in r.history]  # noqa: E731
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+
+
+def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits):
+    full = run(tmp_path, synthetic_splits, "full", epochs=3, augment=True)
+    run(tmp_path, synthetic_splits, "part", epochs=2, augment=True)
+    resumed = train(TrainConfig(epochs=3, augment=True, **FAST), tmp_path / "part", splits=synthetic_splits,
+                    resume=True, progress=False)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in full.history],
+                               rtol=1e-4)
+    assert resumed.test_accuracy == pytest.approx(full.test_accuracy, abs=0.02)
+
+
+def test_resume_refuses_another_architecture(tmp_path, synthetic_splits):
+    run(tmp_path, synthetic_splits, epochs=1)
+    with pytest.raises(CheckpointError, match="holds a different model"):
+        train(TrainConfig(epochs=2, model={"batch_norm": True}, **FAST), tmp_path / "out",
+              splits=synthetic_splits, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="no such checkpoint folder"):
+        train(TrainConfig(**FAST), tmp_path / "missing", splits=synthetic_splits, resume=True, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synthetic_splits):
+    good = run(tmp_path, synthetic_splits, epochs=1)
+    before = (tmp_path / "out" / "run.json").read_text()
+    with pytest.raises(TrainingError, match="loss became (nan|inf)"):
+        run(tmp_path, synthetic_splits, epochs=1, learning_rate=1e12)
+    assert (tmp_path / "out" / "run.json").read_text() == before
+    with TrainedModel(tmp_path / "out") as model:
+        accuracy = model.predict(synthetic_splits.test_images).accuracy(synthetic_splits.test_labels)
+    assert accuracy == pytest.approx(good.test_accuracy)
+
+
+def test_batch_norm_dropout_and_augmentation_train(tmp_path, synthetic_splits):
+    result = run(tmp_path, synthetic_splits, epochs=3, augment=True, schedule="cosine",
+                 model={"batch_norm": True, "dropout": 0.3, "bn_momentum": 0.9})
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.test_accuracy >= 0.8
+    with TrainedModel(tmp_path / "out") as model:
+        assert model.predict(synthetic_splits.test_images).accuracy(
+            synthetic_splits.test_labels) == pytest.approx(result.test_accuracy)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"epochs": 0}, "epochs must be ≥ 1"),
+    ({"batch_size": -1}, "batch size must be ≥ 1"),
+    ({"learning_rate": 0.0}, "learning rate must be > 0"),
+    ({"learning_rate": math.nan}, "learning rate must be > 0"),
+    ({"schedule": "step"}, "schedule must be one of"),
+    ({"model": {"dropout": 2}}, "model: dropout must lie in"),
+    ({"model": {"layers": 3}}, "model: .*unexpected keyword"),
+])
+def test_bad_configuration_fails_before_any_work(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train(TrainConfig(**overrides), tmp_path / "never", splits=None, progress=False)
+    assert not (tmp_path / "never").exists()
+
+
+def test_learning_rate_schedules():
+    assert TrainConfig(schedule="constant").learning_rate_at(5) == 1e-3
+    assert TrainConfig(lr_decay=0.5).learning_rate_at(2) == pytest.approx(2.5e-4)
+    cosine = TrainConfig(schedule="cosine", epochs=4)
+    assert [round(cosine.learning_rate_at(e) / 1e-3, 4) for e in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
+
+
+def test_read_only_output_folder_is_a_clear_error(tmp_path, synthetic_splits):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError, match="output folder is not writable|is a file"):
+        run(tmp_path, synthetic_splits, name="file/out")
