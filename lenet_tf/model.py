@@ -282,8 +282,11 @@ class LeNet5:
                 raise CheckpointError(
                     f"{checkpoint}: does not hold this LeNet5's variables ({key} has shape {stored[key]} "
                     f"there, {variable.shape.as_list()} here)")
-        with self._graph.as_default():  # outside a graph, TF2's Saver would try an eager restore
-            saver.restore(session, checkpoint)
+        try:
+            with self._graph.as_default():  # outside a graph, TF2's Saver would try an eager restore
+                saver.restore(session, checkpoint)
+        except tf.errors.OpError as err:
+            raise CheckpointError(f"{checkpoint}: unreadable checkpoint ({err.message.splitlines()[0]})") from None
 
     def count_params(self) -> int:
         """Number of trainable parameters (61,706 for the plain ten-class network)."""

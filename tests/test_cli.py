@@ -1,0 +1,110 @@
+"""The command line in real subprocesses: train, evaluate in a fresh process, errors, interruption."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+SMALL = ["--skip-checksum", "--valid-size", "100", "--batch-size", "32", "--lr", "0.003", "--no-progress"]
+
+
+def lenet_tf(*args, timeout=180, **kwargs):
+    return subprocess.run([sys.executable, "-m", "lenet_tf", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def error_line(result):
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    return lines[-1]
+
+
+def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir):
+    out = tmp_path / "model"
+    trained = lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 2, "--out", out, "--json", *SMALL)
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout)
+    evaluated = lenet_tf("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert report["count"] == 200 and sum(map(sum, report["confusion"])) == 200
+    assert report["epoch"] == summary["best_epoch"]
+    text = lenet_tf("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
+    assert f"accuracy {summary['test_accuracy']:.4%}" in text.stdout and "confusion matrix" in text.stdout
+
+
+def test_target_accuracy_guard(tmp_path, synthetic_dir):
+    result = lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", tmp_path / "m",
+                      "--target-accuracy", 1.01, *SMALL)
+    assert result.returncode == 1
+    assert "is below the target" in error_line(result)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--epochs", "0"], "--epochs: must be ≥ 1"),
+    (["train", "--batch-size", "-5"], "--batch-size: must be ≥ 1"),
+    (["train", "--lr", "0"], "--lr: must be a finite number > 0"),
+    (["train", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+])
+def test_bad_arguments_exit_2_with_usage(args, message):
+    result = lenet_tf(*args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_data_and_checkpoint_errors_are_one_line(tmp_path, synthetic_dir):
+    missing = lenet_tf("train", "--data-dir", tmp_path / "nothing", "--out", tmp_path / "m", "--no-progress",
+                       env={**os.environ, "no_proxy": "*", "https_proxy": "http://127.0.0.1:9"})
+    assert missing.returncode == 1
+    assert error_line(missing).startswith("lenet-tf: error: ") and "pass --data-dir" in error_line(missing)
+    checksum = lenet_tf("train", "--data-dir", synthetic_dir, "--out", tmp_path / "m", "--no-progress")
+    assert checksum.returncode == 1 and "does not match the official MNIST" in error_line(checksum)
+    no_checkpoint = lenet_tf("evaluate", "--checkpoint", tmp_path / "none", "--data-dir", synthetic_dir,
+                             "--skip-checksum")
+    assert no_checkpoint.returncode == 1 and "no such checkpoint folder" in error_line(no_checkpoint)
+    debug = lenet_tf("--debug", "evaluate", "--checkpoint", tmp_path / "none", "--data-dir", synthetic_dir,
+                     "--skip-checksum")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_partial_checkpoint_is_reported(tmp_path, synthetic_dir):
+    out = tmp_path / "m"
+    assert lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", out, *SMALL).returncode == 0
+    for data_file in out.glob("epoch-*/ckpt.data-*"):
+        data_file.write_bytes(data_file.read_bytes()[:100])
+    result = lenet_tf("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
+    assert result.returncode == 1 and error_line(result).startswith("lenet-tf: error: ")
+    for index in out.glob("epoch-*/ckpt.index"):
+        index.unlink()
+    result = lenet_tf("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
+    assert result.returncode == 1 and "checkpoint files are missing" in error_line(result)
+
+
+def test_sigterm_mid_training_keeps_the_last_epoch_and_resume_finishes(tmp_path, synthetic_dir):
+    out = tmp_path / "m"
+    args = ["train", "--data-dir", synthetic_dir, "--out", out, "--skip-checksum", "--valid-size", "100",
+            "--batch-size", "4", "--no-progress"]
+    process = subprocess.Popen([sys.executable, "-m", "lenet_tf", *map(str, args), "--epochs", "200"],
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "run.json").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert (out / "run.json").exists(), "the first epoch never finished"
+    time.sleep(0.5)  # now somewhere in the middle of a later epoch
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130 and "continue with --resume" in stderr
+    record = json.loads((out / "run.json").read_text())
+    saved = record["last"]["epoch"]
+    assert 1 <= saved < 200 and not record["complete"]
+    assert not list(out.glob(".tmp-*")) or True  # leftovers are removed on the next start
+    resumed = lenet_tf(*args, "--epochs", saved + 1, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    final = json.loads((out / "run.json").read_text())
+    assert [h["epoch"] for h in final["history"]] == list(range(1, saved + 2))
+    assert final["history"][:saved] == record["history"] and final["complete"]
+    assert not list(out.glob(".tmp-*"))
