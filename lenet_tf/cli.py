@@ -55,8 +55,8 @@ def _add_train_parser(commands) -> None:
                    help="recipe whose values the flags below override (default: plain)")
     p.add_argument("--epochs", type=_positive_int, help="passes over the training set (default: 10)")
     p.add_argument("--batch-size", type=_positive_int, help="examples per Adam step (default: 128)")
-    p.add_argument("--lr", type=_positive_float, dest="learning_rate", help="Adam learning rate (default: 0.001)")
-    p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule over epochs (default: exponential)")
+    p.add_argument("--lr", type=_positive_float, dest="learning_rate", help="Adam learning rate (default: 0.002)")
+    p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule over epochs (default: cosine)")
     p.add_argument("--lr-decay", type=_positive_float, help="per-epoch factor of the exponential schedule (default: 0.8)")
     p.add_argument("--weight-decay", type=float, help="L2 penalty on the weight matrices (default: 0)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
@@ -85,7 +85,16 @@ def _add_evaluate_parser(commands) -> None:
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--which", choices=("best", "last"), default="best", help="which epoch to load (default: best)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--report", metavar="DIR", help="also write PNG figures into DIR (default: none)")
     _add_data_flags(p)
+
+
+def _add_benchmark_parser(commands) -> None:
+    from lenet_tf import benchmark
+
+    p = commands.add_parser("benchmark", help="training/inference images per second vs the alternatives",
+                            description=benchmark.__doc__.splitlines()[0])
+    benchmark.build_parser(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)
     _add_evaluate_parser(commands)
+    _add_benchmark_parser(commands)
     return parser
 
 
@@ -137,12 +147,21 @@ def _run_train(args) -> int:
 def _run_evaluate(args) -> int:
     from lenet_tf.evaluate import evaluate
 
-    evaluation = evaluate(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum, which=args.which)
+    evaluation = evaluate(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum, which=args.which,
+                          report_dir=args.report)
     print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.format())
+    if args.report and not args.json:
+        print(f"\nfigures written to {args.report}")
     return 0
 
 
-_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate}
+def _run_benchmark(args) -> int:
+    from lenet_tf.benchmark import run_and_print
+
+    return run_and_print(args)
+
+
+_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "benchmark": _run_benchmark}
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:

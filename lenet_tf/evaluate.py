@@ -74,9 +74,18 @@ def evaluate(
     *,
     verify_checksums: bool = True,
     which: str = "best",
+    report_dir: str | os.PathLike | None = None,
 ) -> Evaluation:
-    """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set."""
+    """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set.
+
+    With ``report_dir``, also writes the figures of :func:`lenet_tf.report.write_report` there.
+    """
     mnist = load_mnist(data_dir, verify=verify_checksums)
+    labels = mnist.test_labels.astype(np.int32)
     with TrainedModel(checkpoint_dir, which) as model:
-        evaluation, _ = metrics(model, mnist.test_images, mnist.test_labels.astype(np.int32))
+        evaluation, probabilities = metrics(model, mnist.test_images, labels)
+    if report_dir:
+        from lenet_tf.report import write_report  # matplotlib loads only when figures are wanted
+
+        write_report(evaluation, probabilities, mnist.test_images, labels, model.run["history"], report_dir)
     return evaluation

@@ -29,8 +29,10 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 128
-    learning_rate: float = 1e-3
-    schedule: str = "exponential"
+    # Chosen on validation accuracy (README, "Accuracy"): cosine decay from 2e-3 beat a constant 1e-3
+    # and exponential decay.
+    learning_rate: float = 2e-3
+    schedule: str = "cosine"
     lr_decay: float = 0.8
     weight_decay: float = 0.0
     augment: bool = False
@@ -82,7 +84,7 @@ class TrainResult:
     images_per_second: float
 
 
-class _TrainGraph:
+class TrainGraph:
     """The training graph: the training set lives in the graph, each step is fed only batch indices."""
 
     def __init__(self, config: TrainConfig, splits: Splits) -> None:
@@ -112,12 +114,20 @@ class _TrainGraph:
             self.inference = InferenceGraph(self.net)
             self.saver = tf1.train.Saver(max_to_keep=None)
             self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
+            self._step_fetches = [self.train_op, self.loss, self.accuracy, self.global_step]
         self.graph.finalize()
 
     def start(self, splits: Splits) -> tf1.Session:
+        """Opens a session with fresh variables and the training set loaded into the graph."""
         session = tf1.Session(graph=self.graph, config=session_config())
         session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels})
         return session
+
+    def step(self, session: tf1.Session, indices: np.ndarray, learning_rate: float) -> tuple[float, float, int]:
+        """One Adam step on the training images at ``indices``; returns the batch loss, accuracy and step."""
+        _, batch_loss, batch_accuracy, step = session.run(
+            self._step_fetches, {self.indices: indices, self.learning_rate: learning_rate})
+        return float(batch_loss), float(batch_accuracy), int(step)
 
 
 def _load_splits(config: TrainConfig, data_dir, verify: bool) -> Splits:
@@ -167,7 +177,7 @@ def train(
     out = checkpoint.prepare_output_dir(out)
     if splits is None:
         splits = _load_splits(config, data_dir, verify_checksums)
-    graph = _TrainGraph(config, splits)
+    graph = TrainGraph(config, splits)
     with graph.graph.as_default():
         writer = tf1.summary.FileWriter(str(logdir or out / "logs"), graph.graph)
     run = {
@@ -204,7 +214,7 @@ def train(
                        run["test"]["accuracy"], run["test"]["loss"], train_seconds, run["images_per_second"])
 
 
-def _train_epoch(session, graph: _TrainGraph, config: TrainConfig, splits: Splits, epoch: int,
+def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits, epoch: int,
                  progress: bool, writer) -> dict:
     """One pass over the shuffled training set; returns the epoch's statistics."""
     count = len(splits.train_labels)
@@ -218,15 +228,13 @@ def _train_epoch(session, graph: _TrainGraph, config: TrainConfig, splits: Split
     began = time.perf_counter()
     for i, start in enumerate(bar):
         batch = order[start:start + config.batch_size]
-        _, batch_loss, batch_accuracy, step = session.run(
-            [graph.train_op, graph.loss, graph.accuracy, graph.global_step],
-            {graph.indices: batch, graph.learning_rate: learning_rate})
+        batch_loss, batch_accuracy, step = graph.step(session, batch, learning_rate)
         if not math.isfinite(batch_loss):
             raise TrainingError(
                 f"loss became {batch_loss} at epoch {epoch + 1}, step {step}; try a lower --lr "
                 "(the last good checkpoint is kept)")
-        loss_sum += float(batch_loss) * len(batch)
-        correct_sum += float(batch_accuracy) * len(batch)
+        loss_sum += batch_loss * len(batch)
+        correct_sum += batch_accuracy * len(batch)
         if i % 25 == 0:
             bar.set_postfix(loss=f"{loss_sum / (start + len(batch)):.4f}",
                             acc=f"{correct_sum / (start + len(batch)):.4f}")
@@ -250,7 +258,7 @@ def _train_epoch(session, graph: _TrainGraph, config: TrainConfig, splits: Split
     return stats
 
 
-def _record_epoch(session, graph: _TrainGraph, out: Path, run: dict, stats: dict, writer) -> None:
+def _record_epoch(session, graph: TrainGraph, out: Path, run: dict, stats: dict, writer) -> None:
     """Checkpoints the epoch, then atomically points ``run.json`` at it; prunes stale checkpoints."""
     name = checkpoint.save(graph.saver, session, out, f"epoch-{stats['epoch']:04d}")
     run["history"].append(stats)

@@ -21,15 +21,12 @@ class TrainedModel:
     """
 
     def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best") -> None:
-        self.run = checkpoint.read_run(checkpoint_dir)
-        self.checkpoint = checkpoint.checkpoint_prefix(checkpoint_dir, which, self.run)
+        config = self.read_config(checkpoint_dir, which)
+        self.run, self.checkpoint = config["run"], config["checkpoint"]
         self.epoch = self.run[which]["epoch"]
         self.graph = tf.Graph()
         with self.graph.as_default():
-            try:
-                self.net = LeNet5(**self.run["model"])
-            except (TypeError, ValueError) as err:
-                raise CheckpointError(f"{checkpoint_dir}: unknown model configuration ({err})") from None
+            self.net = LeNet5(**config["model"])
             self.inference = InferenceGraph(self.net)
         self.session = tf1.Session(graph=self.graph, config=session_config())
         try:
@@ -38,6 +35,17 @@ class TrainedModel:
             self.session.close()
             raise
         self.graph.finalize()
+
+    @staticmethod
+    def read_config(checkpoint_dir: str | os.PathLike, which: str = "best") -> dict:
+        """The run record, the checkpoint prefix and validated :class:`LeNet5` arguments of a training folder."""
+        run = checkpoint.read_run(checkpoint_dir)
+        prefix = checkpoint.checkpoint_prefix(checkpoint_dir, which, run)
+        try:
+            LeNet5(**run["model"])
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{checkpoint_dir}: unknown model configuration ({err})") from None
+        return {"run": run, "checkpoint": prefix, "model": run["model"]}
 
     def predict(self, images: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
         """Classifies uint8 digits ``[N, 28, 28]`` or padded ``[N, 32, 32, 1]``."""

@@ -1,0 +1,77 @@
+"""Turning an arbitrary picture of a digit into an MNIST-style 28x28 image.
+
+MNIST's recipe: white ink on black, the digit's bounding box scaled to fit 20x20 keeping its aspect
+ratio (anti-aliased), then placed in a 28x28 frame so that its centre of mass is at the centre.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lenet_tf.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+_INK_FRACTION = 0.2  # a pixel is ink when it is this far from the background towards the darkest ink
+
+
+def load_grayscale(path: str | os.PathLike) -> np.ndarray:
+    """Reads any image file as float32 grey levels [H, W] in 0..255 (transparent areas become white)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                background = Image.new("RGBA", image.size, "white")
+                image = Image.alpha_composite(background, image.convert("RGBA"))
+            return np.asarray(image.convert("L"), dtype=np.float32)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable image ({err})") from None
+
+
+def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
+    """Converts grey levels [H, W] (any size, either polarity) to a uint8 MNIST digit [28, 28].
+
+    Raises:
+      DataError: the image is blank (no ink to be found).
+    """
+    gray = np.asarray(gray, dtype=np.float32)
+    if gray.ndim != 2 or min(gray.shape) < 1:
+        raise DataError(f"{name}: expected a 2-D grey image, got shape {gray.shape}")
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    ink = 255.0 - gray if np.median(border) > 127 else gray  # light background: dark ink on paper
+    ink = ink - np.median(np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]))
+    ink = np.clip(ink, 0, None)
+    if ink.max() < 32:  # less contrast than this is paper texture or JPEG noise, not a digit
+        raise DataError(f"{name}: blank image (no digit found)")
+    rows = np.flatnonzero((ink > _INK_FRACTION * ink.max()).any(axis=1))
+    cols = np.flatnonzero((ink > _INK_FRACTION * ink.max()).any(axis=0))
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = crop * (255.0 / crop.max())
+    scale = 20.0 / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    digit = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(size, Image.LANCZOS))
+    digit = np.clip(digit, 0, 255)
+    frame = np.zeros((28, 28), np.float32)
+    total = digit.sum()
+    com_y = (digit.sum(axis=1) * np.arange(digit.shape[0])).sum() / total
+    com_x = (digit.sum(axis=0) * np.arange(digit.shape[1])).sum() / total
+    top = int(np.clip(round(13.5 - com_y), 0, 28 - digit.shape[0]))
+    left = int(np.clip(round(13.5 - com_x), 0, 28 - digit.shape[1]))
+    frame[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    return np.round(frame).astype(np.uint8)
+
+
+def image_files(paths: list[str | os.PathLike]) -> list[Path]:
+    """Expands folders into the image files they hold (sorted); files are kept as given."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
