@@ -12,9 +12,34 @@ import tensorflow as tf  # noqa: E402
 
 tf1 = tf.compat.v1
 
-__all__ = ["session_config", "tf", "tf1"]
+__all__ = ["default_towers", "gpu_available", "session_config", "tf", "tf1"]
 
 
-def session_config() -> tf1.ConfigProto:
-    """Session settings measured fastest for LeNet-5 here: all cores inside an op, two ops at once."""
-    return tf1.ConfigProto(intra_op_parallelism_threads=os.cpu_count() or 1, inter_op_parallelism_threads=2)
+def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU (it then places the graphs there by itself)."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def default_towers(batch_size: int) -> int:
+    """How many shards a training batch is split into, each shard's ops running on one CPU core.
+
+    LeNet-5's tiny convolutions barely speed up when one op spreads over several threads, so on a CPU each
+    core gets its own shard of the batch (benchmarks/throughput.py: +10-20% on 2 cores). A GPU takes the
+    whole batch at once.
+    """
+    if gpu_available():
+        return 1
+    return max(1, min(os.cpu_count() or 1, batch_size // 32, 8))
+
+
+def session_config(towers: int = 1) -> tf1.ConfigProto:
+    """Session settings: one thread per op and one op per core with towers, else every core inside an op."""
+    cores = os.cpu_count() or 1
+    if towers > 1:
+        config = tf1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=max(towers, cores))
+    else:
+        config = tf1.ConfigProto(intra_op_parallelism_threads=cores, inter_op_parallelism_threads=2)
+    config.use_per_session_threads = True  # each session keeps its own thread settings, not the first one's
+    config.allow_soft_placement = True  # ops without a GPU kernel (uint8 gathers) fall back to the CPU
+    config.gpu_options.allow_growth = True
+    return config

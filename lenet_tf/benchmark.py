@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from lenet_tf._tf import session_config, tf, tf1
+from lenet_tf._tf import gpu_available, tf, tf1
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
 from lenet_tf.train import TrainConfig, TrainGraph
@@ -129,7 +129,7 @@ def bench_feed_dict(splits: Splits, steps: int, repeats: int, warmup: int) -> di
             session.run(logits, {x: test_x[start:start + EVAL_BATCH_SIZE]})
         return len(test_x)
 
-    with tf1.Session(graph=graph, config=session_config()) as session:
+    with tf1.Session(graph=graph) as session:  # default settings, as a plain script would have them
         session.run(init)
         run_steps(warmup)
         return {"train": _median_rate(run_steps, repeats), "inference": _median_rate(infer, repeats)}
@@ -204,43 +204,53 @@ def bench_torch(splits: Splits, steps: int, repeats: int, warmup: int) -> dict:
 
 
 CONTENDERS = {"lenet_tf": bench_lenet_tf, "feed_dict": bench_feed_dict, "keras": bench_keras, "torch": bench_torch}
+# The literal port as TensorFlow runs it with oneDNN off: its default on CPUs without AVX-512.
+ONEDNN_OFF = "feed_dict_onednn_off"
 
 
-def _feed_dict_without_onednn(args) -> dict | None:
-    """The literal port as TensorFlow runs it with oneDNN off (its default on CPUs without AVX-512)."""
-    command = [sys.executable, "-m", "lenet_tf.benchmark", "--only", "feed_dict", "--no-default-env",
-               "--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-               "--json", "-", "--quiet"]
+def _run_worker(name: str, args: argparse.Namespace) -> dict:
+    """Measures one contender in a fresh process, so no thread pool or setting leaks between contenders."""
+    contender, env = name, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if name == ONEDNN_OFF:
+        contender, env["TF_ENABLE_ONEDNN_OPTS"] = "feed_dict", "0"
+    command = [sys.executable, "-m", "lenet_tf.benchmark", "--worker", contender, "--steps", str(args.steps),
+               "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
     if args.data_dir:
-        command += ["--data-dir", args.data_dir]
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        command += ["--data-dir", str(args.data_dir)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
-        return None
-    return json.loads(done.stdout)["results"]["feed_dict"]
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _worker(args: argparse.Namespace) -> int:
+    splits = split(load_mnist(args.data_dir), 5000, 0)
+    try:
+        result = CONTENDERS[args.worker](splits, args.steps, args.repeats, args.warmup)
+    except ImportError as err:
+        result = {"skipped": f"{err.name or err} is not installed (pip install lenet_tf[bench])"}
+    print(json.dumps(result))
+    return 0
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:
-    """Runs the selected contenders on MNIST and returns the figures (images/s) and ratios."""
-    splits = split(load_mnist(args.data_dir), 5000, 0)
+    """Runs the selected contenders on MNIST, each in its own process; returns images/s and ratios."""
+    names = list(args.only or CONTENDERS) + ([] if args.no_default_env else [ONEDNN_OFF])
     results, notes = {}, {}
-    for name in args.only or CONTENDERS:
-        try:
-            results[name] = CONTENDERS[name](splits, args.steps, args.repeats, args.warmup)
-        except ImportError as err:
-            notes[name] = f"skipped: {err.name or err} is not installed (pip install lenet_tf[bench])"
-        if not args.quiet and name in results:
-            print(f"  {name:<10} train {results[name]['train']:>9,.0f} img/s   "
-                  f"inference {results[name]['inference']:>10,.0f} img/s", file=sys.stderr)
-    if not args.no_default_env:
-        default = _feed_dict_without_onednn(args)
-        if default:
-            results["feed_dict_onednn_off"] = default
+    for name in names:
+        result = _run_worker(name, args)
+        if "train" in result:
+            results[name] = result
+            if not args.quiet:
+                print(f"  {name:<22} train {result['train']:>9,.0f} img/s   "
+                      f"inference {result['inference']:>10,.0f} img/s", file=sys.stderr)
+        else:
+            notes[name] = result.get("skipped") or f"failed: {result['error']}"
     gflops = gemm_gflops()
     report = {
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "tensorflow": tf.__version__, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-                    "gemm_gflops": gflops, "train_flops_per_image": TRAIN_FLOPS,
+                    "tensorflow": tf.__version__, "gpu": gpu_available(), "gemm_gflops": gflops,
+                    "train_flops_per_image": TRAIN_FLOPS,
                     "compute_limit_train_images_per_s": gflops * 1e9 / TRAIN_FLOPS},
         "settings": {"batch": BATCH, "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup},
         "results": results,
@@ -281,7 +291,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--warmup", type=int, default=30, help="untimed steps first (default: 30)")
     parser.add_argument("--only", nargs="+", choices=sorted(CONTENDERS), help="run only these contenders")
     parser.add_argument("--no-default-env", action="store_true",
-                        help="skip the extra feed_dict run with TF_ENABLE_ONEDNN_OPTS=0 in a subprocess")
+                        help="skip the extra feed_dict run with TF_ENABLE_ONEDNN_OPTS=0")
+    parser.add_argument("--worker", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON ('-' for stdout)")
     parser.add_argument("--quiet", action="store_true", help="print no table")
     return parser
@@ -294,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_and_print(args: argparse.Namespace) -> int:
+    """Runs the benchmark (or, with ``--worker``, one contender) and prints the results."""
+    if args.worker:
+        return _worker(args)
     report = run_benchmark(args)
     if not args.quiet:
         print(format_report(report))

@@ -35,13 +35,27 @@ class Predictions:
         return float(np.mean(self.losses))
 
 
-class InferenceGraph:
-    """Placeholders for uint8 images ``[N, 32, 32, 1]`` and int32 labels ``[N]`` feeding ``net`` in inference mode."""
+def shard_batch(batch: tf.Tensor, towers: int) -> list[tf.Tensor]:
+    """Splits a batch of any size into ``towers`` nearly equal consecutive shards."""
+    if towers == 1:
+        return [batch]
+    size = tf.shape(batch)[0]
+    bounds = [size * k // towers for k in range(towers + 1)]
+    return tf.split(batch, tf.stack([bounds[k + 1] - bounds[k] for k in range(towers)]), num=towers)
 
-    def __init__(self, net: LeNet5) -> None:
+
+class InferenceGraph:
+    """Placeholders for uint8 images ``[N, 32, 32, 1]`` and int32 labels ``[N]`` feeding ``net`` in inference mode.
+
+    With ``towers`` > 1 the batch is split into that many shards that run in parallel (see
+    :func:`lenet_tf._tf.default_towers`).
+    """
+
+    def __init__(self, net: LeNet5, towers: int = 1) -> None:
         self.images = tf1.placeholder(tf.uint8, [None, 32, 32, 1], name="eval_images")
         self.labels = tf1.placeholder(tf.int32, [None], name="eval_labels")
-        self.logits = net(scale_images(self.images), training=False)
+        images = scale_images(self.images)
+        self.logits = tf.concat([net(shard, training=False) for shard in shard_batch(images, towers)], axis=0)
         self.probabilities = tf.nn.softmax(self.logits)
         self.losses = cross_entropy(self.logits, self.labels)
 

@@ -92,6 +92,7 @@ class LeNet5:
         self._scope: tf1.VariableScope | None = None
         self._graph: tf.Graph | None = None
         self._savers: dict[str, tf1.train.Saver] = {}
+        self._calls = 0
         self.endpoints: dict[str, tf.Tensor] = {}
         self.update_ops: list[tf.Operation] = []
 
@@ -159,10 +160,14 @@ class LeNet5:
         return tf.nn.batch_normalization(inputs, mean, var, beta, gamma, self.bn_epsilon)
 
     def conv_block(self, inputs: tf.Tensor, out_channels: int, training: bool, seed_offset: int) -> tf.Tensor:
-        """conv 5x5 VALID → 2x2 max pool → bias (or batch norm) → activation."""
+        """conv 5x5 VALID → bias (or batch norm) → activation → 2x2 max pool, computed in the faster order."""
         weights = self.conv_weights(inputs.shape[-1], out_channels, seed_offset=seed_offset)
-        pooled = self.max_pool(self.conv2d(inputs, weights))
-        return ACTIVATIONS[self.activation](self._normalise(pooled, training))
+        activation = ACTIVATIONS[self.activation]
+        if training or self.batch_norm:
+            return activation(self._normalise(self.max_pool(self.conv2d(inputs, weights)), training))
+        # Inference without batch norm: TensorFlow fuses conv + bias + ReLU into one oneDNN kernel, which
+        # beats pooling first when no gradient is needed (benchmarks/throughput.py).
+        return self.max_pool(activation(self._normalise(self.conv2d(inputs, weights), training)))
 
     def fully_connected(
         self, inputs: tf.Tensor, units: int, training: bool, seed_offset: int, hidden: bool = True
@@ -174,7 +179,8 @@ class LeNet5:
             return tf.nn.bias_add(outputs, self.bias(units))
         outputs = ACTIVATIONS[self.activation](self._normalise(outputs, training))
         if training and self.dropout > 0:
-            outputs = tf.nn.dropout(outputs, rate=self.dropout, seed=self._seed(seed_offset + 100))
+            # A different op seed per call, so that towers sharing the weights draw independent masks.
+            outputs = tf.nn.dropout(outputs, rate=self.dropout, seed=self._seed(seed_offset + 100 * self._calls))
         return outputs
 
     # ---------------------------------------------------------------------------------- building
@@ -192,6 +198,7 @@ class LeNet5:
             raise RuntimeError(f"{self.name}: this instance is bound to another graph; make a new LeNet5 here")
         self._graph = graph
         self.update_ops = []
+        self._calls += 1
         with self._enter_scope():
             x = tf.cast(images, tf.float32)
             if (self.input_mean, self.input_std) != (0.0, 1.0):

@@ -11,13 +11,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lenet_tf import checkpoint
-from lenet_tf._tf import session_config, tf, tf1
+from lenet_tf._tf import default_towers, session_config, tf, tf1
 from lenet_tf.augment import augment_images
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
-from lenet_tf.inference import InferenceGraph
+from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, shard_batch
 from lenet_tf.model import LeNet5
-from lenet_tf.objectives import correct, loss, scale_images, training_op
+from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
 
 SCHEDULES = ("constant", "exponential", "cosine")
 MODEL_SCOPE = "lenet5"
@@ -38,6 +38,7 @@ class TrainConfig:
     augment: bool = False
     seed: int = 0
     valid_size: int = 5000
+    towers: int = 0  # shards per batch run in parallel; 0 picks one per CPU core (1 on a GPU)
     model: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -52,6 +53,7 @@ class TrainConfig:
             (0 < self.lr_decay <= 1, f"lr decay must lie in (0, 1], got {self.lr_decay}"),
             (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
             (self.valid_size >= 1, f"valid size must be ≥ 1, got {self.valid_size}"),
+            (0 <= self.towers <= self.batch_size, f"towers must lie in 0..batch size, got {self.towers}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -105,13 +107,23 @@ class TrainGraph:
             if config.augment:
                 batch_images = augment_images(batch_images, seed=tf.stack([config.seed, self.global_step]))
             self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
-            logits = self.net(batch_images, training=True)
-            self.loss = loss(logits, batch_labels)
-            self.accuracy = tf.reduce_mean(correct(logits, batch_labels))
+            self.towers = config.towers or default_towers(config.batch_size)
+            # Data parallelism inside one step: every tower runs the shared network on its shard, and the
+            # loss is the mean over the whole batch, so the gradient equals the single-tower one.
+            losses, hits, update_ops = [], [], []
+            for tower, (images_shard, labels_shard) in enumerate(
+                    zip(*(shard_batch(t, self.towers) for t in (batch_images, batch_labels)))):
+                logits = self.net(images_shard, training=True)
+                update_ops = update_ops or list(self.net.update_ops)  # batch-norm statistics of tower 0
+                losses.append(tf.reduce_sum(cross_entropy(logits, labels_shard)))
+                hits.append(tf.reduce_sum(correct(logits, labels_shard)))
+            count = tf.cast(tf.size(self.indices), tf.float32)
+            self.loss = tf.add_n(losses) / count
+            self.accuracy = tf.add_n(hits) / count
             self.train_op = training_op(
-                self.loss, self.learning_rate, self.net.trainable_variables, self.net.update_ops,
+                self.loss, self.learning_rate, self.net.trainable_variables, update_ops,
                 config.weight_decay, self.global_step)
-            self.inference = InferenceGraph(self.net)
+            self.inference = InferenceGraph(self.net, default_towers(EVAL_BATCH_SIZE))
             self.saver = tf1.train.Saver(max_to_keep=None)
             self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
             self._step_fetches = [self.train_op, self.loss, self.accuracy, self.global_step]
@@ -119,7 +131,7 @@ class TrainGraph:
 
     def start(self, splits: Splits) -> tf1.Session:
         """Opens a session with fresh variables and the training set loaded into the graph."""
-        session = tf1.Session(graph=self.graph, config=session_config())
+        session = tf1.Session(graph=self.graph, config=session_config(self.towers))
         session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels})
         return session
 

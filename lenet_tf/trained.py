@@ -7,10 +7,10 @@ import os
 import numpy as np
 
 from lenet_tf import checkpoint
-from lenet_tf._tf import session_config, tf, tf1
+from lenet_tf._tf import default_towers, session_config, tf, tf1
 from lenet_tf.data import pad_images
 from lenet_tf.errors import CheckpointError
-from lenet_tf.inference import InferenceGraph, Predictions
+from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions
 from lenet_tf.model import LeNet5
 
 
@@ -27,8 +27,9 @@ class TrainedModel:
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.net = LeNet5(**config["model"])
-            self.inference = InferenceGraph(self.net)
-        self.session = tf1.Session(graph=self.graph, config=session_config())
+            self.towers = default_towers(EVAL_BATCH_SIZE)
+            self.inference = InferenceGraph(self.net, self.towers)
+        self.session = tf1.Session(graph=self.graph, config=session_config(self.towers))
         try:
             self.net.restore(self.session, self.checkpoint, checkpoint_scope=self.net.name)
         except CheckpointError:

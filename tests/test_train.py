@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from lenet_tf import train as train_module
 from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
 from lenet_tf.train import TrainConfig, train
 from lenet_tf.trained import TrainedModel
@@ -47,9 +48,19 @@ def test_same_seed_gives_the_same_run(tmp_path, synthetic_splits):
     assert key(a) != key(c)
 
 
-def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits):
+def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits, monkeypatch):
     full = run(tmp_path, synthetic_splits, "full", epochs=3, augment=True)
-    run(tmp_path, synthetic_splits, "part", epochs=2, augment=True)
+    record_epoch = train_module._record_epoch
+
+    def interrupt_after_epoch_2(session, graph, out, record, stats, writer):
+        record_epoch(session, graph, out, record, stats, writer)
+        if stats["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_record_epoch", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, synthetic_splits, "part", epochs=3, augment=True)
+    monkeypatch.undo()
     resumed = train(TrainConfig(epochs=3, augment=True, **FAST), tmp_path / "part", splits=synthetic_splits,
                     resume=True, progress=False)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
@@ -104,9 +115,9 @@ def test_bad_configuration_fails_before_any_work(tmp_path, overrides, message):
 
 
 def test_learning_rate_schedules():
-    assert TrainConfig(schedule="constant").learning_rate_at(5) == 1e-3
-    assert TrainConfig(lr_decay=0.5).learning_rate_at(2) == pytest.approx(2.5e-4)
-    cosine = TrainConfig(schedule="cosine", epochs=4)
+    assert TrainConfig(schedule="constant", learning_rate=1e-3).learning_rate_at(5) == 1e-3
+    assert TrainConfig(schedule="exponential", learning_rate=1e-3, lr_decay=0.5).learning_rate_at(2) == 2.5e-4
+    cosine = TrainConfig(schedule="cosine", learning_rate=1e-3, epochs=4)
     assert [round(cosine.learning_rate_at(e) / 1e-3, 4) for e in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
 
 
