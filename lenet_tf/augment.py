@@ -19,6 +19,7 @@ def _uniform(seed: tf.Tensor, count: tf.Tensor, limit: float) -> tf.Tensor:
 def augment_images(
     images: tf.Tensor,
     seed: tf.Tensor,
+    strength: float = 1.0,
     max_shift: float = 2.5,
     max_rotation_degrees: float = 12.0,
     max_shear: float = 0.15,
@@ -29,6 +30,7 @@ def augment_images(
     Args:
       images: float32 ``[N, H, W, 1]``, background 0.
       seed: int ``[2]`` tensor seeding the stateless random draws.
+      strength: factor applied to every limit below (0 leaves the images unchanged).
       max_shift: largest translation in pixels along each axis.
       max_rotation_degrees: largest rotation either way.
       max_shear: largest horizontal shear factor either way.
@@ -40,11 +42,11 @@ def augment_images(
     count = tf.shape(images)[0]
     seed = tf.cast(seed, tf.int64)
     seeds = tf.random.experimental.stateless_split(seed, num=5)
-    angle = _uniform(seeds[0], count, math.radians(max_rotation_degrees))
-    shear = _uniform(seeds[1], count, max_shear)
-    scale = 1.0 + _uniform(seeds[2], count, max_scale)
-    shift_x = _uniform(seeds[3], count, max_shift)
-    shift_y = _uniform(seeds[4], count, max_shift)
+    angle = _uniform(seeds[0], count, strength * math.radians(max_rotation_degrees))
+    shear = _uniform(seeds[1], count, strength * max_shear)
+    scale = 1.0 + _uniform(seeds[2], count, strength * max_scale)
+    shift_x = _uniform(seeds[3], count, strength * max_shift)
+    shift_y = _uniform(seeds[4], count, strength * max_shift)
     # The transform maps each output pixel to the input pixel it samples: rotate and shear about
     # the image centre, divide by the zoom, then shift.
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale

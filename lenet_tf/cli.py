@@ -89,6 +89,22 @@ def _add_evaluate_parser(commands) -> None:
     _add_data_flags(p)
 
 
+def _add_predict_parser(commands) -> None:
+    p = commands.add_parser("predict", help="classify your own digit images",
+                            description="Classify PNG/JPEG/BMP digit images (files or folders), prepared like MNIST.")
+    p.add_argument("images", nargs="+", help="image files or folders of images")
+    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
+    p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+
+
+def _add_export_parser(commands) -> None:
+    p = commands.add_parser("export", help="write a TensorFlow SavedModel for serving",
+                            description="Export the best checkpoint as a SavedModel whose serving signature takes "
+                                        "raw uint8 [N,28,28] or [N,28,28,1] digits.")
+    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
+    p.add_argument("--out", default="export/lenet5", help="SavedModel folder to write (default: export/lenet5)")
+
+
 def _add_benchmark_parser(commands) -> None:
     from lenet_tf import benchmark
 
@@ -104,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)
     _add_evaluate_parser(commands)
+    _add_predict_parser(commands)
+    _add_export_parser(commands)
     _add_benchmark_parser(commands)
     return parser
 
@@ -155,13 +173,42 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def _run_predict(args) -> int:
+    from lenet_tf.predict import predict_files
+    from lenet_tf.trained import TrainedModel
+
+    with TrainedModel(args.checkpoint) as model:
+        results = predict_files(args.images, model)
+    if not results:
+        raise LeNetError(f"no image files found in {' '.join(args.images)}")
+    if args.json:
+        print(json.dumps([vars(r) for r in results], indent=2))
+    for result in results:
+        if result.error:
+            print(f"lenet-tf: error: {result.error}", file=sys.stderr)
+        elif not args.json:
+            top3 = ", ".join(f"{digit} {p:.3f}" for digit, p in result.top3)
+            print(f"{result.file}: {result.digit} (p={result.probability:.3f})  top-3: {top3}")
+    return EXIT_ERROR if any(r.error for r in results) else 0
+
+
+def _run_export(args) -> int:
+    from lenet_tf.export import export_saved_model
+
+    path = export_saved_model(args.checkpoint, args.out)
+    print(f"SavedModel written to {path} (signature serving_default: images uint8 [N,28,28] -> classes, "
+          "probabilities)")
+    return 0
+
+
 def _run_benchmark(args) -> int:
     from lenet_tf.benchmark import run_and_print
 
     return run_and_print(args)
 
 
-_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "benchmark": _run_benchmark}
+_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict, "export": _run_export,
+             "benchmark": _run_benchmark}
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:

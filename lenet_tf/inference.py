@@ -54,6 +54,7 @@ class InferenceGraph:
     def __init__(self, net: LeNet5, towers: int = 1) -> None:
         self.images = tf1.placeholder(tf.uint8, [None, 32, 32, 1], name="eval_images")
         self.labels = tf1.placeholder(tf.int32, [None], name="eval_labels")
+        self.towers = towers
         images = scale_images(self.images)
         self.logits = tf.concat([net(shard, training=False) for shard in shard_batch(images, towers)], axis=0)
         self.probabilities = tf.nn.softmax(self.logits)
@@ -66,14 +67,18 @@ class InferenceGraph:
         """Runs the network over ``images`` in batches; adds per-example losses when ``labels`` are given."""
         probabilities, losses = [], []
         for start in range(0, len(images), batch_size):
-            feed = {self.images: images[start:start + batch_size]}
+            batch = images[start:start + batch_size]
+            count = len(batch)
+            if count < self.towers:  # every tower needs at least one image: pad with blank ones
+                batch = np.concatenate([batch, np.zeros((self.towers - count, *batch.shape[1:]), batch.dtype)])
+            feed = {self.images: batch}
             if labels is None:
-                probabilities.append(session.run(self.probabilities, feed))
+                probabilities.append(session.run(self.probabilities, feed)[:count])
             else:
-                feed[self.labels] = labels[start:start + batch_size]
+                feed[self.labels] = np.resize(labels[start:start + batch_size], len(batch))
                 batch_probabilities, batch_losses = session.run([self.probabilities, self.losses], feed)
-                probabilities.append(batch_probabilities)
-                losses.append(batch_losses)
+                probabilities.append(batch_probabilities[:count])
+                losses.append(batch_losses[:count])
         width = self.probabilities.shape[-1]
         return Predictions(
             np.concatenate(probabilities) if probabilities else np.zeros((0, width), np.float32),

@@ -36,6 +36,7 @@ class TrainConfig:
     lr_decay: float = 0.8
     weight_decay: float = 0.0
     augment: bool = False
+    augment_strength: float = 1.0  # scales the shift/rotation/shear/zoom limits of lenet_tf.augment
     seed: int = 0
     valid_size: int = 5000
     towers: int = 0  # shards per batch run in parallel; 0 picks one per CPU core (1 on a GPU)
@@ -52,6 +53,7 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (0 < self.lr_decay <= 1, f"lr decay must lie in (0, 1], got {self.lr_decay}"),
             (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
+            (self.augment_strength >= 0, f"augment strength must be ≥ 0, got {self.augment_strength}"),
             (self.valid_size >= 1, f"valid size must be ≥ 1, got {self.valid_size}"),
             (0 <= self.towers <= self.batch_size, f"towers must lie in 0..batch size, got {self.towers}"),
         ]
@@ -105,7 +107,8 @@ class TrainGraph:
             batch_labels = tf.gather(labels, self.indices)
             self.global_step = tf1.train.get_or_create_global_step()
             if config.augment:
-                batch_images = augment_images(batch_images, seed=tf.stack([config.seed, self.global_step]))
+                batch_images = augment_images(batch_images, tf.stack([config.seed, self.global_step]),
+                                              config.augment_strength)
             self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
             self.towers = config.towers or default_towers(config.batch_size)
             # Data parallelism inside one step: every tower runs the shared network on its shard, and the
@@ -233,13 +236,15 @@ def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits
     # The order depends only on (seed, epoch), so a resumed run sees the same batches.
     order = np.random.default_rng([config.seed, epoch]).permutation(count).astype(np.int32)
     learning_rate = config.learning_rate_at(epoch)
-    starts = range(0, count, config.batch_size)
+    starts = list(range(0, count, config.batch_size))
+    if len(starts) > 1 and count - starts[-1] < graph.towers:
+        starts.pop()  # a remainder too small to shard across the towers joins the batch before it
     bar = tqdm(starts, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
                leave=True, dynamic_ncols=True)
     loss_sum = correct_sum = 0.0
     began = time.perf_counter()
     for i, start in enumerate(bar):
-        batch = order[start:start + config.batch_size]
+        batch = order[start:start + config.batch_size] if start != starts[-1] else order[start:]
         batch_loss, batch_accuracy, step = graph.step(session, batch, learning_rate)
         if not math.isfinite(batch_loss):
             raise TrainingError(

@@ -31,3 +31,13 @@ def real_mnist():
     if not (REAL_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("the shipped MNIST files are not in data/mnist")
     return load_mnist(REAL_MNIST, download=False)
+
+
+@pytest.fixture(scope="session")
+def real_model_dir(tmp_path_factory, real_mnist):
+    """A LeNet-5 trained for two epochs on the real MNIST (shared by the tests that need a real model)."""
+    from lenet_tf.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("real") / "model"
+    result = train(TrainConfig(epochs=2), out, splits=split(real_mnist, 5000, 0), progress=False)
+    return out, result

@@ -1,0 +1,133 @@
+"""Predicting the user's own images: MNIST digits re-rendered as ordinary pictures, and hand-drawn ones."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from lenet_tf.errors import DataError
+from lenet_tf.predict import predict_files
+from lenet_tf.preprocess import load_grayscale, to_mnist
+from lenet_tf.trained import TrainedModel
+
+
+def render(digit: np.ndarray, path, size, invert: bool, offset: tuple[int, int], mode: str = "L"):
+    """Draws an MNIST digit as an ordinary picture: another size, maybe dark-on-light, off-centre."""
+    canvas = np.zeros((size[1], size[0]), np.uint8)
+    scaled = np.asarray(Image.fromarray(digit).resize((size[0] // 2, size[1] // 2), Image.BICUBIC))
+    top, left = offset
+    canvas[top:top + scaled.shape[0], left:left + scaled.shape[1]] = scaled
+    if invert:
+        canvas = 255 - canvas
+    Image.fromarray(canvas).convert(mode).save(path)
+
+
+def test_rendered_test_digits_get_the_same_predictions(tmp_path, real_model_dir, real_mnist):
+    out, _ = real_model_dir
+    with TrainedModel(out) as model:
+        original = model.predict(real_mnist.test_images[:300])
+    confident = [i for i in range(300) if original.probabilities[i].max() > 0.99
+                 and original.classes[i] == real_mnist.test_labels[i]][:30]
+    styles = [((56, 56), False, (0, 0), "L"), ((120, 90), True, (40, 50), "RGB"), ((200, 260), True, (5, 90), "L"),
+              ((90, 90), False, (40, 3), "RGB")]
+    for n, i in enumerate(confident):
+        size, invert, offset, mode = styles[n % len(styles)]
+        render(real_mnist.test_images[i], tmp_path / f"{n:02d}.{'jpg' if n % 5 == 4 else 'png'}", size, invert,
+               offset, mode)
+    with TrainedModel(out) as model:
+        results = predict_files([tmp_path], model)
+    assert len(results) == len(confident) >= 25
+    assert [r.digit for r in results] == [int(original.classes[i]) for i in confident]
+
+
+def hand_drawn(digit: int, path, size=(180, 220)):
+    image = Image.new("RGB", size, "white")
+    pen = ImageDraw.Draw(image)
+    w, h = size
+    if digit == 0:
+        pen.ellipse([w * 0.25, h * 0.15, w * 0.75, h * 0.85], outline="black", width=16)
+    elif digit == 1:
+        pen.line([(w * 0.5, h * 0.12), (w * 0.5, h * 0.88)], fill="black", width=16)
+    elif digit == 7:
+        pen.line([(w * 0.22, h * 0.18), (w * 0.78, h * 0.18), (w * 0.42, h * 0.88)], fill="black", width=16,
+                 joint="curve")
+    image.save(path)
+
+
+def test_hand_drawn_digits(tmp_path, real_model_dir):
+    out, _ = real_model_dir
+    for digit in (0, 1, 7):
+        hand_drawn(digit, tmp_path / f"drawn_{digit}.png")
+    with TrainedModel(out) as model:
+        results = predict_files(sorted(tmp_path.iterdir()), model)
+    assert [r.digit for r in results] == [0, 1, 7]
+    assert all(r.top3[0][1] >= r.top3[1][1] >= r.top3[2][1] for r in results)
+
+
+def test_preprocessing_recovers_an_mnist_digit(real_mnist):
+    digit = real_mnist.test_images[0]
+    big = np.asarray(Image.fromarray(255 - digit).resize((112, 112), Image.BICUBIC)).astype(np.float32)
+    recovered = to_mnist(big)
+    assert recovered.shape == (28, 28) and recovered.dtype == np.uint8
+    correlation = np.corrcoef(recovered.ravel().astype(float), digit.ravel().astype(float))[0, 1]
+    assert correlation > 0.9
+
+
+def test_blank_and_unreadable_files_are_reported_per_file(tmp_path, real_model_dir):
+    out, _ = real_model_dir
+    Image.new("L", (40, 40), 255).save(tmp_path / "a_blank.png")
+    (tmp_path / "b_junk.png").write_text("not an image")
+    hand_drawn(1, tmp_path / "c_one.png")
+    with TrainedModel(out) as model:
+        results = predict_files([tmp_path], model)
+    assert "blank image" in results[0].error and results[0].digit is None
+    assert "not a readable image" in results[1].error
+    assert results[2].digit == 1 and results[2].error is None
+    with pytest.raises(DataError, match="file not found"):
+        load_grayscale(tmp_path / "missing.png")
+
+
+def test_predict_command_prints_each_file_and_fails_at_the_end(tmp_path, real_model_dir):
+    out, _ = real_model_dir
+    hand_drawn(0, tmp_path / "zero.png")
+    Image.new("L", (40, 40), 0).save(tmp_path / "empty.png")
+    done = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", str(tmp_path), "--checkpoint", str(out),
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    results = {r["file"].rsplit("/", 1)[1]: r for r in json.loads(done.stdout)}
+    assert results["zero.png"]["digit"] == 0 and len(results["zero.png"]["top3"]) == 3
+    assert "blank image" in results["empty.png"]["error"]
+    assert "lenet-tf: error:" in done.stderr and "empty.png" in done.stderr
+
+
+def test_exported_saved_model_matches_the_checkpoint_in_a_fresh_process(tmp_path, real_model_dir, real_mnist):
+    out, _ = real_model_dir
+    export = tmp_path / "export"
+    done = subprocess.run([sys.executable, "-m", "lenet_tf", "export", "--checkpoint", str(out), "--out", str(export)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    np.save(tmp_path / "digits.npy", real_mnist.test_images[:500])
+    script = f"""
+import json, numpy as np, tensorflow as tf
+model = tf.saved_model.load({str(export)!r})
+serve = model.signatures["serving_default"]
+digits = np.load({str(tmp_path / "digits.npy")!r})
+flat = serve(images=tf.constant(digits))
+channel = serve(images=tf.constant(digits[..., None]))
+print(json.dumps({{"classes": flat["classes"].numpy().tolist(), "probabilities": flat["probabilities"].numpy().tolist(),
+                  "same": bool((flat["classes"].numpy() == channel["classes"].numpy()).all())}}))
+"""
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    served = json.loads(loaded.stdout.strip().splitlines()[-1])
+    with TrainedModel(out) as model:
+        expected = model.predict(real_mnist.test_images[:500])
+    assert served["same"]
+    assert served["classes"] == expected.classes.tolist()
+    np.testing.assert_allclose(served["probabilities"], expected.probabilities, atol=1e-5)
+    cli = subprocess.run(["saved_model_cli", "show", "--dir", str(export), "--all"], capture_output=True, text=True,
+                         timeout=120)
+    assert cli.returncode == 0 and "serving_default" in cli.stdout and "DT_UINT8" in cli.stdout
