@@ -21,7 +21,8 @@ setup(
         "pillow>=10.0",
     ],
     extras_require={
-        "test": ["pytest>=8.0"],
+        "test": ["pytest>=8.0", "httpx>=0.27", "selenium>=4.20"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         "bench": ["torch"],
     },
     entry_points={"console_scripts": ["lenet-tf=lenet_tf.cli:main"]},

@@ -105,6 +105,16 @@ def _add_export_parser(commands) -> None:
     p.add_argument("--out", default="export/lenet5", help="SavedModel folder to write (default: export/lenet5)")
 
 
+def _add_serve_parser(commands) -> None:
+    p = commands.add_parser("serve", help="web demo and HTTP API (needs the 'serve' extra)",
+                            description="Serve a drawing page at / and POST /predict, loading the model once.")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
+    source.add_argument("--saved-model", help="a SavedModel from `lenet-tf export` instead of a checkpoint")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+
+
 def _add_benchmark_parser(commands) -> None:
     from lenet_tf import benchmark
 
@@ -122,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(commands)
     _add_predict_parser(commands)
     _add_export_parser(commands)
+    _add_serve_parser(commands)
     _add_benchmark_parser(commands)
     return parser
 
@@ -201,6 +212,16 @@ def _run_export(args) -> int:
     return 0
 
 
+def _run_serve(args) -> int:
+    try:
+        from lenet_tf.serve import serve
+    except ImportError as err:
+        raise LeNetError(f"serving needs {err.name}: pip install 'lenet_tf[serve]'") from None
+    print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    serve(args.checkpoint, args.saved_model, args.host, args.port)
+    return 0
+
+
 def _run_benchmark(args) -> int:
     from lenet_tf.benchmark import run_and_print
 
@@ -208,7 +229,7 @@ def _run_benchmark(args) -> int:
 
 
 _COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict, "export": _run_export,
-             "benchmark": _run_benchmark}
+             "serve": _run_serve, "benchmark": _run_benchmark}
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
