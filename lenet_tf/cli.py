@@ -76,6 +76,10 @@ def _add_train_parser(commands) -> None:
                    help="exit with an error when the test accuracy ends below this fraction (default: none)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    cluster = p.add_argument_group("distributed training (see lenet_tf.distributed; default: off, or TF_CONFIG)")
+    cluster.add_argument("--cluster", help='JSON {"ps": ["host:port", ...], "worker": ["host:port", ...]}')
+    cluster.add_argument("--job", choices=("ps", "worker", "chief"), help="this process's job (chief = worker 0)")
+    cluster.add_argument("--task", type=int, default=0, help="this process's index within its job (default: 0)")
     _add_data_flags(p)
 
 
@@ -149,8 +153,13 @@ def _run_train(args) -> int:
     overrides["model"] = {k: v for k, v in model_flags.items() if v is not None}
     config = preset_config(args.preset, seed=args.seed, **overrides)
     try:
-        result = train(config, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum,
-                       resume=args.resume, logdir=args.logdir, progress=not args.no_progress)
+        if args.cluster or os.environ.get("TF_CONFIG"):
+            result = _train_in_cluster(args, config)
+            if result is None:
+                return 0
+        else:
+            result = train(config, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum,
+                           resume=args.resume, logdir=args.logdir, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f"lenet-tf: interrupted; the last finished epoch stays in {args.out} "
               "(continue with --resume)", file=sys.stderr)
@@ -171,6 +180,22 @@ def _run_train(args) -> int:
               f"{args.target_accuracy:.4%}", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _train_in_cluster(args, config):
+    """Runs this process's part of a distributed run; returns the result on the chief, else ``None``."""
+    from lenet_tf.distributed import parse_role, run_parameter_server, train_worker
+
+    role = parse_role(args.cluster, args.job, args.task if args.cluster else None)
+    config.validate()
+    if role.job == "ps":
+        run_parameter_server(role)
+        print(f"parameter server {role.index}: every worker is done", file=sys.stderr)
+        return None
+    result = train_worker(config, role, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum)
+    if result is None:
+        print(f"worker {role.index}: done", file=sys.stderr)
+    return result
 
 
 def _run_evaluate(args) -> int:

@@ -73,12 +73,14 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     """Training and validation loss, and validation accuracy, per epoch."""
     epochs = [h["epoch"] for h in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [h["loss"] for h in history], "o-", label="training loss")
+    if all("loss" in h for h in history):  # distributed runs record validation figures only
+        left.plot(epochs, [h["loss"] for h in history], "o-", label="training loss")
     left.plot(epochs, [h["valid_loss"] for h in history], "o-", label="validation loss")
     left.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="Loss")
     left.legend()
     right.plot(epochs, [h["valid_accuracy"] for h in history], "o-", color="tab:green", label="validation")
-    right.plot(epochs, [h["train_accuracy"] for h in history], "o-", color="tab:gray", label="training")
+    if all("train_accuracy" in h for h in history):
+        right.plot(epochs, [h["train_accuracy"] for h in history], "o-", color="tab:gray", label="training")
     right.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     right.legend()
     for axes in (left, right):

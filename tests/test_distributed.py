@@ -1,0 +1,65 @@
+"""A real cluster of separate processes on 127.0.0.1: one parameter server and two workers."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from lenet_tf.distributed import parse_role
+from lenet_tf.errors import ConfigError
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_one_ps_two_workers_train_real_mnist_and_stop_by_themselves(tmp_path, real_mnist):
+    ps, *workers = (f"127.0.0.1:{port}" for port in free_ports(3))
+    cluster = json.dumps({"ps": [ps], "worker": workers})
+    out = tmp_path / "model"
+    command = [sys.executable, "-m", "lenet_tf", "train", "--cluster", cluster, "--epochs", "1", "--out", str(out),
+               "--no-progress", "--json"]
+    roles = [["--job", "ps"], ["--job", "chief"], ["--job", "worker", "--task", "1"]]
+    processes = [subprocess.Popen(command + role, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for role in roles]
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    assert [p.returncode for p in processes] == [0, 0, 0]
+    summary = json.loads(outputs[1])
+    assert summary["test_accuracy"] >= 0.95
+    record = json.loads((out / "run.json").read_text())
+    assert record["cluster"] == {"ps": 1, "workers": 2} and record["complete"]
+    evaluated = subprocess.run([sys.executable, "-m", "lenet_tf", "evaluate", "--checkpoint", str(out), "--json"],
+                               capture_output=True, text=True, timeout=120)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(summary["test_accuracy"])
+
+
+def test_cluster_from_tf_config(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"ps": ["a:1"], "worker": ["b:2", "c:3"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    role = parse_role()
+    assert (role.job, role.index, role.workers, role.is_chief) == ("worker", 1, 2, False)
+    assert parse_role('{"ps": ["a:1"], "worker": ["b:2"]}', "chief", 0).is_chief
+
+
+@pytest.mark.parametrize("cluster, job, task, message", [
+    ("not json", "worker", 0, "not JSON"),
+    ('{"worker": ["b:2"]}', "worker", 0, "at least one"),
+    ('{"ps": ["a:1"], "worker": ["b:2"]}', "worker", 3, "index into the cluster"),
+    ('{"ps": ["a:1"], "worker": ["b:2"]}', "evaluator", 0, "task must be ps or worker"),
+])
+def test_bad_clusters_are_clear_errors(cluster, job, task, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_role(cluster, job, task)
