@@ -46,6 +46,32 @@ def _median_rate(run_steps: Callable[[], int], repeats: int) -> float:
     return statistics.median(rates)
 
 
+def _cycling_steps(count: int, step: Callable[[slice], None], steps: int) -> Callable[..., int]:
+    """``run_steps(n=steps)``: n training steps on consecutive batches, wrapping around ``count`` examples."""
+    position = 0
+
+    def run_steps(n: int = steps) -> int:
+        nonlocal position
+        for _ in range(n):
+            if position + BATCH > count:
+                position = 0
+            step(slice(position, position + BATCH))
+            position += BATCH
+        return n * BATCH
+
+    return run_steps
+
+
+def _batched(count: int, predict: Callable[[slice], object]) -> Callable[[], int]:
+    """``infer()``: one inference pass over ``count`` examples in batches of EVAL_BATCH_SIZE."""
+    def infer() -> int:
+        for start in range(0, count, EVAL_BATCH_SIZE):
+            predict(slice(start, start + EVAL_BATCH_SIZE))
+        return count
+
+    return infer
+
+
 def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
     """The machine's float32 matrix-multiply rate through numpy, GFLOP/s."""
     a = np.random.default_rng(0).random((size, size), dtype=np.float32)
@@ -61,18 +87,8 @@ def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
 def bench_lenet_tf(splits: Splits, steps: int, repeats: int, warmup: int) -> dict:
     """The shipped training step and inference graph."""
     graph = TrainGraph(TrainConfig(), splits)
-    count = len(splits.train_labels)
-    order = np.random.default_rng(0).permutation(count).astype(np.int32)
-    position = 0
-
-    def run_steps(n=steps) -> int:
-        nonlocal position
-        for _ in range(n):
-            if position + BATCH > count:
-                position = 0
-            graph.step(session, order[position:position + BATCH], 1e-3)
-            position += BATCH
-        return n * BATCH
+    order = np.random.default_rng(0).permutation(len(splits.train_labels)).astype(np.int32)
+    run_steps = _cycling_steps(len(order), lambda batch: graph.step(session, order[batch], 1e-3), steps)
 
     with graph.start(splits) as session:
         run_steps(warmup)
@@ -113,21 +129,8 @@ def bench_feed_dict(splits: Splits, steps: int, repeats: int, warmup: int) -> di
         loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=tf.one_hot(y, 10), logits=logits))
         train_op = tf1.train.AdamOptimizer(1e-3).minimize(loss)
         init = tf1.global_variables_initializer()
-    position = 0
-
-    def run_steps(n=steps) -> int:
-        nonlocal position
-        for _ in range(n):
-            if position + BATCH > len(train_x):
-                position = 0
-            session.run(train_op, {x: train_x[position:position + BATCH], y: train_y[position:position + BATCH]})
-            position += BATCH
-        return n * BATCH
-
-    def infer() -> int:
-        for start in range(0, len(test_x), EVAL_BATCH_SIZE):
-            session.run(logits, {x: test_x[start:start + EVAL_BATCH_SIZE]})
-        return len(test_x)
+    run_steps = _cycling_steps(len(train_x), lambda b: session.run(train_op, {x: train_x[b], y: train_y[b]}), steps)
+    infer = _batched(len(test_x), lambda b: session.run(logits, {x: test_x[b]}))
 
     with tf1.Session(graph=graph) as session:  # default settings, as a plain script would have them
         session.run(init)
@@ -178,27 +181,18 @@ def bench_torch(splits: Splits, steps: int, repeats: int, warmup: int) -> dict:
     train_x = torch.from_numpy(splits.train_images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
     train_y = torch.from_numpy(splits.train_labels.astype(np.int64))
     test_x = torch.from_numpy(splits.test_images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
-    position = 0
 
-    def run_steps(n=steps) -> int:
-        nonlocal position
-        for _ in range(n):
-            if position + BATCH > len(train_x):
-                position = 0
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(train_x[position:position + BATCH]),
-                                               train_y[position:position + BATCH])
-            loss.backward()
-            optimizer.step()
-            position += BATCH
-        return n * BATCH
+    def step(batch: slice) -> None:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(train_x[batch]), train_y[batch]).backward()
+        optimizer.step()
 
-    def infer() -> int:
+    def predict(batch: slice) -> None:
         with torch.no_grad():
-            for start in range(0, len(test_x), EVAL_BATCH_SIZE):
-                model(test_x[start:start + EVAL_BATCH_SIZE])
-        return len(test_x)
+            model(test_x[batch])
 
+    run_steps = _cycling_steps(len(train_x), step, steps)
+    infer = _batched(len(test_x), predict)
     run_steps(warmup)
     return {"train": _median_rate(run_steps, repeats), "inference": _median_rate(infer, repeats)}
 
