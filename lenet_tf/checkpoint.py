@@ -124,3 +124,18 @@ def checkpoint_prefix(out_dir: str | os.PathLike, which: str = "best", run: dict
     if not Path(str(prefix) + ".index").exists():
         raise CheckpointError(f"{prefix}: checkpoint files are missing (partial or deleted checkpoint)")
     return str(prefix)
+
+
+def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, run: dict, stats: dict) -> None:
+    """Checkpoints a finished epoch, then atomically points ``run.json`` at it.
+
+    ``run["best"]`` follows the highest ``stats["valid_accuracy"]``, ``run["last"]`` the newest epoch; checkpoints
+    that neither points at any more are removed.
+    """
+    name = save(saver, session, out_dir, f"epoch-{stats['epoch']:04d}")
+    run["history"].append(stats)
+    run["last"] = {"epoch": stats["epoch"], "dir": name}
+    if "best" not in run or stats["valid_accuracy"] > run["best"]["valid_accuracy"]:
+        run["best"] = {"epoch": stats["epoch"], "dir": name, "valid_accuracy": stats["valid_accuracy"]}
+    write_json_atomic(out_dir / RUN_FILE, run)
+    prune(out_dir, {run["best"]["dir"], run["last"]["dir"]})

@@ -125,13 +125,7 @@ class _ChiefHook(tf1.train.SessionRunHook):
         stats = {"epoch": epoch, "learning_rate": self.worker.config.learning_rate_at(epoch - 1),
                  "valid_loss": valid.loss, "valid_accuracy": valid.accuracy(self.splits.valid_labels),
                  "seconds": seconds, "images": images, "images_per_second": images / seconds}
-        name = checkpoint.save(self.worker.saver, session, self.out, f"epoch-{epoch:04d}")
-        self.run["history"].append(stats)
-        self.run["last"] = {"epoch": epoch, "dir": name}
-        if "best" not in self.run or stats["valid_accuracy"] > self.run["best"]["valid_accuracy"]:
-            self.run["best"] = {"epoch": epoch, "dir": name, "valid_accuracy": stats["valid_accuracy"]}
-        checkpoint.write_json_atomic(self.out / checkpoint.RUN_FILE, self.run)
-        checkpoint.prune(self.out, {self.run["best"]["dir"], self.run["last"]["dir"]})
+        checkpoint.record_epoch(self.worker.saver, session, self.out, self.run, stats)
         self.epoch_began = time.perf_counter()
 
     def end(self, session):
@@ -211,10 +205,7 @@ def train_worker(
     finally:  # report even after a failure, so that the parameter servers stop
         with worker.graph.as_default(), tf1.Session(server.target, config=_filters(role)) as done_session:
             done_session.run(worker.done)
-    if not role.is_chief:
-        return None
-    return TrainResult(out, run["history"], run["best"]["epoch"], run["best"]["valid_accuracy"],
-                       run["test"]["accuracy"], run["test"]["loss"], run["seconds"], run["images_per_second"])
+    return TrainResult.from_run(out, run) if role.is_chief else None
 
 
 def _train_loop(worker: _WorkerGraph, role: Role, config: TrainConfig, splits: Splits, shard: np.ndarray,

@@ -87,6 +87,12 @@ class TrainResult:
     seconds: float
     images_per_second: float
 
+    @classmethod
+    def from_run(cls, out_dir: Path, run: dict) -> TrainResult:
+        """The result recorded in a finished run's ``run.json`` contents."""
+        return cls(out_dir, run["history"], run["best"]["epoch"], run["best"]["valid_accuracy"],
+                   run["test"]["accuracy"], run["test"]["loss"], run["seconds"], run["images_per_second"])
+
 
 class TrainGraph:
     """The training graph: the training set lives in the graph, each step is fed only batch indices."""
@@ -225,8 +231,7 @@ def train(
         images_per_second=images / train_seconds,
     )
     checkpoint.write_json_atomic(out / checkpoint.RUN_FILE, run)
-    return TrainResult(out, run["history"], run["best"]["epoch"], run["best"]["valid_accuracy"],
-                       run["test"]["accuracy"], run["test"]["loss"], train_seconds, run["images_per_second"])
+    return TrainResult.from_run(out, run)
 
 
 def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits, epoch: int,
@@ -277,13 +282,7 @@ def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits
 
 def _record_epoch(session, graph: TrainGraph, out: Path, run: dict, stats: dict, writer) -> None:
     """Checkpoints the epoch, then atomically points ``run.json`` at it; prunes stale checkpoints."""
-    name = checkpoint.save(graph.saver, session, out, f"epoch-{stats['epoch']:04d}")
-    run["history"].append(stats)
-    run["last"] = {"epoch": stats["epoch"], "dir": name}
-    if "best" not in run or stats["valid_accuracy"] > run["best"]["valid_accuracy"]:
-        run["best"] = {"epoch": stats["epoch"], "dir": name, "valid_accuracy": stats["valid_accuracy"]}
-    checkpoint.write_json_atomic(out / checkpoint.RUN_FILE, run)
-    checkpoint.prune(out, {run["best"]["dir"], run["last"]["dir"]})
+    checkpoint.record_epoch(graph.saver, session, out, run, stats)
     step = session.run(graph.global_step)
     writer.add_summary(_scalars({
         "train/loss": stats["loss"], "train/accuracy": stats["train_accuracy"],

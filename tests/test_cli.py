@@ -101,7 +101,6 @@ def test_sigterm_mid_training_keeps_the_last_epoch_and_resume_finishes(tmp_path,
     record = json.loads((out / "run.json").read_text())
     saved = record["last"]["epoch"]
     assert 1 <= saved < 200 and not record["complete"]
-    assert not list(out.glob(".tmp-*")) or True  # leftovers are removed on the next start
     resumed = lenet_tf(*args, "--epochs", saved + 1, "--resume", "--json")
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads((out / "run.json").read_text())

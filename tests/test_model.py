@@ -166,7 +166,6 @@ def test_batch_norm_modes_and_moving_averages(graph):
         after = session.run(infer_logits, {x: images})
         assert not np.allclose(before, after), "updating the moving averages changes inference"
         np.testing.assert_array_equal(after, session.run(infer_logits, {x: images}))
-        a, b = session.run([train_logits, train_logits], {x: images})
         assert not np.allclose(session.run(train_logits, {x: images}), after)
 
 
