@@ -18,15 +18,19 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 _INK_FRACTION = 0.1  # a pixel is ink when it is this far from the background towards the darkest ink
 
 
+def grayscale(image: Image.Image) -> np.ndarray:
+    """An opened image as float32 grey levels [H, W] in 0..255; transparent areas become white paper."""
+    image.load()
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
 def load_grayscale(path: str | os.PathLike) -> np.ndarray:
     """Reads any image file as float32 grey levels [H, W] in 0..255 (transparent areas become white)."""
     try:
         with Image.open(path) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                background = Image.new("RGBA", image.size, "white")
-                image = Image.alpha_composite(background, image.convert("RGBA"))
-            return np.asarray(image.convert("L"), dtype=np.float32)
+            return grayscale(image)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from lenet_tf.errors import LeNetError
 from lenet_tf.predict import top_k
-from lenet_tf.preprocess import to_mnist
+from lenet_tf.preprocess import grayscale, to_mnist
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -56,10 +56,7 @@ def _decode_upload(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise HTTPException(413, f"image too large: {image.width}x{image.height} pixels")
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-            return np.asarray(image.convert("L"), dtype=np.float32)
+            return grayscale(image)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise HTTPException(415, "not an image: send a PNG, JPEG, BMP or GIF file") from None
 

@@ -120,8 +120,7 @@ class TrainGraph:
             # Data parallelism inside one step: every tower runs the shared network on its shard, and the
             # loss is the mean over the whole batch, so the gradient equals the single-tower one.
             losses, hits, update_ops = [], [], []
-            for tower, (images_shard, labels_shard) in enumerate(
-                    zip(*(shard_batch(t, self.towers) for t in (batch_images, batch_labels)))):
+            for images_shard, labels_shard in zip(*(shard_batch(t, self.towers) for t in (batch_images, batch_labels))):
                 logits = self.net(images_shard, training=True)
                 update_ops = update_ops or list(self.net.update_ops)  # batch-norm statistics of tower 0
                 losses.append(tf.reduce_sum(cross_entropy(logits, labels_shard)))
