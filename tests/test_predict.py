@@ -15,9 +15,13 @@ from lenet_tf.trained import TrainedModel
 
 
 def render(digit: np.ndarray, path, size, invert: bool, offset: tuple[int, int], mode: str = "L"):
-    """Draws an MNIST digit as an ordinary picture: another size, maybe dark-on-light, off-centre."""
+    """Draws an MNIST digit as an ordinary picture: another size, maybe dark-on-light, off-centre.
+
+    The digit is scaled without changing its aspect ratio: a stretched digit is a different drawing.
+    """
     canvas = np.zeros((size[1], size[0]), np.uint8)
-    scaled = np.asarray(Image.fromarray(digit).resize((size[0] // 2, size[1] // 2), Image.BICUBIC))
+    side = min(size) // 2
+    scaled = np.asarray(Image.fromarray(digit).resize((side, side), Image.BICUBIC))
     top, left = offset
     canvas[top:top + scaled.shape[0], left:left + scaled.shape[1]] = scaled
     if invert:
