@@ -29,6 +29,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -58,9 +65,16 @@ def _add_train_parser(commands) -> None:
     p.add_argument("--lr", type=_positive_float, dest="learning_rate", help="Adam learning rate (default: 0.002)")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule over epochs (default: cosine)")
     p.add_argument("--lr-decay", type=_positive_float, help="per-epoch factor of the exponential schedule (default: 0.8)")
-    p.add_argument("--weight-decay", type=float, help="L2 penalty on the weight matrices (default: 0)")
+    p.add_argument("--weight-decay", type=_non_negative_float, help="L2 penalty on the weight matrices (default: 0)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shifts/rotations/shears/zooms in the graph (default: off)")
+    p.add_argument("--augment-strength", type=_non_negative_float,
+                   help="factor on the augmentation's shift/rotation/shear/zoom limits (default: 1)")
+    p.add_argument("--elastic", type=_non_negative_float, dest="elastic_alpha", metavar="ALPHA",
+                   help="with --augment, also elastic distortions displacing pixels by ALPHA times a "
+                        "smoothed random field (default: 0, none)")
+    p.add_argument("--elastic-sigma", type=_positive_float,
+                   help="smoothness of the elastic field, in pixels (default: 4)")
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
                    help="batch-normalise the hidden layers (default: off)")
     p.add_argument("--dropout", type=_fraction, help="drop rate on the fully connected layers (default: 0)")
@@ -146,7 +160,7 @@ def _run_train(args) -> int:
     from lenet_tf.train import train
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
-             "valid_size")
+             "augment_strength", "elastic_alpha", "elastic_sigma", "valid_size")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
                    "init_stddev": args.init_stddev}

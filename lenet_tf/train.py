@@ -37,6 +37,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     augment: bool = False
     augment_strength: float = 1.0  # scales the shift/rotation/shear/zoom limits of lenet_tf.augment
+    elastic_alpha: float = 0.0  # elastic distortion's displacement scale in pixels (0: none), with augment
+    elastic_sigma: float = 4.0  # its smoothness: Gaussian stddev in pixels
     seed: int = 0
     valid_size: int = 5000
     towers: int = 0  # shards per batch run in parallel; 0 picks one per CPU core (1 on a GPU)
@@ -54,6 +56,8 @@ class TrainConfig:
             (0 < self.lr_decay <= 1, f"lr decay must lie in (0, 1], got {self.lr_decay}"),
             (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
             (self.augment_strength >= 0, f"augment strength must be ≥ 0, got {self.augment_strength}"),
+            (self.elastic_alpha >= 0, f"elastic alpha must be ≥ 0, got {self.elastic_alpha}"),
+            (self.elastic_sigma > 0, f"elastic sigma must be > 0, got {self.elastic_sigma}"),
             (self.valid_size >= 1, f"valid size must be ≥ 1, got {self.valid_size}"),
             (0 <= self.towers <= self.batch_size, f"towers must lie in 0..batch size, got {self.towers}"),
         ]
@@ -113,8 +117,9 @@ class TrainGraph:
             batch_labels = tf.gather(labels, self.indices)
             self.global_step = tf1.train.get_or_create_global_step()
             if config.augment:
-                batch_images = augment_images(batch_images, tf.stack([config.seed, self.global_step]),
-                                              config.augment_strength)
+                batch_images = augment_images(
+                    batch_images, tf.stack([config.seed, self.global_step]), config.augment_strength,
+                    elastic_alpha=config.elastic_alpha, elastic_sigma=config.elastic_sigma)
             self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
             self.towers = config.towers or default_towers(config.batch_size)
             # Data parallelism inside one step: every tower runs the shared network on its shard, and the

@@ -38,6 +38,16 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir):
     assert f"accuracy {summary['test_accuracy']:.4%}" in text.stdout and "confusion matrix" in text.stdout
 
 
+def test_flags_override_the_preset(tmp_path, synthetic_dir):
+    out = tmp_path / "m"
+    result = lenet_tf("train", "--data-dir", synthetic_dir, "--preset", "best", "--epochs", 1, "--out", out,
+                      "--elastic", 20, "--dropout", 0.1, *SMALL)
+    assert result.returncode == 0, result.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["train"]["epochs"] == 1 and run["train"]["elastic_alpha"] == 20 and run["train"]["augment"]
+    assert run["model"]["batch_norm"] and run["model"]["dropout"] == 0.1
+
+
 def test_target_accuracy_guard(tmp_path, synthetic_dir):
     result = lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", tmp_path / "m",
                       "--target-accuracy", 1.01, *SMALL)
@@ -49,6 +59,8 @@ def test_target_accuracy_guard(tmp_path, synthetic_dir):
     (["train", "--epochs", "0"], "--epochs: must be ≥ 1"),
     (["train", "--batch-size", "-5"], "--batch-size: must be ≥ 1"),
     (["train", "--lr", "0"], "--lr: must be a finite number > 0"),
+    (["train", "--elastic", "-1"], "--elastic: must be a finite number ≥ 0"),
+    (["train", "--weight-decay", "nan"], "--weight-decay: must be a finite number ≥ 0"),
     (["train", "--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_bad_arguments_exit_2_with_usage(args, message):
