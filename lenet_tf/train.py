@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,9 @@ class TrainConfig:
     augment_strength: float = 1.0  # scales the shift/rotation/shear/zoom limits of lenet_tf.augment
     elastic_alpha: float = 0.0  # elastic distortion's displacement scale in pixels (0: none), with augment
     elastic_sigma: float = 4.0  # its smoothness: Gaussian stddev in pixels
+    # Decay of an exponential moving average of the weights (0: off). When on, validation, checkpoints
+    # and everything loaded from them use the averaged weights.
+    weight_averaging: float = 0.0
     seed: int = 0
     valid_size: int = 5000
     towers: int = 0  # shards per batch run in parallel; 0 picks one per CPU core (1 on a GPU)
@@ -58,6 +62,7 @@ class TrainConfig:
             (self.augment_strength >= 0, f"augment strength must be ≥ 0, got {self.augment_strength}"),
             (self.elastic_alpha >= 0, f"elastic alpha must be ≥ 0, got {self.elastic_alpha}"),
             (self.elastic_sigma > 0, f"elastic sigma must be > 0, got {self.elastic_sigma}"),
+            (0 <= self.weight_averaging < 1, f"weight averaging decay must lie in [0, 1), got {self.weight_averaging}"),
             (self.valid_size >= 1, f"valid size must be ≥ 1, got {self.valid_size}"),
             (0 <= self.towers <= self.batch_size, f"towers must lie in 0..batch size, got {self.towers}"),
         ]
@@ -136,6 +141,10 @@ class TrainGraph:
             self.train_op = training_op(
                 self.loss, self.learning_rate, self.net.trainable_variables, update_ops,
                 config.weight_decay, self.global_step)
+            self._swap_averages = None
+            if config.weight_averaging:
+                self.train_op, self._swap_averages = _weight_averaging(
+                    self.train_op, self.net.trainable_variables, config.weight_averaging, self.global_step)
             self.inference = InferenceGraph(self.net, default_towers(EVAL_BATCH_SIZE))
             self.saver = tf1.train.Saver(max_to_keep=None)
             self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
@@ -148,11 +157,39 @@ class TrainGraph:
         session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels})
         return session
 
+    @contextlib.contextmanager
+    def averaged_weights(self, session: tf1.Session):
+        """Within the block the network holds the averaged weights (when weight averaging is on)."""
+        if self._swap_averages is None:
+            yield
+            return
+        session.run(self._swap_averages)
+        try:
+            yield
+        finally:
+            session.run(self._swap_averages)
+
     def step(self, session: tf1.Session, indices: np.ndarray, learning_rate: float) -> tuple[float, float, int]:
         """One Adam step on the training images at ``indices``; returns the batch loss, accuracy and step."""
         _, batch_loss, batch_accuracy, step = session.run(
             self._step_fetches, {self.indices: indices, self.learning_rate: learning_rate})
         return float(batch_loss), float(batch_accuracy), int(step)
+
+
+def _weight_averaging(train_op: tf.Operation, variables: list[tf.Variable], decay: float,
+                      global_step: tf.Variable) -> tuple[tf.Operation, tf.Operation]:
+    """Follows every training step with an update of the variables' moving averages; returns that
+    training op and an op that exchanges the variables' values with their averages."""
+    # num_updates makes the early averages follow the weights closely (decay (1+t)/(10+t) at step t).
+    averager = tf1.train.ExponentialMovingAverage(decay, num_updates=global_step)
+    with tf.control_dependencies([train_op]):
+        train_op = averager.apply(variables)
+    averages = [averager.average(v) for v in variables]
+    current = [tf.identity(v.read_value()) for v in variables + averages]
+    with tf.control_dependencies(current):  # read every value before any is overwritten
+        swap = tf.group(*(v.assign(value) for v, value in zip(variables + averages, current[len(variables):]
+                                                                + current[:len(variables)])))
+    return train_op, swap
 
 
 def _load_splits(config: TrainConfig, data_dir, verify: bool) -> Splits:
@@ -216,14 +253,23 @@ def train(
     }
     with graph.start(splits) as session:
         if previous:
-            graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "last", previous))
+            # With weight averaging, checkpoints hold the averages in the network's variables and the
+            # training weights in the averages' slots: leaving the block swaps them back.
+            with graph.averaged_weights(session):
+                graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "last", previous))
             run.update(history=previous["history"], best=previous["best"], last=previous["last"])
         first_epoch = len(run["history"])
         train_seconds = sum(h["seconds"] for h in run["history"])
+
+        def validate_and_record(stats: dict) -> None:
+            with graph.averaged_weights(session):
+                valid = graph.inference.run(session, splits.valid_images, splits.valid_labels)
+                stats.update(valid_loss=valid.loss, valid_accuracy=valid.accuracy(splits.valid_labels))
+                _record_epoch(session, graph, out, run, stats, writer)
+
         for epoch in range(first_epoch, config.epochs):
-            stats = _train_epoch(session, graph, config, splits, epoch, progress, writer)
+            stats = _train_epoch(session, graph, config, splits, epoch, progress, writer, validate_and_record)
             train_seconds += stats["seconds"]
-            _record_epoch(session, graph, out, run, stats, writer)
         graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "best", run))
         test = graph.inference.run(session, splits.test_images, splits.test_labels)
     writer.close()
@@ -239,8 +285,9 @@ def train(
 
 
 def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits, epoch: int,
-                 progress: bool, writer) -> dict:
-    """One pass over the shuffled training set; returns the epoch's statistics."""
+                 progress: bool, writer, finish) -> dict:
+    """One pass over the shuffled training set, then ``finish(stats)`` (validation and checkpoint) while
+    its progress bar is still open; returns the epoch's statistics."""
     count = len(splits.train_labels)
     # The order depends only on (seed, epoch), so a resumed run sees the same batches.
     order = np.random.default_rng([config.seed, epoch]).permutation(count).astype(np.int32)
@@ -266,18 +313,16 @@ def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits
                             acc=f"{correct_sum / (start + len(batch)):.4f}")
             writer.add_summary(_scalars({"train/batch_loss": batch_loss}), step)
     seconds = time.perf_counter() - began
-    valid = graph.inference.run(session, splits.valid_images, splits.valid_labels)
     stats = {
         "epoch": epoch + 1,
         "learning_rate": learning_rate,
         "loss": loss_sum / count,
         "train_accuracy": correct_sum / count,
-        "valid_loss": valid.loss,
-        "valid_accuracy": valid.accuracy(splits.valid_labels),
         "seconds": seconds,
         "images": count,
         "images_per_second": count / seconds,
     }
+    finish(stats)
     bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['train_accuracy']:.4f}",
                     valid=f"{stats['valid_accuracy']:.4f}")
     bar.close()

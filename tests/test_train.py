@@ -48,8 +48,9 @@ def test_same_seed_gives_the_same_run(tmp_path, synthetic_splits):
     assert key(a) != key(c)
 
 
-def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits, monkeypatch):
-    full = run(tmp_path, synthetic_splits, "full", epochs=3, augment=True)
+@pytest.mark.parametrize("averaging", [{}, {"weight_averaging": 0.9}], ids=["plain", "weight-averaging"])
+def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits, monkeypatch, averaging):
+    full = run(tmp_path, synthetic_splits, "full", epochs=3, augment=True, **averaging)
     record_epoch = train_module._record_epoch
 
     def interrupt_after_epoch_2(session, graph, out, record, stats, writer):
@@ -59,14 +60,34 @@ def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits, monkeyp
 
     monkeypatch.setattr(train_module, "_record_epoch", interrupt_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, synthetic_splits, "part", epochs=3, augment=True)
+        run(tmp_path, synthetic_splits, "part", epochs=3, augment=True, **averaging)
     monkeypatch.undo()
-    resumed = train(TrainConfig(epochs=3, augment=True, **FAST), tmp_path / "part", splits=synthetic_splits,
-                    resume=True, progress=False)
+    resumed = train(TrainConfig(epochs=3, augment=True, **averaging, **FAST), tmp_path / "part",
+                    splits=synthetic_splits, resume=True, progress=False)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
-    np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in full.history],
-                               rtol=1e-4)
+    for key in ("loss", "valid_loss"):
+        np.testing.assert_allclose([h[key] for h in resumed.history], [h[key] for h in full.history], rtol=1e-4)
     assert resumed.test_accuracy == pytest.approx(full.test_accuracy, abs=0.02)
+
+
+def test_weight_averaging_is_an_exponential_average_of_the_steps(synthetic_splits):
+    decay = 0.9
+    graph = train_module.TrainGraph(TrainConfig(weight_averaging=decay, **FAST), synthetic_splits)
+    variables = graph.net.trainable_variables
+    with graph.start(synthetic_splits) as session:
+        average = session.run(variables)
+        for step in range(1, 31):
+            graph.step(session, np.arange(step, step + 32), 3e-3)
+            weights = session.run(variables)
+            rate = min(decay, (1 + step) / (10 + step))  # tf.train.ExponentialMovingAverage's warm-up
+            average = [rate * a + (1 - rate) * w for a, w in zip(average, weights)]
+        with graph.averaged_weights(session):
+            swapped = session.run(variables)
+        after = session.run(variables)
+    for expected, got, raw, back in zip(average, swapped, weights, after):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(back, raw)
+    assert max(np.abs(e - w).max() for e, w in zip(average, weights)) > 1e-3  # the average is not the weights
 
 
 def test_resume_refuses_another_architecture(tmp_path, synthetic_splits):
