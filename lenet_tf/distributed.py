@@ -23,11 +23,12 @@ import numpy as np
 
 from lenet_tf import checkpoint
 from lenet_tf._tf import tf, tf1
+from lenet_tf.augment import augment_images
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import ConfigError
 from lenet_tf.inference import InferenceGraph
 from lenet_tf.model import LeNet5
-from lenet_tf.objectives import correct, cross_entropy, scale_images
+from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
 from lenet_tf.train import MODEL_SCOPE, TrainConfig, TrainResult
 
 _DONE_QUEUE = "lenet_tf_workers_done"
@@ -159,15 +160,21 @@ class _WorkerGraph:
                 self.set_learning_rate = tf1.assign(self.learning_rate, self.new_learning_rate)
                 self.global_step = tf1.train.get_or_create_global_step()
                 self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
-                logits = self.net(scale_images(self.images), training=True)
+                images = scale_images(self.images)
+                if config.augment:
+                    images = augment_images(images, tf.stack([config.seed, self.global_step]),
+                                            config.augment_strength, elastic_alpha=config.elastic_alpha,
+                                            elastic_sigma=config.elastic_sigma)
+                logits = self.net(images, training=True)
                 self.loss = tf.reduce_mean(cross_entropy(logits, self.labels))
                 self.accuracy = tf.reduce_mean(correct(logits, self.labels))
                 self.optimizer = tf1.train.SyncReplicasOptimizer(
                     tf1.train.AdamOptimizer(self.learning_rate), replicas_to_aggregate=role.workers,
                     total_num_replicas=role.workers)
                 with tf.control_dependencies(self.net.update_ops):
-                    self.train_op = self.optimizer.minimize(self.loss, global_step=self.global_step,
-                                                            var_list=self.net.trainable_variables)
+                    self.train_op = self.optimizer.minimize(
+                        with_weight_decay(self.loss, self.net.trainable_variables, config.weight_decay),
+                        global_step=self.global_step, var_list=self.net.trainable_variables)
                 self.inference = InferenceGraph(self.net)
                 self.release_tokens = self.optimizer.get_init_tokens_op(role.workers)
             self.saver = tf1.train.Saver(var_list=self.net.variables + [self.global_step], max_to_keep=None)
@@ -185,6 +192,8 @@ def train_worker(
 ) -> TrainResult | None:
     """Trains as one worker of the cluster; the chief returns the result (others return ``None``)."""
     config.validate()
+    if config.weight_averaging:
+        raise ConfigError("weight averaging is not available in distributed training; pass --weight-averaging 0")
     out = checkpoint.prepare_output_dir(out_dir) if role.is_chief else Path(out_dir)
     if splits is None:
         splits = split(load_mnist(data_dir, verify=verify_checksums), config.valid_size, config.seed)

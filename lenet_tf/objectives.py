@@ -34,9 +34,15 @@ def training_op(
     global_step: tf.Variable | None = None,
 ) -> tf.Operation:
     """One Adam step on ``loss_value`` (+ L2 on the weight matrices), after the batch-norm ``update_ops``."""
-    if weight_decay > 0:
-        weights = [v for v in var_list if v.op.name.endswith("weights")]
-        loss_value = loss_value + weight_decay * tf.add_n([tf.nn.l2_loss(w) for w in weights])
     optimizer = tf1.train.AdamOptimizer(learning_rate)
     with tf.control_dependencies(list(update_ops)):
-        return optimizer.minimize(loss_value, var_list=var_list, global_step=global_step)
+        return optimizer.minimize(with_weight_decay(loss_value, var_list, weight_decay), var_list=var_list,
+                                  global_step=global_step)
+
+
+def with_weight_decay(loss_value: tf.Tensor, var_list: list[tf.Variable], weight_decay: float) -> tf.Tensor:
+    """``loss_value`` + ``weight_decay`` × the L2 penalty (half the sum of squares) of the weight matrices."""
+    if weight_decay <= 0:
+        return loss_value
+    weights = [v for v in var_list if v.op.name.endswith("weights")]
+    return loss_value + weight_decay * tf.add_n([tf.nn.l2_loss(w) for w in weights])

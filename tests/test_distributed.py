@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from lenet_tf.distributed import parse_role
+from lenet_tf.distributed import _WorkerGraph, parse_role, train_worker
+from lenet_tf.train import TrainConfig
 from lenet_tf.errors import ConfigError
 
 
@@ -63,3 +64,19 @@ def test_cluster_from_tf_config(monkeypatch):
 def test_bad_clusters_are_clear_errors(cluster, job, task, message):
     with pytest.raises(ConfigError, match=message):
         parse_role(cluster, job, task)
+
+
+def test_workers_build_the_augmentation_and_weight_decay_they_are_given():
+    role = parse_role('{"ps": ["a:1"], "worker": ["b:2"]}', "chief", 0)
+
+    def op_types(**config):
+        return {op.type for op in _WorkerGraph(TrainConfig(**config), role).graph.get_operations()}
+
+    plain, augmented = op_types(), op_types(augment=True, elastic_alpha=10.0, weight_decay=1e-4)
+    assert {"StatelessRandomUniformV2", "L2Loss"} <= augmented - plain
+
+
+def test_weight_averaging_is_refused_in_a_cluster():
+    role = parse_role('{"ps": ["a:1"], "worker": ["b:2"]}', "chief", 0)
+    with pytest.raises(ConfigError, match="weight averaging is not available in distributed training"):
+        train_worker(TrainConfig(weight_averaging=0.999), role, splits=object())
