@@ -66,6 +66,8 @@ def _add_train_parser(commands) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule over epochs (default: cosine)")
     p.add_argument("--lr-decay", type=_positive_float, help="per-epoch factor of the exponential schedule (default: 0.8)")
     p.add_argument("--weight-decay", type=_non_negative_float, help="L2 penalty on the weight matrices (default: 0)")
+    p.add_argument("--label-smoothing", type=_fraction, metavar="EPSILON",
+                   help="train towards 1-EPSILON on the label and EPSILON/10 on every class (default: 0)")
     p.add_argument("--weight-averaging", type=_fraction, metavar="DECAY",
                    help="validate, checkpoint and test an exponential moving average of the weights with "
                         "this decay per step, e.g. 0.999 (default: 0, off)")
@@ -163,7 +165,8 @@ def _run_train(args) -> int:
     from lenet_tf.train import train
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
-             "augment_strength", "elastic_alpha", "elastic_sigma", "weight_averaging", "valid_size")
+             "augment_strength", "elastic_alpha", "elastic_sigma", "label_smoothing",
+             "weight_averaging", "valid_size")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
                    "init_stddev": args.init_stddev}

@@ -166,7 +166,7 @@ class _WorkerGraph:
                                             config.augment_strength, elastic_alpha=config.elastic_alpha,
                                             elastic_sigma=config.elastic_sigma)
                 logits = self.net(images, training=True)
-                self.loss = tf.reduce_mean(cross_entropy(logits, self.labels))
+                self.loss = tf.reduce_mean(cross_entropy(logits, self.labels, config.label_smoothing))
                 self.accuracy = tf.reduce_mean(correct(logits, self.labels))
                 self.optimizer = tf1.train.SyncReplicasOptimizer(
                     tf1.train.AdamOptimizer(self.learning_rate), replicas_to_aggregate=role.workers,

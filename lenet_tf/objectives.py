@@ -10,9 +10,16 @@ def scale_images(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) * (1.0 / 255.0)
 
 
-def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Per-example softmax cross-entropy ``[N]`` of float32 logits ``[N, C]`` and int32 labels ``[N]``."""
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+def cross_entropy(logits: tf.Tensor, labels: tf.Tensor, label_smoothing: float = 0.0) -> tf.Tensor:
+    """Per-example softmax cross-entropy ``[N]`` of float32 logits ``[N, C]`` and int32 labels ``[N]``.
+
+    With ``label_smoothing`` ε the target is ``1 - ε`` on the label plus ``ε / C`` on every class.
+    """
+    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    if label_smoothing == 0:
+        return loss
+    uniform = -tf.reduce_mean(tf.nn.log_softmax(logits), axis=1)  # cross-entropy against 1/C everywhere
+    return (1.0 - label_smoothing) * loss + label_smoothing * uniform
 
 
 def loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

@@ -36,6 +36,7 @@ class TrainConfig:
     schedule: str = "cosine"
     lr_decay: float = 0.8
     weight_decay: float = 0.0
+    label_smoothing: float = 0.0  # training targets: 1 - ε on the label, ε/10 on every class
     augment: bool = False
     augment_strength: float = 1.0  # scales the shift/rotation/shear/zoom limits of lenet_tf.augment
     elastic_alpha: float = 0.0  # elastic distortion's displacement scale in pixels (0: none), with augment
@@ -59,6 +60,7 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (0 < self.lr_decay <= 1, f"lr decay must lie in (0, 1], got {self.lr_decay}"),
             (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
+            (0 <= self.label_smoothing < 1, f"label smoothing must lie in [0, 1), got {self.label_smoothing}"),
             (self.augment_strength >= 0, f"augment strength must be ≥ 0, got {self.augment_strength}"),
             (self.elastic_alpha >= 0, f"elastic alpha must be ≥ 0, got {self.elastic_alpha}"),
             (self.elastic_sigma > 0, f"elastic sigma must be > 0, got {self.elastic_sigma}"),
@@ -133,7 +135,7 @@ class TrainGraph:
             for images_shard, labels_shard in zip(*(shard_batch(t, self.towers) for t in (batch_images, batch_labels))):
                 logits = self.net(images_shard, training=True)
                 update_ops = update_ops or list(self.net.update_ops)  # batch-norm statistics of tower 0
-                losses.append(tf.reduce_sum(cross_entropy(logits, labels_shard)))
+                losses.append(tf.reduce_sum(cross_entropy(logits, labels_shard, config.label_smoothing)))
                 hits.append(tf.reduce_sum(correct(logits, labels_shard)))
             count = tf.cast(tf.size(self.indices), tf.float32)
             self.loss = tf.add_n(losses) / count
