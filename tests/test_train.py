@@ -68,6 +68,9 @@ def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits, monkeyp
     for key in ("loss", "valid_loss"):
         np.testing.assert_allclose([h[key] for h in resumed.history], [h[key] for h in full.history], rtol=1e-4)
     assert resumed.test_accuracy == pytest.approx(full.test_accuracy, abs=0.02)
+    with TrainedModel(tmp_path / "full") as model:  # a fresh graph sees the weights that were tested
+        predictions = model.predict(synthetic_splits.test_images, synthetic_splits.test_labels)
+    assert predictions.loss == pytest.approx(full.test_loss, rel=1e-5)
 
 
 def test_weight_averaging_is_an_exponential_average_of_the_steps(synthetic_splits):
