@@ -63,7 +63,7 @@ def bilinear_sample(images: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
 def augment_images(
     images: tf.Tensor,
     seed: tf.Tensor,
-    strength: float = 1.0,
+    strength: float | tf.Tensor = 1.0,
     max_shift: float = 2.5,
     max_rotation_degrees: float = 12.0,
     max_shear: float = 0.15,
@@ -76,7 +76,8 @@ def augment_images(
     Args:
       images: float32 ``[N, H, W, 1]``, background 0.
       seed: int ``[2]`` tensor seeding the stateless random draws.
-      strength: factor applied to every affine limit below (0 leaves the images unchanged).
+      strength: factor applied to every limit below and to ``elastic_alpha``, a float or a scalar
+        tensor (0 leaves the images unchanged).
       max_shift: largest translation in pixels along each axis.
       max_rotation_degrees: largest rotation either way.
       max_shear: largest horizontal shear factor either way.
@@ -110,7 +111,7 @@ def augment_images(
     x = per_image(a00) * grid_x + per_image(a01) * grid_y + per_image(centre_x + shift_x)
     y = per_image(a10) * grid_x + per_image(a11) * grid_y + per_image(centre_y + shift_y)
     if elastic_alpha > 0:
-        field = elastic_field(seeds[5], count, height, width, elastic_alpha, elastic_sigma)
+        field = elastic_field(seeds[5], count, height, width, elastic_alpha, elastic_sigma) * strength
         x, y = x + field[0], y + field[1]
     warped = bilinear_sample(images, x, y)
     warped.set_shape(images.shape)

@@ -22,6 +22,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or value == float("inf"):
@@ -75,6 +82,8 @@ def _add_train_parser(commands) -> None:
                    help="random shifts/rotations/shears/zooms in the graph (default: off)")
     p.add_argument("--augment-strength", type=_non_negative_float,
                    help="factor on the augmentation's shift/rotation/shear/zoom limits (default: 1)")
+    p.add_argument("--clean-epochs", type=_non_negative_int, metavar="N",
+                   help="with --augment, train the last N epochs on undistorted images (default: 0)")
     p.add_argument("--elastic", type=_non_negative_float, dest="elastic_alpha", metavar="ALPHA",
                    help="with --augment, also elastic distortions displacing pixels by ALPHA times a "
                         "smoothed random field (default: 0, none)")
@@ -165,7 +174,7 @@ def _run_train(args) -> int:
     from lenet_tf.train import train
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
-             "augment_strength", "elastic_alpha", "elastic_sigma", "label_smoothing",
+             "augment_strength", "clean_epochs", "elastic_alpha", "elastic_sigma", "label_smoothing",
              "weight_averaging", "valid_size")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,

@@ -192,8 +192,9 @@ def train_worker(
 ) -> TrainResult | None:
     """Trains as one worker of the cluster; the chief returns the result (others return ``None``)."""
     config.validate()
-    if config.weight_averaging:
-        raise ConfigError("weight averaging is not available in distributed training; pass --weight-averaging 0")
+    for option, flag in (("weight_averaging", "--weight-averaging"), ("clean_epochs", "--clean-epochs")):
+        if getattr(config, option):
+            raise ConfigError(f"{flag} is not available in distributed training; pass {flag} 0")
     out = checkpoint.prepare_output_dir(out_dir) if role.is_chief else Path(out_dir)
     if splits is None:
         splits = split(load_mnist(data_dir, verify=verify_checksums), config.valid_size, config.seed)

@@ -38,7 +38,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0  # training targets: 1 - ε on the label, ε/10 on every class
     augment: bool = False
-    augment_strength: float = 1.0  # scales the shift/rotation/shear/zoom limits of lenet_tf.augment
+    augment_strength: float = 1.0  # scales the shift/rotation/shear/zoom/elastic limits of lenet_tf.augment
+    clean_epochs: int = 0  # with augment, the last epochs train on the undistorted images
     elastic_alpha: float = 0.0  # elastic distortion's displacement scale in pixels (0: none), with augment
     elastic_sigma: float = 4.0  # its smoothness: Gaussian stddev in pixels
     # Decay of an exponential moving average of the weights (0: off). When on, validation, checkpoints
@@ -62,6 +63,8 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
             (0 <= self.label_smoothing < 1, f"label smoothing must lie in [0, 1), got {self.label_smoothing}"),
             (self.augment_strength >= 0, f"augment strength must be ≥ 0, got {self.augment_strength}"),
+            (isinstance(self.clean_epochs, int) and 0 <= self.clean_epochs <= self.epochs,
+             f"clean epochs must lie in 0..epochs, got {self.clean_epochs}"),
             (self.elastic_alpha >= 0, f"elastic alpha must be ≥ 0, got {self.elastic_alpha}"),
             (self.elastic_sigma > 0, f"elastic sigma must be > 0, got {self.elastic_sigma}"),
             (0 <= self.weight_averaging < 1, f"weight averaging decay must lie in [0, 1), got {self.weight_averaging}"),
@@ -123,9 +126,11 @@ class TrainGraph:
             batch_images = scale_images(tf.gather(images, self.indices))
             batch_labels = tf.gather(labels, self.indices)
             self.global_step = tf1.train.get_or_create_global_step()
+            # Fed 0 for the clean epochs, which leaves the images unchanged.
+            self.augment_strength = tf1.placeholder_with_default(float(config.augment_strength), [])
             if config.augment:
                 batch_images = augment_images(
-                    batch_images, tf.stack([config.seed, self.global_step]), config.augment_strength,
+                    batch_images, tf.stack([config.seed, self.global_step]), self.augment_strength,
                     elastic_alpha=config.elastic_alpha, elastic_sigma=config.elastic_sigma)
             self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
             self.towers = config.towers or default_towers(config.batch_size)
@@ -171,10 +176,14 @@ class TrainGraph:
         finally:
             session.run(self._swap_averages)
 
-    def step(self, session: tf1.Session, indices: np.ndarray, learning_rate: float) -> tuple[float, float, int]:
-        """One Adam step on the training images at ``indices``; returns the batch loss, accuracy and step."""
-        _, batch_loss, batch_accuracy, step = session.run(
-            self._step_fetches, {self.indices: indices, self.learning_rate: learning_rate})
+    def step(self, session: tf1.Session, indices: np.ndarray, learning_rate: float,
+             augment: bool = True) -> tuple[float, float, int]:
+        """One Adam step on the training images at ``indices`` (undistorted when not ``augment``);
+        returns the batch loss, accuracy and step."""
+        feed = {self.indices: indices, self.learning_rate: learning_rate}
+        if not augment:
+            feed[self.augment_strength] = 0.0
+        _, batch_loss, batch_accuracy, step = session.run(self._step_fetches, feed)
         return float(batch_loss), float(batch_accuracy), int(step)
 
 
@@ -294,6 +303,7 @@ def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits
     # The order depends only on (seed, epoch), so a resumed run sees the same batches.
     order = np.random.default_rng([config.seed, epoch]).permutation(count).astype(np.int32)
     learning_rate = config.learning_rate_at(epoch)
+    augment = epoch < config.epochs - config.clean_epochs
     starts = list(range(0, count, config.batch_size))
     if len(starts) > 1 and count - starts[-1] < graph.towers:
         starts.pop()  # a remainder too small to shard across the towers joins the batch before it
@@ -303,7 +313,7 @@ def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits
     began = time.perf_counter()
     for i, start in enumerate(bar):
         batch = order[start:start + config.batch_size] if start != starts[-1] else order[start:]
-        batch_loss, batch_accuracy, step = graph.step(session, batch, learning_rate)
+        batch_loss, batch_accuracy, step = graph.step(session, batch, learning_rate, augment)
         if not math.isfinite(batch_loss):
             raise TrainingError(
                 f"loss became {batch_loss} at epoch {epoch + 1}, step {step}; try a lower --lr "

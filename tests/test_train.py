@@ -73,6 +73,17 @@ def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits, monkeyp
     assert predictions.loss == pytest.approx(full.test_loss, rel=1e-5)
 
 
+def test_clean_epochs_train_on_undistorted_images(tmp_path, synthetic_splits):
+    losses = lambda r: [h["loss"] for h in r.history]  # noqa: E731
+    plain = run(tmp_path, synthetic_splits, "plain", epochs=2)
+    all_clean = run(tmp_path, synthetic_splits, "clean", epochs=2, augment=True, clean_epochs=2)
+    assert losses(all_clean) == losses(plain)  # strength 0 resamples every pixel exactly where it was
+    augmented = run(tmp_path, synthetic_splits, "augmented", epochs=2, augment=True)
+    last_clean = run(tmp_path, synthetic_splits, "last", epochs=2, augment=True, clean_epochs=1)
+    assert losses(last_clean)[0] == losses(augmented)[0] != losses(plain)[0]
+    assert losses(last_clean)[1] != losses(augmented)[1]
+
+
 def test_weight_averaging_is_an_exponential_average_of_the_steps(synthetic_splits):
     decay = 0.9
     graph = train_module.TrainGraph(TrainConfig(weight_averaging=decay, **FAST), synthetic_splits)
@@ -129,6 +140,9 @@ def test_batch_norm_dropout_and_augmentation_train(tmp_path, synthetic_splits):
     ({"learning_rate": 0.0}, "learning rate must be > 0"),
     ({"learning_rate": math.nan}, "learning rate must be > 0"),
     ({"schedule": "step"}, "schedule must be one of"),
+    ({"clean_epochs": 11}, "clean epochs must lie in 0..epochs"),
+    ({"weight_averaging": 1.0}, "weight averaging decay must lie in"),
+    ({"label_smoothing": -0.1}, "label smoothing must lie in"),
     ({"model": {"dropout": 2}}, "model: dropout must lie in"),
     ({"model": {"layers": 3}}, "model: .*unexpected keyword"),
 ])
