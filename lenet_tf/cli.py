@@ -71,7 +71,8 @@ def _add_train_parser(commands) -> None:
     p.add_argument("--batch-size", type=_positive_int, help="examples per Adam step (default: 128)")
     p.add_argument("--lr", type=_positive_float, dest="learning_rate", help="Adam learning rate (default: 0.002)")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule over epochs (default: cosine)")
-    p.add_argument("--lr-decay", type=_positive_float, help="per-epoch factor of the exponential schedule (default: 0.8)")
+    p.add_argument("--lr-decay", type=_positive_float,
+                   help="per-epoch factor of the exponential schedule (default: 0.8)")
     p.add_argument("--weight-decay", type=_non_negative_float, help="L2 penalty on the weight matrices (default: 0)")
     p.add_argument("--label-smoothing", type=_fraction, metavar="EPSILON",
                    help="train towards 1-EPSILON on the label and EPSILON/10 on every class (default: 0)")

@@ -29,7 +29,8 @@ class LeNet5:
     that tensor's graph and returns logits ``[N, num_classes]``. Every call in a graph uses the same
     variables, created by ``get_variable`` on the first call under a unique variable scope (``lenet5``,
     ``lenet5_1``, …). ``training=True`` uses batch statistics for batch norm (and queues the updates of
-    its moving averages in :attr:`update_ops`, reset by every call) and applies dropout; ``training=False`` is inference.
+    its moving averages in :attr:`update_ops`, reset by every call) and applies dropout; ``training=False``
+    is inference.
 
     The intermediate tensors of the latest call are in :attr:`endpoints`; :meth:`restore` loads trained
     weights into this instance without touching any other variable of the graph.

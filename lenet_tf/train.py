@@ -196,10 +196,11 @@ def _weight_averaging(train_op: tf.Operation, variables: list[tf.Variable], deca
     with tf.control_dependencies([train_op]):
         train_op = averager.apply(variables)
     averages = [averager.average(v) for v in variables]
-    current = [tf.identity(v.read_value()) for v in variables + averages]
-    with tf.control_dependencies(current):  # read every value before any is overwritten
-        swap = tf.group(*(v.assign(value) for v, value in zip(variables + averages, current[len(variables):]
-                                                                + current[:len(variables)])))
+    weight_values = [tf.identity(v.read_value()) for v in variables]
+    average_values = [tf.identity(a.read_value()) for a in averages]
+    with tf.control_dependencies(weight_values + average_values):  # read everything before overwriting
+        swap = tf.group(*(v.assign(a) for v, a in zip(variables, average_values)),
+                        *(a.assign(w) for a, w in zip(averages, weight_values)))
     return train_op, swap
 
 
