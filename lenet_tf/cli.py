@@ -84,7 +84,7 @@ def _add_train_parser(commands) -> None:
     p.add_argument("--augment-strength", type=_non_negative_float,
                    help="factor on the augmentation's shift/rotation/shear/zoom limits (default: 1)")
     p.add_argument("--clean-epochs", type=_non_negative_int, metavar="N",
-                   help="with --augment, train the last N epochs on undistorted images (default: 0)")
+                   help="with --augment, train the last N epochs (all, if fewer) on undistorted images (default: 0)")
     p.add_argument("--elastic", type=_non_negative_float, dest="elastic_alpha", metavar="ALPHA",
                    help="with --augment, also elastic distortions displacing pixels by ALPHA times a "
                         "smoothed random field (default: 0, none)")

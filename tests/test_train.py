@@ -140,7 +140,7 @@ def test_batch_norm_dropout_and_augmentation_train(tmp_path, synthetic_splits):
     ({"learning_rate": 0.0}, "learning rate must be > 0"),
     ({"learning_rate": math.nan}, "learning rate must be > 0"),
     ({"schedule": "step"}, "schedule must be one of"),
-    ({"clean_epochs": 11}, "clean epochs must lie in 0..epochs"),
+    ({"clean_epochs": -1}, "clean epochs must be ≥ 0"),
     ({"weight_averaging": 1.0}, "weight averaging decay must lie in"),
     ({"label_smoothing": -0.1}, "label smoothing must lie in"),
     ({"model": {"dropout": 2}}, "model: dropout must lie in"),
