@@ -12,7 +12,7 @@ PRESETS: dict[str, dict] = {
     "best": {
         "epochs": 30,
         "augment": True,
-        "clean_epochs": 5,
+        "clean_epochs": 10,
         "schedule": "cosine",
         "learning_rate": 3e-3,
         "model": {"batch_norm": True, "dropout": 0.3},
