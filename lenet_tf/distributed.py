@@ -161,9 +161,10 @@ class _WorkerGraph:
                 self.global_step = tf1.train.get_or_create_global_step()
                 self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
                 images = scale_images(self.images)
-                if config.augment:
+                self.augment_strength = tf1.placeholder_with_default(float(config.augment_strength), [])
+                if config.augment:  # each worker feeds strength 0 in the clean epochs
                     images = augment_images(images, tf.stack([config.seed, self.global_step]),
-                                            config.augment_strength, elastic_alpha=config.elastic_alpha,
+                                            self.augment_strength, elastic_alpha=config.elastic_alpha,
                                             elastic_sigma=config.elastic_sigma)
                 logits = self.net(images, training=True)
                 self.loss = tf.reduce_mean(cross_entropy(logits, self.labels, config.label_smoothing))
@@ -192,9 +193,8 @@ def train_worker(
 ) -> TrainResult | None:
     """Trains as one worker of the cluster; the chief returns the result (others return ``None``)."""
     config.validate()
-    for option, flag in (("weight_averaging", "--weight-averaging"), ("clean_epochs", "--clean-epochs")):
-        if getattr(config, option):
-            raise ConfigError(f"{flag} is not available in distributed training; pass {flag} 0")
+    if config.weight_averaging:
+        raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
     out = checkpoint.prepare_output_dir(out_dir) if role.is_chief else Path(out_dir)
     if splits is None:
         splits = split(load_mnist(data_dir, verify=verify_checksums), config.valid_size, config.seed)
@@ -232,10 +232,11 @@ def _train_loop(worker: _WorkerGraph, role: Role, config: TrainConfig, splits: S
                 if role.is_chief:
                     session.run(worker.set_learning_rate, {worker.new_learning_rate: config.learning_rate_at(epoch)})
                 order = np.random.default_rng([config.seed, role.index, epoch]).permutation(shard)
+                clean = {} if config.augments_epoch(epoch) else {worker.augment_strength: 0.0}
                 for start in range(0, len(order), config.batch_size):
                     if session.should_stop():
                         break
                     batch = order[start:start + config.batch_size]
                     session.run(worker.train_op, {worker.images: splits.train_images[batch],
-                                                  worker.labels: splits.train_labels[batch]})
+                                                  worker.labels: splits.train_labels[batch], **clean})
                 epoch += 1

@@ -79,6 +79,10 @@ class TrainConfig:
         except (TypeError, ValueError) as err:
             raise ConfigError(f"model: {err}") from None
 
+    def augments_epoch(self, epoch: int) -> bool:
+        """Whether (0-based) ``epoch`` trains on distorted images: with ``augment``, all but the clean epochs."""
+        return self.augment and epoch < self.epochs - self.clean_epochs
+
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate used throughout (0-based) ``epoch``."""
         if self.schedule == "exponential":
@@ -304,7 +308,7 @@ def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits
     # The order depends only on (seed, epoch), so a resumed run sees the same batches.
     order = np.random.default_rng([config.seed, epoch]).permutation(count).astype(np.int32)
     learning_rate = config.learning_rate_at(epoch)
-    augment = epoch < config.epochs - config.clean_epochs
+    augment = config.augments_epoch(epoch)
     starts = list(range(0, count, config.batch_size))
     if len(starts) > 1 and count - starts[-1] < graph.towers:
         starts.pop()  # a remainder too small to shard across the towers joins the batch before it

@@ -73,6 +73,13 @@ def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits, monkeyp
     assert predictions.loss == pytest.approx(full.test_loss, rel=1e-5)
 
 
+def test_which_epochs_are_augmented():
+    assert [TrainConfig(epochs=5, augment=True, clean_epochs=2).augments_epoch(e) for e in range(5)] == [
+        True, True, True, False, False]
+    assert not any(TrainConfig(epochs=3, augment=True, clean_epochs=9).augments_epoch(e) for e in range(3))
+    assert not TrainConfig(epochs=3).augments_epoch(0)
+
+
 def test_clean_epochs_train_on_undistorted_images(tmp_path, synthetic_splits):
     losses = lambda r: [h["loss"] for h in r.history]  # noqa: E731
     plain = run(tmp_path, synthetic_splits, "plain", epochs=2)
