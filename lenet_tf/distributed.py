@@ -23,13 +23,12 @@ import numpy as np
 
 from lenet_tf import checkpoint
 from lenet_tf._tf import tf, tf1
-from lenet_tf.augment import augment_images
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import ConfigError
 from lenet_tf.inference import InferenceGraph
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
-from lenet_tf.train import MODEL_SCOPE, TrainConfig, TrainResult
+from lenet_tf.train import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult
 
 _DONE_QUEUE = "lenet_tf_workers_done"
 
@@ -160,13 +159,8 @@ class _WorkerGraph:
                 self.set_learning_rate = tf1.assign(self.learning_rate, self.new_learning_rate)
                 self.global_step = tf1.train.get_or_create_global_step()
                 self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
-                images = scale_images(self.images)
-                self.augment_strength = tf1.placeholder_with_default(float(config.augment_strength), [])
-                if config.augment:  # each worker feeds strength 0 in the clean epochs
-                    images = augment_images(images, tf.stack([config.seed, self.global_step]),
-                                            self.augment_strength, elastic_alpha=config.elastic_alpha,
-                                            elastic_sigma=config.elastic_sigma)
-                logits = self.net(images, training=True)
+                self.augmentation = Augmentation(config)  # each worker switches it off in the clean epochs
+                logits = self.net(self.augmentation(scale_images(self.images), self.global_step), training=True)
                 self.loss = tf.reduce_mean(cross_entropy(logits, self.labels, config.label_smoothing))
                 self.accuracy = tf.reduce_mean(correct(logits, self.labels))
                 self.optimizer = tf1.train.SyncReplicasOptimizer(
@@ -232,7 +226,7 @@ def _train_loop(worker: _WorkerGraph, role: Role, config: TrainConfig, splits: S
                 if role.is_chief:
                     session.run(worker.set_learning_rate, {worker.new_learning_rate: config.learning_rate_at(epoch)})
                 order = np.random.default_rng([config.seed, role.index, epoch]).permutation(shard)
-                clean = {} if config.augments_epoch(epoch) else {worker.augment_strength: 0.0}
+                clean = worker.augmentation.feed(config.augments_epoch(epoch))
                 for start in range(0, len(order), config.batch_size):
                     if session.should_stop():
                         break

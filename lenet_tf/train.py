@@ -112,6 +112,26 @@ class TrainResult:
                    run["test"]["accuracy"], run["test"]["loss"], run["seconds"], run["images_per_second"])
 
 
+class Augmentation:
+    """A config's in-graph augmentation of training batches, switched off for the clean epochs by a feed."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        # Fed 0 for the clean epochs, which leaves the images unchanged.
+        self.strength = tf1.placeholder_with_default(float(config.augment_strength), [], name="augment_strength")
+
+    def __call__(self, images: tf.Tensor, global_step: tf.Tensor) -> tf.Tensor:
+        """``images`` distorted as configured (unchanged without ``augment``), seeded by the step."""
+        if not self.config.augment:
+            return images
+        return augment_images(images, tf.stack([self.config.seed, global_step]), self.strength,
+                              elastic_alpha=self.config.elastic_alpha, elastic_sigma=self.config.elastic_sigma)
+
+    def feed(self, augment: bool) -> dict:
+        """The feed for a step: nothing when distorting, strength 0 when not."""
+        return {} if augment else {self.strength: 0.0}
+
+
 class TrainGraph:
     """The training graph: the training set lives in the graph, each step is fed only batch indices."""
 
@@ -130,12 +150,8 @@ class TrainGraph:
             batch_images = scale_images(tf.gather(images, self.indices))
             batch_labels = tf.gather(labels, self.indices)
             self.global_step = tf1.train.get_or_create_global_step()
-            # Fed 0 for the clean epochs, which leaves the images unchanged.
-            self.augment_strength = tf1.placeholder_with_default(float(config.augment_strength), [])
-            if config.augment:
-                batch_images = augment_images(
-                    batch_images, tf.stack([config.seed, self.global_step]), self.augment_strength,
-                    elastic_alpha=config.elastic_alpha, elastic_sigma=config.elastic_sigma)
+            self.augmentation = Augmentation(config)
+            batch_images = self.augmentation(batch_images, self.global_step)
             self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
             self.towers = config.towers or default_towers(config.batch_size)
             # Data parallelism inside one step: every tower runs the shared network on its shard, and the
@@ -184,9 +200,7 @@ class TrainGraph:
              augment: bool = True) -> tuple[float, float, int]:
         """One Adam step on the training images at ``indices`` (undistorted when not ``augment``);
         returns the batch loss, accuracy and step."""
-        feed = {self.indices: indices, self.learning_rate: learning_rate}
-        if not augment:
-            feed[self.augment_strength] = 0.0
+        feed = {self.indices: indices, self.learning_rate: learning_rate, **self.augmentation.feed(augment)}
         _, batch_loss, batch_accuracy, step = session.run(self._step_fetches, feed)
         return float(batch_loss), float(batch_accuracy), int(step)
 
