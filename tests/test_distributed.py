@@ -1,25 +1,15 @@
 """A real cluster of separate processes on 127.0.0.1: one parameter server and two workers."""
 
 import json
-import socket
 import subprocess
 import sys
 
 import pytest
+from ports import free_ports
 
 from lenet_tf.distributed import _WorkerGraph, parse_role, train_worker
-from lenet_tf.train import TrainConfig
 from lenet_tf.errors import ConfigError
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from lenet_tf.train import TrainConfig
 
 
 def test_one_ps_two_workers_train_real_mnist_and_stop_by_themselves(tmp_path, real_mnist):

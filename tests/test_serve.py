@@ -2,7 +2,6 @@
 
 import io
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from ports import free_ports
 
 fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -82,15 +82,9 @@ def test_huge_image_dimensions_are_refused(client):
     assert response.status_code == 413 and "too large" in response.json()["detail"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(real_model_dir):
-    port = free_port()
+    [port] = free_ports(1)
     process = subprocess.Popen([sys.executable, "-m", "lenet_tf", "serve", "--checkpoint", str(real_model_dir[0]),
                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
