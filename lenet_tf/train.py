@@ -128,8 +128,8 @@ class Augmentation:
                               elastic_alpha=self.config.elastic_alpha, elastic_sigma=self.config.elastic_sigma)
 
     def feed(self, augment: bool) -> dict:
-        """The feed for a step: nothing when distorting, strength 0 when not."""
-        return {} if augment else {self.strength: 0.0}
+        """The feed for a step: strength 0 to leave a step undistorted, else nothing (nor without ``augment``)."""
+        return {self.strength: 0.0} if self.config.augment and not augment else {}
 
 
 class TrainGraph:
