@@ -9,7 +9,7 @@ import signal
 import sys
 import traceback
 
-from lenet_tf.errors import LeNetError
+from lenet_tf.errors import ConfigError, LeNetError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -65,7 +65,7 @@ def _add_train_parser(commands) -> None:
     p = commands.add_parser("train", help="train LeNet-5 on MNIST and checkpoint it",
                             description="Train LeNet-5 on MNIST, keep the best epoch by validation accuracy, "
                                         "and report test accuracy.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="plain",
+    p.add_argument("--preset", choices=sorted(PRESETS),
                    help="recipe whose values the flags below override (default: plain)")
     p.add_argument("--epochs", type=_positive_int, help="passes over the training set (default: 10)")
     p.add_argument("--batch-size", type=_positive_int, help="examples per Adam step (default: 128)")
@@ -96,11 +96,16 @@ def _add_train_parser(commands) -> None:
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden activation (default: relu)")
     p.add_argument("--init-stddev", type=_positive_float,
                    help="stddev of the truncated-normal weights (default: He scaling by fan-in)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation (default: 0)")
+    p.add_argument("--seed", type=int, help="seed of the split, shuffling and initialisation (default: 0)")
     p.add_argument("--valid-size", type=_positive_int, help="training images held out for validation (default: 5000)")
     p.add_argument("--out", default="SavedModel", help="checkpoint folder (default: SavedModel)")
     p.add_argument("--logdir", help="TensorBoard folder (default: OUT/logs)")
-    p.add_argument("--resume", action="store_true", help="continue from the last epoch saved in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last epoch, with its stored configuration; only "
+                        "--epochs may change (default: off)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out; its checkpoints are deleted once the new run has saved its "
+                        "first epoch (default: off: a folder holding a run is refused)")
     p.add_argument("--target-accuracy", type=float,
                    help="exit with an error when the test accuracy ends below this fraction (default: none)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -119,6 +124,8 @@ def _add_evaluate_parser(commands) -> None:
     p.add_argument("--which", choices=("best", "last"), default="best", help="which epoch to load (default: best)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--report", metavar="DIR", help="also write PNG figures into DIR (default: none)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace figures of the same names already in the --report folder (default: off)")
     _add_data_flags(p)
 
 
@@ -135,7 +142,10 @@ def _add_export_parser(commands) -> None:
                             description="Export the best checkpoint as a SavedModel whose serving signature takes "
                                         "raw uint8 [N,28,28] or [N,28,28,1] digits.")
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
-    p.add_argument("--out", default="export/lenet5", help="SavedModel folder to write (default: export/lenet5)")
+    p.add_argument("--out", default="export/lenet5",
+                   help="SavedModel folder to write: absent or empty (default: export/lenet5)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export of ours in --out, never anything else (default: off)")
 
 
 def _add_serve_parser(commands) -> None:
@@ -170,26 +180,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_train(args) -> int:
-    from lenet_tf.presets import preset_config
-    from lenet_tf.train import train
+def _train_config(args):
+    """The run's configuration: the preset with the explicit flags, or with --resume the stored one with them."""
+    from lenet_tf.presets import PRESETS, preset_config
+    from lenet_tf.train import resume_config
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
              "augment_strength", "clean_epochs", "elastic_alpha", "elastic_sigma", "label_smoothing",
-             "weight_averaging", "valid_size")
+             "weight_averaging", "valid_size", "seed")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
                    "init_stddev": args.init_stddev}
     overrides["model"] = {k: v for k, v in model_flags.items() if v is not None}
-    config = preset_config(args.preset, seed=args.seed, **overrides)
+    if not args.resume:
+        return preset_config(args.preset or "plain", **overrides)
+    if args.preset:  # an explicit preset must agree with the stored run like any other flag
+        preset = {key: (dict(value) if isinstance(value, dict) else value) for key, value in PRESETS[args.preset].items()}
+        overrides = {**preset, **overrides, "model": {**preset.pop("model", {}), **overrides["model"]}}
+    return resume_config(args.out, **overrides)
+
+
+def _run_train(args) -> int:
+    from lenet_tf.checkpoint import read_run
+    from lenet_tf.train import describe_resume, train
+
+    in_cluster = bool(args.cluster or os.environ.get("TF_CONFIG"))
+    if in_cluster and args.resume:
+        raise ConfigError("--resume is not available in cluster mode: a cluster run starts from scratch (resume it "
+                          "in one process with `lenet-tf train --resume`, or train a new run with another --out)")
+    config = _train_config(args)
     try:
-        if args.cluster or os.environ.get("TF_CONFIG"):
+        if in_cluster:
             result = _train_in_cluster(args, config)
             if result is None:
                 return 0
         else:
+            if args.resume:
+                print(f"lenet-tf: {args.out}: {describe_resume(config, read_run(args.out))}", file=sys.stderr)
             result = train(config, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum,
-                           resume=args.resume, logdir=args.logdir, progress=not args.no_progress)
+                           resume=args.resume, overwrite=args.overwrite, logdir=args.logdir,
+                           progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f"lenet-tf: interrupted; the last finished epoch stays in {args.out} "
               "(continue with --resume)", file=sys.stderr)
@@ -222,7 +252,8 @@ def _train_in_cluster(args, config):
         run_parameter_server(role)
         print(f"parameter server {role.index}: every worker is done", file=sys.stderr)
         return None
-    result = train_worker(config, role, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum)
+    result = train_worker(config, role, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum,
+                          overwrite=args.overwrite)
     if result is None:
         print(f"worker {role.index}: done", file=sys.stderr)
     return result
@@ -232,7 +263,7 @@ def _run_evaluate(args) -> int:
     from lenet_tf.evaluate import evaluate
 
     evaluation = evaluate(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum, which=args.which,
-                          report_dir=args.report)
+                          report_dir=args.report, overwrite_report=args.overwrite)
     print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.format())
     if args.report and not args.json:
         print(f"\nfigures written to {args.report}")
@@ -261,7 +292,7 @@ def _run_predict(args) -> int:
 def _run_export(args) -> int:
     from lenet_tf.export import export_saved_model
 
-    path = export_saved_model(args.checkpoint, args.out)
+    path = export_saved_model(args.checkpoint, args.out, overwrite=args.overwrite)
     print(f"SavedModel written to {path} (signature serving_default: images uint8 [N,28,28] -> classes, "
           "probabilities)")
     return 0

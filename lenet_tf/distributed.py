@@ -96,9 +96,10 @@ class _ChiefHook(tf1.train.SessionRunHook):
     """On the chief: validate and checkpoint at every epoch boundary, test the best epoch at the end."""
 
     def __init__(self, worker: _WorkerGraph, splits: Splits, out: Path, run: dict, steps_per_epoch: int,
-                 last_step: int):
+                 last_step: int, stale: set[str]):
         self.worker, self.splits, self.out, self.run, self.steps_per_epoch = worker, splits, out, run, steps_per_epoch
         self.last_step = last_step
+        self.stale = stale  # checkpoints of the run this one replaces, deleted with its first record
         self.epoch_began = time.perf_counter()
         self.train_seconds = 0.0
 
@@ -125,7 +126,8 @@ class _ChiefHook(tf1.train.SessionRunHook):
         stats = {"epoch": epoch, "learning_rate": self.worker.config.learning_rate_at(epoch - 1),
                  "valid_loss": valid.loss, "valid_accuracy": valid.accuracy(self.splits.valid_labels),
                  "seconds": seconds, "images": images, "images_per_second": images / seconds}
-        checkpoint.record_epoch(self.worker.saver, session, self.out, self.run, stats)
+        checkpoint.record_epoch(self.worker.saver, session, self.out, self.run, stats, self.stale)
+        self.stale = set()
         self.epoch_began = time.perf_counter()
 
     def end(self, session):
@@ -184,26 +186,33 @@ def train_worker(
     data_dir: str | Path | None = None,
     splits: Splits | None = None,
     verify_checksums: bool = True,
+    overwrite: bool = False,
 ) -> TrainResult | None:
-    """Trains as one worker of the cluster; the chief returns the result (others return ``None``)."""
+    """Trains as one worker of the cluster; the chief returns the result (others return ``None``).
+
+    The chief writes ``out_dir`` like :func:`lenet_tf.train.train`: a folder holding a run is refused unless
+    ``overwrite``."""
     config.validate()
     if config.weight_averaging:
         raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
-    out = checkpoint.prepare_output_dir(out_dir) if role.is_chief else Path(out_dir)
+    out, stale = Path(out_dir), set()
+    if role.is_chief:
+        out, previous = checkpoint.prepare_output_dir(out_dir, overwrite=overwrite)
+        stale = checkpoint.owned_checkpoints(previous) if previous else set()
     if splits is None:
         splits = split(load_mnist(data_dir, verify=verify_checksums), config.valid_size, config.seed)
     shard = np.arange(role.index, len(splits.train_labels), role.workers)  # this worker's own examples
     steps_per_epoch = math.ceil(len(shard) / config.batch_size)
     worker = _WorkerGraph(config, role)
     server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
-    run = {"format": 1, "model": worker.net.get_config(), "train": asdict(config),
+    run = {"format": checkpoint.RUN_FORMAT, "model": worker.net.get_config(), "train": asdict(config),
            "cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers},
            "data": {"train": len(splits.train_labels), "valid": len(splits.valid_labels),
-                    "test": len(splits.test_labels)}, "history": [], "complete": False}
+                    "test": len(splits.test_labels)}, "history": [], "checkpoints": [], "complete": False}
     last_step = config.epochs * steps_per_epoch
     hooks = [worker.optimizer.make_session_run_hook(role.is_chief), tf1.train.StopAtStepHook(last_step=last_step)]
     if role.is_chief:
-        hooks.append(_ChiefHook(worker, splits, out, run, steps_per_epoch, last_step))
+        hooks.append(_ChiefHook(worker, splits, out, run, steps_per_epoch, last_step, stale))
     try:
         _train_loop(worker, role, config, splits, shard, hooks, server)
     finally:  # report even after a failure, so that the parameter servers stop

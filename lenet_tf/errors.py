@@ -19,3 +19,7 @@ class ConfigError(LeNetError):
 
 class TrainingError(LeNetError):
     """Training cannot continue (for example the loss became NaN)."""
+
+
+class OutputError(LeNetError):
+    """An output file or folder cannot be written, or writing it would replace something that is not ours."""

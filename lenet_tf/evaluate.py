@@ -75,17 +75,24 @@ def evaluate(
     verify_checksums: bool = True,
     which: str = "best",
     report_dir: str | os.PathLike | None = None,
+    overwrite_report: bool = False,
 ) -> Evaluation:
     """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set.
 
-    With ``report_dir``, also writes the figures of :func:`lenet_tf.report.write_report` there.
+    With ``report_dir``, also writes the figures of :func:`lenet_tf.report.write_report` there (figures of
+    the same names already there are refused, before any work, unless ``overwrite_report``).
     """
+    if report_dir:
+        from lenet_tf.report import check_report_dir  # matplotlib loads only when figures are wanted
+
+        check_report_dir(report_dir, overwrite_report)
     mnist = load_mnist(data_dir, verify=verify_checksums)
     labels = mnist.test_labels.astype(np.int32)
     with TrainedModel(checkpoint_dir, which) as model:
         evaluation, probabilities = metrics(model, mnist.test_images, labels)
     if report_dir:
-        from lenet_tf.report import write_report  # matplotlib loads only when figures are wanted
+        from lenet_tf.report import write_report
 
-        write_report(evaluation, probabilities, mnist.test_images, labels, model.run["history"], report_dir)
+        write_report(evaluation, probabilities, mnist.test_images, labels, model.run["history"], report_dir,
+                     overwrite_report)
     return evaluation

@@ -6,13 +6,16 @@ digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``proba
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from lenet_tf._tf import session_config, tf, tf1
+from lenet_tf.checkpoint import describe_tf_error
 from lenet_tf.errors import CheckpointError
+from lenet_tf.outputs import TMP_PREFIX, describe_os_error
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import scale_images
 from lenet_tf.trained import TrainedModel
@@ -28,32 +31,93 @@ def serving_inputs() -> tuple[tf.Tensor, tf.Tensor]:
     return raw, scale_images(padded)
 
 
-def export_saved_model(checkpoint_dir: str | os.PathLike, export_dir: str | os.PathLike) -> Path:
-    """Writes a SavedModel of the checkpoint's best epoch to ``export_dir`` (replacing it atomically)."""
+MARKER = "assets.extra/lenet_tf.json"  # written into every export: what was exported, and that it is ours
+_EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb"}
+
+
+def is_our_export(folder: Path) -> bool:
+    """Whether ``folder`` holds a SavedModel written by :func:`export_saved_model` and nothing else."""
+    try:
+        entries = {entry.name for entry in folder.iterdir()}
+        json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return "saved_model.pb" in entries and entries <= _EXPORT_ENTRIES
+
+
+def check_export_dir(export_dir: Path, overwrite: bool) -> bool:
+    """Raises unless ``export_dir`` may be written: absent, empty, or (with ``overwrite``) an earlier export of
+    ours. Returns whether something is there to replace."""
+    if not export_dir.exists() and not export_dir.is_symlink():
+        return False
+    if not export_dir.is_dir() or export_dir.is_symlink():
+        raise CheckpointError(f"{export_dir}: exists and is not a folder; choose another --out")
+    if not any(export_dir.iterdir()):
+        return False
+    if not is_our_export(export_dir):
+        raise CheckpointError(f"{export_dir}: is not empty and not a lenet_tf export, so it is left alone; "
+                              "choose another --out")
+    if not overwrite:
+        raise CheckpointError(f"{export_dir}: holds an earlier export; pass --overwrite to replace it")
+    return True
+
+
+def export_saved_model(checkpoint_dir: str | os.PathLike, export_dir: str | os.PathLike, *,
+                       overwrite: bool = False) -> Path:
+    """Writes a SavedModel of the checkpoint's best epoch to ``export_dir``.
+
+    ``export_dir`` must be absent or empty, or, with ``overwrite``, an earlier export of ours, which is then
+    replaced only once the new one is complete. Nothing else is ever deleted.
+
+    Raises:
+      CheckpointError: the checkpoint is unusable or ``export_dir`` may not be written.
+    """
     export_dir = Path(export_dir)
     config = TrainedModel.read_config(checkpoint_dir)
-    export_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=".export-"))
+    replace = check_export_dir(export_dir, overwrite)
+    staging = None
     try:
-        with tf.Graph().as_default() as graph:
-            raw, images = serving_inputs()
-            net = LeNet5(**config["model"])
-            probabilities = tf.nn.softmax(net(images, training=False), name="probabilities")
-            classes = tf.argmax(probabilities, axis=1, name="classes")
-            with tf1.Session(graph=graph, config=session_config()) as session:
-                net.restore(session, config["checkpoint"], checkpoint_scope=net.name)
-                builder = tf1.saved_model.Builder(str(staging / "model"))
-                signature = tf1.saved_model.predict_signature_def(
-                    inputs={"images": raw}, outputs={"classes": classes, "probabilities": probabilities})
-                builder.add_meta_graph_and_variables(
-                    session, [tf1.saved_model.tag_constants.SERVING], signature_def_map={SIGNATURE: signature},
-                    strip_default_attrs=True)
-                builder.save()
-        if export_dir.exists():
-            shutil.rmtree(export_dir)
-        os.replace(staging / "model", export_dir)
+        export_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=TMP_PREFIX))
+        _build(config, staging / "model")
+        _publish_export(staging, export_dir, replace)
     except OSError as err:
-        raise CheckpointError(f"{export_dir}: cannot write the SavedModel ({err.strerror or err})") from None
+        raise CheckpointError(f"{export_dir}: cannot write the SavedModel ({describe_os_error(err)})") from None
+    except tf.errors.OpError as err:
+        raise CheckpointError(f"{export_dir}: cannot write the SavedModel ({describe_tf_error(err)})") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return export_dir
+
+
+def _build(config: dict, path: Path) -> None:
+    """Writes the SavedModel of a training folder's configuration and checkpoint to ``path``."""
+    with tf.Graph().as_default() as graph:
+        raw, images = serving_inputs()
+        net = LeNet5(**config["model"])
+        probabilities = tf.nn.softmax(net(images, training=False), name="probabilities")
+        classes = tf.argmax(probabilities, axis=1, name="classes")
+        with tf1.Session(graph=graph, config=session_config()) as session:
+            net.restore(session, config["checkpoint"], checkpoint_scope=net.name)
+            builder = tf1.saved_model.Builder(str(path))
+            signature = tf1.saved_model.predict_signature_def(
+                inputs={"images": raw}, outputs={"classes": classes, "probabilities": probabilities})
+            builder.add_meta_graph_and_variables(
+                session, [tf1.saved_model.tag_constants.SERVING], signature_def_map={SIGNATURE: signature},
+                strip_default_attrs=True)
+            builder.save()
+    marker = path / MARKER
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(json.dumps({"checkpoint": config["checkpoint"], "epoch": config["run"]["best"]["epoch"],
+                                  "model": config["model"]}, indent=2))
+
+
+def _publish_export(staging: Path, export_dir: Path, replace: bool) -> None:
+    """Moves the finished export from ``staging/model`` to ``export_dir``; an earlier export of ours there is
+    moved into ``staging`` first (and deleted with it), so no moment leaves neither on disk."""
+    if replace:
+        os.rename(export_dir, staging / "previous")
+    elif export_dir.is_dir():
+        export_dir.rmdir()  # empty: checked by check_export_dir; fails safely if something appeared since
+    os.rename(staging / "model", export_dir)

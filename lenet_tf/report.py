@@ -12,12 +12,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lenet_tf.evaluate import Evaluation  # noqa: E402
+from lenet_tf.outputs import check_new_files, make_folder, write_atomic  # noqa: E402
+
+FIGURES = ("confusion_matrix.png", "per_digit.png", "worst_errors.png", "training_curves.png")
 
 
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
     return path
 
 
@@ -89,14 +94,27 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     return _save(figure, path)
 
 
+def check_report_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
+    """Creates ``out_dir`` if needed and returns the paths of the :data:`FIGURES` in it.
+
+    Raises:
+      OutputError: ``out_dir`` is a file, or a figure is there already and ``overwrite`` is not set.
+    """
+    paths = [make_folder(out_dir) / name for name in FIGURES]
+    check_new_files(paths, overwrite)
+    return paths
+
+
 def write_report(evaluation: Evaluation, probabilities: np.ndarray, images: np.ndarray, labels: np.ndarray,
-                 history: list[dict], out_dir: str | os.PathLike) -> list[Path]:
-    """Writes the four figures as PNG files into ``out_dir``; returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+                 history: list[dict], out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
+    """Writes the four :data:`FIGURES` as PNG files into ``out_dir``; returns their paths.
+
+    Files of those names already there are refused (before anything is written) unless ``overwrite``.
+    """
+    confusion, per_digit, worst, curves = check_report_dir(out_dir, overwrite)
     return [
-        plot_confusion(evaluation, out / "confusion_matrix.png"),
-        plot_per_digit(evaluation, out / "per_digit.png"),
-        plot_worst(images, labels, probabilities, out / "worst_errors.png"),
-        plot_curves(history, out / "training_curves.png"),
+        plot_confusion(evaluation, confusion),
+        plot_per_digit(evaluation, per_digit),
+        plot_worst(images, labels, probabilities, worst),
+        plot_curves(history, curves),
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -226,15 +226,55 @@ def _load_splits(config: TrainConfig, data_dir, verify: bool) -> Splits:
     return split(load_mnist(data_dir, verify=verify), config.valid_size, config.seed)
 
 
-def _resume_state(config: TrainConfig, out_dir: Path) -> dict:
-    run = checkpoint.read_run(out_dir)
-    expected = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model).get_config()
-    if run["model"] != expected:
-        raise CheckpointError(f"{out_dir}: holds a different model ({run['model']}); cannot resume with {expected}")
-    if run["train"]["seed"] != config.seed or run["train"]["valid_size"] != config.valid_size:
-        raise CheckpointError(f"{out_dir}: was trained with another seed or split; resume with the same --seed")
-    checkpoint.checkpoint_prefix(out_dir, "last", run)
-    return run
+def stored_config(run: dict) -> TrainConfig:
+    """The :class:`TrainConfig` a run record was trained with (fields it predates take their defaults)."""
+    known = {f.name for f in fields(TrainConfig)}
+    values = {key: value for key, value in run.get("train", {}).items() if key in known}
+    model = {key: value for key, value in run["model"].items() if key not in ("name", "seed")}
+    return TrainConfig(**{**values, "model": model})
+
+
+def resume_config(out_dir: str | Path, **overrides) -> TrainConfig:
+    """The configuration of the run in ``out_dir`` with ``overrides`` applied (``model`` ones merged), for
+    ``train(..., resume=True)``; only a different ``epochs`` is accepted there."""
+    stored = stored_config(checkpoint.read_run(out_dir))
+    model = {**stored.model, **overrides.pop("model", {})}
+    return replace(stored, **overrides, model=model)
+
+
+def _check_resumable(config: TrainConfig, run: dict, out: Path) -> None:
+    """Raises unless ``config`` is the run's stored configuration, but for ``epochs`` (not fewer than trained)."""
+    stored = asdict(stored_config(run))
+    given = asdict(config)
+    differing = [f"{key} {given[key]!r} (stored {stored[key]!r})" for key in given
+                 if key not in ("epochs", "model") and given[key] != stored[key]]
+    expected = {**run["model"], "name": MODEL_SCOPE}
+    model = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model).get_config()
+    differing += [f"model {key} {model[key]!r} (stored {expected.get(key)!r})" for key in model
+                  if key != "seed" and model[key] != expected.get(key)]
+    if differing:
+        raise ConfigError(f"{out}: --resume continues the stored configuration, but {'; '.join(differing)} "
+                          "differ; only --epochs may change (train a new run in another --out, or --overwrite)")
+    done = len(run["history"])
+    if config.epochs < done:
+        raise ConfigError(f"{out}: has {done} trained epochs; --epochs {config.epochs} would drop some "
+                          f"(pass more than {done} to train further)")
+    checkpoint.checkpoint_prefix(out, "last", run)
+
+
+def describe_resume(config: TrainConfig, run: dict) -> str:
+    """What ``train(config, resume=True)`` will do with the run ``run``, in one line."""
+    done = len(run["history"])
+    if done >= config.epochs:
+        if run.get("complete"):
+            return f"the run is complete ({done} of {config.epochs} epochs); pass --epochs N > {done} to train further"
+        return f"all {done} epochs are trained; testing the best one"
+    plan = f"resuming at epoch {done + 1} of {config.epochs}"
+    if config.epochs != run["train"].get("epochs"):
+        plan += (f" (was {run['train'].get('epochs')}: the {config.schedule} schedule"
+                 + (" and the clean epochs" if config.augment and config.clean_epochs else "")
+                 + f" now run over {config.epochs} epochs, lr {config.learning_rate_at(done):.3g} from here)")
+    return plan
 
 
 def train(
@@ -245,6 +285,7 @@ def train(
     splits: Splits | None = None,
     verify_checksums: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
     logdir: str | Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
@@ -252,11 +293,17 @@ def train(
 
     Args:
       config: hyper-parameters; validated before anything is read or written.
-      out_dir: checkpoint folder (see :mod:`lenet_tf.checkpoint`).
+      out_dir: checkpoint folder (see :mod:`lenet_tf.checkpoint`). A folder that already holds a run is refused
+        unless ``resume`` or ``overwrite`` is set.
       data_dir: MNIST folder (see :func:`lenet_tf.data.resolve_data_dir`); ignored when ``splits`` is given.
       splits: ready data instead of loading MNIST.
       verify_checksums: check the MNIST files against the official SHA-256 values.
-      resume: continue from the last saved epoch in ``out_dir`` (weights, Adam state, history).
+      resume: continue the run in ``out_dir`` from its last saved epoch (weights, Adam state, history). ``config``
+        must be the stored one (:func:`resume_config`) except ``epochs``, which may extend the run: the schedule
+        (and the clean epochs) are then laid over the new epoch count for the epochs still to train. A complete run
+        with nothing left to train is returned as it is, without writing anything.
+      overwrite: replace the run in ``out_dir``; its checkpoints are deleted only once this run has saved its
+        first epoch, and nothing else in the folder is touched.
       logdir: TensorBoard folder; defaults to ``out_dir/logs``.
       progress: show a progress bar per epoch.
 
@@ -264,45 +311,56 @@ def train(
       ConfigError, DataError, CheckpointError, TrainingError: with a one-line message.
     """
     config.validate()
-    out = Path(out_dir)
-    previous = _resume_state(config, out) if resume else None
-    out = checkpoint.prepare_output_dir(out)
+    out, previous = checkpoint.prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
+    stale = set()
+    if resume:
+        _check_resumable(config, previous, out)
+        if previous.get("complete") and len(previous["history"]) == config.epochs:
+            return TrainResult.from_run(out, previous)
+    elif previous:
+        stale, previous = checkpoint.owned_checkpoints(previous), None
     if splits is None:
         splits = _load_splits(config, data_dir, verify_checksums)
     graph = TrainGraph(config, splits)
     with graph.graph.as_default():
         writer = tf1.summary.FileWriter(str(logdir or out / "logs"), graph.graph)
     run = {
-        "format": 1,
+        "format": checkpoint.RUN_FORMAT,
         "model": graph.net.get_config(),
         "train": asdict(config),
         "data": {"train": len(splits.train_labels), "valid": len(splits.valid_labels),
                  "test": len(splits.test_labels)},
         "history": [],
+        "checkpoints": [],
         "complete": False,
     }
-    with graph.start(splits) as session:
-        if previous:
-            # With weight averaging, checkpoints hold the averages in the network's variables and the
-            # training weights in the averages' slots: leaving the block swaps them back.
-            with graph.averaged_weights(session):
-                graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "last", previous))
-            run.update(history=previous["history"], best=previous["best"], last=previous["last"])
-        first_epoch = len(run["history"])
-        train_seconds = sum(h["seconds"] for h in run["history"])
+    try:
+        with graph.start(splits) as session:
+            if previous:
+                _restore_last(session, graph, out, previous)
+                run.update(history=previous["history"], best=previous["best"], last=previous["last"],
+                           checkpoints=sorted(checkpoint.owned_checkpoints(previous)))
+                if config.epochs != previous["train"].get("epochs"):
+                    run["resumed"] = [*previous.get("resumed", []), {"at_epoch": len(previous["history"]),
+                                                                     "epochs": config.epochs}]
+            first_epoch = len(run["history"])
+            train_seconds = sum(h["seconds"] for h in run["history"])
 
-        def validate_and_record(stats: dict) -> None:
-            with graph.averaged_weights(session):
-                valid = graph.inference.run(session, splits.valid_images, splits.valid_labels)
-                stats.update(valid_loss=valid.loss, valid_accuracy=valid.accuracy(splits.valid_labels))
-                _record_epoch(session, graph, out, run, stats, writer)
+            def validate_and_record(stats: dict) -> None:
+                nonlocal stale
+                with graph.averaged_weights(session):
+                    valid = graph.inference.run(session, splits.valid_images, splits.valid_labels)
+                    stats.update(valid_loss=valid.loss, valid_accuracy=valid.accuracy(splits.valid_labels))
+                    _record_epoch(session, graph, out, run, stats, writer, stale)
+                stale = set()  # the replaced run's folders went with the first record of this one
 
-        for epoch in range(first_epoch, config.epochs):
-            stats = _train_epoch(session, graph, config, splits, epoch, progress, writer, validate_and_record)
-            train_seconds += stats["seconds"]
-        graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "best", run))
-        test = graph.inference.run(session, splits.test_images, splits.test_labels)
-    writer.close()
+            for epoch in range(first_epoch, config.epochs):
+                stats = _train_epoch(session, graph, config, splits, epoch, progress, writer, validate_and_record)
+                train_seconds += stats["seconds"]
+            graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "best", run))
+            test = graph.inference.run(session, splits.test_images, splits.test_labels)
+    finally:
+        writer.close()
     images = sum(h["images"] for h in run["history"])
     run.update(
         complete=True,
@@ -312,6 +370,19 @@ def train(
     )
     checkpoint.write_json_atomic(out / checkpoint.RUN_FILE, run)
     return TrainResult.from_run(out, run)
+
+
+def _restore_last(session: tf1.Session, graph: TrainGraph, out: Path, run: dict) -> None:
+    """Loads the run's last checkpoint (weights and optimizer state) into the training graph."""
+    prefix = checkpoint.checkpoint_prefix(out, "last", run)
+    # With weight averaging, checkpoints hold the averages in the network's variables and the training
+    # weights in the averages' slots: leaving the block swaps them back.
+    with graph.averaged_weights(session):
+        try:
+            graph.saver.restore(session, prefix)
+        except tf.errors.OpError as err:
+            raise CheckpointError(f"{prefix}: does not match the run's recorded configuration "
+                                  f"({checkpoint.describe_tf_error(err)})") from None
 
 
 def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits, epoch: int,
@@ -360,9 +431,10 @@ def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits
     return stats
 
 
-def _record_epoch(session, graph: TrainGraph, out: Path, run: dict, stats: dict, writer) -> None:
+def _record_epoch(session, graph: TrainGraph, out: Path, run: dict, stats: dict, writer,
+                  stale: set[str] = frozenset()) -> None:
     """Checkpoints the epoch, then atomically points ``run.json`` at it; prunes stale checkpoints."""
-    checkpoint.record_epoch(graph.saver, session, out, run, stats)
+    checkpoint.record_epoch(graph.saver, session, out, run, stats, stale)
     step = session.run(graph.global_step)
     writer.add_summary(_scalars({
         "train/loss": stats["loss"], "train/accuracy": stats["train_accuracy"],
