@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lenet_tf._tf import tf, tf1
-from lenet_tf.model import LeNet5
+from lenet_tf.model import LeNet5, shard_batch  # noqa: F401 (shard_batch: re-exported)
 from lenet_tf.objectives import cross_entropy, scale_images
 
 EVAL_BATCH_SIZE = 2500  # large batches: fewer session calls, and the conv kernels run near full speed
@@ -35,15 +35,6 @@ class Predictions:
         return float(np.mean(self.losses))
 
 
-def shard_batch(batch: tf.Tensor, towers: int) -> list[tf.Tensor]:
-    """Splits a batch of any size into ``towers`` nearly equal consecutive shards."""
-    if towers == 1:
-        return [batch]
-    size = tf.shape(batch)[0]
-    bounds = [size * k // towers for k in range(towers + 1)]
-    return tf.split(batch, tf.stack([bounds[k + 1] - bounds[k] for k in range(towers)]), num=towers)
-
-
 class InferenceGraph:
     """Placeholders for uint8 images ``[N, 32, 32, 1]`` and int32 labels ``[N]`` feeding ``net`` in inference mode.
 
@@ -56,7 +47,7 @@ class InferenceGraph:
         self.labels = tf1.placeholder(tf.int32, [None], name="eval_labels")
         self.towers = towers
         images = scale_images(self.images)
-        self.logits = tf.concat([net(shard, training=False) for shard in shard_batch(images, towers)], axis=0)
+        self.logits = net(images, training=False, shards=towers)
         self.probabilities = tf.nn.softmax(self.logits)
         self.losses = cross_entropy(self.logits, self.labels)
 

@@ -9,9 +9,11 @@ from typing import Callable
 from lenet_tf._tf import tf, tf1
 from lenet_tf.errors import CheckpointError
 
-# Max pooling commutes with any non-decreasing function, so each conv block pools *before* its
-# bias and activation: the same function and gradients as conv -> bias -> act -> pool, with the
-# elementwise work done on a quarter of the values. Only monotonic activations are offered.
+# Max pooling commutes with any non-decreasing function, so without batch norm a training conv block pools
+# *before* its bias and activation: the same function and gradients as conv -> bias -> act -> pool, with the
+# elementwise work done on a quarter of the values. Only monotonic activations are offered. With batch norm the
+# order is not free (normalising pooled values is another function): its block is defined as
+# conv -> pool -> batch norm -> activation, in training and inference alike.
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     "relu": tf.nn.relu,
     "elu": tf.nn.elu,
@@ -22,15 +24,37 @@ ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
 _TRUNCATED_NORMAL_STD = 0.87962566103423978  # stddev of a unit normal truncated at ±2
 
 
+def shard_batch(batch: tf.Tensor, shards: int) -> list[tf.Tensor]:
+    """Splits a batch of any size into ``shards`` nearly equal consecutive parts."""
+    if shards == 1:
+        return [batch]
+    size = tf.shape(batch)[0]
+    bounds = [size * k // shards for k in range(shards + 1)]
+    return tf.split(batch, tf.stack([bounds[k + 1] - bounds[k] for k in range(shards)]), num=shards)
+
+
+def _concat(parts: list[tf.Tensor]) -> tf.Tensor:
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
+
+
+def _moments(shards: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mean and variance over every axis but the last of all ``shards`` together."""
+    axes = list(range(shards[0].shape.rank - 1))
+    count = tf.add_n([tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32) for x in shards])
+    mean = tf.add_n([tf.reduce_sum(x, axes) for x in shards]) / count
+    var = tf.add_n([tf.reduce_sum(tf.math.squared_difference(x, tf.stop_gradient(mean)), axes) for x in shards]) / count
+    return mean, var
+
+
 class LeNet5:
     """LeNet-5 for 32x32 grey digits: conv 6@5x5 → pool → conv 16@5x5 → pool → fc 120 → fc 84 → logits.
 
     Calling the instance on a float32 tensor ``[N, 32, 32, 1]`` (values in [0, 1]) adds the network to
     that tensor's graph and returns logits ``[N, num_classes]``. Every call in a graph uses the same
     variables, created by ``get_variable`` on the first call under a unique variable scope (``lenet5``,
-    ``lenet5_1``, …). ``training=True`` uses batch statistics for batch norm (and queues the updates of
-    its moving averages in :attr:`update_ops`, reset by every call) and applies dropout; ``training=False``
-    is inference.
+    ``lenet5_1``, …). ``training=True`` uses batch statistics for batch norm (the updates of its moving
+    averages are added to :attr:`update_ops` and to the graph's ``UPDATE_OPS`` collection, whatever calls
+    follow) and applies dropout; ``training=False`` is inference.
 
     The intermediate tensors of the latest call are in :attr:`endpoints`; :meth:`restore` loads trained
     weights into this instance without touching any other variable of the graph.
@@ -94,8 +118,8 @@ class LeNet5:
         self._graph: tf.Graph | None = None
         self._savers: dict[str, tf1.train.Saver] = {}
         self._calls = 0
-        self.endpoints: dict[str, tf.Tensor] = {}
-        self.update_ops: list[tf.Operation] = []
+        self.endpoints: dict[str, tf.Tensor] = {}  # of the latest call
+        self.update_ops: list[tf.Operation] = []  # of every training call so far (also in UPDATE_OPS)
 
     def get_config(self) -> dict:
         """The constructor arguments, JSON-serialisable, so that ``LeNet5(**config)`` rebuilds it."""
@@ -137,11 +161,16 @@ class LeNet5:
         width = math.prod(inputs.shape.as_list()[1:])
         return tf.reshape(inputs, [-1, width])
 
-    def _normalise(self, inputs: tf.Tensor, training: bool) -> tf.Tensor:
-        """Adds the biases, or batch-normalises over every axis but the last when batch norm is on."""
-        channels = inputs.shape[-1]
+    def _normalise(self, shards: list[tf.Tensor], training: bool) -> list[tf.Tensor]:
+        """Adds the biases, or batch-normalises over every axis but the last when batch norm is on.
+
+        In training, the batch statistics are those of all ``shards`` together (the whole batch), however it is
+        split, and the updates of the moving averages go to :attr:`update_ops` and ``UPDATE_OPS``.
+        """
+        channels = shards[0].shape[-1]
         if not self.batch_norm:
-            return tf.nn.bias_add(inputs, self.bias(channels))
+            biases = self.bias(channels)
+            return [tf.nn.bias_add(x, biases) for x in shards]
         with tf1.variable_scope("batch_norm"):
             beta = tf1.get_variable("beta", [channels], initializer=tf1.zeros_initializer())
             gamma = tf1.get_variable("gamma", [channels], initializer=tf1.ones_initializer())
@@ -150,55 +179,74 @@ class LeNet5:
             moving_var = tf1.get_variable(
                 "moving_variance", [channels], initializer=tf1.ones_initializer(), trainable=False)
         if training:
-            mean, var = tf.nn.moments(inputs, axes=list(range(inputs.shape.rank - 1)))
+            mean, var = _moments(shards)
             decay = 1.0 - self.bn_momentum
-            self.update_ops += [
-                tf1.assign_sub(moving_mean, (moving_mean - mean) * decay).op,
-                tf1.assign_sub(moving_var, (moving_var - var) * decay).op,
-            ]
+            updates = [tf1.assign_sub(moving_mean, (moving_mean - mean) * decay).op,
+                       tf1.assign_sub(moving_var, (moving_var - var) * decay).op]
+            self.update_ops += updates
+            for op in updates:
+                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, op)
         else:
             mean, var = moving_mean, moving_var
-        return tf.nn.batch_normalization(inputs, mean, var, beta, gamma, self.bn_epsilon)
+        return [tf.nn.batch_normalization(x, mean, var, beta, gamma, self.bn_epsilon) for x in shards]
 
-    def conv_block(self, inputs: tf.Tensor, out_channels: int, training: bool, seed_offset: int) -> tf.Tensor:
-        """conv 5x5 VALID → bias (or batch norm) → activation → 2x2 max pool, computed in the faster order."""
-        weights = self.conv_weights(inputs.shape[-1], out_channels, seed_offset=seed_offset)
+    def conv_block(self, shards: list[tf.Tensor], out_channels: int, training: bool, seed_offset: int
+                   ) -> list[tf.Tensor]:
+        """conv 5x5 VALID → bias (or batch norm) → activation → 2x2 max pool on each shard of a batch.
+
+        Without batch norm, training pools first (the same function, less work; see the note on ACTIVATIONS)
+        and inference keeps the textbook order, which oneDNN fuses; with batch norm the block is conv → pool →
+        batch norm → activation in both modes.
+        """
+        weights = self.conv_weights(shards[0].shape[-1], out_channels, seed_offset=seed_offset)
         activation = ACTIVATIONS[self.activation]
+        convolved = [self.conv2d(x, weights) for x in shards]
         if training or self.batch_norm:
-            return activation(self._normalise(self.max_pool(self.conv2d(inputs, weights)), training))
+            return [activation(x) for x in self._normalise([self.max_pool(x) for x in convolved], training)]
         # Inference without batch norm: TensorFlow fuses conv + bias + ReLU into one oneDNN kernel, which
         # beats pooling first when no gradient is needed (benchmarks/throughput.py).
-        return self.max_pool(activation(self._normalise(self.conv2d(inputs, weights), training)))
+        return [self.max_pool(activation(x)) for x in self._normalise(convolved, training)]
 
     def fully_connected(
-        self, inputs: tf.Tensor, units: int, training: bool, seed_offset: int, hidden: bool = True
-    ) -> tf.Tensor:
-        """Dense layer ``[N, in]`` → ``[N, units]``; hidden layers get normalisation, activation and dropout."""
-        fan_in = inputs.shape[-1]
-        outputs = tf.matmul(inputs, self._weights([fan_in, units], fan_in, seed_offset))
+        self, shards: list[tf.Tensor], units: int, training: bool, seed_offset: int, hidden: bool = True
+    ) -> list[tf.Tensor]:
+        """Dense layer ``[N, in]`` → ``[N, units]`` on each shard; hidden layers get normalisation, activation
+        and dropout."""
+        fan_in = shards[0].shape[-1]
+        weights = self._weights([fan_in, units], fan_in, seed_offset)
+        outputs = [tf.matmul(x, weights) for x in shards]
         if not hidden:
-            return tf.nn.bias_add(outputs, self.bias(units))
-        outputs = ACTIVATIONS[self.activation](self._normalise(outputs, training))
+            biases = self.bias(units)
+            return [tf.nn.bias_add(x, biases) for x in outputs]
+        outputs = [ACTIVATIONS[self.activation](x) for x in self._normalise(outputs, training)]
         if training and self.dropout > 0:
-            # A different op seed per call, so that towers sharing the weights draw independent masks.
-            outputs = tf.nn.dropout(outputs, rate=self.dropout, seed=self._seed(seed_offset + 100 * self._calls))
+            # A different op seed per call and shard, so that shards sharing the weights draw independent masks.
+            outputs = [tf.nn.dropout(x, rate=self.dropout,
+                                     seed=self._seed(seed_offset + 100 * self._calls + 10_000 * k))
+                       for k, x in enumerate(outputs)]
         return outputs
 
     # ---------------------------------------------------------------------------------- building
 
-    def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """Builds the network on ``images`` (float32 ``[N, 32, 32, 1]``) and returns logits ``[N, classes]``."""
+    def __call__(self, images: tf.Tensor, training: bool = False, shards: int = 1) -> tf.Tensor:
+        """Builds the network on ``images`` (float32 ``[N, 32, 32, 1]``) and returns logits ``[N, classes]``.
+
+        ``shards`` > 1 splits the batch into that many parts whose ops are independent (so that they can run
+        on different cores) but for batch norm's statistics, which are the whole batch's: the result does not
+        depend on ``shards``. The tensors of this call are in :attr:`endpoints` (shards concatenated).
+        """
         if tf.executing_eagerly():
             raise RuntimeError(
                 "LeNet5 builds TF1 graph ops: call it inside `with tf.Graph().as_default():` "
                 "or after tf.compat.v1.disable_eager_execution()")
         if images.shape.rank != 4 or images.shape[1:].as_list() != [32, 32, 1]:
             raise ValueError(f"images must have shape [N, 32, 32, 1], got {images.shape}")
+        if not isinstance(shards, int) or shards < 1:
+            raise ValueError(f"shards must be an int ≥ 1, got {shards!r}")
         graph = tf1.get_default_graph()
         if self._graph is not None and graph is not self._graph:
             raise RuntimeError(f"{self.name}: this instance is bound to another graph; make a new LeNet5 here")
         self._graph = graph
-        self.update_ops = []
         self._calls += 1
         with self._enter_scope():
             x = tf.cast(images, tf.float32)
@@ -206,10 +254,10 @@ class LeNet5:
                 x = (x - self.input_mean) * (1.0 / self.input_std)
             ends = {}
             with tf1.variable_scope("conv1"):
-                ends["conv1"] = self.conv_block(x, 6, training, seed_offset=1)
+                ends["conv1"] = self.conv_block(shard_batch(x, shards), 6, training, seed_offset=1)
             with tf1.variable_scope("conv2"):
                 ends["conv2"] = self.conv_block(ends["conv1"], 16, training, seed_offset=2)
-            ends["flatten"] = self.flatten(ends["conv2"])
+            ends["flatten"] = [self.flatten(h) for h in ends["conv2"]]
             with tf1.variable_scope("fc1"):
                 ends["fc1"] = self.fully_connected(ends["flatten"], 120, training, seed_offset=3)
             with tf1.variable_scope("fc2"):
@@ -217,8 +265,8 @@ class LeNet5:
             with tf1.variable_scope("logits"):
                 ends["logits"] = self.fully_connected(
                     ends["fc2"], self.num_classes, training, seed_offset=5, hidden=False)
-        self.endpoints = ends
-        return ends["logits"]
+        self.endpoints = {name: _concat(parts) for name, parts in ends.items()}
+        return self.endpoints["logits"]
 
     @contextlib.contextmanager
     def _enter_scope(self):

@@ -16,7 +16,7 @@ from lenet_tf._tf import default_towers, session_config, tf, tf1
 from lenet_tf.augment import augment_images
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
-from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, shard_batch
+from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
 
@@ -154,19 +154,14 @@ class TrainGraph:
             batch_images = self.augmentation(batch_images, self.global_step)
             self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
             self.towers = config.towers or default_towers(config.batch_size)
-            # Data parallelism inside one step: every tower runs the shared network on its shard, and the
-            # loss is the mean over the whole batch, so the gradient equals the single-tower one.
-            losses, hits, update_ops = [], [], []
-            for images_shard, labels_shard in zip(*(shard_batch(t, self.towers) for t in (batch_images, batch_labels))):
-                logits = self.net(images_shard, training=True)
-                update_ops = update_ops or list(self.net.update_ops)  # batch-norm statistics of tower 0
-                losses.append(tf.reduce_sum(cross_entropy(logits, labels_shard, config.label_smoothing)))
-                hits.append(tf.reduce_sum(correct(logits, labels_shard)))
-            count = tf.cast(tf.size(self.indices), tf.float32)
-            self.loss = tf.add_n(losses) / count
-            self.accuracy = tf.add_n(hits) / count
+            # Data parallelism inside one step: the batch is split into one shard per tower, whose ops run on
+            # their own core; the loss is the mean over the whole batch and batch norm's statistics are the
+            # whole batch's, so the loss and gradient are those of one batch, whatever the number of towers.
+            logits = self.net(batch_images, training=True, shards=self.towers)
+            self.loss = tf.reduce_mean(cross_entropy(logits, batch_labels, config.label_smoothing))
+            self.accuracy = tf.reduce_mean(correct(logits, batch_labels))
             self.train_op = training_op(
-                self.loss, self.learning_rate, self.net.trainable_variables, update_ops,
+                self.loss, self.learning_rate, self.net.trainable_variables, self.net.update_ops,
                 config.weight_decay, self.global_step)
             self._swap_averages = None
             if config.weight_averaging:

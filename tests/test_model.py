@@ -74,10 +74,12 @@ def test_works_on_a_tf_data_element_and_another_nets_output(graph):
         assert np.isfinite(session.run(gradient)), "gradients flow back into the upstream network"
 
 
-def test_matches_numpy_reference(graph):
+@pytest.mark.parametrize("training", [False, True], ids=["inference-order", "training-order"])
+def test_matches_numpy_reference(graph, training):
+    # Inference runs the textbook order; training pools before bias and ReLU: both must be the same function.
     net = LeNet5(init_stddev=0.3)
     x = images_placeholder()
-    logits = net(x)
+    logits = net(x, training=training)
     images = random_images(3)
     with tf1.Session() as session:
         session.run(tf1.global_variables_initializer())
@@ -154,8 +156,9 @@ def test_batch_norm_modes_and_moving_averages(graph):
     x = images_placeholder()
     train_logits = net(x, training=True)
     updates = list(net.update_ops)
-    infer_logits = net(x, training=False)
-    assert len(updates) == 8 and net.update_ops == []
+    infer_logits = net(x, training=False)  # an inference call after the training one keeps its updates
+    assert len(updates) == 8 and net.update_ops == updates
+    assert tf1.get_collection(tf1.GraphKeys.UPDATE_OPS) == updates
     moving = [v for v in net.variables if "moving_mean" in v.op.name]
     assert len(moving) == 4 and not set(moving) & set(net.trainable_variables)
     images = random_images(8)
@@ -167,6 +170,32 @@ def test_batch_norm_modes_and_moving_averages(graph):
         assert not np.allclose(before, after), "updating the moving averages changes inference"
         np.testing.assert_array_equal(after, session.run(infer_logits, {x: images}))
         assert not np.allclose(session.run(train_logits, {x: images}), after)
+
+
+def test_shards_give_the_same_loss_and_gradients_with_batch_norm(graph):
+    net = LeNet5(batch_norm=True, seed=0)
+    x = images_placeholder()
+    labels = tf1.placeholder(tf.int32, [None])
+    builds = []
+    for shards in (1, 2, 3):  # 10 images: one batch, 5 + 5, 3 + 3 + 4
+        logits = net(x, training=True, shards=shards)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        builds.append((loss, tf.gradients(loss, net.trainable_variables), net.update_ops[-8:]))
+    moving = [v for v in net.variables if "moving" in v.op.name]
+    feed = {x: random_images(10), labels: np.arange(10) % 10}
+    results = []
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        for loss, gradients, updates in builds:
+            session.run([v.initializer for v in moving])
+            session.run(updates, feed)
+            results.append((*session.run([loss, gradients], feed), session.run(moving)))
+    loss_1, gradients_1, moving_1 = results[0]
+    assert max(np.abs(g).max() for g in gradients_1) > 1e-3  # real gradients, not zeros
+    for loss_k, gradients_k, moving_k in results[1:]:  # the whole batch's statistics, however it is split
+        assert loss_k == pytest.approx(loss_1, rel=1e-5)
+        for a, b in zip(gradients_1 + moving_1, gradients_k + moving_k):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_get_config_rebuilds_the_same_network(graph):
