@@ -12,9 +12,9 @@ from lenet_tf.trained import TrainedModel
 FAST = dict(batch_size=32, learning_rate=3e-3, valid_size=100)
 
 
-def run(tmp_path, splits, name="out", **overrides):
+def run(tmp_path, splits, name="out", overwrite=False, **overrides):
     config = TrainConfig(**{"epochs": 3, **FAST, **overrides})
-    return train(config, tmp_path / name, splits=splits, progress=False)
+    return train(config, tmp_path / name, splits=splits, progress=False, overwrite=overwrite)
 
 
 def test_tiny_run_learns_and_checkpoints_restore(tmp_path, synthetic_splits):
@@ -124,7 +124,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synthetic_s
     good = run(tmp_path, synthetic_splits, epochs=1)
     before = (tmp_path / "out" / "run.json").read_text()
     with pytest.raises(TrainingError, match="loss became (nan|inf)"):
-        run(tmp_path, synthetic_splits, epochs=1, learning_rate=1e12)
+        run(tmp_path, synthetic_splits, epochs=1, learning_rate=1e12, overwrite=True)  # replaced only once it works
     assert (tmp_path / "out" / "run.json").read_text() == before
     with TrainedModel(tmp_path / "out") as model:
         accuracy = model.predict(synthetic_splits.test_images).accuracy(synthetic_splits.test_labels)
