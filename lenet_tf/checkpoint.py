@@ -73,10 +73,10 @@ def prepare_output_dir(out_dir: str | os.PathLike, *, resume: bool = False, over
             if not overwrite:
                 raise CheckpointError(f"{out}: holds a lenet_tf run ({describe_run(previous)}); pass --resume to "
                                       "continue it or --overwrite to replace it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out}: is a file, expected an output folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if not out.is_dir():
-            raise CheckpointError(f"{out}: is a file, expected an output folder")
         with tempfile.NamedTemporaryFile(dir=out, prefix=TMP_PREFIX):
             pass
     except OSError as err:

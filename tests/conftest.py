@@ -41,3 +41,26 @@ def real_model_dir(tmp_path_factory, real_mnist):
     out = tmp_path_factory.mktemp("real") / "model"
     result = train(TrainConfig(epochs=2), out, splits=split(real_mnist, 5000, 0), progress=False)
     return out, result
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mounts a small tmpfs: ``tmpfs(size="300k", read_only=False)`` returns its folder (needs root; the test is
+    skipped where mounting is not allowed). Unmounted after the test."""
+    import subprocess
+
+    mounts = []
+
+    def mount(size: str = "300k", read_only: bool = False) -> Path:
+        folder = tmp_path / f"tmpfs{len(mounts)}"
+        folder.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)

@@ -147,19 +147,8 @@ def test_malformed_run_records_are_refused(tmp_path, finished, change, message):
         checkpoint.read_run(out)
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 300 KiB tmpfs: room for the run record, not for a checkpoint (needs root; skipped elsewhere)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here")
-    yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=True)
-
-
-def test_a_full_disk_names_the_cause(full_disk, synthetic_splits):
+def test_a_full_disk_names_the_cause(tmpfs, synthetic_splits):
+    full_disk = tmpfs("300k")  # room for the run record, not for a checkpoint
     with pytest.raises(CheckpointError, match="cannot save checkpoint .*No space left on device"):
         run(full_disk / "out", synthetic_splits)
     assert not list((full_disk / "out").glob("epoch-*")) and not list((full_disk / "out").glob(".tmp-*"))

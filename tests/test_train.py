@@ -166,8 +166,17 @@ def test_learning_rate_schedules():
     assert [round(cosine.learning_rate_at(e) / 1e-3, 4) for e in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
 
 
-def test_read_only_output_folder_is_a_clear_error(tmp_path, synthetic_splits):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    with pytest.raises(CheckpointError, match="output folder is not writable|is a file"):
+def test_read_only_output_folder_is_a_clear_error(tmpfs, synthetic_splits):
+    read_only = tmpfs(read_only=True)
+    with pytest.raises(CheckpointError, match=r"out: output folder is not writable \(Read-only file system\)$"):
+        run(read_only, synthetic_splits, name="out")
+    with pytest.raises(CheckpointError, match=r"^/?\S+: output folder is not writable \(Read-only file system\)$"):
+        run(read_only.parent, synthetic_splits, name=read_only.name)
+
+
+def test_output_folder_under_a_file_is_a_clear_error(tmp_path, synthetic_splits):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CheckpointError, match=r"file/out: output folder is not writable \(Not a directory\)$"):
         run(tmp_path, synthetic_splits, name="file/out")
+    with pytest.raises(CheckpointError, match=r"file: is a file, expected an output folder$"):
+        run(tmp_path, synthetic_splits, name="file")
