@@ -10,6 +10,7 @@ import sys
 import traceback
 
 from lenet_tf.errors import LeNetError
+from lenet_tf.quiet import DEBUG_ENV
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -58,9 +59,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_parser(commands) -> None:
-    from lenet_tf.model import ACTIVATIONS
+    from lenet_tf.options import ACTIVATIONS, SCHEDULES
     from lenet_tf.presets import PRESETS
-    from lenet_tf.train import SCHEDULES
 
     p = commands.add_parser("train", help="train LeNet-5 on MNIST and checkpoint it",
                             description="Train LeNet-5 on MNIST, keep the best epoch by validation accuracy, "
@@ -149,17 +149,17 @@ def _add_serve_parser(commands) -> None:
 
 
 def _add_benchmark_parser(commands) -> None:
-    from lenet_tf import benchmark
+    from lenet_tf import benchmark_flags
 
     p = commands.add_parser("benchmark", help="training/inference images per second vs the alternatives",
-                            description=benchmark.__doc__.splitlines()[0])
-    benchmark.build_parser(p)
+                            description=benchmark_flags.DESCRIPTION)
+    benchmark_flags.build_parser(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lenet-tf`` with all sub-commands."""
     parser = argparse.ArgumentParser(prog="lenet-tf", description="LeNet-5 on MNIST with TensorFlow's graph API.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true", help=f"show tracebacks for errors and TensorFlow's own log lines (default: off; or set {DEBUG_ENV}=1)")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)
     _add_evaluate_parser(commands)
@@ -293,10 +293,9 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lenet-tf``; returns the exit status."""
-    # TensorFlow's C++ start-up chatter (CUDA probing included) is noise here; real problems arrive as
-    # Python exceptions.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # without importing TensorFlow, so --help and flag errors are instant
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     try:
         return _COMMANDS[args.command](args)

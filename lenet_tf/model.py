@@ -6,6 +6,7 @@ import contextlib
 import math
 from typing import Callable
 
+from lenet_tf import options
 from lenet_tf._tf import tf, tf1
 from lenet_tf.errors import CheckpointError
 
@@ -13,12 +14,7 @@ from lenet_tf.errors import CheckpointError
 # bias and activation: the same function and gradients as conv -> bias -> act -> pool, with the
 # elementwise work done on a quarter of the values. Only monotonic activations are offered.
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
-    "relu": tf.nn.relu,
-    "elu": tf.nn.elu,
-    "selu": tf.nn.selu,
-    "tanh": tf.nn.tanh,
-    "leaky_relu": tf.nn.leaky_relu,
-}
+    name: getattr(tf.nn, name) for name in options.ACTIVATIONS}
 _TRUNCATED_NORMAL_STD = 0.87962566103423978  # stddev of a unit normal truncated at ±2
 
 
