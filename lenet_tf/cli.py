@@ -115,8 +115,10 @@ def _add_train_parser(commands) -> None:
 def _add_evaluate_parser(commands) -> None:
     p = commands.add_parser("evaluate", help="evaluate a checkpoint on the MNIST test set",
                             description="Restore a checkpoint in a fresh graph and report test metrics.")
-    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
-    p.add_argument("--which", choices=("best", "last"), default="best", help="which epoch to load (default: best)")
+    p.add_argument("--checkpoint", default="SavedModel",
+                   help="training folder, epoch folder or checkpoint prefix (default: SavedModel)")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="which epoch of a training folder to load (default: best)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--report", metavar="DIR", help="also write PNG figures into DIR (default: none)")
     _add_data_flags(p)
@@ -159,7 +161,9 @@ def _add_benchmark_parser(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lenet-tf`` with all sub-commands."""
     parser = argparse.ArgumentParser(prog="lenet-tf", description="LeNet-5 on MNIST with TensorFlow's graph API.")
-    parser.add_argument("--debug", action="store_true", help=f"show tracebacks for errors and TensorFlow's own log lines (default: off; or set {DEBUG_ENV}=1)")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show tracebacks for errors and TensorFlow's own log lines (default: off; "
+                             f"{DEBUG_ENV}=1 does the same)")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)
     _add_evaluate_parser(commands)
