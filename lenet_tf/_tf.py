@@ -1,6 +1,8 @@
-"""The single place the package imports TensorFlow, with its CPU settings applied first."""
+"""The single place the package imports TensorFlow, with its CPU and logging settings applied first."""
 
 import os
+
+from lenet_tf.quiet import import_tensorflow
 
 # oneDNN kernels are on by default only on CPUs with AVX-512; on AVX2-only CPUs turning
 # them on made LeNet-5 training 2.5x faster here (benchmarks/throughput.py). An explicit
@@ -8,7 +10,7 @@ import os
 # was imported before this package.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-import tensorflow as tf  # noqa: E402
+tf = import_tensorflow()  # without its start-up log lines (lenet_tf.quiet)
 
 tf1 = tf.compat.v1
 

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from lenet_tf._tf import gpu_available, tf, tf1
+from lenet_tf.benchmark_flags import build_parser
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
 from lenet_tf.train import TrainConfig, TrainGraph
@@ -274,22 +275,6 @@ def format_report(report: dict) -> str:
                      f"{result['inference']:>17,.0f}{ratio['train']:>17.2f}{ratio['inference']:>12.2f}")
     lines += [f"{name}: {note}" for name, note in report["notes"].items()]
     return "\n".join(lines)
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Flags of the benchmark (also used by ``lenet-tf benchmark``)."""
-    parser = parser or argparse.ArgumentParser(prog="throughput", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="MNIST folder (default: as for training)")
-    parser.add_argument("--steps", type=int, default=100, help="training steps per timed repeat (default: 100)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported (default: 5)")
-    parser.add_argument("--warmup", type=int, default=30, help="untimed steps first (default: 30)")
-    parser.add_argument("--only", nargs="+", choices=sorted(CONTENDERS), help="run only these contenders")
-    parser.add_argument("--no-default-env", action="store_true",
-                        help="skip the extra feed_dict run with TF_ENABLE_ONEDNN_OPTS=0")
-    parser.add_argument("--worker", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON ('-' for stdout)")
-    parser.add_argument("--quiet", action="store_true", help="print no table")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -207,3 +207,37 @@ def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, ru
     for folder in sorted(owned - keep):
         shutil.rmtree(out_dir / folder, ignore_errors=True)
     run["checkpoints"] = sorted(keep)
+
+
+def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> str:
+    """The Saver prefix that ``path`` names, in any of the forms a user may pass.
+
+    Args:
+      path: a training folder (``SavedModel``: its ``which`` epoch), an epoch folder (``SavedModel/epoch-0007``),
+        a Saver prefix (``SavedModel/epoch-0007/ckpt``, or one of its ``.index``/``.data-*`` files), or a folder
+        that a plain ``tf.compat.v1.train.Saver`` wrote with its ``checkpoint`` state file (its latest save).
+      which: ``"best"`` or ``"last"`` epoch of a training folder; the other forms name one checkpoint already.
+
+    Raises:
+      CheckpointError: ``path`` is none of these, or its checkpoint files are missing.
+    """
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    given = Path(path)
+    if (given.suffix == ".index" or given.suffix.startswith(".data-")) and given.is_file():
+        given = given.with_suffix("")  # one of the checkpoint's files: its prefix
+    if Path(f"{given}.index").is_file():
+        return str(given)
+    if (given / RUN_FILE).is_file():
+        return checkpoint_prefix(given, which)
+    if (given / f"{CHECKPOINT_NAME}.index").is_file():
+        return str(given / CHECKPOINT_NAME)
+    if given.is_dir():
+        latest = tf1.train.latest_checkpoint(str(given))
+        if latest and Path(f"{latest}.index").is_file():
+            return latest
+        raise CheckpointError(f"{path}: holds no checkpoint (expected {RUN_FILE} of a training folder, "
+                              f"{CHECKPOINT_NAME}.index of an epoch folder, or a Saver's `checkpoint` file)")
+    raise CheckpointError(f"{path}: no such checkpoint folder or Saver prefix (expected a training folder such as "
+                          "SavedModel, an epoch folder such as SavedModel/epoch-0007, or a prefix such as "
+                          "SavedModel/epoch-0007/ckpt; train first with `lenet-tf train`)")

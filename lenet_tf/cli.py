@@ -10,6 +10,7 @@ import sys
 import traceback
 
 from lenet_tf.errors import ConfigError, LeNetError
+from lenet_tf.quiet import DEBUG_ENV
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -58,9 +59,8 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_parser(commands) -> None:
-    from lenet_tf.model import ACTIVATIONS
+    from lenet_tf.options import ACTIVATIONS, SCHEDULES
     from lenet_tf.presets import PRESETS
-    from lenet_tf.train import SCHEDULES
 
     p = commands.add_parser("train", help="train LeNet-5 on MNIST and checkpoint it",
                             description="Train LeNet-5 on MNIST, keep the best epoch by validation accuracy, "
@@ -120,8 +120,10 @@ def _add_train_parser(commands) -> None:
 def _add_evaluate_parser(commands) -> None:
     p = commands.add_parser("evaluate", help="evaluate a checkpoint on the MNIST test set",
                             description="Restore a checkpoint in a fresh graph and report test metrics.")
-    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
-    p.add_argument("--which", choices=("best", "last"), default="best", help="which epoch to load (default: best)")
+    p.add_argument("--checkpoint", default="SavedModel",
+                   help="training folder, epoch folder or checkpoint prefix (default: SavedModel)")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="which epoch of a training folder to load (default: best)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--report", metavar="DIR", help="also write PNG figures into DIR (default: none)")
     p.add_argument("--overwrite", action="store_true",
@@ -159,17 +161,19 @@ def _add_serve_parser(commands) -> None:
 
 
 def _add_benchmark_parser(commands) -> None:
-    from lenet_tf import benchmark
+    from lenet_tf import benchmark_flags
 
     p = commands.add_parser("benchmark", help="training/inference images per second vs the alternatives",
-                            description=benchmark.__doc__.splitlines()[0])
-    benchmark.build_parser(p)
+                            description=benchmark_flags.DESCRIPTION)
+    benchmark_flags.build_parser(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lenet-tf`` with all sub-commands."""
     parser = argparse.ArgumentParser(prog="lenet-tf", description="LeNet-5 on MNIST with TensorFlow's graph API.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show tracebacks for errors and TensorFlow's own log lines (default: off; "
+                             f"{DEBUG_ENV}=1 does the same)")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)
     _add_evaluate_parser(commands)
@@ -182,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_config(args):
     """The run's configuration: the preset with the explicit flags, or with --resume the stored one with them."""
-    from lenet_tf.presets import PRESETS, preset_config
+    from lenet_tf.presets import preset_config, with_preset
     from lenet_tf.train import resume_config
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
@@ -195,8 +199,7 @@ def _train_config(args):
     if not args.resume:
         return preset_config(args.preset or "plain", **overrides)
     if args.preset:  # an explicit preset must agree with the stored run like any other flag
-        preset = {key: (dict(value) if isinstance(value, dict) else value) for key, value in PRESETS[args.preset].items()}
-        overrides = {**preset, **overrides, "model": {**preset.pop("model", {}), **overrides["model"]}}
+        overrides = with_preset(args.preset, **overrides)
     return resume_config(args.out, **overrides)
 
 
@@ -324,10 +327,9 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lenet-tf``; returns the exit status."""
-    # TensorFlow's C++ start-up chatter (CUDA probing included) is noise here; real problems arrive as
-    # Python exceptions.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # without importing TensorFlow, so --help and flag errors are instant
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     try:
         return _COMMANDS[args.command](args)

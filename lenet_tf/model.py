@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from typing import Callable
 
+from lenet_tf import options
 from lenet_tf._tf import tf, tf1
+from lenet_tf.checkpoint import resolve_checkpoint
 from lenet_tf.errors import CheckpointError
 
 # Max pooling commutes with any non-decreasing function, so without batch norm a training conv block pools
@@ -15,12 +18,7 @@ from lenet_tf.errors import CheckpointError
 # order is not free (normalising pooled values is another function): its block is defined as
 # conv -> pool -> batch norm -> activation, in training and inference alike.
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
-    "relu": tf.nn.relu,
-    "elu": tf.nn.elu,
-    "selu": tf.nn.selu,
-    "tanh": tf.nn.tanh,
-    "leaky_relu": tf.nn.leaky_relu,
-}
+    name: getattr(tf.nn, name) for name in options.ACTIVATIONS}
 _TRUNCATED_NORMAL_STD = 0.87962566103423978  # stddev of a unit normal truncated at ±2
 
 
@@ -318,12 +316,25 @@ class LeNet5:
                 self._savers[prefix] = tf1.train.Saver(var_list=var_list, sharded=False)
         return self._savers[prefix]
 
-    def restore(self, session: tf1.Session, checkpoint: str, checkpoint_scope: str = "lenet5") -> None:
-        """Loads this network's weights from a checkpoint prefix, leaving every other variable alone.
+    def restore(
+        self, session: tf1.Session, checkpoint: str | os.PathLike, checkpoint_scope: str = "lenet5", which: str = "best"
+    ) -> str:
+        """Loads this network's weights from a checkpoint, leaving every other variable alone.
+
+        Args:
+          session: a session of this instance's graph.
+          checkpoint: a training folder (``SavedModel``), an epoch folder (``SavedModel/epoch-0007``) or a Saver
+            prefix (``SavedModel/epoch-0007/ckpt``); see :func:`lenet_tf.checkpoint.resolve_checkpoint`.
+          checkpoint_scope: the variable scope the checkpoint was written under.
+          which: ``"best"`` or ``"last"`` epoch, when ``checkpoint`` is a training folder.
+
+        Returns:
+          The Saver prefix that was loaded.
 
         Raises:
           CheckpointError: the checkpoint is missing or holds a different architecture.
         """
+        checkpoint = resolve_checkpoint(checkpoint, which)
         saver = self.saver(checkpoint_scope)
         try:
             stored = dict(tf1.train.list_variables(checkpoint))
@@ -343,6 +354,7 @@ class LeNet5:
                 saver.restore(session, checkpoint)
         except tf.errors.OpError as err:
             raise CheckpointError(f"{checkpoint}: unreadable checkpoint ({err.message.splitlines()[0]})") from None
+        return checkpoint
 
     def count_params(self) -> int:
         """Number of trainable parameters (61,706 for the plain ten-class network)."""

@@ -1,8 +1,14 @@
-"""Named training recipes; explicit command-line flags override a preset's values."""
+"""Named training recipes; explicit command-line flags override a preset's values.
+
+Importable without TensorFlow (the command line reads :data:`PRESETS` to build its flags).
+"""
 
 from __future__ import annotations
 
-from lenet_tf.train import TrainConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lenet_tf.train import TrainConfig
 
 PRESETS: dict[str, dict] = {
     # The seed article's network and optimiser, with the learning-rate decay chosen on validation accuracy.
@@ -20,8 +26,16 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def preset_config(name: str, **overrides) -> TrainConfig:
-    """The preset's :class:`TrainConfig` with ``overrides`` applied; ``model`` overrides are merged."""
+def with_preset(name: str, **overrides) -> dict:
+    """The preset's values with ``overrides`` applied (``model`` overrides merged into the preset's), as
+    :class:`TrainConfig` keyword arguments; the preset itself is not modified."""
     values = {key: (dict(value) if isinstance(value, dict) else value) for key, value in PRESETS[name].items()}
     model = {**values.pop("model", {}), **overrides.pop("model", {})}
-    return TrainConfig(**{**values, **overrides, "model": model})
+    return {**values, **overrides, "model": model}
+
+
+def preset_config(name: str, **overrides) -> TrainConfig:
+    """The preset's :class:`TrainConfig` with ``overrides`` applied; ``model`` overrides are merged."""
+    from lenet_tf.train import TrainConfig
+
+    return TrainConfig(**with_preset(name, **overrides))

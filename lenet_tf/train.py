@@ -19,8 +19,8 @@ from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
+from lenet_tf.options import SCHEDULES
 
-SCHEDULES = ("constant", "exponential", "cosine")
 MODEL_SCOPE = "lenet5"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 
@@ -15,15 +17,17 @@ from lenet_tf.model import LeNet5
 
 
 class TrainedModel:
-    """Restores the ``best`` (or ``last``) epoch of ``checkpoint_dir`` for inference.
+    """Restores a trained LeNet5 for inference, in a graph and session of its own.
 
-    Use as a context manager, or call :meth:`close`, to free the session.
+    ``checkpoint_dir`` is a training folder (its ``which`` epoch, ``"best"`` or ``"last"``), an epoch folder
+    (``SavedModel/epoch-0007``) or a Saver prefix (``SavedModel/epoch-0007/ckpt``) inside a training folder, whose
+    ``run.json`` gives the model's configuration. Use as a context manager, or call :meth:`close`, to free the
+    session.
     """
 
     def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best") -> None:
         config = self.read_config(checkpoint_dir, which)
-        self.run, self.checkpoint = config["run"], config["checkpoint"]
-        self.epoch = self.run[which]["epoch"]
+        self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.net = LeNet5(**config["model"])
@@ -39,14 +43,25 @@ class TrainedModel:
 
     @staticmethod
     def read_config(checkpoint_dir: str | os.PathLike, which: str = "best") -> dict:
-        """The run record, the checkpoint prefix and validated :class:`LeNet5` arguments of a training folder."""
-        run = checkpoint.read_run(checkpoint_dir)
-        prefix = checkpoint.checkpoint_prefix(checkpoint_dir, which, run)
+        """The run record, the Saver prefix, its epoch and validated :class:`LeNet5` arguments of a checkpoint.
+
+        ``checkpoint_dir`` takes the forms of :class:`TrainedModel`; the run record is the ``run.json`` of the
+        training folder that holds the checkpoint's epoch folder.
+        """
+        prefix = Path(checkpoint.resolve_checkpoint(checkpoint_dir, which))
+        folder = prefix.parent.parent
+        if not (folder / checkpoint.RUN_FILE).is_file():
+            raise CheckpointError(f"{checkpoint_dir}: no {checkpoint.RUN_FILE} in {folder} to give the model's "
+                                  "configuration (pass a folder written by `lenet-tf train`; LeNet5.restore "
+                                  "loads any Saver checkpoint)")
+        run = checkpoint.read_run(folder)
+        epoch = re.fullmatch(r"epoch-(\d+)", prefix.parent.name)
         try:
             LeNet5(**run["model"])
         except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{checkpoint_dir}: unknown model configuration ({err})") from None
-        return {"run": run, "checkpoint": prefix, "model": run["model"]}
+            raise CheckpointError(f"{folder}: unknown model configuration ({err})") from None
+        return {"run": run, "checkpoint": str(prefix), "epoch": int(epoch.group(1)) if epoch else None,
+                "model": run["model"]}
 
     def predict(self, images: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
         """Classifies uint8 digits ``[N, 28, 28]`` or padded ``[N, 32, 32, 1]``."""

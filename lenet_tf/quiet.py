@@ -1,0 +1,76 @@
+"""Keeping TensorFlow quiet: its start-up and C++ log lines are hidden unless you are debugging.
+
+Importing TensorFlow prints lines on stderr that no log level reaches (absl's "All log messages before
+absl::InitializeLog() is called…", the oneDNN notice, "Could not find cuda drivers…"), so the import runs with
+file descriptor 2 redirected into a temporary file, which is replayed only if the import fails. Later C++ logging
+is turned down with ``TF_CPP_MIN_LOG_LEVEL=3`` (unless you set it), TensorFlow's Python logger and absl to errors,
+and Python warnings raised inside TensorFlow/Keras are ignored.
+
+Set ``LENET_TF_DEBUG=1`` (``lenet-tf --debug`` does) to see all of it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from types import ModuleType
+from typing import Iterator
+
+DEBUG_ENV = "LENET_TF_DEBUG"
+_NOISY_MODULES = r"(tensorflow|keras|tf_keras|absl|google\.protobuf|ml_dtypes|h5py)(\.|$)"
+
+
+def debugging() -> bool:
+    """Whether ``LENET_TF_DEBUG`` asks for TensorFlow's own log output."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Sends everything written to file descriptor 2 inside the block (C++ and Python alike) to a temporary file.
+
+    What was written is replayed on stderr when the block raises, and always when :func:`debugging`.
+    """
+    if debugging():
+        yield
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))
+                sys.stderr.flush()
+
+
+def import_tensorflow() -> ModuleType:
+    """Imports TensorFlow without its log chatter (see the module docstring); returns the ``tensorflow`` module."""
+    if not debugging():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category, module=_NOISY_MODULES)
+    with quiet_stderr():
+        import tensorflow as tf
+    if not debugging():
+        tf.get_logger().setLevel(logging.ERROR)
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    return tf
