@@ -16,41 +16,6 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
-    return value
-
-
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="folder with the four MNIST .gz files (default: $LENET_TF_DATA_DIR, "
                         "else ./data/mnist, else ~/.cache/lenet_tf/mnist)")
@@ -59,7 +24,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_parser(commands) -> None:
-    from lenet_tf.options import ACTIVATIONS, SCHEDULES
+    from lenet_tf.options import ACTIVATIONS, RANGES, SCHEDULES
     from lenet_tf.presets import PRESETS
 
     p = commands.add_parser("train", help="train LeNet-5 on MNIST and checkpoint it",
@@ -67,37 +32,37 @@ def _add_train_parser(commands) -> None:
                                         "and report test accuracy.")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="recipe whose values the flags below override (default: plain)")
-    p.add_argument("--epochs", type=_positive_int, help="passes over the training set (default: 10)")
-    p.add_argument("--batch-size", type=_positive_int, help="examples per Adam step (default: 128)")
-    p.add_argument("--lr", type=_positive_float, dest="learning_rate", help="Adam learning rate (default: 0.002)")
+    p.add_argument("--epochs", type=RANGES["epochs"].parse, help="passes over the training set (default: 10)")
+    p.add_argument("--batch-size", type=RANGES["batch_size"].parse, help="examples per Adam step (default: 128)")
+    p.add_argument("--lr", type=RANGES["learning_rate"].parse, dest="learning_rate", help="Adam learning rate (default: 0.002)")
     p.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule over epochs (default: cosine)")
-    p.add_argument("--lr-decay", type=_positive_float,
+    p.add_argument("--lr-decay", type=RANGES["lr_decay"].parse,
                    help="per-epoch factor of the exponential schedule (default: 0.8)")
-    p.add_argument("--weight-decay", type=_non_negative_float, help="L2 penalty on the weight matrices (default: 0)")
-    p.add_argument("--label-smoothing", type=_fraction, metavar="EPSILON",
+    p.add_argument("--weight-decay", type=RANGES["weight_decay"].parse, help="L2 penalty on the weight matrices (default: 0)")
+    p.add_argument("--label-smoothing", type=RANGES["label_smoothing"].parse, metavar="EPSILON",
                    help="train towards 1-EPSILON on the label and EPSILON/10 on every class (default: 0)")
-    p.add_argument("--weight-averaging", type=_fraction, metavar="DECAY",
+    p.add_argument("--weight-averaging", type=RANGES["weight_averaging"].parse, metavar="DECAY",
                    help="validate, checkpoint and test an exponential moving average of the weights with "
                         "this decay per step, e.g. 0.999 (default: 0, off)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shifts/rotations/shears/zooms in the graph (default: off)")
-    p.add_argument("--augment-strength", type=_non_negative_float,
+    p.add_argument("--augment-strength", type=RANGES["augment_strength"].parse,
                    help="factor on the augmentation's shift/rotation/shear/zoom limits (default: 1)")
-    p.add_argument("--clean-epochs", type=_non_negative_int, metavar="N",
+    p.add_argument("--clean-epochs", type=RANGES["clean_epochs"].parse, metavar="N",
                    help="with --augment, train the last N epochs (all, if fewer) on undistorted images (default: 0)")
-    p.add_argument("--elastic", type=_non_negative_float, dest="elastic_alpha", metavar="ALPHA",
+    p.add_argument("--elastic", type=RANGES["elastic_alpha"].parse, dest="elastic_alpha", metavar="ALPHA",
                    help="with --augment, also elastic distortions displacing pixels by ALPHA times a "
                         "smoothed random field (default: 0, none)")
-    p.add_argument("--elastic-sigma", type=_positive_float,
+    p.add_argument("--elastic-sigma", type=RANGES["elastic_sigma"].parse,
                    help="smoothness of the elastic field, in pixels (default: 4)")
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
                    help="batch-normalise the hidden layers (default: off)")
-    p.add_argument("--dropout", type=_fraction, help="drop rate on the fully connected layers (default: 0)")
+    p.add_argument("--dropout", type=RANGES["dropout"].parse, help="drop rate on the fully connected layers (default: 0)")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden activation (default: relu)")
-    p.add_argument("--init-stddev", type=_positive_float,
+    p.add_argument("--init-stddev", type=RANGES["init_stddev"].parse,
                    help="stddev of the truncated-normal weights (default: He scaling by fan-in)")
     p.add_argument("--seed", type=int, help="seed of the split, shuffling and initialisation (default: 0)")
-    p.add_argument("--valid-size", type=_positive_int, help="training images held out for validation (default: 5000)")
+    p.add_argument("--valid-size", type=RANGES["valid_size"].parse, help="training images held out for validation (default: 5000)")
     p.add_argument("--out", default="SavedModel", help="checkpoint folder (default: SavedModel)")
     p.add_argument("--logdir", help="TensorBoard folder (default: OUT/logs)")
     p.add_argument("--resume", action="store_true",

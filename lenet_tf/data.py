@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from lenet_tf.errors import ConfigError, DataError
 from lenet_tf.idx import parse_idx, read_bytes
 
 DATA_DIR_ENV = "LENET_TF_DATA_DIR"
-IMAGE_SIZE = 32  # LeNet-5's input: MNIST's 28x28 digits with a 2-pixel zero border
+MNIST_SIZE = 28  # MNIST's digits are 28x28 ...
+IMAGE_SIZE = 32  # ... LeNet-5's input is 32x32: the digits with a 2-pixel zero border
+INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 NUM_CLASSES = 10
 
 # File name -> SHA-256 of the *decompressed* contents (the official MNIST release).
@@ -131,8 +132,9 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True
     mnist = Mnist(*arrays)
     for kind in ("train", "test"):
         images, labels = getattr(mnist, f"{kind}_images"), getattr(mnist, f"{kind}_labels")
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-            raise DataError(f"{folder}: {kind} images are {images.dtype} {images.shape}, expected uint8 [N, 28, 28]")
+        if images.ndim != 3 or images.shape[1:] != (MNIST_SIZE, MNIST_SIZE) or images.dtype != np.uint8:
+            raise DataError(f"{folder}: {kind} images are {images.dtype} {images.shape}, "
+                            f"expected uint8 [N, {MNIST_SIZE}, {MNIST_SIZE}]")
         if labels.ndim != 1 or len(labels) != len(images):
             raise DataError(f"{folder}: {len(images)} {kind} images but {labels.shape} labels")
         if labels.size and labels.max() >= NUM_CLASSES:
@@ -148,6 +150,8 @@ def pad_images(images: np.ndarray) -> np.ndarray:
 
 def split(mnist: Mnist, valid_size: int = 5000, seed: int = 0) -> Splits:
     """Pads the images and holds out a stratified, seeded validation set from the training images."""
+    from sklearn.model_selection import train_test_split  # scikit-learn loads only when splitting
+
     if not 0 < valid_size < len(mnist.train_labels):
         raise ConfigError(f"valid size must lie in 1..{len(mnist.train_labels) - 1}, got {valid_size}")
     try:

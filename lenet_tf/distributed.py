@@ -23,7 +23,7 @@ import numpy as np
 
 from lenet_tf import checkpoint
 from lenet_tf._tf import tf, tf1
-from lenet_tf.data import Splits, load_mnist, split
+from lenet_tf.data import INPUT_SHAPE, Splits, load_mnist, split
 from lenet_tf.errors import ConfigError
 from lenet_tf.inference import InferenceGraph
 from lenet_tf.model import LeNet5
@@ -151,7 +151,7 @@ class _WorkerGraph:
             device = tf1.train.replica_device_setter(worker_device=f"/job:worker/task:{role.index}",
                                                      cluster=cluster)
             with tf1.device(device):
-                self.images = tf1.placeholder(tf.uint8, [None, 32, 32, 1], name="images")
+                self.images = tf1.placeholder(tf.uint8, [None, *INPUT_SHAPE], name="images")
                 self.labels = tf1.placeholder(tf.int32, [None], name="labels")
                 # A variable, not a fed placeholder: the chief's queue runner applies the averaged gradients
                 # without any feed. The chief sets it at the start of each epoch.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lenet_tf._tf import session_config, tf, tf1
 from lenet_tf.checkpoint import describe_tf_error
+from lenet_tf.data import IMAGE_SIZE, MNIST_SIZE
 from lenet_tf.errors import CheckpointError
 from lenet_tf.outputs import TMP_PREFIX, describe_os_error
 from lenet_tf.model import LeNet5
@@ -26,8 +27,9 @@ SIGNATURE = tf1.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 def serving_inputs() -> tuple[tf.Tensor, tf.Tensor]:
     """A uint8 placeholder of raw 28x28 digits (with or without the channel axis) and its padded float form."""
     raw = tf1.placeholder(tf.uint8, None, name="images")  # rank left open: [N,28,28] and [N,28,28,1] both fit
-    digits = tf.reshape(raw, [-1, 28, 28, 1])
-    padded = tf.pad(digits, [[0, 0], [2, 2], [2, 2], [0, 0]])  # MNIST 28x28 -> LeNet-5's 32x32
+    digits = tf.reshape(raw, [-1, MNIST_SIZE, MNIST_SIZE, 1])
+    border = (IMAGE_SIZE - MNIST_SIZE) // 2
+    padded = tf.pad(digits, [[0, 0], [border, border], [border, border], [0, 0]])  # MNIST 28x28 -> LeNet-5's 32x32
     return raw, scale_images(padded)
 
 

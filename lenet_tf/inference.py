@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lenet_tf._tf import tf, tf1
+from lenet_tf.data import INPUT_SHAPE
 from lenet_tf.model import LeNet5, shard_batch  # noqa: F401 (shard_batch: re-exported)
 from lenet_tf.objectives import cross_entropy, scale_images
 
@@ -43,7 +44,7 @@ class InferenceGraph:
     """
 
     def __init__(self, net: LeNet5, towers: int = 1) -> None:
-        self.images = tf1.placeholder(tf.uint8, [None, 32, 32, 1], name="eval_images")
+        self.images = tf1.placeholder(tf.uint8, [None, *INPUT_SHAPE], name="eval_images")
         self.labels = tf1.placeholder(tf.int32, [None], name="eval_labels")
         self.towers = towers
         images = scale_images(self.images)

@@ -10,7 +10,9 @@ from typing import Callable
 from lenet_tf import options
 from lenet_tf._tf import tf, tf1
 from lenet_tf.checkpoint import resolve_checkpoint
+from lenet_tf.data import INPUT_SHAPE, NUM_CLASSES
 from lenet_tf.errors import CheckpointError
+from lenet_tf.options import RANGES
 
 # Max pooling commutes with any non-decreasing function, so without batch norm a training conv block pools
 # *before* its bias and activation: the same function and gradients as conv -> bias -> act -> pool, with the
@@ -62,7 +64,7 @@ class LeNet5:
         self,
         name: str = "lenet5",
         *,
-        num_classes: int = 10,
+        num_classes: int = NUM_CLASSES,
         activation: str = "relu",
         init_stddev: float | None = None,
         batch_norm: bool = False,
@@ -93,10 +95,9 @@ class LeNet5:
             raise ValueError(f"num_classes must be an int ≥ 2, got {num_classes!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if init_stddev is not None and not init_stddev > 0:
-            raise ValueError(f"init_stddev must be > 0 or None, got {init_stddev!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        if init_stddev is not None:
+            RANGES["init_stddev"].check("init_stddev", init_stddev)
+        RANGES["dropout"].check("dropout", dropout)
         if not 0.0 < bn_momentum < 1.0:
             raise ValueError(f"bn_momentum must lie in (0, 1), got {bn_momentum!r}")
         if not input_std > 0:
@@ -237,8 +238,8 @@ class LeNet5:
             raise RuntimeError(
                 "LeNet5 builds TF1 graph ops: call it inside `with tf.Graph().as_default():` "
                 "or after tf.compat.v1.disable_eager_execution()")
-        if images.shape.rank != 4 or images.shape[1:].as_list() != [32, 32, 1]:
-            raise ValueError(f"images must have shape [N, 32, 32, 1], got {images.shape}")
+        if images.shape.rank != 4 or tuple(images.shape[1:].as_list()) != INPUT_SHAPE:
+            raise ValueError(f"images must have shape [N, {', '.join(map(str, INPUT_SHAPE))}], got {images.shape}")
         if not isinstance(shards, int) or shards < 1:
             raise ValueError(f"shards must be an int ≥ 1, got {shards!r}")
         graph = tf1.get_default_graph()

@@ -22,11 +22,6 @@ def cross_entropy(logits: tf.Tensor, labels: tf.Tensor, label_smoothing: float =
     return (1.0 - label_smoothing) * loss + label_smoothing * uniform
 
 
-def loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """Mean softmax cross-entropy, a float32 scalar."""
-    return tf.reduce_mean(cross_entropy(logits, labels))
-
-
 def correct(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """float32 ``[N]``: 1 where the arg-max class equals the label."""
     return tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32)

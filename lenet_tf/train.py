@@ -18,6 +18,7 @@ from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
 from lenet_tf.model import LeNet5
+from lenet_tf.options import RANGES
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
 from lenet_tf.options import SCHEDULES
 
@@ -52,24 +53,16 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises :class:`ConfigError` for any value out of range, before any work starts."""
+        try:
+            for name, allowed in RANGES.items():
+                if hasattr(self, name):
+                    allowed.check(name.replace("_", " "), getattr(self, name))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         checks = [
-            (isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1,
-             f"batch size must be ≥ 1, got {self.batch_size}"),
-            (math.isfinite(self.learning_rate) and self.learning_rate > 0,
-             f"learning rate must be > 0, got {self.learning_rate}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
-            (0 < self.lr_decay <= 1, f"lr decay must lie in (0, 1], got {self.lr_decay}"),
-            (self.weight_decay >= 0, f"weight decay must be ≥ 0, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must lie in [0, 1), got {self.label_smoothing}"),
-            (self.augment_strength >= 0, f"augment strength must be ≥ 0, got {self.augment_strength}"),
-            (isinstance(self.clean_epochs, int) and self.clean_epochs >= 0,
-             f"clean epochs must be ≥ 0, got {self.clean_epochs}"),
-            (self.elastic_alpha >= 0, f"elastic alpha must be ≥ 0, got {self.elastic_alpha}"),
-            (self.elastic_sigma > 0, f"elastic sigma must be > 0, got {self.elastic_sigma}"),
-            (0 <= self.weight_averaging < 1, f"weight averaging decay must lie in [0, 1), got {self.weight_averaging}"),
-            (self.valid_size >= 1, f"valid size must be ≥ 1, got {self.valid_size}"),
-            (0 <= self.towers <= self.batch_size, f"towers must lie in 0..batch size, got {self.towers}"),
+            (isinstance(self.towers, int) and 0 <= self.towers <= self.batch_size,
+             f"towers must lie in 0..batch size, got {self.towers}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -10,7 +10,7 @@ import numpy as np
 
 from lenet_tf import checkpoint
 from lenet_tf._tf import default_towers, session_config, tf, tf1
-from lenet_tf.data import pad_images
+from lenet_tf.data import INPUT_SHAPE, MNIST_SIZE, pad_images
 from lenet_tf.errors import CheckpointError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions
 from lenet_tf.model import LeNet5
@@ -66,10 +66,11 @@ class TrainedModel:
     def predict(self, images: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
         """Classifies uint8 digits ``[N, 28, 28]`` or padded ``[N, 32, 32, 1]``."""
         images = np.asarray(images, dtype=np.uint8)
-        if images.ndim == 3 and images.shape[1:] == (28, 28):
+        if images.ndim == 3 and images.shape[1:] == (MNIST_SIZE, MNIST_SIZE):
             images = pad_images(images)
-        if images.ndim != 4 or images.shape[1:] != (32, 32, 1):
-            raise ValueError(f"images must be [N, 28, 28] or [N, 32, 32, 1], got {images.shape}")
+        if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE:
+            raise ValueError(f"images must be [N, {MNIST_SIZE}, {MNIST_SIZE}] or [N, {', '.join(map(str, INPUT_SHAPE))}], "
+                             f"got {images.shape}")
         return self.inference.run(self.session, images, labels)
 
     def close(self) -> None:

@@ -61,6 +61,8 @@ def test_target_accuracy_guard(tmp_path, synthetic_dir):
     (["train", "--lr", "0"], "--lr: must be a finite number > 0"),
     (["train", "--elastic", "-1"], "--elastic: must be a finite number ≥ 0"),
     (["train", "--weight-decay", "nan"], "--weight-decay: must be a finite number ≥ 0"),
+    (["train", "--lr-decay", "2"], "--lr-decay: must be a finite number in (0, 1], got 2"),
+    (["train", "--dropout", "1"], "--dropout: must be a finite number in [0, 1), got 1"),
     (["train", "--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_bad_arguments_exit_2_with_usage(args, message):

@@ -206,9 +206,9 @@ def test_get_config_rebuilds_the_same_network(graph):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"activation": "swish"}, "activation must be one of"),
-    ({"dropout": 1.0}, "dropout must lie in"),
+    ({"dropout": 1.0}, "dropout must be a finite number in"),
     ({"num_classes": 1}, "num_classes must be an int"),
-    ({"init_stddev": 0}, "init_stddev must be > 0"),
+    ({"init_stddev": 0}, "init_stddev must be a finite number > 0"),
     ({"name": ""}, "name must be a non-empty string"),
     ({"input_std": 0}, "input_std must be > 0"),
 ])

@@ -143,14 +143,14 @@ def test_batch_norm_dropout_and_augmentation_train(tmp_path, synthetic_splits):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"epochs": 0}, "epochs must be ≥ 1"),
-    ({"batch_size": -1}, "batch size must be ≥ 1"),
-    ({"learning_rate": 0.0}, "learning rate must be > 0"),
-    ({"learning_rate": math.nan}, "learning rate must be > 0"),
+    ({"batch_size": -1}, "batch size must be ≥ 1, got -1"),
+    ({"learning_rate": 0.0}, "learning rate must be a finite number > 0"),
+    ({"learning_rate": math.nan}, "learning rate must be a finite number > 0"),
     ({"schedule": "step"}, "schedule must be one of"),
     ({"clean_epochs": -1}, "clean epochs must be ≥ 0"),
-    ({"weight_averaging": 1.0}, "weight averaging decay must lie in"),
-    ({"label_smoothing": -0.1}, "label smoothing must lie in"),
-    ({"model": {"dropout": 2}}, "model: dropout must lie in"),
+    ({"weight_averaging": 1.0}, r"weight averaging must be a finite number in \[0, 1\)"),
+    ({"label_smoothing": -0.1}, r"label smoothing must be a finite number in \[0, 1\)"),
+    ({"model": {"dropout": 2}}, r"model: dropout must be a finite number in \[0, 1\), got 2"),
     ({"model": {"layers": 3}}, "model: .*unexpected keyword"),
 ])
 def test_bad_configuration_fails_before_any_work(tmp_path, overrides, message):
