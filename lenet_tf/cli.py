@@ -119,6 +119,11 @@ def _add_evaluate_parser(commands) -> None:
     p.add_argument("--which", choices=("best", "last"), default="best", help="which epoch to load (default: best)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--report", metavar="DIR", help="also write PNG figures into DIR (default: none)")
+    p.add_argument("--robustness", nargs="?", const="test", choices=("test", "valid"), metavar="SIDE",
+                   help="report accuracy on digits captured unlike MNIST's test set instead: load_digits and "
+                        "re-captured MNIST digits (thin/thick pen, blur, low resolution, rotation, noisy paper, "
+                        "JPEG); SIDE 'valid' uses the run's validation digits, for choosing options (default: "
+                        "off; 'test' when given without SIDE)")
     _add_data_flags(p)
 
 
@@ -229,10 +234,14 @@ def _train_in_cluster(args, config):
 
 
 def _run_evaluate(args) -> int:
-    from lenet_tf.evaluate import evaluate
+    from lenet_tf.evaluate import evaluate, evaluate_robustness
 
-    evaluation = evaluate(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum, which=args.which,
-                          report_dir=args.report)
+    if args.robustness:
+        evaluation = evaluate_robustness(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum,
+                                         which=args.which, suite=args.robustness, report_dir=args.report)
+    else:
+        evaluation = evaluate(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum,
+                              which=args.which, report_dir=args.report)
     print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.format())
     if args.report and not args.json:
         print(f"\nfigures written to {args.report}")

@@ -1,4 +1,5 @@
-"""Test-set evaluation of a checkpoint: accuracy, loss, per-digit precision/recall, confusion matrix."""
+"""Test-set evaluation of a checkpoint: accuracy, loss, per-digit precision/recall, confusion matrix; and
+the robustness suites of :mod:`lenet_tf.robustness`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from lenet_tf.data import load_mnist
+from lenet_tf.data import load_mnist, split
+from lenet_tf.robustness import SUITES, RobustnessReport, run_suite
 from lenet_tf.trained import TrainedModel
 
 
@@ -89,3 +91,34 @@ def evaluate(
 
         write_report(evaluation, probabilities, mnist.test_images, labels, model.run["history"], report_dir)
     return evaluation
+
+
+def evaluate_robustness(
+    checkpoint_dir: str | os.PathLike = "SavedModel",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    verify_checksums: bool = True,
+    which: str = "best",
+    suite: str = "test",
+    report_dir: str | os.PathLike | None = None,
+) -> RobustnessReport:
+    """Restores a checkpoint and runs a :mod:`lenet_tf.robustness` suite on it.
+
+    ``suite="test"`` uses the MNIST test digits (and scikit-learn's digits); ``"valid"`` uses the checkpoint's
+    own validation digits (its seed's split), for choosing training options. With ``report_dir``, also
+    writes ``robustness_examples.png`` and ``robustness_errors.png`` there.
+    """
+    mnist = load_mnist(data_dir, verify=verify_checksums)
+    with TrainedModel(checkpoint_dir, which) as model:
+        if suite == "valid":
+            train = model.run["train"]
+            splits = split(mnist, train["valid_size"], train["seed"])
+            images, labels = splits.valid_images[:, 2:30, 2:30, 0], splits.valid_labels
+        else:
+            images, labels = mnist.test_images, mnist.test_labels
+        report = run_suite(model, SUITES[suite], images, labels, f"mnist {suite}")
+    if report_dir:
+        from lenet_tf.robustness_report import write_robustness_report  # matplotlib only when figures are wanted
+
+        write_robustness_report(report, report_dir)
+    return report
