@@ -90,6 +90,19 @@ def _add_train_parser(commands) -> None:
                         "smoothed random field (default: 0, none)")
     p.add_argument("--elastic-sigma", type=_positive_float,
                    help="smoothness of the elastic field, in pixels (default: 4)")
+    p.add_argument("--pen-width", type=_non_negative_float, metavar="AMOUNT",
+                   help="with --augment, blend each digit towards a 3x3 dilation or erosion (thicker/thinner pen) "
+                        "by up to AMOUNT, at most 1 (default: 0, off)")
+    p.add_argument("--blur", type=_non_negative_float, metavar="SIGMA",
+                   help="with --augment, blend each digit towards a Gaussian blur of SIGMA pixels by a random "
+                        "weight (default: 0, off)")
+    p.add_argument("--low-res", type=_fraction, metavar="P",
+                   help="with --augment, probability of a coarse scan: down to 16 or 12 pixels and up again "
+                        "(default: 0, off)")
+    p.add_argument("--gamma", type=_non_negative_float, metavar="G",
+                   help="with --augment, raise pixel values to exp(u), u uniform in [-G, G] (default: 0, off)")
+    p.add_argument("--paper", type=_fraction, metavar="LEVEL",
+                   help="with --augment, grey paper up to LEVEL (0..1) inside each digit's box (default: 0, off)")
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
                    help="batch-normalise the hidden layers (default: off)")
     p.add_argument("--dropout", type=_fraction, help="drop rate on the fully connected layers (default: 0)")
@@ -181,7 +194,7 @@ def _run_train(args) -> int:
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
              "augment_strength", "clean_epochs", "elastic_alpha", "elastic_sigma", "label_smoothing",
-             "weight_averaging", "valid_size")
+             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
                    "init_stddev": args.init_stddev}

@@ -248,7 +248,8 @@ def captured_rows(suite: Suite, images: np.ndarray, labels: np.ndarray) -> list[
         for shift in suite.shifts:
             prepared, accepted = capture(images[chosen], shift, suite.scale, suite.seed)
             rows.append((shift, prepared, np.asarray(labels[chosen], np.int32), accepted))
-        _CAPTURED.clear()  # keep one suite's files at a time
+        if len(_CAPTURED) >= 4:  # a few suites' files at a time (a sweep re-uses them across models)
+            _CAPTURED.pop(next(iter(_CAPTURED)))
         _CAPTURED[key] = rows
     return _CAPTURED[key]
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from lenet_tf import checkpoint
 from lenet_tf._tf import default_towers, session_config, tf, tf1
-from lenet_tf.augment import augment_images
+from lenet_tf.augment import augment_images, capture_distort
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, shard_batch
@@ -42,6 +42,12 @@ class TrainConfig:
     clean_epochs: int = 0  # with augment, the last epochs (all, if fewer) train on the undistorted images
     elastic_alpha: float = 0.0  # elastic distortion's displacement scale in pixels (0: none), with augment
     elastic_sigma: float = 4.0  # its smoothness: Gaussian stddev in pixels
+    # With augment, changes of how a digit was captured (lenet_tf.augment.capture_distort; 0: off).
+    pen_width: float = 0.0  # largest blend towards a 3x3 dilation or erosion, in [0, 1]
+    blur: float = 0.0  # Gaussian sigma in pixels, blended in by a random weight
+    low_res: float = 0.0  # probability of a coarse scan (down to 16 or 12 pixels and back)
+    gamma: float = 0.0  # pixel values raised to exp(u), u uniform in [-gamma, gamma]
+    paper: float = 0.0  # largest grey level of the paper in the digit's box
     # Decay of an exponential moving average of the weights (0: off). When on, validation, checkpoints
     # and everything loaded from them use the averaged weights.
     weight_averaging: float = 0.0
@@ -67,6 +73,11 @@ class TrainConfig:
              f"clean epochs must be ≥ 0, got {self.clean_epochs}"),
             (self.elastic_alpha >= 0, f"elastic alpha must be ≥ 0, got {self.elastic_alpha}"),
             (self.elastic_sigma > 0, f"elastic sigma must be > 0, got {self.elastic_sigma}"),
+            (0 <= self.pen_width <= 1, f"pen width must lie in [0, 1], got {self.pen_width}"),
+            (self.blur >= 0, f"blur must be ≥ 0, got {self.blur}"),
+            (0 <= self.low_res <= 1, f"low res must lie in [0, 1], got {self.low_res}"),
+            (self.gamma >= 0, f"gamma must be ≥ 0, got {self.gamma}"),
+            (0 <= self.paper < 1, f"paper must lie in [0, 1), got {self.paper}"),
             (0 <= self.weight_averaging < 1, f"weight averaging decay must lie in [0, 1), got {self.weight_averaging}"),
             (self.valid_size >= 1, f"valid size must be ≥ 1, got {self.valid_size}"),
             (0 <= self.towers <= self.batch_size, f"towers must lie in 0..batch size, got {self.towers}"),
@@ -78,6 +89,11 @@ class TrainConfig:
             LeNet5(**self.model)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"model: {err}") from None
+
+    def capture_distortions(self) -> dict:
+        """The keyword arguments of :func:`lenet_tf.augment.capture_distort`."""
+        return {"pen_width": self.pen_width, "blur": self.blur, "low_res": self.low_res, "gamma": self.gamma,
+                "paper": self.paper}
 
     def augments_epoch(self, epoch: int) -> bool:
         """Whether (0-based) ``epoch`` trains on distorted images: with ``augment``, all but the clean epochs."""
@@ -124,8 +140,11 @@ class Augmentation:
         """``images`` distorted as configured (unchanged without ``augment``), seeded by the step."""
         if not self.config.augment:
             return images
-        return augment_images(images, tf.stack([self.config.seed, global_step]), self.strength,
-                              elastic_alpha=self.config.elastic_alpha, elastic_sigma=self.config.elastic_sigma)
+        seed = tf.stack([self.config.seed, global_step])
+        images = augment_images(images, seed, self.strength,
+                                elastic_alpha=self.config.elastic_alpha, elastic_sigma=self.config.elastic_sigma)
+        # The reversed seed gives the capture draws a stream of their own, independent of the affine ones.
+        return capture_distort(images, seed[::-1], self.strength, **self.config.capture_distortions())
 
     def feed(self, augment: bool) -> dict:
         """The feed for a step: strength 0 to leave a step undistorted, else nothing (nor without ``augment``)."""
