@@ -4,7 +4,7 @@ the robustness suites of :mod:`lenet_tf.robustness`."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -100,12 +100,14 @@ def evaluate_robustness(
     verify_checksums: bool = True,
     which: str = "best",
     suite: str = "test",
+    count: int | None = None,
     report_dir: str | os.PathLike | None = None,
 ) -> RobustnessReport:
     """Restores a checkpoint and runs a :mod:`lenet_tf.robustness` suite on it.
 
     ``suite="test"`` uses the MNIST test digits (and scikit-learn's digits); ``"valid"`` uses the checkpoint's
-    own validation digits (its seed's split), for choosing training options. With ``report_dir``, also
+    own validation digits (its seed's split), for choosing training options. ``count`` overrides the suite's
+    number of digits per shift. With ``report_dir``, also
     writes ``robustness_examples.png`` and ``robustness_errors.png`` there.
     """
     mnist = load_mnist(data_dir, verify=verify_checksums)
@@ -116,7 +118,8 @@ def evaluate_robustness(
             images, labels = splits.valid_images[:, 2:30, 2:30, 0], splits.valid_labels
         else:
             images, labels = mnist.test_images, mnist.test_labels
-        report = run_suite(model, SUITES[suite], images, labels, f"mnist {suite}")
+        chosen = SUITES[suite] if count is None else replace(SUITES[suite], count=count)
+        report = run_suite(model, chosen, images, labels, f"mnist {suite}")
     if report_dir:
         from lenet_tf.robustness_report import write_robustness_report  # matplotlib only when figures are wanted
 
