@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 CAPTURE = ["--pen-width", "1", "--blur", "1", "--low-res", "0.5", "--gamma", "0.5", "--paper", "0.2"]
-BEST_OLD = ["--augment", "--clean-epochs", "10", "--batch-norm", "--dropout", "0.3", "--lr", "0.003"]
 RECIPES = {
     # 10-epoch screening (seed 0)
     "plain": [],
@@ -32,7 +31,9 @@ RECIPES = {
     "aug10-paper": ["--augment", "--paper", "0.2"],
     # 30 epochs
     "best-old": ["--preset", "best"],
-    "bn": ["--batch-norm"],
+    "best-cap": ["--preset", "best", *CAPTURE],
+    "best-cap-dirty": ["--preset", "best", *CAPTURE, "--clean-epochs", "0"],
+    "best-cap-nobn": ["--preset", "best", *CAPTURE, "--no-batch-norm"],
 }
 
 
