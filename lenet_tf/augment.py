@@ -116,3 +116,100 @@ def augment_images(
     warped = bilinear_sample(images, x, y)
     warped.set_shape(images.shape)
     return warped
+
+
+def _per_image(values: tf.Tensor) -> tf.Tensor:
+    return values[:, tf.newaxis, tf.newaxis, tf.newaxis]
+
+
+def dilate(images: tf.Tensor) -> tf.Tensor:
+    """Thicker pen: each pixel becomes the brightest of its 3x3 neighbourhood (max pooling, stride 1)."""
+    return tf.nn.max_pool2d(images, ksize=3, strides=1, padding="SAME")
+
+
+def erode(images: tf.Tensor) -> tf.Tensor:
+    """Thinner pen: each pixel becomes the darkest of its 3x3 neighbourhood (min pooling, stride 1)."""
+    return -tf.nn.max_pool2d(-images, ksize=3, strides=1, padding="SAME")
+
+
+def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
+    """``images`` ``[N, H, W, 1]`` smoothed by a normalised Gaussian of ``sigma`` pixels (zeros beyond the border)."""
+    radius = max(1, math.ceil(2 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps = (taps / taps.sum()).astype(np.float32)
+    rows = tf.nn.conv2d(images, taps.reshape(-1, 1, 1, 1), strides=1, padding="SAME")
+    return tf.nn.conv2d(rows, taps.reshape(1, -1, 1, 1), strides=1, padding="SAME")
+
+
+def low_resolution(images: tf.Tensor, size: int) -> tf.Tensor:
+    """``images`` averaged down to ``size`` x ``size`` pixels, then bilinearly up again (a coarse scan)."""
+    height, width = images.shape[1], images.shape[2]
+    small = tf.image.resize(images, [size, size], method="area")
+    return tf.image.resize(small, [height, width], method="bilinear")
+
+
+def ink_box(images: tf.Tensor, threshold: float = 0.1) -> tf.Tensor:
+    """float32 ``[N, H, W, 1]``: 1 inside each image's bounding box of pixels above ``threshold``, else 0."""
+    def inside(any_ink: tf.Tensor) -> tf.Tensor:  # [N, L] bool -> between the first and last True
+        seen = tf.cast(any_ink, tf.float32)
+        return tf.minimum(tf.cumsum(seen, axis=1), tf.cumsum(seen, axis=1, reverse=True)) > 0
+
+    ink = images[..., 0] > threshold
+    rows, columns = inside(tf.reduce_any(ink, axis=2)), inside(tf.reduce_any(ink, axis=1))
+    return tf.cast(rows[:, :, tf.newaxis] & columns[:, tf.newaxis, :], tf.float32)[..., tf.newaxis]
+
+
+def capture_distort(
+    images: tf.Tensor,
+    seed: tf.Tensor,
+    strength: float | tf.Tensor = 1.0,
+    pen_width: float = 0.0,
+    blur: float = 0.0,
+    low_res: float = 0.0,
+    gamma: float = 0.0,
+    paper: float = 0.0,
+) -> tf.Tensor:
+    """Random changes of how a digit was captured, drawn independently per image (0 turns each one off).
+
+    Args:
+      images: float32 ``[N, H, W, 1]`` in [0, 1], background 0.
+      seed: int ``[2]`` tensor seeding the stateless random draws.
+      strength: factor on every amount below, a float or scalar tensor (0 leaves the images unchanged).
+      pen_width: largest pen change, in [0, 1]: each image blends towards its dilation (thicker) or erosion
+        (thinner) by a uniform amount in [-pen_width, pen_width].
+      blur: Gaussian sigma in pixels; each image blends towards its blurred self by a uniform weight in [0, 1].
+      low_res: probability of a coarse scan, down-sampled to 16 or 12 pixels (equally likely) and back.
+      gamma: ink profile: pixel values are raised to ``exp(u)``, ``u`` uniform in [-gamma, gamma].
+      paper: largest grey level of the paper inside the digit's bounding box (what ``to_mnist`` leaves of a
+        grey page); each image gets a uniform level in [0, paper].
+
+    Each image is then rescaled to its original brightest value, as ``to_mnist`` rescales every file.
+
+    Returns:
+      float32 ``[N, H, W, 1]`` in [0, 1].
+    """
+    count = tf.shape(images)[0]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=6)
+    peak = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+    if pen_width > 0:
+        amount = _per_image(_uniform(seeds[0], [count], strength * pen_width))
+        images = images + tf.nn.relu(amount) * (dilate(images) - images) + tf.nn.relu(-amount) * (erode(images) - images)
+    if blur > 0:
+        weight = _per_image(tf.random.stateless_uniform([count], seed=seeds[1]) * strength)
+        images = images + weight * (gaussian_blur(images, blur) - images)
+    if low_res > 0:
+        draw = _per_image(tf.random.stateless_uniform([count], seed=seeds[2]))
+        probability = strength * low_res
+        coarse16 = tf.cast(draw < probability / 2, tf.float32)
+        coarse12 = tf.cast((draw >= probability / 2) & (draw < probability), tf.float32)
+        images = (images + coarse16 * (low_resolution(images, 16) - images)
+                  + coarse12 * (low_resolution(images, 12) - images))
+    if gamma > 0:
+        exponent = tf.exp(_per_image(_uniform(seeds[3], [count], strength * gamma)))
+        images = tf.pow(tf.maximum(images, 0.0), exponent)
+    if paper > 0:
+        level = _per_image(tf.random.stateless_uniform([count], seed=seeds[4]) * (strength * paper))
+        images = images + level * ink_box(images) * (1.0 - images)
+    # to_mnist rescales every file's darkest ink to full white: restore each image's peak the same way.
+    images = images * (peak / tf.maximum(tf.reduce_max(images, axis=[1, 2, 3], keepdims=True), 1e-6))
+    return tf.clip_by_value(images, 0.0, 1.0)

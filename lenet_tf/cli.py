@@ -55,6 +55,19 @@ def _add_train_parser(commands) -> None:
                         "smoothed random field (default: 0, none)")
     p.add_argument("--elastic-sigma", type=RANGES["elastic_sigma"].parse,
                    help="smoothness of the elastic field, in pixels (default: 4)")
+    p.add_argument("--pen-width", type=RANGES["pen_width"].parse, metavar="AMOUNT",
+                   help="with --augment, blend each digit towards a 3x3 dilation or erosion (thicker/thinner pen) "
+                        "by up to AMOUNT, at most 1 (default: 0, off)")
+    p.add_argument("--blur", type=RANGES["blur"].parse, metavar="SIGMA",
+                   help="with --augment, blend each digit towards a Gaussian blur of SIGMA pixels by a random "
+                        "weight (default: 0, off)")
+    p.add_argument("--low-res", type=RANGES["low_res"].parse, metavar="P",
+                   help="with --augment, probability of a coarse scan: down to 16 or 12 pixels and up again "
+                        "(default: 0, off)")
+    p.add_argument("--gamma", type=RANGES["gamma"].parse, metavar="G",
+                   help="with --augment, raise pixel values to exp(u), u uniform in [-G, G] (default: 0, off)")
+    p.add_argument("--paper", type=RANGES["paper"].parse, metavar="LEVEL",
+                   help="with --augment, grey paper up to LEVEL (0..1) inside each digit's box (default: 0, off)")
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
                    help="batch-normalise the hidden layers (default: off)")
     p.add_argument("--dropout", type=RANGES["dropout"].parse, help="drop rate on the fully connected layers (default: 0)")
@@ -93,6 +106,11 @@ def _add_evaluate_parser(commands) -> None:
     p.add_argument("--report", metavar="DIR", help="also write PNG figures into DIR (default: none)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace figures of the same names already in the --report folder (default: off)")
+    p.add_argument("--robustness", nargs="?", const="test", choices=("test", "valid"), metavar="SIDE",
+                   help="report accuracy on digits captured unlike MNIST's test set instead: load_digits and "
+                        "re-captured MNIST digits (thin/thick pen, blur, low resolution, rotation, noisy paper, "
+                        "JPEG); SIDE 'valid' uses the run's validation digits, for choosing options (default: "
+                        "off; 'test' when given without SIDE)")
     _add_data_flags(p)
 
 
@@ -156,7 +174,7 @@ def _train_config(args):
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
              "augment_strength", "clean_epochs", "elastic_alpha", "elastic_sigma", "label_smoothing",
-             "weight_averaging", "valid_size", "seed")
+             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper", "seed")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
                    "init_stddev": args.init_stddev}
@@ -228,10 +246,26 @@ def _train_in_cluster(args, config):
 
 
 def _run_evaluate(args) -> int:
-    from lenet_tf.evaluate import evaluate
+    from lenet_tf.evaluate import evaluate_robustness, run_test_set
 
-    evaluation = evaluate(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum, which=args.which,
-                          report_dir=args.report, overwrite_report=args.overwrite)
+    figures = None
+    if args.report:  # refuse existing figures before any work (matplotlib loads only when figures are wanted)
+        if args.robustness:
+            from lenet_tf import robustness_report as figures
+        else:
+            from lenet_tf import report as figures
+        figures.check_report_dir(args.report, args.overwrite, figures.FIGURES)
+    if args.robustness:
+        result = evaluate_robustness(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum,
+                                     which=args.which, suite=args.robustness)
+        evaluation = result
+    else:
+        result = run_test_set(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum,
+                              which=args.which)
+        evaluation = result.evaluation
+    if figures:
+        write = figures.write_robustness_report if args.robustness else figures.write_report
+        write(result, args.report, args.overwrite)
     print(json.dumps(evaluation.to_dict(), indent=2) if args.json else evaluation.format())
     if args.report and not args.json:
         print(f"\nfigures written to {args.report}")

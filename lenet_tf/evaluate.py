@@ -1,14 +1,16 @@
-"""Test-set evaluation of a checkpoint: accuracy, loss, per-digit precision/recall, confusion matrix."""
+"""Test-set evaluation of a checkpoint: accuracy, loss, per-digit precision/recall, confusion matrix; and
+the robustness suites of :mod:`lenet_tf.robustness`."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from lenet_tf.data import load_mnist
+from lenet_tf.data import load_mnist, split
+from lenet_tf.robustness import SUITES, RobustnessReport, run_suite
 from lenet_tf.trained import TrainedModel
 
 
@@ -68,31 +70,66 @@ def metrics(model: TrainedModel, images: np.ndarray, labels: np.ndarray) -> tupl
     return evaluation, predictions.probabilities
 
 
+@dataclass
+class TestRun:
+    """An evaluation with what its figures are drawn from (see :func:`lenet_tf.report.write_report`)."""
+
+    evaluation: Evaluation
+    probabilities: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    history: list[dict]
+
+
+def run_test_set(
+    checkpoint_dir: str | os.PathLike = "SavedModel",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    verify_checksums: bool = True,
+    which: str = "best",
+) -> TestRun:
+    """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set."""
+    mnist = load_mnist(data_dir, verify=verify_checksums)
+    labels = mnist.test_labels.astype(np.int32)
+    with TrainedModel(checkpoint_dir, which) as model:
+        evaluation, probabilities = metrics(model, mnist.test_images, labels)
+    return TestRun(evaluation, probabilities, mnist.test_images, labels, model.run["history"])
+
+
 def evaluate(
     checkpoint_dir: str | os.PathLike = "SavedModel",
     data_dir: str | os.PathLike | None = None,
     *,
     verify_checksums: bool = True,
     which: str = "best",
-    report_dir: str | os.PathLike | None = None,
-    overwrite_report: bool = False,
 ) -> Evaluation:
-    """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set.
+    """The metrics of a checkpoint on the official MNIST test set (see :func:`run_test_set`)."""
+    return run_test_set(checkpoint_dir, data_dir, verify_checksums=verify_checksums, which=which).evaluation
 
-    With ``report_dir``, also writes the figures of :func:`lenet_tf.report.write_report` there (figures of
-    the same names already there are refused, before any work, unless ``overwrite_report``).
+
+def evaluate_robustness(
+    checkpoint_dir: str | os.PathLike = "SavedModel",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    verify_checksums: bool = True,
+    which: str = "best",
+    suite: str = "test",
+    count: int | None = None,
+) -> RobustnessReport:
+    """Restores a checkpoint and runs a :mod:`lenet_tf.robustness` suite on it.
+
+    ``suite="test"`` uses the MNIST test digits (and scikit-learn's digits); ``"valid"`` uses the checkpoint's
+    own validation digits (its seed's split), for choosing training options. ``count`` overrides the suite's
+    number of digits per shift. :func:`lenet_tf.robustness_report.write_robustness_report` draws its figures.
     """
-    if report_dir:
-        from lenet_tf.report import check_report_dir  # matplotlib loads only when figures are wanted
-
-        check_report_dir(report_dir, overwrite_report)
     mnist = load_mnist(data_dir, verify=verify_checksums)
-    labels = mnist.test_labels.astype(np.int32)
     with TrainedModel(checkpoint_dir, which) as model:
-        evaluation, probabilities = metrics(model, mnist.test_images, labels)
-    if report_dir:
-        from lenet_tf.report import write_report
-
-        write_report(evaluation, probabilities, mnist.test_images, labels, model.run["history"], report_dir,
-                     overwrite_report)
-    return evaluation
+        if suite == "valid":
+            train = model.run["train"]
+            splits = split(mnist, train["valid_size"], train["seed"])
+            images, labels = splits.valid_images[:, 2:30, 2:30, 0], splits.valid_labels
+        else:
+            images, labels = mnist.test_images, mnist.test_labels
+        chosen = SUITES[suite] if count is None else replace(SUITES[suite], count=count)
+        report = run_suite(model, chosen, images, labels, f"mnist {suite}")
+    return report

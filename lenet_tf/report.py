@@ -11,16 +11,17 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lenet_tf.evaluate import Evaluation  # noqa: E402
+from lenet_tf.evaluate import Evaluation, TestRun  # noqa: E402
 from lenet_tf.outputs import check_new_files, make_folder, write_atomic  # noqa: E402
 
 FIGURES = ("confusion_matrix.png", "per_digit.png", "worst_errors.png", "training_curves.png")
 
 
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path, dpi: int = 110) -> Path:
+    """Writes ``figure`` as a PNG file (atomically) and closes it."""
     figure.tight_layout()
     try:
-        write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
+        write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
     finally:
         plt.close(figure)
     return path
@@ -38,7 +39,7 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
     axes.set(xticks=range(len(matrix)), yticks=range(len(matrix)), xlabel="predicted digit",
              ylabel="true digit", title=f"Confusion matrix — accuracy {evaluation.accuracy:.2%}")
     figure.colorbar(image, ax=axes, label="log(1 + count)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_per_digit(evaluation: Evaluation, path: Path) -> Path:
@@ -52,7 +53,7 @@ def plot_per_digit(evaluation: Evaluation, path: Path) -> Path:
              title="Per-digit precision and recall")
     axes.legend(loc="lower right")
     axes.grid(axis="y", alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_worst(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, path: Path,
@@ -71,7 +72,7 @@ def plot_worst(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
         axes.set_title(f"true {labels[index]} → {predicted[index]}\np={probabilities[index, predicted[index]]:.2f}",
                        fontsize=8)
     figure.suptitle(f"Worst {len(wrong)} of {int((predicted != labels).sum())} misclassified test digits")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_curves(history: list[dict], path: Path) -> Path:
@@ -91,30 +92,30 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     for axes in (left, right):
         axes.grid(alpha=0.3)
         axes.set_xticks(epochs if len(epochs) <= 15 else epochs[::max(1, len(epochs) // 10)])
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def check_report_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
-    """Creates ``out_dir`` if needed and returns the paths of the :data:`FIGURES` in it.
+def check_report_dir(out_dir: str | os.PathLike, overwrite: bool = False, names: tuple[str, ...] = FIGURES
+                     ) -> list[Path]:
+    """Creates ``out_dir`` if needed and returns the paths of the figures ``names`` in it.
 
     Raises:
       OutputError: ``out_dir`` is a file, or a figure is there already and ``overwrite`` is not set.
     """
-    paths = [make_folder(out_dir) / name for name in FIGURES]
+    paths = [make_folder(out_dir) / name for name in names]
     check_new_files(paths, overwrite)
     return paths
 
 
-def write_report(evaluation: Evaluation, probabilities: np.ndarray, images: np.ndarray, labels: np.ndarray,
-                 history: list[dict], out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
+def write_report(test: TestRun, out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
     """Writes the four :data:`FIGURES` as PNG files into ``out_dir``; returns their paths.
 
     Files of those names already there are refused (before anything is written) unless ``overwrite``.
     """
     confusion, per_digit, worst, curves = check_report_dir(out_dir, overwrite)
     return [
-        plot_confusion(evaluation, confusion),
-        plot_per_digit(evaluation, per_digit),
-        plot_worst(images, labels, probabilities, worst),
-        plot_curves(history, curves),
+        plot_confusion(test.evaluation, confusion),
+        plot_per_digit(test.evaluation, per_digit),
+        plot_worst(test.images, test.labels, test.probabilities, worst),
+        plot_curves(test.history, curves),
     ]

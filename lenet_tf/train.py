@@ -13,14 +13,13 @@ from tqdm.auto import tqdm
 
 from lenet_tf import checkpoint
 from lenet_tf._tf import default_towers, session_config, tf, tf1
-from lenet_tf.augment import augment_images
+from lenet_tf.augment import augment_images, capture_distort
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
 from lenet_tf.model import LeNet5
-from lenet_tf.options import RANGES
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
-from lenet_tf.options import SCHEDULES
+from lenet_tf.options import RANGES, SCHEDULES
 
 MODEL_SCOPE = "lenet5"
 
@@ -43,6 +42,12 @@ class TrainConfig:
     clean_epochs: int = 0  # with augment, the last epochs (all, if fewer) train on the undistorted images
     elastic_alpha: float = 0.0  # elastic distortion's displacement scale in pixels (0: none), with augment
     elastic_sigma: float = 4.0  # its smoothness: Gaussian stddev in pixels
+    # With augment, changes of how a digit was captured (lenet_tf.augment.capture_distort; 0: off).
+    pen_width: float = 0.0  # largest blend towards a 3x3 dilation or erosion, in [0, 1]
+    blur: float = 0.0  # Gaussian sigma in pixels, blended in by a random weight
+    low_res: float = 0.0  # probability of a coarse scan (down to 16 or 12 pixels and back)
+    gamma: float = 0.0  # pixel values raised to exp(u), u uniform in [-gamma, gamma]
+    paper: float = 0.0  # largest grey level of the paper in the digit's box
     # Decay of an exponential moving average of the weights (0: off). When on, validation, checkpoints
     # and everything loaded from them use the averaged weights.
     weight_averaging: float = 0.0
@@ -71,6 +76,11 @@ class TrainConfig:
             LeNet5(**self.model)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"model: {err}") from None
+
+    def capture_distortions(self) -> dict:
+        """The keyword arguments of :func:`lenet_tf.augment.capture_distort`."""
+        return {"pen_width": self.pen_width, "blur": self.blur, "low_res": self.low_res, "gamma": self.gamma,
+                "paper": self.paper}
 
     def augments_epoch(self, epoch: int) -> bool:
         """Whether (0-based) ``epoch`` trains on distorted images: with ``augment``, all but the clean epochs."""
@@ -117,8 +127,11 @@ class Augmentation:
         """``images`` distorted as configured (unchanged without ``augment``), seeded by the step."""
         if not self.config.augment:
             return images
-        return augment_images(images, tf.stack([self.config.seed, global_step]), self.strength,
-                              elastic_alpha=self.config.elastic_alpha, elastic_sigma=self.config.elastic_sigma)
+        seed = tf.stack([self.config.seed, global_step])
+        images = augment_images(images, seed, self.strength,
+                                elastic_alpha=self.config.elastic_alpha, elastic_sigma=self.config.elastic_sigma)
+        # The reversed seed gives the capture draws a stream of their own, independent of the affine ones.
+        return capture_distort(images, seed[::-1], self.strength, **self.config.capture_distortions())
 
     def feed(self, augment: bool) -> dict:
         """The feed for a step: strength 0 to leave a step undistorted, else nothing (nor without ``augment``)."""

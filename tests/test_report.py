@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from lenet_tf._tf import tf1
-from lenet_tf.evaluate import evaluate
+from lenet_tf.evaluate import run_test_set
+from lenet_tf.report import write_report
 from lenet_tf.train import TrainConfig, train
 
 
@@ -18,8 +19,9 @@ def synthetic_run(tmp_path_factory, synthetic_splits):
 
 def test_report_writes_four_real_png_figures(tmp_path, synthetic_run, synthetic_dir):
     out, result = synthetic_run
-    evaluation = evaluate(out, synthetic_dir, verify_checksums=False, report_dir=tmp_path / "figures")
-    assert evaluation.accuracy == result.test_accuracy
+    test = run_test_set(out, synthetic_dir, verify_checksums=False)
+    assert test.evaluation.accuracy == result.test_accuracy
+    write_report(test, tmp_path / "figures")
     names = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert names == ["confusion_matrix.png", "per_digit.png", "training_curves.png", "worst_errors.png"]
     for name in names:

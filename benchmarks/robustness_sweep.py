@@ -1,0 +1,88 @@
+"""The sweep behind the README's robustness table: train recipes one at a time, then run both robustness suites.
+
+    python benchmarks/robustness_sweep.py --out /work/results-robust RECIPE:SEED ...   # train + evaluate
+    python benchmarks/robustness_sweep.py --out /work/results-robust --table            # markdown summary
+
+Each run trains in its own process into OUT/RECIPE-sSEED (skipped when already complete), then writes
+OUT/RECIPE-sSEED/robustness-valid.json (the run's validation digits: the numbers options are chosen on) and
+robustness-test.json (MNIST test, load_digits, test-side shifts: reported, never chosen on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CAPTURE = ["--pen-width", "1", "--blur", "1", "--low-res", "0.5", "--gamma", "0.5", "--paper", "0.2"]
+RECIPES = {
+    # 10-epoch screening (seed 0)
+    "plain": [],
+    "aug10": ["--augment"],
+    "aug10-cap": ["--augment", *CAPTURE],
+    "aug10-cap-bn": ["--augment", *CAPTURE, "--batch-norm", "--dropout", "0.3", "--lr", "0.003"],
+    "aug10-bn": ["--augment", "--batch-norm", "--dropout", "0.3", "--lr", "0.003"],
+    "aug10-cap-drop": ["--augment", *CAPTURE, "--dropout", "0.3", "--lr", "0.003"],
+    "aug10-pen": ["--augment", "--pen-width", "1"],
+    "aug10-blur-lowres": ["--augment", "--blur", "1", "--low-res", "0.5"],
+    "aug10-gamma": ["--augment", "--gamma", "0.5"],
+    "aug10-paper": ["--augment", "--paper", "0.2"],
+    # 30 epochs
+    "best-old": ["--preset", "best"],
+    "best-cap": ["--preset", "best", *CAPTURE],
+    "best-cap-dirty": ["--preset", "best", *CAPTURE, "--clean-epochs", "0"],
+    "best-cap-nobn": ["--preset", "best", *CAPTURE, "--no-batch-norm"],
+}
+
+
+def run(recipe: str, seed: int, out: Path) -> Path:
+    folder = out / f"{recipe}-s{seed}"
+    record = folder / "run.json"
+    if not (record.exists() and json.loads(record.read_text()).get("complete")):
+        args = [sys.executable, "-m", "lenet_tf", "train", "--no-progress", "--json", "--seed", str(seed),
+                "--out", str(folder), *RECIPES[recipe]]
+        with open(out / f"{recipe}-s{seed}.log", "w") as log:
+            subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=True)
+    from lenet_tf.evaluate import evaluate_robustness
+
+    for suite in ("valid", "test"):
+        path = folder / f"robustness-{suite}.json"
+        if not path.exists():
+            path.write_text(json.dumps(evaluate_robustness(folder, suite=suite).to_dict(), indent=1))
+    return folder
+
+
+def table(out: Path) -> str:
+    """One line per run: training time, validation figures (chosen on), then the test-side figures."""
+    lines = ["| run | epochs | s | valid | valid shifts | test | load_digits | test shifts |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for folder in sorted(p for p in out.iterdir() if (p / "robustness-test.json").exists()):
+        record = json.loads((folder / "run.json").read_text())
+        valid = json.loads((folder / "robustness-valid.json").read_text())
+        test = json.loads((folder / "robustness-test.json").read_text())
+        rows = {r["name"]: r["accuracy"] for r in test["rows"]}
+        lines.append(
+            f"| {folder.name} | {record['train']['epochs']} | {record['seconds']:.0f} "
+            f"| {record['best']['valid_accuracy']:.2%} | {valid['mean_shift_accuracy']:.2%} "
+            f"| {record['test']['accuracy']:.2%} | {rows['load_digits']:.2%} | {test['mean_shift_accuracy']:.2%} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="*", metavar="RECIPE:SEED", help="runs to train and evaluate, in order")
+    parser.add_argument("--out", type=Path, required=True, help="results folder (outside the repository)")
+    parser.add_argument("--table", action="store_true", help="print the markdown summary of OUT")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for item in args.runs:
+        recipe, seed = item.split(":")
+        print(run(recipe, int(seed), args.out), flush=True)
+    if args.table:
+        print(table(args.out))
+
+
+if __name__ == "__main__":
+    main()
