@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
 from lenet_tf.data import load_mnist, split
 from lenet_tf.robustness import SUITES, RobustnessReport, run_suite
@@ -34,18 +34,18 @@ class Evaluation:
         return asdict(self)
 
     def format(self) -> str:
-        """A plain-text report: headline figures, per-digit table, confusion matrix."""
-        lines = [
-            f"checkpoint {self.checkpoint} (epoch {self.epoch})",
-            f"test images {self.count}   accuracy {self.accuracy:.4%}   loss {self.loss:.4f}",
-            "",
-            "digit  precision  recall     f1  support",
-        ]
-        for digit, row in enumerate(zip(self.precision, self.recall, self.f1, self.support)):
-            lines.append(f"{digit:>5}  {row[0]:>9.4f}  {row[1]:>6.4f}  {row[2]:.4f}  {row[3]:>7}")
-        lines += ["", "confusion matrix (rows: true digit, columns: predicted)",
-                  "      " + "".join(f"{d:>6}" for d in range(len(self.confusion)))]
-        lines += [f"{d:>6}" + "".join(f"{n:>6}" for n in row) for d, row in enumerate(self.confusion)]
+        """A plain-text report: headline figures, scikit-learn's per-digit table, the confusion matrix."""
+        # The labels and predictions behind the confusion matrix, in some order: all the table needs.
+        counts = np.array(self.confusion)
+        true, predicted = np.nonzero(counts)
+        repeats = counts[true, predicted]
+        table = classification_report(np.repeat(true, repeats), np.repeat(predicted, repeats),
+                                      labels=range(len(counts)), digits=4, zero_division=0)
+        lines = [f"checkpoint {self.checkpoint} (epoch {self.epoch})",
+                 f"test images {self.count}   accuracy {self.accuracy:.4%}   loss {self.loss:.4f}", "", table,
+                 "confusion matrix (rows: true digit, columns: predicted)",
+                 "      " + "".join(f"{d:>6}" for d in range(len(counts)))]
+        lines += [f"{d:>6}" + "".join(f"{n:>6}" for n in row) for d, row in enumerate(counts)]
         return "\n".join(lines)
 
 

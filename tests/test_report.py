@@ -41,3 +41,16 @@ def test_tensorboard_summaries_hold_the_epoch_scalars(synthetic_run):
             "train/batch_loss"} <= set(values)
     assert values["valid/accuracy"] == pytest.approx([h["valid_accuracy"] for h in result.history])
     assert values["learning_rate"] == pytest.approx([h["learning_rate"] for h in result.history])
+
+
+def test_text_report_is_scikit_learns_table_of_the_same_predictions():
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from lenet_tf.evaluate import Evaluation
+
+    labels, predicted = np.array([0, 0, 1, 1, 2, 2, 2, 2]), np.array([0, 1, 1, 1, 2, 0, 2, 2])
+    evaluation = Evaluation("ckpt", 3, 8, 0.75, 0.5, [], [], [], [],
+                            confusion_matrix(labels, predicted, labels=range(3)).tolist())
+    text = evaluation.format()
+    assert classification_report(labels, predicted, labels=range(3), digits=4, zero_division=0) in text
+    assert "accuracy 75.0000%" in text and text.splitlines()[-1] == "     2     1     0     3"
