@@ -10,6 +10,7 @@ import sys
 import traceback
 
 from lenet_tf.errors import LeNetError
+from lenet_tf.timing import STARTED  # noqa: F401  (first import: the clock of `--verbose` starts here)
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -55,6 +56,14 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                         "else ./data/mnist, else ~/.cache/lenet_tf/mnist)")
     parser.add_argument("--skip-checksum", action="store_true",
                         help="accept IDX files that are not the official MNIST release (default: verify SHA-256)")
+
+
+def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    from lenet_tf.precision import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="auto = bf16 where the CPU computes it natively (AMX-BF16 or AVX512-BF16), else fp32; "
+                             "variables and checkpoints stay fp32 (default: $LENET_TF_PRECISION, else auto)")
 
 
 def _add_train_parser(commands) -> None:
@@ -105,6 +114,8 @@ def _add_train_parser(commands) -> None:
                    help="exit with an error when the test accuracy ends below this fraction (default: none)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_precision_flag(p)
+    p.add_argument("--verbose", action="store_true", help="print where the wall time went (default: off)")
     cluster = p.add_argument_group("distributed training (see lenet_tf.distributed; default: off, or TF_CONFIG)")
     cluster.add_argument("--cluster", help='JSON {"ps": ["host:port", ...], "worker": ["host:port", ...]}')
     cluster.add_argument("--job", choices=("ps", "worker", "chief"), help="this process's job (chief = worker 0)")
@@ -119,6 +130,7 @@ def _add_evaluate_parser(commands) -> None:
     p.add_argument("--which", choices=("best", "last"), default="best", help="which epoch to load (default: best)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--report", metavar="DIR", help="also write PNG figures into DIR (default: none)")
+    _add_precision_flag(p)
     _add_data_flags(p)
 
 
@@ -128,6 +140,7 @@ def _add_predict_parser(commands) -> None:
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    _add_precision_flag(p)
 
 
 def _add_export_parser(commands) -> None:
@@ -136,6 +149,7 @@ def _add_export_parser(commands) -> None:
                                         "raw uint8 [N,28,28] or [N,28,28,1] digits.")
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--out", default="export/lenet5", help="SavedModel folder to write (default: export/lenet5)")
+    _add_precision_flag(p)  # accepted everywhere; the exported graph is fp32 whatever it says
 
 
 def _add_serve_parser(commands) -> None:
@@ -146,6 +160,7 @@ def _add_serve_parser(commands) -> None:
     source.add_argument("--saved-model", help="a SavedModel from `lenet-tf export` instead of a checkpoint")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    _add_precision_flag(p)
 
 
 def _add_benchmark_parser(commands) -> None:
@@ -205,6 +220,10 @@ def _run_train(args) -> int:
         print(f"best epoch {result.best_epoch}: valid accuracy {result.valid_accuracy:.4%}, "
               f"test accuracy {result.test_accuracy:.4%} (loss {result.test_loss:.4f}); "
               f"{result.seconds:.1f} s training, {result.images_per_second:,.0f} images/s; saved in {result.out_dir}")
+    if args.verbose and result.timing:
+        from lenet_tf.timing import format_timing
+
+        print(format_timing(result.timing), file=sys.stderr)
     if args.target_accuracy is not None and result.test_accuracy < args.target_accuracy:
         print(f"lenet-tf: error: test accuracy {result.test_accuracy:.4%} is below the target "
               f"{args.target_accuracy:.4%}", file=sys.stderr)
@@ -287,6 +306,18 @@ _COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_pre
              "serve": _run_serve, "benchmark": _run_benchmark}
 
 
+def _announce_precision(args) -> None:
+    """Hands ``--precision`` to the library (as ``$LENET_TF_PRECISION``) and prints the choice once on stderr."""
+    from lenet_tf.precision import PRECISION_ENV, choose
+
+    if args.precision:
+        os.environ[PRECISION_ENV] = args.precision
+    line = choose().describe()
+    if args.command == "export":
+        line += "; export writes the fp32 graph regardless (its consumers choose)"
+    print(f"lenet-tf: {line}", file=sys.stderr)
+
+
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -299,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     try:
+        if hasattr(args, "precision") and args.command != "benchmark":  # the benchmark reports its own
+            _announce_precision(args)
         return _COMMANDS[args.command](args)
     except LeNetError as err:
         if args.debug:

@@ -28,6 +28,7 @@ from lenet_tf.errors import ConfigError
 from lenet_tf.inference import InferenceGraph
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
+from lenet_tf.precision import choose, enable_bf16
 from lenet_tf.train import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult
 
 _DONE_QUEUE = "lenet_tf_workers_done"
@@ -73,9 +74,13 @@ def parse_role(cluster: str | None = None, job: str | None = None, task: int | N
     return Role({"ps": list(spec["ps"]), "worker": list(spec["worker"])}, job, int(task))
 
 
-def _filters(role: Role) -> tf1.ConfigProto:
-    """Lets a session talk only to the parameter servers and its own task, never wait on the other workers."""
-    return tf1.ConfigProto(device_filters=["/job:ps", f"/job:{role.job}/task:{role.index}"])
+def _filters(role: Role, precision: str = "fp32") -> tf1.ConfigProto:
+    """Lets a session talk only to the parameter servers and its own task, never wait on the other workers;
+    with ``precision`` ``"bf16"``, adds the oneDNN bfloat16 rewrite."""
+    config = tf1.ConfigProto(device_filters=["/job:ps", f"/job:{role.job}/task:{role.index}"])
+    if precision == "bf16":
+        enable_bf16(config)
+    return config
 
 
 def _done_queue(role: Role) -> tf1.FIFOQueue:
@@ -219,7 +224,7 @@ def _train_loop(worker: _WorkerGraph, role: Role, config: TrainConfig, splits: S
         session = tf1.train.MonitoredTrainingSession(master=server.target, is_chief=role.is_chief, hooks=hooks,
                                                      save_checkpoint_secs=None, save_summaries_steps=None,
                                                      log_step_count_steps=None, stop_grace_period_secs=5,
-                                                     config=_filters(role))
+                                                     config=_filters(role, choose(config.precision).used))
         with session:
             epoch = 0
             while not session.should_stop():

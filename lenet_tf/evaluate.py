@@ -75,14 +75,16 @@ def evaluate(
     verify_checksums: bool = True,
     which: str = "best",
     report_dir: str | os.PathLike | None = None,
+    precision: str | None = None,
 ) -> Evaluation:
     """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set.
 
-    With ``report_dir``, also writes the figures of :func:`lenet_tf.report.write_report` there.
+    With ``report_dir``, also writes the figures of :func:`lenet_tf.report.write_report` there. ``precision``:
+    as for :class:`lenet_tf.trained.TrainedModel`.
     """
     mnist = load_mnist(data_dir, verify=verify_checksums)
     labels = mnist.test_labels.astype(np.int32)
-    with TrainedModel(checkpoint_dir, which) as model:
+    with TrainedModel(checkpoint_dir, which, precision) as model:
         evaluation, probabilities = metrics(model, mnist.test_images, labels)
     if report_dir:
         from lenet_tf.report import write_report  # matplotlib loads only when figures are wanted

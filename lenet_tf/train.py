@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from lenet_tf import checkpoint
-from lenet_tf._tf import default_towers, session_config, tf, tf1
+from lenet_tf import checkpoint, timing
+from lenet_tf._tf import IMPORT_SECONDS, default_towers, session_config, tf, tf1
 from lenet_tf.augment import augment_images
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, shard_batch
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
+from lenet_tf.precision import PRECISIONS, choose
 
 SCHEDULES = ("constant", "exponential", "cosine")
 MODEL_SCOPE = "lenet5"
@@ -48,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     valid_size: int = 5000
     towers: int = 0  # shards per batch run in parallel; 0 picks one per CPU core (1 on a GPU)
+    precision: str | None = None  # auto, fp32 or bf16 (lenet_tf.precision); None: $LENET_TF_PRECISION, else auto
     model: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -70,6 +72,8 @@ class TrainConfig:
             (0 <= self.weight_averaging < 1, f"weight averaging decay must lie in [0, 1), got {self.weight_averaging}"),
             (self.valid_size >= 1, f"valid size must be ≥ 1, got {self.valid_size}"),
             (0 <= self.towers <= self.batch_size, f"towers must lie in 0..batch size, got {self.towers}"),
+            (self.precision in (None, *PRECISIONS),
+             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -104,12 +108,14 @@ class TrainResult:
     test_loss: float
     seconds: float
     images_per_second: float
+    timing: dict = field(default_factory=dict)  # wall seconds per phase of the command (lenet_tf.timing)
 
     @classmethod
     def from_run(cls, out_dir: Path, run: dict) -> TrainResult:
         """The result recorded in a finished run's ``run.json`` contents."""
         return cls(out_dir, run["history"], run["best"]["epoch"], run["best"]["valid_accuracy"],
-                   run["test"]["accuracy"], run["test"]["loss"], run["seconds"], run["images_per_second"])
+                   run["test"]["accuracy"], run["test"]["loss"], run["seconds"], run["images_per_second"],
+                   run.get("timing", {}))
 
 
 class Augmentation:
@@ -136,6 +142,7 @@ class TrainGraph:
     """The training graph: the training set lives in the graph, each step is fed only batch indices."""
 
     def __init__(self, config: TrainConfig, splits: Splits) -> None:
+        self.precision = choose(config.precision)  # a session option: the graph and variables stay float32
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(config.seed)
@@ -177,10 +184,11 @@ class TrainGraph:
             self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
             self._step_fetches = [self.train_op, self.loss, self.accuracy, self.global_step]
         self.graph.finalize()
+        self.first_step_seconds = None  # the first step also optimises the graph and builds the kernels
 
     def start(self, splits: Splits) -> tf1.Session:
         """Opens a session with fresh variables and the training set loaded into the graph."""
-        session = tf1.Session(graph=self.graph, config=session_config(self.towers))
+        session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
         session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels})
         return session
 
@@ -201,7 +209,10 @@ class TrainGraph:
         """One Adam step on the training images at ``indices`` (undistorted when not ``augment``);
         returns the batch loss, accuracy and step."""
         feed = {self.indices: indices, self.learning_rate: learning_rate, **self.augmentation.feed(augment)}
+        began = time.perf_counter()
         _, batch_loss, batch_accuracy, step = session.run(self._step_fetches, feed)
+        if self.first_step_seconds is None:
+            self.first_step_seconds = time.perf_counter() - began
         return float(batch_loss), float(batch_accuracy), int(step)
 
 
@@ -263,25 +274,33 @@ def train(
     Raises:
       ConfigError, DataError, CheckpointError, TrainingError: with a one-line message.
     """
+    timings = timing.Timings()
+    timings.add("startup", max(0.0, timing.since_start() - IMPORT_SECONDS))
+    timings.add("tf_import", IMPORT_SECONDS)
     config.validate()
     out = Path(out_dir)
     previous = _resume_state(config, out) if resume else None
     out = checkpoint.prepare_output_dir(out)
-    if splits is None:
-        splits = _load_splits(config, data_dir, verify_checksums)
-    graph = TrainGraph(config, splits)
-    with graph.graph.as_default():
+    with timings.phase("data"):
+        if splits is None:
+            splits = _load_splits(config, data_dir, verify_checksums)
+    with timings.phase("graph"):
+        graph = TrainGraph(config, splits)
+    with timings.phase("tensorboard"), graph.graph.as_default():
         writer = tf1.summary.FileWriter(str(logdir or out / "logs"), graph.graph)
     run = {
         "format": 1,
         "model": graph.net.get_config(),
         "train": asdict(config),
+        "precision": graph.precision.to_dict(),
         "data": {"train": len(splits.train_labels), "valid": len(splits.valid_labels),
                  "test": len(splits.test_labels)},
         "history": [],
         "complete": False,
     }
-    with graph.start(splits) as session:
+    with timings.phase("session"):
+        session = graph.start(splits)
+    with session:
         if previous:
             # With weight averaging, checkpoints hold the averages in the network's variables and the
             # training weights in the averages' slots: leaving the block swaps them back.
@@ -293,16 +312,23 @@ def train(
 
         def validate_and_record(stats: dict) -> None:
             with graph.averaged_weights(session):
-                valid = graph.inference.run(session, splits.valid_images, splits.valid_labels)
+                with timings.phase("validation"):
+                    valid = graph.inference.run(session, splits.valid_images, splits.valid_labels)
                 stats.update(valid_loss=valid.loss, valid_accuracy=valid.accuracy(splits.valid_labels))
-                _record_epoch(session, graph, out, run, stats, writer)
+                with timings.phase("checkpoints"):
+                    _record_epoch(session, graph, out, run, stats, writer)
 
         for epoch in range(first_epoch, config.epochs):
             stats = _train_epoch(session, graph, config, splits, epoch, progress, writer, validate_and_record)
             train_seconds += stats["seconds"]
-        graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "best", run))
-        test = graph.inference.run(session, splits.test_images, splits.test_labels)
+            timings.add("epochs", stats["seconds"])
+        with timings.phase("test"):
+            graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "best", run))
+            test = graph.inference.run(session, splits.test_images, splits.test_labels)
     writer.close()
+    if graph.first_step_seconds is not None:  # out of the epochs: mostly one-off graph optimisation
+        timings.add("epochs", -graph.first_step_seconds)
+        timings.add("first_step", graph.first_step_seconds)
     images = sum(h["images"] for h in run["history"])
     run.update(
         complete=True,
@@ -310,6 +336,8 @@ def train(
         seconds=train_seconds,
         images_per_second=images / train_seconds,
     )
+    timings.add("other", timing.since_start() - sum(timings.seconds.values()))
+    run["timing"] = {**timings.to_dict(), "total": round(timing.since_start(), 3)}
     checkpoint.write_json_atomic(out / checkpoint.RUN_FILE, run)
     return TrainResult.from_run(out, run)
 

@@ -12,15 +12,19 @@ from lenet_tf.data import pad_images
 from lenet_tf.errors import CheckpointError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions
 from lenet_tf.model import LeNet5
+from lenet_tf.precision import choose
 
 
 class TrainedModel:
     """Restores the ``best`` (or ``last``) epoch of ``checkpoint_dir`` for inference.
 
-    Use as a context manager, or call :meth:`close`, to free the session.
+    ``precision`` is ``auto``, ``fp32`` or ``bf16`` (:func:`lenet_tf.precision.choose`; ``None``:
+    ``$LENET_TF_PRECISION``, else ``auto``). Use as a context manager, or call :meth:`close`, to free the session.
     """
 
-    def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best") -> None:
+    def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best",
+                 precision: str | None = None) -> None:
+        self.precision = choose(precision)
         config = self.read_config(checkpoint_dir, which)
         self.run, self.checkpoint = config["run"], config["checkpoint"]
         self.epoch = self.run[which]["epoch"]
@@ -29,7 +33,7 @@ class TrainedModel:
             self.net = LeNet5(**config["model"])
             self.towers = default_towers(EVAL_BATCH_SIZE)
             self.inference = InferenceGraph(self.net, self.towers)
-        self.session = tf1.Session(graph=self.graph, config=session_config(self.towers))
+        self.session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
         try:
             self.net.restore(self.session, self.checkpoint, checkpoint_scope=self.net.name)
         except CheckpointError:
