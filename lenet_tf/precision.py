@@ -101,10 +101,10 @@ def choose(precision: str | None = None, *, gpu: bool | None = None, flags: froz
     native = [name for name in NATIVE_BF16 if features[name]]
     if requested == "bf16":
         if gpu:
-            raise ConfigError("--precision bf16 is TensorFlow's oneDNN CPU rewrite, but the graphs run on a GPU "
-                              "here; use fp32")
+            raise ConfigError("bf16 is TensorFlow's oneDNN rewrite for CPUs, but the graphs run on a GPU here; "
+                              "use --precision fp32")
         if not onednn:
-            raise ConfigError("--precision bf16 needs oneDNN (TF_ENABLE_ONEDNN_OPTS=0 turns it off)")
+            raise ConfigError("bf16 needs oneDNN, which TF_ENABLE_ONEDNN_OPTS=0 turns off; use --precision fp32")
         reason = f"native {native[0]}" if native else "no native bf16 on this CPU: emulated and slow"
         return Precision(requested, "bf16", reason, features)
     if requested == "fp32":
