@@ -41,3 +41,11 @@ def real_model_dir(tmp_path_factory, real_mnist):
     out = tmp_path_factory.mktemp("real") / "model"
     result = train(TrainConfig(epochs=2), out, splits=split(real_mnist, 5000, 0), progress=False)
     return out, result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Decoded MNIST arrays and split indices are cached in a temporary folder, not in ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
