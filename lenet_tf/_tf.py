@@ -1,6 +1,7 @@
 """The single place the package imports TensorFlow, with its CPU and logging settings applied first."""
 
 import os
+import time
 
 from lenet_tf.quiet import import_tensorflow
 
@@ -10,8 +11,9 @@ from lenet_tf.quiet import import_tensorflow
 # was imported before this package.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+_began = time.perf_counter()
 tf = import_tensorflow()  # without its start-up log lines (lenet_tf.quiet)
-
+IMPORT_SECONDS = time.perf_counter() - _began  # reported in the timing of `lenet-tf train`
 tf1 = tf.compat.v1
 
 __all__ = ["default_towers", "gpu_available", "session_config", "tf", "tf1"]
@@ -34,8 +36,9 @@ def default_towers(batch_size: int) -> int:
     return max(1, min(os.cpu_count() or 1, batch_size // 32, 8))
 
 
-def session_config(towers: int = 1) -> tf1.ConfigProto:
-    """Session settings: one thread per op and one op per core with towers, else every core inside an op."""
+def session_config(towers: int = 1, precision: str = "fp32") -> tf1.ConfigProto:
+    """Session settings: one thread per op and one op per core with towers, else every core inside an op;
+    ``precision`` ``"bf16"`` adds the oneDNN bfloat16 rewrite (see :mod:`lenet_tf.precision`)."""
     cores = os.cpu_count() or 1
     if towers > 1:
         config = tf1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=max(towers, cores))
@@ -44,4 +47,10 @@ def session_config(towers: int = 1) -> tf1.ConfigProto:
     config.use_per_session_threads = True  # each session keeps its own thread settings, not the first one's
     config.allow_soft_placement = True  # ops without a GPU kernel (uint8 gathers) fall back to the CPU
     config.gpu_options.allow_growth = True
+    if precision == "bf16":
+        from lenet_tf.precision import enable_bf16
+
+        enable_bf16(config)
+    elif precision != "fp32":
+        raise ValueError(f"precision must be fp32 or bf16 here, got {precision!r}")
     return config

@@ -28,7 +28,7 @@ import numpy as np
 from lenet_tf._tf import gpu_available, tf, tf1
 from lenet_tf.benchmark_flags import build_parser
 from lenet_tf.data import Splits, load_mnist, split
-from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
+from lenet_tf.inference import EVAL_BATCH_SIZE
 from lenet_tf.train import TrainConfig, TrainGraph
 
 BATCH = 128

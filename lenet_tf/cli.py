@@ -11,6 +11,7 @@ import traceback
 
 from lenet_tf.errors import ConfigError, LeNetError
 from lenet_tf.quiet import DEBUG_ENV
+from lenet_tf.timing import STARTED  # noqa: F401  (first import: the clock of `--verbose` starts here)
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -21,6 +22,14 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
                         "else ./data/mnist, else ~/.cache/lenet_tf/mnist)")
     parser.add_argument("--skip-checksum", action="store_true",
                         help="accept IDX files that are not the official MNIST release (default: verify SHA-256)")
+
+
+def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    from lenet_tf.precision import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="auto = bf16 where the CPU computes it natively (AMX-BF16 or AVX512-BF16), else fp32; "
+                             "variables and checkpoints stay fp32 (default: $LENET_TF_PRECISION, else auto)")
 
 
 def _add_train_parser(commands) -> None:
@@ -88,6 +97,8 @@ def _add_train_parser(commands) -> None:
                    help="exit with an error when the test accuracy ends below this fraction (default: none)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_precision_flag(p)
+    p.add_argument("--verbose", action="store_true", help="print where the wall time went (default: off)")
     cluster = p.add_argument_group("distributed training (see lenet_tf.distributed; default: off, or TF_CONFIG)")
     cluster.add_argument("--cluster", help='JSON {"ps": ["host:port", ...], "worker": ["host:port", ...]}')
     cluster.add_argument("--job", choices=("ps", "worker", "chief"), help="this process's job (chief = worker 0)")
@@ -111,6 +122,7 @@ def _add_evaluate_parser(commands) -> None:
                         "re-captured MNIST digits (thin/thick pen, blur, low resolution, rotation, noisy paper, "
                         "JPEG); SIDE 'valid' uses the run's validation digits, for choosing options (default: "
                         "off; 'test' when given without SIDE)")
+    _add_precision_flag(p)
     _add_data_flags(p)
 
 
@@ -120,6 +132,7 @@ def _add_predict_parser(commands) -> None:
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    _add_precision_flag(p)
 
 
 def _add_export_parser(commands) -> None:
@@ -131,6 +144,7 @@ def _add_export_parser(commands) -> None:
                    help="SavedModel folder to write: absent or empty (default: export/lenet5)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier export of ours in --out, never anything else (default: off)")
+    _add_precision_flag(p)  # accepted everywhere; the exported graph is fp32 whatever it says
 
 
 def _add_serve_parser(commands) -> None:
@@ -141,6 +155,7 @@ def _add_serve_parser(commands) -> None:
     source.add_argument("--saved-model", help="a SavedModel from `lenet-tf export` instead of a checkpoint")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    _add_precision_flag(p)
 
 
 def _add_benchmark_parser(commands) -> None:
@@ -221,6 +236,10 @@ def _run_train(args) -> int:
         print(f"best epoch {result.best_epoch}: valid accuracy {result.valid_accuracy:.4%}, "
               f"test accuracy {result.test_accuracy:.4%} (loss {result.test_loss:.4f}); "
               f"{result.seconds:.1f} s training, {result.images_per_second:,.0f} images/s; saved in {result.out_dir}")
+    if args.verbose and result.timing:
+        from lenet_tf.timing import format_timing
+
+        print(format_timing(result.timing), file=sys.stderr)
     if args.target_accuracy is not None and result.test_accuracy < args.target_accuracy:
         print(f"lenet-tf: error: test accuracy {result.test_accuracy:.4%} is below the target "
               f"{args.target_accuracy:.4%}", file=sys.stderr)
@@ -239,7 +258,7 @@ def _train_in_cluster(args, config):
         print(f"parameter server {role.index}: every worker is done", file=sys.stderr)
         return None
     result = train_worker(config, role, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, logdir=args.logdir, progress=not args.no_progress)
     if result is None:
         print(f"worker {role.index}: done", file=sys.stderr)
     return result
@@ -320,6 +339,18 @@ _COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_pre
              "serve": _run_serve, "benchmark": _run_benchmark}
 
 
+def _announce_precision(args) -> None:
+    """Hands ``--precision`` to the library (as ``$LENET_TF_PRECISION``) and prints the choice once on stderr."""
+    from lenet_tf.precision import PRECISION_ENV, choose
+
+    if args.precision:
+        os.environ[PRECISION_ENV] = args.precision
+    line = choose().describe()
+    if args.command == "export":
+        line += "; export writes the fp32 graph regardless (its consumers choose)"
+    print(f"lenet-tf: {line}", file=sys.stderr)
+
+
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -331,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     try:
+        if hasattr(args, "precision") and args.command != "benchmark":  # the benchmark reports its own
+            _announce_precision(args)
         return _COMMANDS[args.command](args)
     except LeNetError as err:
         if args.debug:

@@ -1,12 +1,25 @@
-"""MNIST: finding, downloading, verifying, padding and splitting the data set."""
+"""MNIST: finding, downloading, verifying, caching, padding and splitting the data set.
+
+Decompressing the gzip files and splitting them (importing scikit-learn alone takes about a second) cost more
+than a short run's first epoch, so both results are cached in ``~/.cache/lenet_tf/decoded`` (see
+:func:`decoded_cache_dir`): the decompressed files under their SHA-256, the digests of each data folder's files
+under the files' path, size and modification time, and the train/validation indices per ``(valid_size, seed)``.
+An entry is used only while the files' path, size and modification time match, and only after its contents
+match their SHA-256 (the indices: their zip CRC and that they partition the training set). Every cache file is
+written atomically, and a damaged one is simply rebuilt: the cache can cost a re-read, never change what is
+loaded.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import shutil
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,16 +45,22 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+_CACHE_FORMAT = 1
 
 
 @dataclass(frozen=True)
 class Mnist:
-    """The raw data set: uint8 images [N, 28, 28] and uint8 labels [N]."""
+    """The raw data set: uint8 images [N, 28, 28] and uint8 labels [N].
+
+    ``source`` identifies the files it was loaded from (folder, sizes, modification times) when it came from
+    :func:`load_mnist`; :func:`split` caches its indices under it.
+    """
 
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,73 @@ def _download(name: str, target: Path) -> None:
     )
 
 
-def _load_file(folder: Path, name: str, verify: bool, download: bool) -> np.ndarray:
+def decoded_cache_dir() -> Path:
+    """Where decoded arrays and split indices are cached (``$XDG_CACHE_HOME/lenet_tf/decoded``)."""
+    return cache_dir().parent / "decoded"
+
+
+def _source_id(folder: Path) -> str | None:
+    """A key for the four files as they are now: their folder, sizes and modification times (None if one is
+    missing)."""
+    try:
+        stats = {name: os.stat(folder / name) for name in MNIST_FILES}
+    except OSError:
+        return None
+    identity = [str(folder.resolve()), *((name, s.st_size, s.st_mtime_ns) for name, s in stats.items())]
+    return hashlib.sha256(json.dumps([_CACHE_FORMAT, identity]).encode()).hexdigest()[:32]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Writes a cache file through a temporary file and a rename; a failure (read-only home, full disk) only
+    means no cache."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as tmp:
+            tmp.write(data)
+        os.replace(tmp.name, path)
+    except OSError:
+        if tmp is not None:
+            Path(tmp.name).unlink(missing_ok=True)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """Every array of an ``.npz`` cache file, or None when it is missing or damaged (zip checks its CRCs)."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _cached_contents(source: str | None, verify: bool) -> list[bytes] | None:
+    """The decompressed files that ``source`` identifies, if cached intact (with ``verify``: if official).
+
+    The index ``<source>.json`` names each file's SHA-256; the contents are stored under that digest and
+    checked against it on every read, so a damaged or foreign cache file is never used.
+    """
+    if source is None:
+        return None
+    try:
+        digests = json.loads((decoded_cache_dir() / f"{source}.json").read_text())
+        if verify and digests != MNIST_FILES:  # cached with --skip-checksum: read again to report the mismatch
+            return None
+        contents = [(decoded_cache_dir() / f"{digests[name]}.idx").read_bytes() for name in MNIST_FILES]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if any(hashlib.sha256(data).hexdigest() != digests[name] for name, data in zip(MNIST_FILES, contents)):
+        return None
+    return contents
+
+
+def _cache_contents(source: str, contents: list[bytes], digests: list[str]) -> None:
+    for data, digest in zip(contents, digests):  # rewritten, in case a damaged copy caused the miss
+        _write_atomic(decoded_cache_dir() / f"{digest}.idx", data)
+    _write_atomic(decoded_cache_dir() / f"{source}.json", json.dumps(dict(zip(MNIST_FILES, digests))).encode())
+
+
+def _read_file(folder: Path, name: str, verify: bool, download: bool) -> tuple[bytes, str]:
+    """One file's decompressed contents and their SHA-256 (downloaded first when missing)."""
     path = folder / name
     downloaded = not path.exists() and download
     if downloaded:
@@ -102,8 +187,8 @@ def _load_file(folder: Path, name: str, verify: bool, download: bool) -> np.ndar
     if not path.exists():
         raise DataError(f"{path}: file not found; put the four MNIST .gz files in {folder} or pass --data-dir")
     data = read_bytes(path)
+    digest = hashlib.sha256(data).hexdigest()
     if verify:
-        digest = hashlib.sha256(data).hexdigest()
         if digest != MNIST_FILES[name]:
             if downloaded:  # never keep a bad download where the next run would trust it
                 path.unlink()
@@ -111,7 +196,7 @@ def _load_file(folder: Path, name: str, verify: bool, download: bool) -> np.ndar
                 f"{path}: SHA-256 {digest[:12]}… does not match the official MNIST file "
                 "(use --skip-checksum for your own data in MNIST's format)"
             )
-    return parse_idx(data, str(path))
+    return data, digest
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True, download: bool = True) -> Mnist:
@@ -128,8 +213,21 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True
     folder = resolve_data_dir(data_dir)
     if folder.exists() and not folder.is_dir():
         raise DataError(f"{folder}: is a file, expected the folder holding the MNIST files")
-    arrays = [_load_file(folder, name, verify, download) for name in MNIST_FILES]
-    mnist = Mnist(*arrays)
+    source = _source_id(folder)
+    contents = _cached_contents(source, verify)
+    digests = None
+    if contents is None:
+        contents, digests = zip(*(_read_file(folder, name, verify, download) for name in MNIST_FILES))
+        if source != _source_id(folder):  # a file arrived by download or changed while it was read
+            source = None
+    mnist = Mnist(*(parse_idx(data, str(folder / name)) for name, data in zip(MNIST_FILES, contents)), source=source)
+    _check_shapes(mnist, folder)
+    if digests and source:
+        _cache_contents(source, contents, digests)
+    return mnist
+
+
+def _check_shapes(mnist: Mnist, folder: Path) -> None:
     for kind in ("train", "test"):
         images, labels = getattr(mnist, f"{kind}_images"), getattr(mnist, f"{kind}_labels")
         if images.ndim != 3 or images.shape[1:] != (MNIST_SIZE, MNIST_SIZE) or images.dtype != np.uint8:
@@ -139,29 +237,56 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True
             raise DataError(f"{folder}: {len(images)} {kind} images but {labels.shape} labels")
         if labels.size and labels.max() >= NUM_CLASSES:
             raise DataError(f"{folder}: {kind} labels must lie in 0..9, found {labels.max()}")
-    return mnist
 
 
-def pad_images(images: np.ndarray) -> np.ndarray:
-    """Pads uint8 digits [N, 28, 28] with a zero border to LeNet-5's [N, 32, 32, 1]."""
+def pad_images(images: np.ndarray, indices: np.ndarray | None = None) -> np.ndarray:
+    """Pads uint8 digits [N, 28, 28] (or those at ``indices``) with a zero border to LeNet-5's [N, 32, 32, 1]."""
     border = (IMAGE_SIZE - images.shape[1]) // 2
-    return np.pad(images, ((0, 0), (border, border), (border, border)))[..., np.newaxis]
+    count = len(images) if indices is None else len(indices)
+    padded = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+    padded[:, border:IMAGE_SIZE - border, border:IMAGE_SIZE - border, 0] = (
+        images if indices is None else images[indices])
+    return padded
+
+
+def _split_indices(labels: np.ndarray, valid_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's stratified, seeded train/validation indices."""
+    from sklearn.model_selection import train_test_split  # a slow import: only when the indices are not cached
+
+    try:
+        train, valid = train_test_split(np.arange(len(labels)), test_size=valid_size, random_state=seed,
+                                        stratify=labels)
+    except ValueError as err:  # too few examples of a class to stratify
+        raise ConfigError(f"cannot hold out {valid_size} validation images: {err}") from None
+    return train, valid
+
+
+def _cached_split_indices(mnist: Mnist, valid_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_split_indices`, cached under the files' identity when the data came from :func:`load_mnist`."""
+    if mnist.source is None:
+        return _split_indices(mnist.train_labels, valid_size, seed)
+    path = decoded_cache_dir() / f"{mnist.source}-split-{valid_size}-{seed}.npz"
+    stored = _read_npz(path)
+    if stored is not None and set(stored) == {"train", "valid"}:
+        train, valid = stored["train"], stored["valid"]
+        every_index_once = np.bincount(np.concatenate([train, valid]), minlength=len(mnist.train_labels))
+        if len(valid) == valid_size and len(every_index_once) == len(mnist.train_labels) and (
+                every_index_once == 1).all():
+            return train, valid
+    train, valid = _split_indices(mnist.train_labels, valid_size, seed)
+    buffer = io.BytesIO()
+    np.savez(buffer, train=train, valid=valid)
+    _write_atomic(path, buffer.getvalue())
+    return train, valid
 
 
 def split(mnist: Mnist, valid_size: int = 5000, seed: int = 0) -> Splits:
     """Pads the images and holds out a stratified, seeded validation set from the training images."""
-    from sklearn.model_selection import train_test_split  # scikit-learn loads only when splitting
-
     if not 0 < valid_size < len(mnist.train_labels):
         raise ConfigError(f"valid size must lie in 1..{len(mnist.train_labels) - 1}, got {valid_size}")
-    try:
-        train_x, valid_x, train_y, valid_y = train_test_split(
-            mnist.train_images, mnist.train_labels, test_size=valid_size, random_state=seed,
-            stratify=mnist.train_labels,
-        )
-    except ValueError as err:  # too few examples of a class to stratify
-        raise ConfigError(f"cannot hold out {valid_size} validation images: {err}") from None
+    train, valid = _cached_split_indices(mnist, valid_size, seed)
+    labels = mnist.train_labels.astype(np.int32)
     return Splits(
-        pad_images(train_x), train_y.astype(np.int32), pad_images(valid_x), valid_y.astype(np.int32),
+        pad_images(mnist.train_images, train), labels[train], pad_images(mnist.train_images, valid), labels[valid],
         pad_images(mnist.test_images), mnist.test_labels.astype(np.int32),
     )

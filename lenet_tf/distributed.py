@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,10 @@ from lenet_tf._tf import tf, tf1
 from lenet_tf.data import INPUT_SHAPE, Splits, load_mnist, split
 from lenet_tf.errors import ConfigError
 from lenet_tf.inference import InferenceGraph
+from lenet_tf.loop import RunRecorder, epoch_batches, run_epoch, validate
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
+from lenet_tf.precision import choose, enable_bf16
 from lenet_tf.train import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult
 
 _DONE_QUEUE = "lenet_tf_workers_done"
@@ -73,9 +74,13 @@ def parse_role(cluster: str | None = None, job: str | None = None, task: int | N
     return Role({"ps": list(spec["ps"]), "worker": list(spec["worker"])}, job, int(task))
 
 
-def _filters(role: Role) -> tf1.ConfigProto:
-    """Lets a session talk only to the parameter servers and its own task, never wait on the other workers."""
-    return tf1.ConfigProto(device_filters=["/job:ps", f"/job:{role.job}/task:{role.index}"])
+def _filters(role: Role, precision: str = "fp32") -> tf1.ConfigProto:
+    """Lets a session talk only to the parameter servers and its own task, never wait on the other workers;
+    with ``precision`` ``"bf16"``, adds the oneDNN bfloat16 rewrite."""
+    config = tf1.ConfigProto(device_filters=["/job:ps", f"/job:{role.job}/task:{role.index}"])
+    if precision == "bf16":
+        enable_bf16(config)
+    return config
 
 
 def _done_queue(role: Role) -> tf1.FIFOQueue:
@@ -92,51 +97,28 @@ def run_parameter_server(role: Role, timeout_s: float = 24 * 3600) -> None:
             session.run(done, options=tf1.RunOptions(timeout_in_ms=int(timeout_s * 1000)))
 
 
-class _ChiefHook(tf1.train.SessionRunHook):
-    """On the chief: validate and checkpoint at every epoch boundary, test the best epoch at the end."""
+class _SessionHook(tf1.train.SessionRunHook):
+    """Keeps the raw session (the chief validates and checkpoints through it, outside the monitored steps) and,
+    on the chief, releases the workers still waiting for a synchronous step once the last one is done."""
 
-    def __init__(self, worker: _WorkerGraph, splits: Splits, out: Path, run: dict, steps_per_epoch: int,
-                 last_step: int, stale: set[str]):
-        self.worker, self.splits, self.out, self.run, self.steps_per_epoch = worker, splits, out, run, steps_per_epoch
-        self.last_step = last_step
-        self.stale = stale  # checkpoints of the run this one replaces, deleted with its first record
-        self.epoch_began = time.perf_counter()
-        self.train_seconds = 0.0
+    def __init__(self, worker: _WorkerGraph, last_step: int) -> None:
+        self.worker, self.last_step = worker, last_step
+        self.session: tf1.Session | None = None
+
+    def after_create_session(self, session, coord):
+        self.session = session
 
     def before_run(self, run_context):
         return tf1.train.SessionRunArgs(self.worker.global_step)
 
     def after_run(self, run_context, run_values):
-        step = int(run_values.results) + 1
-        if step % self.steps_per_epoch == 0 and step // self.steps_per_epoch > len(self.run["history"]):
-            self._record(run_context.session, step // self.steps_per_epoch)
-        if step >= self.last_step:
+        if self.worker.role.is_chief and int(run_values.results) + 1 >= self.last_step:
             # Workers may already wait for the next synchronous step, which will never come: give each
             # one token so that it returns, sees the final step count and stops.
             try:
                 run_context.session.run(self.worker.release_tokens)
             except tf.errors.CancelledError:
                 pass  # the token queue is already closed: no worker is left waiting on it
-
-    def _record(self, session, epoch: int) -> None:
-        seconds = time.perf_counter() - self.epoch_began
-        self.train_seconds += seconds
-        valid = self.worker.inference.run(session, self.splits.valid_images, self.splits.valid_labels)
-        images = self.steps_per_epoch * self.worker.config.batch_size * len(self.worker.role.cluster["worker"])
-        stats = {"epoch": epoch, "learning_rate": self.worker.config.learning_rate_at(epoch - 1),
-                 "valid_loss": valid.loss, "valid_accuracy": valid.accuracy(self.splits.valid_labels),
-                 "seconds": seconds, "images": images, "images_per_second": images / seconds}
-        checkpoint.record_epoch(self.worker.saver, session, self.out, self.run, stats, self.stale)
-        self.stale = set()
-        self.epoch_began = time.perf_counter()
-
-    def end(self, session):
-        self.worker.saver.restore(session, checkpoint.checkpoint_prefix(self.out, "best", self.run))
-        test = self.worker.inference.run(session, self.splits.test_images, self.splits.test_labels)
-        images = sum(h["images"] for h in self.run["history"])
-        self.run.update(complete=True, seconds=self.train_seconds, images_per_second=images / self.train_seconds,
-                        test={"accuracy": test.accuracy(self.splits.test_labels), "loss": test.loss})
-        checkpoint.write_json_atomic(self.out / checkpoint.RUN_FILE, self.run)
 
 
 class _WorkerGraph:
@@ -187,59 +169,77 @@ def train_worker(
     splits: Splits | None = None,
     verify_checksums: bool = True,
     overwrite: bool = False,
+    logdir: str | Path | None = None,
+    progress: bool = True,
 ) -> TrainResult | None:
     """Trains as one worker of the cluster; the chief returns the result (others return ``None``).
 
-    The chief writes ``out_dir`` like :func:`lenet_tf.train.train`: a folder holding a run is refused unless
-    ``overwrite``."""
+    The chief writes ``out_dir`` exactly like :func:`lenet_tf.train.train` (the same run.json, checkpoints and
+    TensorBoard logs in ``logdir``, default ``out_dir/logs``, and a progress bar): a folder holding a run is
+    refused unless ``overwrite``. The other workers write nothing."""
     config.validate()
     if config.weight_averaging:
         raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
-    out, stale = Path(out_dir), set()
+    out, previous = Path(out_dir), None
     if role.is_chief:
         out, previous = checkpoint.prepare_output_dir(out_dir, overwrite=overwrite)
-        stale = checkpoint.owned_checkpoints(previous) if previous else set()
     if splits is None:
         splits = split(load_mnist(data_dir, verify=verify_checksums), config.valid_size, config.seed)
     shard = np.arange(role.index, len(splits.train_labels), role.workers)  # this worker's own examples
-    steps_per_epoch = math.ceil(len(shard) / config.batch_size)
+    last_step = config.epochs * math.ceil(len(shard) / config.batch_size)
     worker = _WorkerGraph(config, role)
+    precision = choose(config.precision)
     server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
-    run = {"format": checkpoint.RUN_FORMAT, "model": worker.net.get_config(), "train": asdict(config),
-           "cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers},
-           "data": {"train": len(splits.train_labels), "valid": len(splits.valid_labels),
-                    "test": len(splits.test_labels)}, "history": [], "checkpoints": [], "complete": False}
-    last_step = config.epochs * steps_per_epoch
-    hooks = [worker.optimizer.make_session_run_hook(role.is_chief), tf1.train.StopAtStepHook(last_step=last_step)]
+    recorder = None
     if role.is_chief:
-        hooks.append(_ChiefHook(worker, splits, out, run, steps_per_epoch, last_step, stale))
+        stale = checkpoint.owned_checkpoints(previous) if previous else set()
+        recorder = RunRecorder(out, config, worker.net.get_config(), splits, worker.graph,
+                               precision=precision.to_dict(), stale=stale, logdir=logdir,
+                               extra={"cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers}})
+    hook = _SessionHook(worker, last_step)
+    hooks = [worker.optimizer.make_session_run_hook(role.is_chief), tf1.train.StopAtStepHook(last_step=last_step),
+             hook]
     try:
-        _train_loop(worker, role, config, splits, shard, hooks, server)
+        with worker.graph.as_default():
+            session = tf1.train.MonitoredTrainingSession(
+                master=server.target, is_chief=role.is_chief, hooks=hooks, save_checkpoint_secs=None,
+                save_summaries_steps=None, log_step_count_steps=None, stop_grace_period_secs=5,
+                config=_filters(role, precision.used))
+            with session:
+                _train_epochs(worker, config, splits, shard, session, hook, recorder, progress)
+                run = recorder.finish(worker.saver, hook.session, worker.inference, splits) if recorder else None
     finally:  # report even after a failure, so that the parameter servers stop
+        if recorder:
+            recorder.close()
         with worker.graph.as_default(), tf1.Session(server.target, config=_filters(role)) as done_session:
             done_session.run(worker.done)
-    return TrainResult.from_run(out, run) if role.is_chief else None
+    return TrainResult.from_run(out, run) if run else None
 
 
-def _train_loop(worker: _WorkerGraph, role: Role, config: TrainConfig, splits: Splits, shard: np.ndarray,
-                hooks: list, server: tf1.train.Server) -> None:
-    """Feeds this worker's shuffled shard until the shared step count is reached."""
-    with worker.graph.as_default():
-        session = tf1.train.MonitoredTrainingSession(master=server.target, is_chief=role.is_chief, hooks=hooks,
-                                                     save_checkpoint_secs=None, save_summaries_steps=None,
-                                                     log_step_count_steps=None, stop_grace_period_secs=5,
-                                                     config=_filters(role))
-        with session:
-            epoch = 0
-            while not session.should_stop():
-                if role.is_chief:
-                    session.run(worker.set_learning_rate, {worker.new_learning_rate: config.learning_rate_at(epoch)})
-                order = np.random.default_rng([config.seed, role.index, epoch]).permutation(shard)
-                clean = worker.augmentation.feed(config.augments_epoch(epoch))
-                for start in range(0, len(order), config.batch_size):
-                    if session.should_stop():
-                        break
-                    batch = order[start:start + config.batch_size]
-                    session.run(worker.train_op, {worker.images: splits.train_images[batch],
-                                                  worker.labels: splits.train_labels[batch], **clean})
-                epoch += 1
+def _train_epochs(worker: _WorkerGraph, config: TrainConfig, splits: Splits, shard: np.ndarray, session,
+                  hook: _SessionHook, recorder: RunRecorder | None, progress: bool) -> None:
+    """Feeds this worker's shuffled shard, epoch by epoch, until the shared step count is reached; the chief
+    (with ``recorder``) validates and records every epoch."""
+    fetches = [worker.train_op, worker.loss, worker.accuracy, worker.global_step]
+    for epoch in range(config.epochs):
+        if session.should_stop():
+            break
+        learning_rate = config.learning_rate_at(epoch)
+        if worker.role.is_chief:
+            session.run(worker.set_learning_rate, {worker.new_learning_rate: learning_rate})
+        clean = worker.augmentation.feed(config.augments_epoch(epoch))
+
+        def step(batch: np.ndarray) -> tuple[float, float, int]:
+            _, loss, accuracy, global_step = session.run(fetches, {worker.images: splits.train_images[batch],
+                                                                   worker.labels: splits.train_labels[batch],
+                                                                   **clean})
+            return float(loss), float(accuracy), int(global_step)
+
+        def finish(stats: dict) -> None:
+            validate(stats, hook.session, worker.inference, splits, recorder)
+            recorder.record_epoch(worker.saver, hook.session, stats, hook.session.run(worker.global_step))
+
+        run_epoch(step, epoch_batches(shard, config.batch_size, [config.seed, worker.role.index, epoch]),
+                  epoch=epoch, epochs=config.epochs, learning_rate=learning_rate, recorder=recorder,
+                  finish=finish if recorder else None, progress=progress and recorder is not None,
+                  should_stop=session.should_stop, images_per_example=worker.role.workers)

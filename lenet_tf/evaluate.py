@@ -87,11 +87,15 @@ def run_test_set(
     *,
     verify_checksums: bool = True,
     which: str = "best",
+    precision: str | None = None,
 ) -> TestRun:
-    """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set."""
+    """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set.
+
+    ``precision``: as for :class:`lenet_tf.trained.TrainedModel`.
+    """
     mnist = load_mnist(data_dir, verify=verify_checksums)
     labels = mnist.test_labels.astype(np.int32)
-    with TrainedModel(checkpoint_dir, which) as model:
+    with TrainedModel(checkpoint_dir, which, precision) as model:
         evaluation, probabilities = metrics(model, mnist.test_images, labels)
     return TestRun(evaluation, probabilities, mnist.test_images, labels, model.run["history"])
 
@@ -102,9 +106,11 @@ def evaluate(
     *,
     verify_checksums: bool = True,
     which: str = "best",
+    precision: str | None = None,
 ) -> Evaluation:
     """The metrics of a checkpoint on the official MNIST test set (see :func:`run_test_set`)."""
-    return run_test_set(checkpoint_dir, data_dir, verify_checksums=verify_checksums, which=which).evaluation
+    return run_test_set(checkpoint_dir, data_dir, verify_checksums=verify_checksums, which=which,
+                        precision=precision).evaluation
 
 
 def evaluate_robustness(
@@ -115,6 +121,7 @@ def evaluate_robustness(
     which: str = "best",
     suite: str = "test",
     count: int | None = None,
+    precision: str | None = None,
 ) -> RobustnessReport:
     """Restores a checkpoint and runs a :mod:`lenet_tf.robustness` suite on it.
 
@@ -123,7 +130,7 @@ def evaluate_robustness(
     number of digits per shift. :func:`lenet_tf.robustness_report.write_robustness_report` draws its figures.
     """
     mnist = load_mnist(data_dir, verify=verify_checksums)
-    with TrainedModel(checkpoint_dir, which) as model:
+    with TrainedModel(checkpoint_dir, which, precision) as model:
         if suite == "valid":
             train = model.run["train"]
             splits = split(mnist, train["valid_size"], train["seed"])

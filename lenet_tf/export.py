@@ -2,6 +2,9 @@
 
 The ``serving_default`` signature takes ``images``: uint8 ``[N, 28, 28]`` or ``[N, 28, 28, 1]`` raw MNIST-style
 digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``probabilities`` (float32 ``[N, 10]``).
+
+The graph is always float32, whatever ``--precision`` says: bfloat16 is a session option, not part of a graph, so
+each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``--precision``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import numpy as np
 
 from lenet_tf._tf import tf, tf1
 from lenet_tf.data import INPUT_SHAPE
-from lenet_tf.model import LeNet5, shard_batch  # noqa: F401 (shard_batch: re-exported)
+from lenet_tf.model import LeNet5
 from lenet_tf.objectives import cross_entropy, scale_images
 
 EVAL_BATCH_SIZE = 2500  # large batches: fewer session calls, and the conv kernels run near full speed

@@ -32,21 +32,25 @@ def checkpoint_classifier(checkpoint_dir: str | os.PathLike) -> tuple[Classifier
     from lenet_tf.trained import TrainedModel
 
     model = TrainedModel(checkpoint_dir)
-    info = {"source": "checkpoint", "path": model.checkpoint, "epoch": model.epoch}
+    info = {"source": "checkpoint", "path": model.checkpoint, "epoch": model.epoch, "precision": model.precision.used}
     return (lambda digits: model.predict(digits).probabilities), info
 
 
 def saved_model_classifier(export_dir: str | os.PathLike) -> tuple[Classifier, dict]:
-    """A classifier backed by a SavedModel written by ``lenet-tf export``."""
+    """A classifier backed by a SavedModel written by ``lenet-tf export`` (in bf16 where
+    :func:`lenet_tf.precision.choose` says so)."""
     from lenet_tf._tf import tf
     from lenet_tf.errors import CheckpointError
+    from lenet_tf.precision import choose
 
+    if choose().used == "bf16":  # the exported graph is float32; this process's grappler rewrites it
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     try:
         serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"{export_dir}: not a lenet_tf SavedModel ({err})") from None
     return (lambda digits: serve(images=tf.constant(digits))["probabilities"].numpy()), {
-        "source": "saved_model", "path": str(export_dir)}
+        "source": "saved_model", "path": str(export_dir), "precision": choose().used}
 
 
 def _decode_upload(data: bytes) -> np.ndarray:

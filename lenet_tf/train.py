@@ -9,17 +9,18 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lenet_tf import checkpoint
 from lenet_tf._tf import default_towers, session_config, tf, tf1
 from lenet_tf.augment import augment_images, capture_distort
 from lenet_tf.data import Splits, load_mnist, split
-from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
+from lenet_tf.errors import ConfigError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
+from lenet_tf.loop import RunRecorder, epoch_batches, restore_last, run_epoch, validate
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
 from lenet_tf.options import RANGES, SCHEDULES
+from lenet_tf.precision import PRECISIONS, choose
 
 MODEL_SCOPE = "lenet5"
 
@@ -54,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     valid_size: int = 5000
     towers: int = 0  # shards per batch run in parallel; 0 picks one per CPU core (1 on a GPU)
+    precision: str | None = None  # auto, fp32 or bf16 (lenet_tf.precision); None: $LENET_TF_PRECISION, else auto
     model: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -68,6 +70,8 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (isinstance(self.towers, int) and 0 <= self.towers <= self.batch_size,
              f"towers must lie in 0..batch size, got {self.towers}"),
+            (self.precision in (None, *PRECISIONS),
+             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -107,12 +111,14 @@ class TrainResult:
     test_loss: float
     seconds: float
     images_per_second: float
+    timing: dict = field(default_factory=dict)  # wall seconds per phase of the command (lenet_tf.timing)
 
     @classmethod
     def from_run(cls, out_dir: Path, run: dict) -> TrainResult:
         """The result recorded in a finished run's ``run.json`` contents."""
         return cls(out_dir, run["history"], run["best"]["epoch"], run["best"]["valid_accuracy"],
-                   run["test"]["accuracy"], run["test"]["loss"], run["seconds"], run["images_per_second"])
+                   run["test"]["accuracy"], run["test"]["loss"], run["seconds"], run["images_per_second"],
+                   run.get("timing", {}))
 
 
 class Augmentation:
@@ -142,6 +148,7 @@ class TrainGraph:
     """The training graph: the training set lives in the graph, each step is fed only batch indices."""
 
     def __init__(self, config: TrainConfig, splits: Splits) -> None:
+        self.precision = choose(config.precision)  # a session option: the graph and variables stay float32
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(config.seed)
@@ -178,10 +185,11 @@ class TrainGraph:
             self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
             self._step_fetches = [self.train_op, self.loss, self.accuracy, self.global_step]
         self.graph.finalize()
+        self.first_step_seconds = None  # the first step also optimises the graph and builds the kernels
 
     def start(self, splits: Splits) -> tf1.Session:
         """Opens a session with fresh variables and the training set loaded into the graph."""
-        session = tf1.Session(graph=self.graph, config=session_config(self.towers))
+        session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
         session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels})
         return session
 
@@ -202,7 +210,10 @@ class TrainGraph:
         """One Adam step on the training images at ``indices`` (undistorted when not ``augment``);
         returns the batch loss, accuracy and step."""
         feed = {self.indices: indices, self.learning_rate: learning_rate, **self.augmentation.feed(augment)}
+        began = time.perf_counter()
         _, batch_loss, batch_accuracy, step = session.run(self._step_fetches, feed)
+        if self.first_step_seconds is None:
+            self.first_step_seconds = time.perf_counter() - began
         return float(batch_loss), float(batch_accuracy), int(step)
 
 
@@ -247,8 +258,8 @@ def _check_resumable(config: TrainConfig, run: dict, out: Path) -> None:
     """Raises unless ``config`` is the run's stored configuration, but for ``epochs`` (not fewer than trained)."""
     stored = asdict(stored_config(run))
     given = asdict(config)
-    differing = [f"{key} {given[key]!r} (stored {stored[key]!r})" for key in given
-                 if key not in ("epochs", "model") and given[key] != stored[key]]
+    differing = [f"{key} {given[key]!r} (stored {stored[key]!r})" for key in given  # checkpoints are fp32 in
+                 if key not in ("epochs", "model", "precision") and given[key] != stored[key]]  # any precision
     expected = {**run["model"], "name": MODEL_SCOPE}
     model = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model).get_config()
     differing += [f"model {key} {model[key]!r} (stored {expected.get(key)!r})" for key in model
@@ -320,133 +331,44 @@ def train(
             return TrainResult.from_run(out, previous)
     elif previous:
         stale, previous = checkpoint.owned_checkpoints(previous), None
+    began = time.perf_counter()
     if splits is None:
         splits = _load_splits(config, data_dir, verify_checksums)
+    data_seconds = time.perf_counter() - began
     graph = TrainGraph(config, splits)
-    with graph.graph.as_default():
-        writer = tf1.summary.FileWriter(str(logdir or out / "logs"), graph.graph)
-    run = {
-        "format": checkpoint.RUN_FORMAT,
-        "model": graph.net.get_config(),
-        "train": asdict(config),
-        "data": {"train": len(splits.train_labels), "valid": len(splits.valid_labels),
-                 "test": len(splits.test_labels)},
-        "history": [],
-        "checkpoints": [],
-        "complete": False,
-    }
+    recorder = RunRecorder(out, config, graph.net.get_config(), splits, graph.graph,
+                           precision=graph.precision.to_dict(), previous=previous, stale=stale, logdir=logdir)
+    recorder.timings.add("data", data_seconds)
+    recorder.timings.add("graph", time.perf_counter() - began - data_seconds)
     try:
-        with graph.start(splits) as session:
+        with recorder.timings.phase("session"):
+            session = graph.start(splits)
+        with session:
             if previous:
-                _restore_last(session, graph, out, previous)
-                run.update(history=previous["history"], best=previous["best"], last=previous["last"],
-                           checkpoints=sorted(checkpoint.owned_checkpoints(previous)))
-                if config.epochs != previous["train"].get("epochs"):
-                    run["resumed"] = [*previous.get("resumed", []), {"at_epoch": len(previous["history"]),
-                                                                     "epochs": config.epochs}]
-            first_epoch = len(run["history"])
-            train_seconds = sum(h["seconds"] for h in run["history"])
+                # With weight averaging, checkpoints hold the averages in the network's variables and the
+                # training weights in the averages' slots: leaving the block swaps them back.
+                with graph.averaged_weights(session):
+                    restore_last(graph.saver, session, out, previous)
 
             def validate_and_record(stats: dict) -> None:
-                nonlocal stale
                 with graph.averaged_weights(session):
-                    valid = graph.inference.run(session, splits.valid_images, splits.valid_labels)
-                    stats.update(valid_loss=valid.loss, valid_accuracy=valid.accuracy(splits.valid_labels))
-                    _record_epoch(session, graph, out, run, stats, writer, stale)
-                stale = set()  # the replaced run's folders went with the first record of this one
+                    validate(stats, session, graph.inference, splits, recorder)
+                    recorder.record_epoch(graph.saver, session, stats, session.run(graph.global_step))
 
-            for epoch in range(first_epoch, config.epochs):
-                stats = _train_epoch(session, graph, config, splits, epoch, progress, writer, validate_and_record)
-                train_seconds += stats["seconds"]
-            graph.saver.restore(session, checkpoint.checkpoint_prefix(out, "best", run))
-            test = graph.inference.run(session, splits.test_images, splits.test_labels)
+            for epoch in range(recorder.epochs_done, config.epochs):
+                learning_rate, augment = config.learning_rate_at(epoch), config.augments_epoch(epoch)
+                batches = epoch_batches(np.arange(len(splits.train_labels)), config.batch_size,
+                                        [config.seed, epoch], min_last=graph.towers)
+                run_epoch(lambda batch: graph.step(session, batch, learning_rate, augment), batches,
+                          epoch=epoch, epochs=config.epochs, learning_rate=learning_rate, recorder=recorder,
+                          finish=validate_and_record, progress=progress)
+            if graph.first_step_seconds is not None:  # out of the epochs: mostly one-off graph optimisation
+                recorder.timings.add("epochs", -graph.first_step_seconds)
+                recorder.timings.add("first_step", graph.first_step_seconds)
+            run = recorder.finish(graph.saver, session, graph.inference, splits)
     finally:
-        writer.close()
-    images = sum(h["images"] for h in run["history"])
-    run.update(
-        complete=True,
-        test={"accuracy": test.accuracy(splits.test_labels), "loss": test.loss},
-        seconds=train_seconds,
-        images_per_second=images / train_seconds,
-    )
-    checkpoint.write_json_atomic(out / checkpoint.RUN_FILE, run)
+        recorder.close()
     return TrainResult.from_run(out, run)
-
-
-def _restore_last(session: tf1.Session, graph: TrainGraph, out: Path, run: dict) -> None:
-    """Loads the run's last checkpoint (weights and optimizer state) into the training graph."""
-    prefix = checkpoint.checkpoint_prefix(out, "last", run)
-    # With weight averaging, checkpoints hold the averages in the network's variables and the training
-    # weights in the averages' slots: leaving the block swaps them back.
-    with graph.averaged_weights(session):
-        try:
-            graph.saver.restore(session, prefix)
-        except tf.errors.OpError as err:
-            raise CheckpointError(f"{prefix}: does not match the run's recorded configuration "
-                                  f"({checkpoint.describe_tf_error(err)})") from None
-
-
-def _train_epoch(session, graph: TrainGraph, config: TrainConfig, splits: Splits, epoch: int,
-                 progress: bool, writer, finish) -> dict:
-    """One pass over the shuffled training set, then ``finish(stats)`` (validation and checkpoint) while
-    its progress bar is still open; returns the epoch's statistics."""
-    count = len(splits.train_labels)
-    # The order depends only on (seed, epoch), so a resumed run sees the same batches.
-    order = np.random.default_rng([config.seed, epoch]).permutation(count).astype(np.int32)
-    learning_rate = config.learning_rate_at(epoch)
-    augment = config.augments_epoch(epoch)
-    starts = list(range(0, count, config.batch_size))
-    if len(starts) > 1 and count - starts[-1] < graph.towers:
-        starts.pop()  # a remainder too small to shard across the towers joins the batch before it
-    bar = tqdm(starts, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
-               leave=True, dynamic_ncols=True)
-    loss_sum = correct_sum = 0.0
-    began = time.perf_counter()
-    for i, start in enumerate(bar):
-        batch = order[start:start + config.batch_size] if start != starts[-1] else order[start:]
-        batch_loss, batch_accuracy, step = graph.step(session, batch, learning_rate, augment)
-        if not math.isfinite(batch_loss):
-            raise TrainingError(
-                f"loss became {batch_loss} at epoch {epoch + 1}, step {step}; try a lower --lr "
-                "(the last good checkpoint is kept)")
-        loss_sum += batch_loss * len(batch)
-        correct_sum += batch_accuracy * len(batch)
-        if i % 25 == 0:
-            bar.set_postfix(loss=f"{loss_sum / (start + len(batch)):.4f}",
-                            acc=f"{correct_sum / (start + len(batch)):.4f}")
-            writer.add_summary(_scalars({"train/batch_loss": batch_loss}), step)
-    seconds = time.perf_counter() - began
-    stats = {
-        "epoch": epoch + 1,
-        "learning_rate": learning_rate,
-        "loss": loss_sum / count,
-        "train_accuracy": correct_sum / count,
-        "seconds": seconds,
-        "images": count,
-        "images_per_second": count / seconds,
-    }
-    finish(stats)
-    bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['train_accuracy']:.4f}",
-                    valid=f"{stats['valid_accuracy']:.4f}")
-    bar.close()
-    return stats
-
-
-def _record_epoch(session, graph: TrainGraph, out: Path, run: dict, stats: dict, writer,
-                  stale: set[str] = frozenset()) -> None:
-    """Checkpoints the epoch, then atomically points ``run.json`` at it; prunes stale checkpoints."""
-    checkpoint.record_epoch(graph.saver, session, out, run, stats, stale)
-    step = session.run(graph.global_step)
-    writer.add_summary(_scalars({
-        "train/loss": stats["loss"], "train/accuracy": stats["train_accuracy"],
-        "valid/loss": stats["valid_loss"], "valid/accuracy": stats["valid_accuracy"],
-        "learning_rate": stats["learning_rate"],
-    }), step)
-    writer.flush()
-
-
-def _scalars(values: dict[str, float]) -> tf1.Summary:
-    return tf1.Summary(value=[tf1.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])
 
 
 if __name__ == "__main__":

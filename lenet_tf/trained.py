@@ -14,6 +14,7 @@ from lenet_tf.data import INPUT_SHAPE, MNIST_SIZE, pad_images
 from lenet_tf.errors import CheckpointError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions
 from lenet_tf.model import LeNet5
+from lenet_tf.precision import choose
 
 
 class TrainedModel:
@@ -21,11 +22,14 @@ class TrainedModel:
 
     ``checkpoint_dir`` is a training folder (its ``which`` epoch, ``"best"`` or ``"last"``), an epoch folder
     (``SavedModel/epoch-0007``) or a Saver prefix (``SavedModel/epoch-0007/ckpt``) inside a training folder, whose
-    ``run.json`` gives the model's configuration. Use as a context manager, or call :meth:`close`, to free the
-    session.
+    ``run.json`` gives the model's configuration.
+    ``precision`` is ``auto``, ``fp32`` or ``bf16`` (:func:`lenet_tf.precision.choose`; ``None``:
+    ``$LENET_TF_PRECISION``, else ``auto``). Use as a context manager, or call :meth:`close`, to free the session.
     """
 
-    def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best") -> None:
+    def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best",
+                 precision: str | None = None) -> None:
+        self.precision = choose(precision)
         config = self.read_config(checkpoint_dir, which)
         self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
         self.graph = tf.Graph()
@@ -33,7 +37,7 @@ class TrainedModel:
             self.net = LeNet5(**config["model"])
             self.towers = default_towers(EVAL_BATCH_SIZE)
             self.inference = InferenceGraph(self.net, self.towers)
-        self.session = tf1.Session(graph=self.graph, config=session_config(self.towers))
+        self.session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
         try:
             self.net.restore(self.session, self.checkpoint, checkpoint_scope=self.net.name)
         except CheckpointError:

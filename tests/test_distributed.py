@@ -12,25 +12,38 @@ from lenet_tf.errors import ConfigError
 from lenet_tf.train import TrainConfig
 
 
-def test_one_ps_two_workers_train_real_mnist_and_stop_by_themselves(tmp_path, real_mnist):
+def summary_tags(logdir):
+    from lenet_tf._tf import tf1
+
+    return {value.tag for events in logdir.glob("events.out.tfevents.*")
+            for event in tf1.train.summary_iterator(str(events)) for value in event.summary.value}
+
+
+def test_one_ps_two_workers_train_real_mnist_and_stop_by_themselves(tmp_path, real_mnist, real_model_dir):
     ps, *workers = (f"127.0.0.1:{port}" for port in free_ports(3))
     cluster = json.dumps({"ps": [ps], "worker": workers})
     out = tmp_path / "model"
     command = [sys.executable, "-m", "lenet_tf", "train", "--cluster", cluster, "--epochs", "1", "--out", str(out),
                "--no-progress", "--json"]
     roles = [["--job", "ps"], ["--job", "chief"], ["--job", "worker", "--task", "1"]]
-    processes = [subprocess.Popen(command + role, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    processes = [subprocess.Popen(command + role, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for role in roles]
     try:
-        outputs = [p.communicate(timeout=300)[0] for p in processes]
+        outputs, errors = zip(*(p.communicate(timeout=300) for p in processes))
     finally:
         for p in processes:
             p.kill()
-    assert [p.returncode for p in processes] == [0, 0, 0]
+    assert [p.returncode for p in processes] == [0, 0, 0], errors
+    assert not any("Traceback" in e or "Error" in e for e in errors), errors
     summary = json.loads(outputs[1])
     assert summary["test_accuracy"] >= 0.95
     record = json.loads((out / "run.json").read_text())
     assert record["cluster"] == {"ps": 1, "workers": 2} and record["complete"]
+    # The same run record and TensorBoard logs as a single-process run (the shared trainer of lenet_tf.loop).
+    local = json.loads((real_model_dir[0] / "run.json").read_text())
+    assert set(record) - {"cluster"} == set(local) and set(record["history"][0]) == set(local["history"][0])
+    assert record["history"][0]["images"] == 55000 and 0.9 < record["history"][0]["train_accuracy"] < 1
+    assert summary_tags(out / "logs") == summary_tags(real_model_dir[0] / "logs") != set()
     evaluated = subprocess.run([sys.executable, "-m", "lenet_tf", "evaluate", "--checkpoint", str(out), "--json"],
                                capture_output=True, text=True, timeout=120)
     assert evaluated.returncode == 0, evaluated.stderr

@@ -9,7 +9,7 @@ import pytest
 
 from lenet_tf import checkpoint
 from lenet_tf import train as train_module
-from lenet_tf.errors import CheckpointError, ConfigError, OutputError
+from lenet_tf.errors import CheckpointError, ConfigError
 from lenet_tf.export import export_saved_model
 from lenet_tf.train import TrainConfig, resume_config, train
 

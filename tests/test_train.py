@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from lenet_tf import train as train_module
+from lenet_tf.loop import RunRecorder
 from lenet_tf.errors import CheckpointError, ConfigError, TrainingError
-from lenet_tf.train import TrainConfig, train
+from lenet_tf.train import TrainConfig, TrainGraph, train
 from lenet_tf.trained import TrainedModel
 
 FAST = dict(batch_size=32, learning_rate=3e-3, valid_size=100)
@@ -51,14 +51,14 @@ def test_same_seed_gives_the_same_run(tmp_path, synthetic_splits):
 @pytest.mark.parametrize("averaging", [{}, {"weight_averaging": 0.9}], ids=["plain", "weight-averaging"])
 def test_resume_continues_to_the_same_result(tmp_path, synthetic_splits, monkeypatch, averaging):
     full = run(tmp_path, synthetic_splits, "full", epochs=3, augment=True, **averaging)
-    record_epoch = train_module._record_epoch
+    record_epoch = RunRecorder.record_epoch
 
-    def interrupt_after_epoch_2(session, graph, out, record, stats, *args):
-        record_epoch(session, graph, out, record, stats, *args)
+    def interrupt_after_epoch_2(recorder, saver, session, stats, step):
+        record_epoch(recorder, saver, session, stats, step)
         if stats["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_record_epoch", interrupt_after_epoch_2)
+    monkeypatch.setattr(RunRecorder, "record_epoch", interrupt_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, synthetic_splits, "part", epochs=3, augment=True, **averaging)
     monkeypatch.undo()
@@ -93,7 +93,7 @@ def test_clean_epochs_train_on_undistorted_images(tmp_path, synthetic_splits):
 
 def test_weight_averaging_is_an_exponential_average_of_the_steps(synthetic_splits):
     decay = 0.9
-    graph = train_module.TrainGraph(TrainConfig(weight_averaging=decay, **FAST), synthetic_splits)
+    graph = TrainGraph(TrainConfig(weight_averaging=decay, **FAST), synthetic_splits)
     variables = graph.net.trainable_variables
     with graph.start(synthetic_splits) as session:
         average = session.run(variables)
