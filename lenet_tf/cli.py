@@ -345,7 +345,12 @@ def _announce_precision(args) -> None:
 
     if args.precision:
         os.environ[PRECISION_ENV] = args.precision
-    line = choose().describe()
+    if args.command == "train" and (args.cluster or os.environ.get("TF_CONFIG")):
+        from lenet_tf.distributed import cluster_precision
+
+        line = cluster_precision(None).describe()
+    else:
+        line = choose().describe()
     if args.command == "export":
         line += "; export writes the fp32 graph regardless (its consumers choose)"
     print(f"lenet-tf: {line}", file=sys.stderr)

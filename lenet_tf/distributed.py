@@ -23,12 +23,12 @@ import numpy as np
 from lenet_tf import checkpoint
 from lenet_tf._tf import tf, tf1
 from lenet_tf.data import INPUT_SHAPE, Splits, load_mnist, split
-from lenet_tf.errors import ConfigError
+from lenet_tf.errors import ConfigError, TrainingError
 from lenet_tf.inference import InferenceGraph
 from lenet_tf.loop import RunRecorder, epoch_batches, run_epoch, validate
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
-from lenet_tf.precision import choose, enable_bf16
+from lenet_tf.precision import Precision, choose
 from lenet_tf.train import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult
 
 _DONE_QUEUE = "lenet_tf_workers_done"
@@ -74,13 +74,20 @@ def parse_role(cluster: str | None = None, job: str | None = None, task: int | N
     return Role({"ps": list(spec["ps"]), "worker": list(spec["worker"])}, job, int(task))
 
 
-def _filters(role: Role, precision: str = "fp32") -> tf1.ConfigProto:
-    """Lets a session talk only to the parameter servers and its own task, never wait on the other workers;
-    with ``precision`` ``"bf16"``, adds the oneDNN bfloat16 rewrite."""
-    config = tf1.ConfigProto(device_filters=["/job:ps", f"/job:{role.job}/task:{role.index}"])
-    if precision == "bf16":
-        enable_bf16(config)
-    return config
+def _filters(role: Role) -> tf1.ConfigProto:
+    """Lets a session talk only to the parameter servers and its own task, never wait on the other workers."""
+    return tf1.ConfigProto(device_filters=["/job:ps", f"/job:{role.job}/task:{role.index}"])
+
+
+def cluster_precision(requested: str | None) -> Precision:
+    """A cluster trains in fp32: the oneDNN bfloat16 rewrite makes fused kernels that the distributed runtime's
+    devices do not have (measured: an InvalidArgumentError on _FusedConv2D). ``bf16`` asked for is refused."""
+    chosen = choose(requested)
+    if chosen.requested == "bf16":
+        raise ConfigError("--precision bf16 is not available in cluster mode (TensorFlow's distributed runtime has "
+                          "no kernels for the bf16 rewrite); pass --precision fp32 or auto")
+    return Precision(chosen.requested, "fp32", "cluster mode: the bf16 rewrite has no distributed kernels",
+                     chosen.features)
 
 
 def _done_queue(role: Role) -> tf1.FIFOQueue:
@@ -188,7 +195,7 @@ def train_worker(
     shard = np.arange(role.index, len(splits.train_labels), role.workers)  # this worker's own examples
     last_step = config.epochs * math.ceil(len(shard) / config.batch_size)
     worker = _WorkerGraph(config, role)
-    precision = choose(config.precision)
+    precision = cluster_precision(config.precision)
     server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
     recorder = None
     if role.is_chief:
@@ -196,7 +203,7 @@ def train_worker(
         recorder = RunRecorder(out, config, worker.net.get_config(), splits, worker.graph,
                                precision=precision.to_dict(), stale=stale, logdir=logdir,
                                extra={"cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers}})
-    hook = _SessionHook(worker, last_step)
+    hook, run = _SessionHook(worker, last_step), None
     hooks = [worker.optimizer.make_session_run_hook(role.is_chief), tf1.train.StopAtStepHook(last_step=last_step),
              hook]
     try:
@@ -204,7 +211,7 @@ def train_worker(
             session = tf1.train.MonitoredTrainingSession(
                 master=server.target, is_chief=role.is_chief, hooks=hooks, save_checkpoint_secs=None,
                 save_summaries_steps=None, log_step_count_steps=None, stop_grace_period_secs=5,
-                config=_filters(role, precision.used))
+                config=_filters(role))
             with session:
                 _train_epochs(worker, config, splits, shard, session, hook, recorder, progress)
                 run = recorder.finish(worker.saver, hook.session, worker.inference, splits) if recorder else None
@@ -213,6 +220,9 @@ def train_worker(
             recorder.close()
         with worker.graph.as_default(), tf1.Session(server.target, config=_filters(role)) as done_session:
             done_session.run(worker.done)
+    if role.is_chief and run is None:
+        raise TrainingError("the cluster stopped before the run was complete (a worker or parameter server "
+                            f"failed); the last finished epoch stays in {out}")
     return TrainResult.from_run(out, run) if run else None
 
 
