@@ -8,3 +8,5 @@ The implementations live elsewhere: :data:`lenet_tf.model.ACTIVATIONS` maps each
 # only monotonic activations are offered.
 ACTIVATIONS = ("relu", "elu", "selu", "tanh", "leaky_relu")
 SCHEDULES = ("constant", "exponential", "cosine")
+EXPORT_FORMATS = ("savedmodel", "tflite")
+TFLITE_QUANTIZATIONS = ("none", "dynamic", "int8")  # see lenet_tf.tflite
