@@ -7,6 +7,6 @@ The implementations live elsewhere: :data:`lenet_tf.model.ACTIVATIONS` maps each
 # Max pooling commutes with non-decreasing functions (lenet_tf.model pools before the activation), so
 # only monotonic activations are offered.
 ACTIVATIONS = ("relu", "elu", "selu", "tanh", "leaky_relu")
-SCHEDULES = ("constant", "exponential", "cosine")
 EXPORT_FORMATS = ("savedmodel", "tflite")
 TFLITE_QUANTIZATIONS = ("none", "dynamic", "int8")  # see lenet_tf.tflite
+SCHEDULES = ("constant", "exponential", "cosine")
