@@ -147,7 +147,8 @@ def _add_export_parser(commands) -> None:
                         "on 300 training digits (int8) (default: none)")
     p.add_argument("--out", help="SavedModel folder or .tflite file to write (default: export/lenet5, or "
                                  "export/lenet5.tflite, export/lenet5-dynamic.tflite, export/lenet5-int8.tflite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (default: refuse)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export of ours in --out, never anything else (default: off)")
     _add_data_flags(p)  # the calibration digits of --quantize int8
 
 

@@ -31,6 +31,7 @@ from lenet_tf.quiet import quiet_stderr
 from lenet_tf.trained import TrainedModel
 
 CALIBRATION_DIGITS = 300
+_TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier, bytes 4..8 of every .tflite file
 _CALIBRATION_BATCH = 10
 
 
@@ -110,7 +111,7 @@ def export_tflite(
 
     ``int8`` calibrates on :func:`calibration_digits` of the MNIST training set in ``data_dir`` (see
     :func:`lenet_tf.data.load_mnist`). The file is written to a temporary name beside ``out`` and renamed, so
-    ``out`` is never half-written; an existing ``out`` is an error unless ``overwrite``.
+    ``out`` is never half-written. An existing ``out`` is an error, unless ``overwrite`` and it is a TFLite model.
 
     Raises:
       CheckpointError: ``out`` exists (without ``overwrite``) or cannot be written; the checkpoint is unusable.
@@ -128,10 +129,20 @@ def export_tflite(
 
 
 def _check_writable_target(out: Path, overwrite: bool) -> None:
+    """Refuses a folder, an existing file without ``overwrite``, and with it any file that is not a TFLite model."""
     if out.is_dir():
         raise CheckpointError(f"{out}: is a folder; pass the .tflite file to write")
-    if out.exists() and not overwrite:
+    if not out.exists():
+        return
+    if not overwrite:
         raise CheckpointError(f"{out}: already exists; pass --overwrite to replace it")
+    try:
+        with open(out, "rb") as existing:
+            ours = existing.read(8)[4:] == _TFLITE_IDENTIFIER
+    except OSError as err:
+        raise CheckpointError(f"{out}: cannot read the existing file ({err.strerror or err})") from None
+    if not ours:
+        raise CheckpointError(f"{out}: exists and is not a TFLite model; not replacing it")
 
 
 def _write_atomic(data: bytes, out: Path, overwrite: bool) -> None:

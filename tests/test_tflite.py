@@ -56,17 +56,28 @@ def lenet_tf(*args):
 
 def test_export_refuses_an_existing_file_unless_overwrite(tmp_path, synthetic_model, synthetic_dir):
     target = tmp_path / "out" / "digits.tflite"
-    target.parent.mkdir()
-    target.write_bytes(b"somebody else's file")
-    refused = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--out", target)
+    first = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--out", target)
+    assert first.returncode == 0 and first.stderr == "" and "float32" in first.stdout
+    written = target.read_bytes()
+    refused = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--quantize", "int8",
+                       "--out", target, "--data-dir", synthetic_dir, "--skip-checksum")
     assert refused.returncode == 1 and refused.stderr == (
         f"lenet-tf: error: {target}: already exists; pass --overwrite to replace it\n")
-    assert target.read_bytes() == b"somebody else's file"
+    assert target.read_bytes() == written
     replaced = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--quantize", "int8",
                         "--out", target, "--overwrite", "--data-dir", synthetic_dir, "--skip-checksum")
     assert replaced.returncode == 0 and replaced.stderr == "" and "uint8 (p = q/256)" in replaced.stdout
-    assert tflite_probabilities(target, np.zeros((3, 28, 28), np.uint8)).shape == (3, 10)
+    assert target.read_bytes() != written
+    assert interpreter(target).get_output_details()[0]["dtype"] == np.uint8
     assert sorted(p.name for p in target.parent.iterdir()) == ["digits.tflite"]  # no temporary file left
+
+
+def test_overwrite_never_replaces_a_file_that_is_not_a_tflite_model(tmp_path, synthetic_model):
+    target = tmp_path / "notes.tflite"
+    target.write_bytes(b"somebody else's file")
+    with pytest.raises(CheckpointError, match="exists and is not a TFLite model; not replacing it"):
+        export_tflite(synthetic_model, target, overwrite=True)
+    assert target.read_bytes() == b"somebody else's file" and len(list(tmp_path.iterdir())) == 1
 
 
 def test_export_errors_are_one_line(tmp_path, synthetic_model):
