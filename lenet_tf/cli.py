@@ -143,8 +143,8 @@ def _add_export_parser(commands) -> None:
                    help="training folder, epoch folder or checkpoint prefix (default: SavedModel)")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="savedmodel", help="what to write (default: savedmodel)")
     p.add_argument("--quantize", choices=TFLITE_QUANTIZATIONS,
-                   help="with --format tflite: int8 weights (dynamic), or int8 weights and activations calibrated "
-                        "on 300 training digits (int8) (default: none)")
+                   help="with --format tflite: none (float32), dynamic (int8 weights) or int8 (int8 weights and "
+                        "activations, calibrated on 300 training digits from --data-dir) (default: none)")
     p.add_argument("--out", help="SavedModel folder or .tflite file to write (default: export/lenet5, or "
                                  "export/lenet5.tflite, export/lenet5-dynamic.tflite, export/lenet5-int8.tflite)")
     p.add_argument("--overwrite", action="store_true",
