@@ -9,7 +9,7 @@ import signal
 import sys
 import traceback
 
-from lenet_tf.errors import LeNetError
+from lenet_tf.errors import ConfigError, LeNetError
 from lenet_tf.quiet import DEBUG_ENV
 
 EXIT_ERROR = 1
@@ -278,7 +278,7 @@ def _run_export(args) -> int:
     if args.format == "tflite":
         return _run_export_tflite(args)
     if args.quantize:
-        raise LeNetError("--quantize needs --format tflite")
+        raise ConfigError("--quantize needs --format tflite")
     from lenet_tf.export import export_saved_model
 
     path = export_saved_model(args.checkpoint, args.out or "export/lenet5")
