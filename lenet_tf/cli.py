@@ -136,14 +136,23 @@ def _add_predict_parser(commands) -> None:
 
 
 def _add_export_parser(commands) -> None:
-    p = commands.add_parser("export", help="write a TensorFlow SavedModel for serving",
+    from lenet_tf.options import EXPORT_FORMATS, TFLITE_QUANTIZATIONS
+
+    p = commands.add_parser("export", help="write a TensorFlow SavedModel or a TFLite model for serving",
                             description="Export the best checkpoint as a SavedModel whose serving signature takes "
-                                        "raw uint8 [N,28,28] or [N,28,28,1] digits.")
-    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
-    p.add_argument("--out", default="export/lenet5",
-                   help="SavedModel folder to write: absent or empty (default: export/lenet5)")
+                                        "raw uint8 [N,28,28] or [N,28,28,1] digits, or as a .tflite model taking "
+                                        "uint8 [N,28,28].")
+    p.add_argument("--checkpoint", default="SavedModel",
+                   help="training folder, epoch folder or checkpoint prefix (default: SavedModel)")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="savedmodel", help="what to write (default: savedmodel)")
+    p.add_argument("--quantize", choices=TFLITE_QUANTIZATIONS,
+                   help="with --format tflite: none (float32), dynamic (int8 weights) or int8 (int8 weights and "
+                        "activations, calibrated on 300 training digits from --data-dir) (default: none)")
+    p.add_argument("--out", help="SavedModel folder or .tflite file to write (default: export/lenet5, or "
+                                 "export/lenet5.tflite, export/lenet5-dynamic.tflite, export/lenet5-int8.tflite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier export of ours in --out, never anything else (default: off)")
+    _add_data_flags(p)  # the calibration digits of --quantize int8
     _add_precision_flag(p)  # accepted everywhere; the exported graph is fp32 whatever it says
 
 
@@ -311,11 +320,27 @@ def _run_predict(args) -> int:
 
 
 def _run_export(args) -> int:
+    if args.format == "tflite":
+        return _run_export_tflite(args)
+    if args.quantize:
+        raise ConfigError("--quantize needs --format tflite")
     from lenet_tf.export import export_saved_model
 
-    path = export_saved_model(args.checkpoint, args.out, overwrite=args.overwrite)
+    path = export_saved_model(args.checkpoint, args.out or "export/lenet5", overwrite=args.overwrite)
     print(f"SavedModel written to {path} (signature serving_default: images uint8 [N,28,28] -> classes, "
           "probabilities)")
+    return 0
+
+
+def _run_export_tflite(args) -> int:
+    from lenet_tf.tflite import export_tflite
+
+    quantize = args.quantize or "none"
+    out = args.out or ("export/lenet5.tflite" if quantize == "none" else f"export/lenet5-{quantize}.tflite")
+    path = export_tflite(args.checkpoint, out, quantize, overwrite=args.overwrite, data_dir=args.data_dir,
+                         verify_checksums=not args.skip_checksum)
+    print(f"TFLite model written to {path} ({path.stat().st_size:,} bytes; images uint8 [N,28,28] -> "
+          f"probabilities {'uint8 (p = q/256)' if quantize == 'int8' else 'float32'} [N,10])")
     return 0
 
 

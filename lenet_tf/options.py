@@ -9,6 +9,8 @@ import math
 # Max pooling commutes with non-decreasing functions (lenet_tf.model pools before the activation), so
 # only monotonic activations are offered.
 ACTIVATIONS = ("relu", "elu", "selu", "tanh", "leaky_relu")
+EXPORT_FORMATS = ("savedmodel", "tflite")
+TFLITE_QUANTIZATIONS = ("none", "dynamic", "int8")  # see lenet_tf.tflite
 SCHEDULES = ("constant", "exponential", "cosine")
 
 

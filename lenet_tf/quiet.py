@@ -33,18 +33,23 @@ def debugging() -> bool:
 def quiet_stderr() -> Iterator[None]:
     """Sends everything written to file descriptor 2 inside the block (C++ and Python alike) to a temporary file.
 
-    What was written is replayed on stderr when the block raises, and always when :func:`debugging`.
+    What was written is replayed on stderr when the block raises; when :func:`debugging`, nothing is hidden.
     """
     if debugging():
         yield
         return
     sys.stderr.flush()
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to hide
+        sink = tempfile.TemporaryFile()
+    except OSError:  # no writable temporary folder: better chatter than a failure
         yield
         return
-    with tempfile.TemporaryFile() as sink:
+    with sink:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to hide
+            yield
+            return
         os.dup2(sink.fileno(), 2)
         failed = True
         try:

@@ -1,10 +1,8 @@
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic import write_mnist_dir  # noqa: E402

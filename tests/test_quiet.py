@@ -19,7 +19,7 @@ OWN_LINE = re.compile(r"^(lenet-tf: |.*\d+%\|)")
 
 
 def user_env(**extra):
-    """The environment of a user who set nothing (the test session's TF_CPP_MIN_LOG_LEVEL removed)."""
+    """The environment of a user who set nothing (without what importing lenet_tf here set)."""
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", DEBUG_ENV)}
     return {**env, **extra}
 
