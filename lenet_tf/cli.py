@@ -123,9 +123,13 @@ def _add_evaluate_parser(commands) -> None:
 
 
 def _add_predict_parser(commands) -> None:
+    from lenet_tf.preprocess import MAX_IMAGE_PIXELS
+
     p = commands.add_parser("predict", help="classify your own digit images",
-                            description="Classify PNG/JPEG/BMP digit images (files or folders), prepared like MNIST.")
-    p.add_argument("images", nargs="+", help="image files or folders of images")
+                            description="Classify PNG/JPEG/BMP digit images (files or folders), prepared like MNIST. "
+                                        f"Images over {MAX_IMAGE_PIXELS:,} pixels are refused.")
+    p.add_argument("images", nargs="+", help="image files or folders of images (a folder's non-regular files, "
+                   "such as FIFOs, are skipped)")
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
 
@@ -240,10 +244,16 @@ def _run_evaluate(args) -> int:
 
 
 def _run_predict(args) -> int:
+    import warnings
+
+    from PIL import Image
+
     from lenet_tf.predict import predict_files
     from lenet_tf.trained import TrainedModel
 
-    with TrainedModel(args.checkpoint) as model:
+    with TrainedModel(args.checkpoint) as model, warnings.catch_warnings():
+        # PIL warns about pictures it still opens; lenet_tf refuses those (a per-file error) under a lower limit.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         results = predict_files(args.images, model)
     if not results:
         raise LeNetError(f"no image files found in {' '.join(args.images)}")
