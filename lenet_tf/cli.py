@@ -143,13 +143,21 @@ def _add_export_parser(commands) -> None:
 
 
 def _add_serve_parser(commands) -> None:
+    def port(text: str) -> int:
+        value = int(text)
+        if not 0 <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"must lie in 0..65535, got {value}")
+        return value
+
     p = commands.add_parser("serve", help="web demo and HTTP API (needs the 'serve' extra)",
-                            description="Serve a drawing page at / and POST /predict, loading the model once.")
+                            description="Serve a drawing page at /, POST /predict and TensorFlow Serving's REST API "
+                                        "(/v1/models/lenet5), loading the model once.")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
-    source.add_argument("--saved-model", help="a SavedModel from `lenet-tf export` instead of a checkpoint")
+    source.add_argument("--saved-model", help="a SavedModel from `lenet-tf export`, or a TF Serving base folder of "
+                        "numbered versions, instead of a checkpoint (default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--port", type=port, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
 
 
 def _add_benchmark_parser(commands) -> None:
@@ -282,8 +290,8 @@ def _run_serve(args) -> int:
         from lenet_tf.serve import serve
     except ImportError as err:
         raise LeNetError(f"serving needs {err.name}: pip install 'lenet_tf[serve]'") from None
-    print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(args.checkpoint, args.saved_model, args.host, args.port)
+    serve(args.checkpoint, args.saved_model, args.host, args.port,
+          ready=lambda url: print(f"serving on {url} (Ctrl-C stops)", file=sys.stderr, flush=True))
     return 0
 
 
