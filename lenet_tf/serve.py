@@ -12,6 +12,7 @@ requests at once, up to ``queue`` more wait for a worker, and beyond that the se
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -23,7 +24,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-import anyio
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -121,8 +121,8 @@ class WorkerPool:
     """Runs blocking work in threads, ``workers`` at a time, with ``queue`` more requests admitted to wait."""
 
     def __init__(self, workers: int = WORKERS, queue: int = QUEUE) -> None:
-        self.workers, self.capacity, self.admitted = workers, workers + queue, 0
-        self._slots: anyio.Semaphore | None = None
+        self.capacity, self.admitted = workers + queue, 0
+        self._slots = asyncio.Semaphore(workers)  # binds to the serving event loop when first waited on
 
     @asynccontextmanager
     async def admit(self):
@@ -137,8 +137,6 @@ class WorkerPool:
 
     async def run(self, work: Callable, *args):
         """``work(*args)`` in a worker thread once one is free."""
-        if self._slots is None:  # created on the event loop that serves the requests
-            self._slots = anyio.Semaphore(self.workers)
         async with self._slots:
             return await run_in_threadpool(work, *args)
 
