@@ -106,7 +106,9 @@ class RequestError(Exception):
 async def read_body(request: Request, limit: int = MAX_UPLOAD_BYTES) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and not declared.isdigit():
+        raise RequestError(400, f"bad Content-Length {declared!r}")
+    if declared is not None and int(declared) > limit:
         raise RequestError(413, f"upload too large: Content-Length {declared} (limit {limit} bytes)")
     chunks, size = [], 0
     async for chunk in request.stream():
