@@ -127,9 +127,13 @@ def _add_evaluate_parser(commands) -> None:
 
 
 def _add_predict_parser(commands) -> None:
+    from lenet_tf.preprocess import MAX_IMAGE_PIXELS
+
     p = commands.add_parser("predict", help="classify your own digit images",
-                            description="Classify PNG/JPEG/BMP digit images (files or folders), prepared like MNIST.")
-    p.add_argument("images", nargs="+", help="image files or folders of images")
+                            description="Classify PNG/JPEG/BMP digit images (files or folders), prepared like MNIST. "
+                                        f"Images over {MAX_IMAGE_PIXELS:,} pixels are refused.")
+    p.add_argument("images", nargs="+", help="image files or folders of images (a folder's non-regular files, "
+                   "such as FIFOs, are skipped)")
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
     _add_precision_flag(p)
@@ -157,13 +161,21 @@ def _add_export_parser(commands) -> None:
 
 
 def _add_serve_parser(commands) -> None:
+    def port(text: str) -> int:
+        value = int(text)
+        if not 0 <= value <= 65535:
+            raise argparse.ArgumentTypeError(f"must lie in 0..65535, got {value}")
+        return value
+
     p = commands.add_parser("serve", help="web demo and HTTP API (needs the 'serve' extra)",
-                            description="Serve a drawing page at / and POST /predict, loading the model once.")
+                            description="Serve a drawing page at /, POST /predict and TensorFlow Serving's REST API "
+                                        "(/v1/models/lenet5), loading the model once.")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
-    source.add_argument("--saved-model", help="a SavedModel from `lenet-tf export` instead of a checkpoint")
+    source.add_argument("--saved-model", help="a SavedModel from `lenet-tf export`, or a TF Serving base folder of "
+                        "numbered versions, instead of a checkpoint (default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--port", type=port, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
     _add_precision_flag(p)
 
 
@@ -301,10 +313,16 @@ def _run_evaluate(args) -> int:
 
 
 def _run_predict(args) -> int:
+    import warnings
+
+    from PIL import Image
+
     from lenet_tf.predict import predict_files
     from lenet_tf.trained import TrainedModel
 
-    with TrainedModel(args.checkpoint) as model:
+    with TrainedModel(args.checkpoint) as model, warnings.catch_warnings():
+        # PIL warns about pictures it still opens; lenet_tf refuses those (a per-file error) under a lower limit.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         results = predict_files(args.images, model)
     if not results:
         raise LeNetError(f"no image files found in {' '.join(args.images)}")
@@ -349,8 +367,8 @@ def _run_serve(args) -> int:
         from lenet_tf.serve import serve
     except ImportError as err:
         raise LeNetError(f"serving needs {err.name}: pip install 'lenet_tf[serve]'") from None
-    print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    serve(args.checkpoint, args.saved_model, args.host, args.port)
+    serve(args.checkpoint, args.saved_model, args.host, args.port,
+          ready=lambda url: print(f"serving on {url} (Ctrl-C stops)", file=sys.stderr, flush=True))
     return 0
 
 

@@ -7,7 +7,9 @@ ratio (anti-aliased), then placed in a 28x28 frame so that its centre of mass is
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -15,26 +17,80 @@ from PIL import Image, UnidentifiedImageError
 from lenet_tf.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# Larger pictures are refused from their header, before decoding: a 60 KB PNG can declare 20000x20000 pixels
+# (400 MB decoded, gigabytes once converted), and a digit needs nothing near this resolution.
+MAX_IMAGE_PIXELS = 4096 * 4096
+# Bigger pictures are box-reduced to about this side before the float work (the digit ends up 20x20 anyway):
+# preparing a 4096x4096 picture then takes 0.1-0.5 s and 20-90 MB instead of up to 1 s and 200 MB.
+WORKING_SIDE = 1024
 _INK_FRACTION = 0.1  # a pixel is ink when it is this far from the background towards the darkest ink
 
 
+class ImageTooLarge(DataError):
+    """An image declares more than :data:`MAX_IMAGE_PIXELS` pixels."""
+
+
 def grayscale(image: Image.Image) -> np.ndarray:
-    """An opened image as float32 grey levels [H, W] in 0..255; transparent areas become white paper."""
+    """An opened image as float32 grey levels [H, W] in 0..255; transparent areas become white paper.
+
+    Images wider or taller than WORKING_SIDE come back reduced by an integer factor to at most that side.
+    """
+    image.draft(None, (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes at 1/2..1/8 scale directly; others: no-op
     image.load()
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-    return np.asarray(image.convert("L"), dtype=np.float32)
+    gray = image.convert("L")
+    factor = -(-max(gray.size) // WORKING_SIDE)
+    return np.asarray(gray.reduce(factor) if factor > 1 else gray, dtype=np.float32)
+
+
+def decode_grayscale(stream: BinaryIO, name: str) -> np.ndarray:
+    """Decodes an image from a binary stream as float32 grey levels [H, W] in 0..255.
+
+    Raises:
+      ImageTooLarge: the header declares more than MAX_IMAGE_PIXELS pixels (nothing is decoded).
+      DataError: the bytes are not an image PIL can read.
+    """
+    limit = f"the limit is {MAX_IMAGE_PIXELS:,} pixels, e.g. 4096x4096"
+    try:
+        with Image.open(stream) as image:  # lazy: reads the header only
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageTooLarge(f"{name}: image too large ({width}x{height} pixels; {limit})")
+            return grayscale(image)
+    except Image.DecompressionBombError:  # PIL's own, higher, limit fires inside Image.open
+        raise ImageTooLarge(f"{name}: image too large ({limit})") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise DataError(f"{name}: not a readable image ({err})") from None
+
+
+def open_regular_file(path: str | os.PathLike) -> BinaryIO:
+    """Opens ``path`` for reading without ever blocking; FIFOs, devices and folders are refused.
+
+    The file is opened non-blocking and checked on its descriptor, so a FIFO swapped in at the last moment
+    cannot hang the caller either.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot open ({err.strerror or err})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def load_grayscale(path: str | os.PathLike) -> np.ndarray:
-    """Reads any image file as float32 grey levels [H, W] in 0..255 (transparent areas become white)."""
-    try:
-        with Image.open(path) as image:
-            return grayscale(image)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
+    """Reads an image file as float32 grey levels [H, W] in 0..255 (transparent areas become white).
+
+    Raises:
+      ImageTooLarge: more than MAX_IMAGE_PIXELS pixels.
+      DataError: missing, not a regular file, or not an image.
+    """
+    with open_regular_file(path) as stream:
+        return decode_grayscale(stream, str(path))
 
 
 def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
@@ -72,11 +128,14 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 def image_files(paths: list[str | os.PathLike]) -> list[Path]:
-    """Expands folders into the image files they hold (sorted); files are kept as given."""
+    """Expands folders into the regular image files they hold (sorted); paths given explicitly are kept as given.
+
+    A folder's FIFOs, sockets, devices and sub-folders are skipped even when their name looks like an image.
+    """
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
             files.append(path)
     return files

@@ -1,17 +1,23 @@
 """Predicting the user's own images: MNIST digits re-rendered as ordinary pictures, and hand-drawn ones."""
 
 import json
+import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
+from images import png_header_only
 from PIL import Image, ImageDraw
 
 from lenet_tf.errors import DataError
 from lenet_tf.predict import predict_files
-from lenet_tf.preprocess import load_grayscale, to_mnist
+from lenet_tf.preprocess import (MAX_IMAGE_PIXELS, WORKING_SIDE, ImageTooLarge, image_files, load_grayscale,
+                                 to_mnist)
 from lenet_tf.trained import TrainedModel
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 
 
 def render(digit: np.ndarray, path, size, invert: bool, offset: tuple[int, int], mode: str = "L"):
@@ -94,17 +100,75 @@ def test_blank_and_unreadable_files_are_reported_per_file(tmp_path, real_model_d
         load_grayscale(tmp_path / "missing.png")
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("width, height", [(20000, 20000), (12000, 12000), (4097, 4096)])
+def test_images_over_the_pixel_limit_are_refused_from_their_header(width, height):
+    # 20000x20000 trips PIL's own bomb check inside Image.open, the others only lenet_tf's lower limit;
+    # the data behind the header is truncated, so any attempt to decode would say "not a readable image".
+    import io
+
+    from lenet_tf.preprocess import decode_grayscale
+
+    assert width * height > MAX_IMAGE_PIXELS
+    with pytest.raises(ImageTooLarge, match="upload: image too large .*16,777,216 pixels"):
+        decode_grayscale(io.BytesIO(png_header_only(width, height)), "upload")
+    with pytest.raises(DataError, match="not a readable image"):  # at the limit: decoding is attempted
+        decode_grayscale(io.BytesIO(png_header_only(4096, 4096)), "upload")
+
+
+def test_big_pictures_are_reduced_before_the_float_work(tmp_path):
+    image = Image.new("RGB", (3000, 1200), "white")
+    ImageDraw.Draw(image).line([(1500, 100), (1500, 1100)], fill="black", width=120)
+    image.save(tmp_path / "wide.png")
+    image.save(tmp_path / "wide.jpg")
+    for name in ("wide.png", "wide.jpg"):
+        gray = load_grayscale(tmp_path / name)
+        assert max(gray.shape) <= WORKING_SIDE and gray.shape[1] / gray.shape[0] == pytest.approx(2.5, rel=0.01)
+        digit = to_mnist(gray)
+        rows, cols = np.nonzero(digit > 64)
+        assert cols.min() >= 12 and cols.max() <= 16 and rows.max() - rows.min() >= 18  # one centred vertical bar
+
+
+@needs_fifo
+def test_fifos_are_skipped_in_folders_and_refused_when_named(tmp_path):
+    hand_drawn(1, tmp_path / "one.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "folder.png").mkdir()
+    assert image_files([tmp_path]) == [tmp_path / "one.png"]
+    outcome = []
+
+    def load():  # a blocking open would hang here: run it where the test can give up on it
+        try:
+            load_grayscale(tmp_path / "pipe.png")
+        except DataError as err:
+            outcome.append(str(err))
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert outcome == [f"{tmp_path / 'pipe.png'}: not a regular file"]
+
+
 def test_predict_command_prints_each_file_and_fails_at_the_end(tmp_path, real_model_dir):
     out, _ = real_model_dir
     hand_drawn(0, tmp_path / "zero.png")
     Image.new("L", (40, 40), 0).save(tmp_path / "empty.png")
-    done = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", str(tmp_path), "--checkpoint", str(out),
-                           "--json"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
+    (tmp_path / "huge.png").write_bytes(png_header_only(20000, 20000))  # 60 bytes, 400 million pixels
+    named = []
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.png")  # skipped inside the folder, an error when named
+        named.append(str(tmp_path / "pipe.png"))
+    done = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", str(tmp_path), *named, "--checkpoint",
+                           str(out), "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
     results = {r["file"].rsplit("/", 1)[1]: r for r in json.loads(done.stdout)}
+    assert sorted(results) == sorted(["empty.png", "huge.png", "zero.png"] + (["pipe.png"] if named else []))
     assert results["zero.png"]["digit"] == 0 and len(results["zero.png"]["top3"]) == 3
     assert "blank image" in results["empty.png"]["error"]
-    assert "lenet-tf: error:" in done.stderr and "empty.png" in done.stderr
+    assert "image too large" in results["huge.png"]["error"]
+    if named:
+        assert "not a regular file" in results["pipe.png"]["error"]
+    assert "lenet-tf: error:" in done.stderr and "empty.png" in done.stderr and "huge.png" in done.stderr
 
 
 def test_exported_saved_model_matches_the_checkpoint_in_a_fresh_process(tmp_path, real_model_dir, real_mnist):
