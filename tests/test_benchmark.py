@@ -14,7 +14,25 @@ def test_benchmark_smoke_run_writes_json(tmp_path, real_mnist):
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"lenet_tf", "feed_dict"}
     assert all(r["train"] > 0 and r["inference"] > 0 for r in report["results"].values())
-    assert report["ratios"]["feed_dict"]["train"] == report["results"]["lenet_tf"]["train"] / report["results"][
-        "feed_dict"]["train"]
-    assert "lenet_tf ×train" in done.stdout and report["machine"]["train_flops_per_image"] == 2 * (
-        3 * 416520 - 117600)
+    assert set(report["ratios"]) == {"feed_dict"} and report["ratios"]["feed_dict"]["train"] > 0
+    assert "lenet_tf ×train" in done.stdout and "feed_dict" in done.stdout
+
+
+def test_flop_count_is_the_networks():
+    """The compute limit the benchmark reports rests on FORWARD_MACS: count them in a built LeNet5 instead."""
+    import math
+
+    from lenet_tf import LeNet5
+    from lenet_tf._tf import tf, tf1
+    from lenet_tf.benchmark import FORWARD_MACS
+
+    with tf.Graph().as_default() as graph:
+        LeNet5()(tf1.placeholder(tf.float32, [1, 32, 32, 1]))
+    macs = 0
+    for op in graph.get_operations():
+        if op.type == "Conv2D":  # every output value is a dot product over a k x k x C_in window
+            k_h, k_w, c_in, _ = op.inputs[1].shape.as_list()
+            macs += math.prod(op.outputs[0].shape.as_list()[1:]) * k_h * k_w * c_in
+        elif op.type == "MatMul":
+            macs += math.prod(op.inputs[1].shape.as_list())
+    assert macs == FORWARD_MACS
