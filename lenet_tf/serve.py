@@ -263,26 +263,16 @@ def create_app(model: ServedModel, workers: int = WORKERS, queue: int = QUEUE) -
         return await tf_predict(request, name, version)
 
     @app.get("/v1/models/{name}", tags=["TensorFlow Serving"])
-    async def tf_serving_status(name: str) -> dict:
-        """TF Serving model status: the loaded version, AVAILABLE."""
-        check_servable(name, None)
-        return tf_serving.model_status(model.version)
-
     @app.get("/v1/models/{name}/versions/{version}", tags=["TensorFlow Serving"])
-    async def tf_serving_version_status(name: str, version: str) -> dict:
-        """TF Serving model status of one version."""
+    async def tf_serving_status(name: str, version: str | None = None) -> dict:
+        """TF Serving model status (of one version): the loaded version, AVAILABLE."""
         check_servable(name, version)
         return tf_serving.model_status(model.version)
 
     @app.get("/v1/models/{name}/metadata", tags=["TensorFlow Serving"])
-    async def tf_serving_metadata(name: str) -> dict:
-        """TF Serving model metadata: the ``serving_default`` signature."""
-        check_servable(name, None)
-        return tf_serving.model_metadata(model.version)
-
     @app.get("/v1/models/{name}/versions/{version}/metadata", tags=["TensorFlow Serving"])
-    async def tf_serving_version_metadata(name: str, version: str) -> dict:
-        """TF Serving model metadata of one version."""
+    async def tf_serving_metadata(name: str, version: str | None = None) -> dict:
+        """TF Serving model metadata (of one version): the ``serving_default`` signature."""
         check_servable(name, version)
         return tf_serving.model_metadata(model.version)
 

@@ -32,6 +32,17 @@ def real_mnist():
 
 
 @pytest.fixture(scope="session")
+def synthetic_model_dir(tmp_path_factory, synthetic_splits) -> Path:
+    """A LeNet-5 trained for three epochs on the synthetic digits (read it, don't change it)."""
+    from lenet_tf.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("synthetic-model") / "model"
+    train(TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3, valid_size=100), out, splits=synthetic_splits,
+          progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def real_model_dir(tmp_path_factory, real_mnist):
     """A LeNet-5 trained for two epochs on the real MNIST (shared by the tests that need a real model)."""
     from lenet_tf.train import TrainConfig, train

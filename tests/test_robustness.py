@@ -12,7 +12,6 @@ from lenet_tf.evaluate import evaluate, evaluate_robustness
 from lenet_tf.robustness import (TEST_SUITE, VALID_SUITE, Shift, Suite, apply_shift, capture, encode,
                                  read_file_bytes, render, run_suite)
 from lenet_tf.trained import TrainedModel
-from lenet_tf.train import TrainConfig, train
 from conftest import REAL_MNIST
 from synthetic import make_digits
 
@@ -66,11 +65,8 @@ def test_a_clean_capture_reads_back_like_the_mnist_digit(mnist_digits):
 
 
 @pytest.fixture(scope="module")
-def synthetic_model(tmp_path_factory, synthetic_splits):
-    out = tmp_path_factory.mktemp("robust") / "model"
-    train(TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3, valid_size=100), out, splits=synthetic_splits,
-          progress=False)
-    return out
+def synthetic_model(synthetic_model_dir):
+    return synthetic_model_dir
 
 
 def test_suite_on_a_tiny_model_gives_accuracies_per_row(synthetic_model):

@@ -9,7 +9,6 @@ from conftest import REAL_MNIST
 
 from lenet_tf.errors import CheckpointError, ConfigError
 from lenet_tf.tflite import calibration_digits, convert, export_tflite, interpreter, tflite_probabilities
-from lenet_tf.train import TrainConfig, train
 from lenet_tf.trained import TrainedModel
 
 
@@ -42,11 +41,8 @@ def test_tflite_model_matches_the_checkpoint_on_the_real_test_set(tmp_path, real
 
 
 @pytest.fixture(scope="module")
-def synthetic_model(tmp_path_factory, synthetic_splits):
-    out = tmp_path_factory.mktemp("tflite") / "model"
-    train(TrainConfig(epochs=1, batch_size=32, learning_rate=3e-3, valid_size=100), out, splits=synthetic_splits,
-          progress=False)
-    return out
+def synthetic_model(synthetic_model_dir):
+    return synthetic_model_dir
 
 
 def lenet_tf(*args):
