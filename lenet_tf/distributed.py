@@ -12,9 +12,11 @@ TensorFlow programs, from ``TF_CONFIG`` (``{"cluster": {...}, "task": {"type": "
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +169,28 @@ class _WorkerGraph:
             self.done = _done_queue(role).enqueue(role.index)
 
 
+@contextlib.contextmanager
+def _expected_queue_runner_cancellation():
+    """When the chief's session closes, the SyncReplicasOptimizer's token queue runner is still waiting for
+    gradients that will never come; closing cancels it, and TensorFlow reports that expected CancelledError as a
+    thread traceback on stderr. Within the block (and until those threads have ended) exactly that is silenced."""
+    previous = threading.excepthook
+
+    def excepthook(args) -> None:
+        if not (issubclass(args.exc_type, tf.errors.CancelledError) and args.thread is not None
+                and args.thread.name.startswith("QueueRunnerThread")):
+            previous(args)
+
+    threading.excepthook = excepthook
+    try:
+        yield
+    finally:
+        for thread in threading.enumerate():
+            if thread.name.startswith("QueueRunnerThread"):
+                thread.join(timeout=10)
+        threading.excepthook = previous
+
+
 def train_worker(
     config: TrainConfig,
     role: Role,
@@ -207,7 +231,7 @@ def train_worker(
     hooks = [worker.optimizer.make_session_run_hook(role.is_chief), tf1.train.StopAtStepHook(last_step=last_step),
              hook]
     try:
-        with worker.graph.as_default():
+        with worker.graph.as_default(), _expected_queue_runner_cancellation():
             session = tf1.train.MonitoredTrainingSession(
                 master=server.target, is_chief=role.is_chief, hooks=hooks, save_checkpoint_secs=None,
                 save_summaries_steps=None, log_step_count_steps=None, stop_grace_period_secs=5,
