@@ -18,3 +18,20 @@ def test_benchmark_smoke_run_writes_json(tmp_path, real_mnist):
         "feed_dict"]["train"]
     assert "lenet_tf ×train" in done.stdout and report["machine"]["train_flops_per_image"] == 2 * (
         3 * 416520 - 117600)
+
+
+def test_benchmark_bf16_rows_and_cpu_features(tmp_path, real_mnist):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "lenet_tf", "benchmark", "--steps", "3", "--repeats", "2",
+                           "--warmup", "1", "--only", "lenet_tf", "--precision", "bf16", "--no-default-env",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["settings"]["precisions"] == ["fp32", "bf16"] and report["settings"]["interleaved"]
+    assert {name: r["precision"] for name, r in report["results"].items()} == {"lenet_tf": "fp32",
+                                                                               "lenet_tf bf16": "bf16"}
+    assert set(report["machine"]["cpu_features"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    reference = report["reference"]
+    other = "lenet_tf" if reference == "lenet_tf bf16" else "lenet_tf bf16"
+    assert report["ratios"][other]["train"] == report["results"][reference]["train"] / report["results"][other]["train"]
+    assert "avx512_bf16" in done.stdout and "lenet_tf bf16" in done.stdout
