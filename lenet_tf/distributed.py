@@ -202,6 +202,7 @@ def train_worker(
     worker = _WorkerGraph(config, role)
     server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
     run = {"format": 1, "model": worker.net.get_config(), "train": asdict(config),
+           "precision": choose(config.precision).to_dict(),
            "cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers},
            "data": {"train": len(splits.train_labels), "valid": len(splits.valid_labels),
                     "test": len(splits.test_labels)}, "history": [], "complete": False}
