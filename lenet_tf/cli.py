@@ -316,7 +316,7 @@ def _announce_precision(args) -> None:
         os.environ[PRECISION_ENV] = args.precision
     line = choose().describe()
     if args.command == "export":
-        line += "; export writes the fp32 graph regardless (its consumers choose)"
+        line = f"export writes the fp32 graph whatever the precision (its consumers choose); {line}"
     print(f"lenet-tf: {line}", file=sys.stderr)
 
 
