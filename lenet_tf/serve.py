@@ -43,14 +43,15 @@ def saved_model_classifier(export_dir: str | os.PathLike) -> tuple[Classifier, d
     from lenet_tf.errors import CheckpointError
     from lenet_tf.precision import choose
 
-    if choose().used == "bf16":  # the exported graph is float32; this process's grappler rewrites it
+    precision = choose().used
+    if precision == "bf16":  # the exported graph is float32; this process's grappler rewrites it
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     try:
         serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"{export_dir}: not a lenet_tf SavedModel ({err})") from None
     return (lambda digits: serve(images=tf.constant(digits))["probabilities"].numpy()), {
-        "source": "saved_model", "path": str(export_dir), "precision": choose().used}
+        "source": "saved_model", "path": str(export_dir), "precision": precision}
 
 
 def _decode_upload(data: bytes) -> np.ndarray:
