@@ -26,7 +26,7 @@ NATIVE_BF16 = ("amx_bf16", "avx512_bf16")
 
 # The rewrite's lists (auto_mixed_precision_lists.h) let Mean and SquaredDifference run in bfloat16, which
 # would compute batch-norm means and variances from 8-bit mantissas: they are moved to the deny list, so
-# tf.nn.moments stays float32 (they appear nowhere else in LeNet-5).
+# tf.nn.moments stays float32 (elsewhere in lenet_tf they only appear in the loss, which is float32 anyway).
 _KEEP_FP32 = ("Mean", "SquaredDifference")
 _LIST_ENV = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_"
 
