@@ -1,6 +1,6 @@
 """Training/inference images per second of lenet_tf vs a feed_dict TF1 loop, Keras and PyTorch.
 
-Usage: python benchmarks/throughput.py [--json results.json] [--steps 100 --repeats 5]
+Usage: python benchmarks/throughput.py [--json results.json] [--steps 100 --repeats 5] [--precision auto|fp32|bf16]
 """
 
 import os

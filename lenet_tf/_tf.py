@@ -1,6 +1,7 @@
 """The single place the package imports TensorFlow, with its CPU and logging settings applied first."""
 
 import os
+import sys
 import time
 
 from lenet_tf.quiet import import_tensorflow
@@ -11,8 +12,34 @@ from lenet_tf.quiet import import_tensorflow
 # was imported before this package.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+
+def _import_tensorflow():
+    """Imports TensorFlow without the eager import of all of Keras that it ends with.
+
+    That import (about 3 of the 7 s TensorFlow takes to import on 2 cores) only registers Keras optimizers for
+    Keras SavedModels, which this package never loads, and TensorFlow skips it when Keras cannot be imported.
+    So Keras is hidden while TensorFlow loads, then ``tf.keras`` is pointed at it again: ``tf.keras`` and
+    ``import keras`` load it on first use as usual. Nothing changes when Keras or TensorFlow is already loaded
+    (import keras first to keep TensorFlow's eager registration) or with ``TF_USE_LEGACY_KERAS``.
+    """
+    hide = not {"keras", "tensorflow"} & set(sys.modules) and not os.environ.get("TF_USE_LEGACY_KERAS")
+    if hide:
+        sys.modules["keras"] = None  # makes `import keras...` raise ImportError at once
+    try:
+        import tensorflow
+    finally:
+        if hide and sys.modules.get("keras", 0) is None:
+            del sys.modules["keras"]
+    if hide and None in tensorflow.__path__:  # where TensorFlow looked Keras up, it found nothing: redo that
+        from tensorflow.python.tools.module_util import get_parent_dir_for_name
+
+        keras_dirs = [get_parent_dir_for_name(name) for name in ("keras.api._v2.keras", "keras._tf_keras.keras")]
+        tensorflow.__path__[:] = [d for d in keras_dirs if d] + [d for d in tensorflow.__path__ if d is not None]
+    return tensorflow
+
+
 _began = time.perf_counter()
-tf = import_tensorflow()  # without its start-up log lines (lenet_tf.quiet)
+tf = import_tensorflow(_import_tensorflow)  # without its start-up log lines (lenet_tf.quiet)
 IMPORT_SECONDS = time.perf_counter() - _began  # reported in the timing of `lenet-tf train`
 tf1 = tf.compat.v1
 

@@ -26,23 +26,33 @@ NATIVE_BF16 = ("amx_bf16", "avx512_bf16")
 
 # The rewrite's lists (auto_mixed_precision_lists.h) let Mean and SquaredDifference run in bfloat16, which
 # would compute batch-norm means and variances from 8-bit mantissas: they are moved to the deny list, so
-# tf.nn.moments stays float32 (they appear nowhere else in LeNet-5).
+# tf.nn.moments stays float32 (elsewhere in lenet_tf they only appear in the loss, which is float32 anyway).
 _KEEP_FP32 = ("Mean", "SquaredDifference")
 _LIST_ENV = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_"
+
+
+def _cpuinfo_value(keys: tuple[str, ...], cpuinfo: str) -> str:
+    """The first value of any of ``keys`` in ``/proc/cpuinfo`` (empty when absent or without such a file)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in keys:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
 
 
 @functools.lru_cache(maxsize=None)
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is no such file)."""
-    try:
-        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return frozenset(value.split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset(_cpuinfo_value(("flags", "Features"), cpuinfo).split())
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (empty where there is none)."""
+    return _cpuinfo_value(("model name",), cpuinfo)
 
 
 def cpu_features(flags: frozenset[str] | None = None) -> dict[str, bool]:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import warnings
 from types import ModuleType
-from typing import Iterator
+from typing import Callable, Iterator
 
 DEBUG_ENV = "LENET_TF_DEBUG"
 _NOISY_MODULES = r"(tensorflow|keras|tf_keras|absl|google\.protobuf|ml_dtypes|h5py)(\.|$)"
@@ -65,14 +65,19 @@ def quiet_stderr() -> Iterator[None]:
                 sys.stderr.flush()
 
 
-def import_tensorflow() -> ModuleType:
-    """Imports TensorFlow without its log chatter (see the module docstring); returns the ``tensorflow`` module."""
+def import_tensorflow(importer: Callable[[], ModuleType] | None = None) -> ModuleType:
+    """Imports TensorFlow without its log chatter (see the module docstring); returns the ``tensorflow`` module.
+
+    ``importer`` does the import itself (default: ``import tensorflow``)."""
     if not debugging():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning):
             warnings.filterwarnings("ignore", category=category, module=_NOISY_MODULES)
     with quiet_stderr():
-        import tensorflow as tf
+        if importer is None:
+            import tensorflow as tf
+        else:
+            tf = importer()
     if not debugging():
         tf.get_logger().setLevel(logging.ERROR)
         from absl import logging as absl_logging

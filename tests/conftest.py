@@ -76,8 +76,10 @@ def tmpfs(tmp_path):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_cache(tmp_path_factory):
-    """Decoded MNIST arrays and split indices are cached in a temporary folder, not in ~/.cache."""
+def suite_environment(tmp_path_factory):
+    """Decoded MNIST arrays and split indices are cached in a temporary folder, not in ~/.cache; graphs run in
+    fp32 unless a test asks for bf16 (the exact comparisons assume fp32; test_precision.py covers bf16)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        patch.setenv("LENET_TF_PRECISION", "fp32")
         yield

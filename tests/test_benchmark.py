@@ -36,3 +36,18 @@ def test_flop_count_is_the_networks():
         elif op.type == "MatMul":
             macs += math.prod(op.inputs[1].shape.as_list())
     assert macs == FORWARD_MACS
+
+
+def test_benchmark_bf16_rows_and_cpu_features(tmp_path, real_mnist):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "lenet_tf", "benchmark", "--steps", "3", "--repeats", "2",
+                           "--warmup", "1", "--only", "lenet_tf", "--precision", "bf16", "--no-default-env",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["settings"]["precisions"] == ["fp32", "bf16"] and report["settings"]["interleaved"]
+    assert {name: r["precision"] for name, r in report["results"].items()} == {"lenet_tf": "fp32",
+                                                                               "lenet_tf bf16": "bf16"}
+    assert set(report["machine"]["cpu_features"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    assert set(report["ratios"]) == {"lenet_tf", "lenet_tf bf16"} - {report["reference"]}
+    assert "avx512_bf16" in done.stdout and "lenet_tf bf16" in done.stdout
