@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_tf.errors import ConfigError, DataError
+from lenet_tf.errors import ConfigError, DataError, OutputError
+from lenet_tf.outputs import make_folder, write_atomic
 from lenet_tf.idx import parse_idx, read_bytes
 
 DATA_DIR_ENV = "LENET_TF_DATA_DIR"
@@ -128,15 +129,10 @@ def _source_id(folder: Path) -> str | None:
 def _write_atomic(path: Path, data: bytes) -> None:
     """Writes a cache file through a temporary file and a rename; a failure (read-only home, full disk) only
     means no cache."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, path)
-    except OSError:
-        if tmp is not None:
-            Path(tmp.name).unlink(missing_ok=True)
+        write_atomic(make_folder(path.parent) / path.name, lambda tmp: tmp.write_bytes(data))
+    except OutputError:
+        pass
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
