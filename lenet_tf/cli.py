@@ -129,7 +129,7 @@ def _add_evaluate_parser(commands) -> None:
 
 
 def _add_predict_parser(commands) -> None:
-    from lenet_tf.preprocess import MAX_IMAGE_PIXELS
+    from lenet_tf.options import MAX_IMAGE_PIXELS
 
     p = commands.add_parser("predict", help="classify your own digit images",
                             description="Classify PNG/JPEG/BMP digit images (files or folders), prepared like MNIST. "
@@ -365,12 +365,15 @@ def _run_export_tflite(args) -> int:
 
 
 def _run_serve(args) -> int:
+    from lenet_tf.precision import choose
+
     try:
         from lenet_tf.serve import serve
     except ImportError as err:
         raise LeNetError(f"serving needs {err.name}: pip install 'lenet_tf[serve]'") from None
     serve(args.checkpoint, args.saved_model, args.host, args.port,
-          ready=lambda url: print(f"serving on {url} (Ctrl-C stops)", file=sys.stderr, flush=True))
+          ready=lambda url: print(f"serving on {url} in {choose().used} (Ctrl-C stops)", file=sys.stderr,
+                                  flush=True))
     return 0
 
 
@@ -384,21 +387,22 @@ _COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_pre
              "serve": _run_serve, "benchmark": _run_benchmark}
 
 
+# The commands whose run time the precision decides print it (and the CPU's features) once at start; predict
+# and export stay quiet (export writes fp32 graphs whatever it is), serve names it in its "serving on" line and
+# the benchmark in its header.
+_ANNOUNCE_PRECISION = ("train", "evaluate")
+
+
 def _announce_precision(args) -> None:
-    """Hands ``--precision`` to the library (as ``$LENET_TF_PRECISION``) and prints the choice once on stderr."""
-    from lenet_tf.precision import PRECISION_ENV, choose
+    """Hands ``--precision`` to the library (as ``$LENET_TF_PRECISION``); for :data:`_ANNOUNCE_PRECISION`, the
+    choice is printed once on stderr when the work starts (after the inputs proved usable)."""
+    from lenet_tf.precision import PRECISION_ENV, choose, on_first_use
 
     if args.precision:
         os.environ[PRECISION_ENV] = args.precision
-    if args.command == "train" and (args.cluster or os.environ.get("TF_CONFIG")):
-        from lenet_tf.distributed import cluster_precision
-
-        line = cluster_precision(None).describe()
-    else:
-        line = choose().describe()
-    if args.command == "export":
-        line = f"export writes the fp32 graph whatever the precision (its consumers choose); {line}"
-    print(f"lenet-tf: {line}", file=sys.stderr)
+    choose()  # an impossible choice (bf16 on a GPU) is refused at once
+    if args.command in _ANNOUNCE_PRECISION:
+        on_first_use(lambda precision: print(f"lenet-tf: {precision.describe()}", file=sys.stderr, flush=True))
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
@@ -414,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     try:
-        if hasattr(args, "precision") and args.command != "benchmark":  # the benchmark reports its own
+        if hasattr(args, "precision"):
             _announce_precision(args)
         return _COMMANDS[args.command](args)
     except LeNetError as err:

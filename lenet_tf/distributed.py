@@ -30,7 +30,7 @@ from lenet_tf.inference import InferenceGraph
 from lenet_tf.loop import RunRecorder, epoch_batches, run_epoch, validate
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
-from lenet_tf.precision import Precision, choose
+from lenet_tf.precision import Precision, choose, report_use
 from lenet_tf.train import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult
 
 _DONE_QUEUE = "lenet_tf_workers_done"
@@ -220,6 +220,7 @@ def train_worker(
     last_step = config.epochs * math.ceil(len(shard) / config.batch_size)
     worker = _WorkerGraph(config, role)
     precision = cluster_precision(config.precision)
+    report_use(precision)
     server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
     recorder = None
     if role.is_chief:

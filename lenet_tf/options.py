@@ -12,6 +12,7 @@ ACTIVATIONS = ("relu", "elu", "selu", "tanh", "leaky_relu")
 EXPORT_FORMATS = ("savedmodel", "tflite")
 TFLITE_QUANTIZATIONS = ("none", "dynamic", "int8")  # see lenet_tf.tflite
 SCHEDULES = ("constant", "exponential", "cosine")
+MAX_IMAGE_PIXELS = 4096 * 4096  # larger pictures are refused by predict and serve (a 4096² photo is plenty)
 
 
 class Range:

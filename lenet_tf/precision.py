@@ -145,3 +145,21 @@ def enable_bf16(config) -> None:
     _add_to_env_list(_LIST_ENV + "INFERLIST_REMOVE", _KEEP_FP32)  # an op in two lists disables the rewrite
     _add_to_env_list(_LIST_ENV + "CLEARLIST_REMOVE", _KEEP_FP32)
     config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+
+
+_listeners: list = []
+_reported: list[Precision] = []
+
+
+def on_first_use(callback) -> None:
+    """Calls ``callback(precision)`` once, when the process first starts work in a precision (see
+    :func:`report_use`): the command line prints it then, after its inputs were found usable."""
+    _listeners.append(callback)
+
+
+def report_use(precision: Precision) -> None:
+    """Says that work now starts in ``precision`` (the first report per process reaches the listeners)."""
+    if not _reported:
+        _reported.append(precision)
+        for callback in _listeners:
+            callback(precision)

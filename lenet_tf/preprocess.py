@@ -14,12 +14,12 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lenet_tf.options import MAX_IMAGE_PIXELS
 from lenet_tf.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # Larger pictures are refused from their header, before decoding: a 60 KB PNG can declare 20000x20000 pixels
 # (400 MB decoded, gigabytes once converted), and a digit needs nothing near this resolution.
-MAX_IMAGE_PIXELS = 4096 * 4096
 # Bigger pictures are box-reduced to about this side before the float work (the digit ends up 20x20 anyway):
 # preparing a 4096x4096 picture then takes 0.1-0.5 s and 20-90 MB instead of up to 1 s and 200 MB.
 WORKING_SIDE = 1024

@@ -20,7 +20,7 @@ from lenet_tf.loop import RunRecorder, epoch_batches, restore_last, run_epoch, v
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
 from lenet_tf.options import RANGES, SCHEDULES
-from lenet_tf.precision import PRECISIONS, choose
+from lenet_tf.precision import PRECISIONS, choose, report_use
 
 MODEL_SCOPE = "lenet5"
 
@@ -190,6 +190,7 @@ class TrainGraph:
     def start(self, splits: Splits) -> tf1.Session:
         """Opens a session with fresh variables and the training set loaded into the graph."""
         session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
+        report_use(self.precision)
         session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels})
         return session
 

@@ -14,7 +14,7 @@ from lenet_tf.data import INPUT_SHAPE, MNIST_SIZE, pad_images
 from lenet_tf.errors import CheckpointError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions
 from lenet_tf.model import LeNet5
-from lenet_tf.precision import choose
+from lenet_tf.precision import choose, report_use
 
 
 class TrainedModel:
@@ -44,6 +44,7 @@ class TrainedModel:
             self.session.close()
             raise
         self.graph.finalize()
+        report_use(self.precision)
 
     @staticmethod
     def read_config(checkpoint_dir: str | os.PathLike, which: str = "best") -> dict:
