@@ -29,10 +29,13 @@ def test_one_ps_two_workers_train_real_mnist_and_stop_by_themselves(tmp_path, re
     processes = [subprocess.Popen(command + role, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for role in roles]
     try:
-        outputs, errors = zip(*(p.communicate(timeout=300) for p in processes))
+        outputs, errors = zip(*(p.communicate(timeout=300) for p in processes[::-1]))
     finally:
         for p in processes:
-            p.kill()
+            if p.poll() is None:
+                p.kill()
+                print("killed", p.args[-2:], p.communicate()[1][-3000:])
+    outputs, errors = outputs[::-1], errors[::-1]
     assert [p.returncode for p in processes] == [0, 0, 0], errors
     assert not any("Traceback" in e or "Error" in e for e in errors), errors
     summary = json.loads(outputs[1])
