@@ -253,28 +253,43 @@ def train_worker(
 
 def _train_epochs(worker: _WorkerGraph, config: TrainConfig, splits: Splits, shard: np.ndarray, session,
                   hook: _SessionHook, recorder: RunRecorder | None, progress: bool) -> None:
-    """Feeds this worker's shuffled shard, epoch by epoch, until the shared step count is reached; the chief
-    (with ``recorder``) validates and records every epoch."""
+    """Feeds this worker's shuffled shard for the configured epochs, the chief (with ``recorder``) validating and
+    recording each; then keeps feeding until the shared step count is reached (below)."""
     fetches = [worker.train_op, worker.loss, worker.accuracy, worker.global_step]
+
+    def stepper(epoch: int):
+        feed = worker.augmentation.feed(config.augments_epoch(min(epoch, config.epochs - 1)))
+
+        def step(batch: np.ndarray) -> tuple[float, float, int]:
+            _, loss, accuracy, global_step = session.run(
+                fetches, {worker.images: splits.train_images[batch], worker.labels: splits.train_labels[batch], **feed})
+            return float(loss), float(accuracy), int(global_step)
+        return step
+
+    def finish(stats: dict) -> None:
+        validate(stats, hook.session, worker.inference, splits, recorder)
+        recorder.record_epoch(worker.saver, hook.session, stats, hook.session.run(worker.global_step))
+
+    def batches(epoch: int) -> list[np.ndarray]:
+        return epoch_batches(shard, config.batch_size, [config.seed, worker.role.index, epoch])
+
     for epoch in range(config.epochs):
         if session.should_stop():
-            break
+            return
         learning_rate = config.learning_rate_at(epoch)
         if worker.role.is_chief:
             session.run(worker.set_learning_rate, {worker.new_learning_rate: learning_rate})
-        clean = worker.augmentation.feed(config.augments_epoch(epoch))
-
-        def step(batch: np.ndarray) -> tuple[float, float, int]:
-            _, loss, accuracy, global_step = session.run(fetches, {worker.images: splits.train_images[batch],
-                                                                   worker.labels: splits.train_labels[batch],
-                                                                   **clean})
-            return float(loss), float(accuracy), int(global_step)
-
-        def finish(stats: dict) -> None:
-            validate(stats, hook.session, worker.inference, splits, recorder)
-            recorder.record_epoch(worker.saver, hook.session, stats, hook.session.run(worker.global_step))
-
-        run_epoch(step, epoch_batches(shard, config.batch_size, [config.seed, worker.role.index, epoch]),
-                  epoch=epoch, epochs=config.epochs, learning_rate=learning_rate, recorder=recorder,
-                  finish=finish if recorder else None, progress=progress and recorder is not None,
+        run_epoch(stepper(epoch), batches(epoch), epoch=epoch, epochs=config.epochs, learning_rate=learning_rate,
+                  recorder=recorder, finish=finish if recorder else None, progress=progress and recorder is not None,
                   should_stop=session.should_stop, images_per_example=worker.role.workers)
+    # SyncReplicasOptimizer drops a gradient computed on stale weights, so a worker may end its epochs while the
+    # shared step count is still short of the last step; stopping then would leave the others waiting forever for
+    # its gradients. It goes on feeding (unrecorded) until the count is reached.
+    epoch = config.epochs
+    while not session.should_stop():
+        step = stepper(epoch)
+        for batch in batches(epoch):
+            if session.should_stop():
+                break
+            step(batch)
+        epoch += 1

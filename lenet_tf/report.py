@@ -79,7 +79,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     """Training and validation loss, and validation accuracy, per epoch."""
     epochs = [h["epoch"] for h in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    if all("loss" in h for h in history):  # distributed runs record validation figures only
+    if all("loss" in h for h in history):  # cluster runs of run.json format 1 recorded validation only
         left.plot(epochs, [h["loss"] for h in history], "o-", label="training loss")
     left.plot(epochs, [h["valid_loss"] for h in history], "o-", label="validation loss")
     left.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="Loss")

@@ -28,14 +28,17 @@ def test_one_ps_two_workers_train_real_mnist_and_stop_by_themselves(tmp_path, re
     roles = [["--job", "ps"], ["--job", "chief"], ["--job", "worker", "--task", "1"]]
     processes = [subprocess.Popen(command + role, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for role in roles]
+    done = {}
     try:
-        outputs, errors = zip(*(p.communicate(timeout=300) for p in processes[::-1]))
-    finally:
+        for p in processes[::-1]:
+            done[p.pid] = p.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
         for p in processes:
-            if p.poll() is None:
-                p.kill()
-                print("killed", p.args[-2:], p.communicate()[1][-3000:])
-    outputs, errors = outputs[::-1], errors[::-1]
+            p.kill()
+            stderr = done[p.pid][1] if p.pid in done else p.communicate()[1]
+            print(p.args[-2:], "exit", p.wait(), "stderr:", stderr[-3000:])
+        raise
+    outputs, errors = zip(*(done[p.pid] for p in processes))
     assert [p.returncode for p in processes] == [0, 0, 0], errors
     assert not any("Traceback" in e or "Error" in e for e in errors), errors
     summary = json.loads(outputs[1])
