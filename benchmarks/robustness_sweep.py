@@ -29,6 +29,7 @@ RECIPES = {
     "aug10-blur-lowres": ["--augment", "--blur", "1", "--low-res", "0.5"],
     "aug10-gamma": ["--augment", "--gamma", "0.5"],
     "aug10-paper": ["--augment", "--paper", "0.2"],
+    "bn": ["--batch-norm"],
     # 30 epochs
     "best-old": ["--preset", "best"],
     "best-cap": ["--preset", "best", *CAPTURE],
