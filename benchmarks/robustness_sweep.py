@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 CAPTURE = ["--pen-width", "1", "--blur", "1", "--low-res", "0.5", "--gamma", "0.5", "--paper", "0.2"]
+CAPTURE_MILD = ["--pen-width", "0.5", "--blur", "0.7", "--low-res", "0.25", "--gamma", "0.3", "--paper", "0.1"]
 RECIPES = {
     # 10-epoch screening (seed 0)
     "plain": [],
@@ -34,6 +35,7 @@ RECIPES = {
     "best-old": ["--preset", "best"],
     "best-cap": ["--preset", "best", *CAPTURE],
     "best-cap-dirty": ["--preset", "best", *CAPTURE, "--clean-epochs", "0"],
+    "best-cap-mild": ["--preset", "best", *CAPTURE_MILD],
     "best-cap-nobn": ["--preset", "best", *CAPTURE, "--no-batch-norm"],
 }
 
