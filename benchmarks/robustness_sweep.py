@@ -38,6 +38,7 @@ RECIPES = {
     "best-cap": ["--preset", "best", *CAPTURE],
     "best-cap-dirty": ["--preset", "best", *CAPTURE, "--clean-epochs", "0"],
     "best-cap-mild": ["--preset", "best", *CAPTURE_MILD],
+    "best-cap-pen": ["--preset", "best", *CAPTURE_MILD, "--pen-width", "1"],
     "best-cap-nobn": ["--preset", "best", *CAPTURE, "--no-batch-norm"],
 }
 
