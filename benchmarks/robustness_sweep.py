@@ -20,6 +20,8 @@ import numpy as np
 
 CAPTURE = ["--pen-width", "1", "--blur", "1", "--low-res", "0.5", "--gamma", "0.5", "--paper", "0.2"]
 CAPTURE_MILD = ["--pen-width", "0.5", "--blur", "0.7", "--low-res", "0.25", "--gamma", "0.3", "--paper", "0.1"]
+# The previous --preset best (30 epochs, augmentation, last 10 clean, batch norm, dropout 0.3, lr 3e-3).
+BEST_OLD = ["--augment", "--clean-epochs", "10", "--batch-norm", "--dropout", "0.3", "--lr", "0.003", "--epochs", "30"]
 RECIPES = {
     # 10-epoch screening (seed 0)
     "plain": [],
@@ -34,12 +36,13 @@ RECIPES = {
     "aug10-paper": ["--augment", "--paper", "0.2"],
     "bn": ["--batch-norm"],
     # 30 epochs
-    "best-old": ["--preset", "best"],
-    "best-cap": ["--preset", "best", *CAPTURE],
-    "best-cap-dirty": ["--preset", "best", *CAPTURE, "--clean-epochs", "0"],
-    "best-cap-mild": ["--preset", "best", *CAPTURE_MILD],
-    "best-cap-pen": ["--preset", "best", *CAPTURE_MILD, "--pen-width", "1"],
-    "best-cap-nobn": ["--preset", "best", *CAPTURE, "--no-batch-norm"],
+    # (the previous preset best, before the capture distortions; the runs kept these explicit flags)
+    "best-old": BEST_OLD,
+    "best-cap": [*BEST_OLD, *CAPTURE],
+    "best-cap-dirty": [*BEST_OLD, *CAPTURE, "--clean-epochs", "0"],
+    "best-cap-mild": [*BEST_OLD, *CAPTURE_MILD],
+    "best-cap-pen": [*BEST_OLD, *CAPTURE_MILD, "--pen-width", "1"],  # = the new --preset best
+    "best-cap-nobn": [*BEST_OLD, *CAPTURE, "--no-batch-norm"],
 }
 
 
