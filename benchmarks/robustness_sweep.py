@@ -42,7 +42,7 @@ RECIPES = {
     "best-cap-dirty": [*BEST_OLD, *CAPTURE, "--clean-epochs", "0"],
     "best-cap-mild": [*BEST_OLD, *CAPTURE_MILD],
     "best-cap-pen": [*BEST_OLD, *CAPTURE_MILD, "--pen-width", "1"],  # = the new --preset best
-    "best-cap-pen-e40": [*BEST_OLD, *CAPTURE_MILD, "--pen-width", "1", "--epochs", "40"],
+    "best-cap-pen-e40": [*BEST_OLD, *CAPTURE_MILD, "--pen-width", "1", "--epochs", "40"],  # = --preset robust
     "best-cap-pen75": [*BEST_OLD, *CAPTURE_MILD, "--pen-width", "0.75"],
     "best-cap-nobn": [*BEST_OLD, *CAPTURE, "--no-batch-norm"],
 }
