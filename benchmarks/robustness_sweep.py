@@ -103,7 +103,8 @@ def table(out: Path) -> str:
               "| --- " * (4 + len(test_names)) + "|"]
     for name, group in runs.items():
         lines.append(f"| {name} | {seeds(g['test rows']['mnist test'] for g in group)} "
-                     f"| {seeds(g['test rows']['load_digits'] for g in group)} | {seeds(g['test shifts'] for g in group)} | "
+                     f"| {seeds(g['test rows']['load_digits'] for g in group)} "
+                     f"| {seeds(g['test shifts'] for g in group)} | "
                      + " | ".join(median([g["test rows"][n] for g in group]) for n in test_names) + " |")
     return "\n".join(lines)
 
