@@ -193,7 +193,8 @@ def capture_distort(
     peak = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
     if pen_width > 0:
         amount = _per_image(_uniform(seeds[0], [count], strength * pen_width))
-        images = images + tf.nn.relu(amount) * (dilate(images) - images) + tf.nn.relu(-amount) * (erode(images) - images)
+        thicker, thinner = dilate(images) - images, erode(images) - images
+        images = images + tf.nn.relu(amount) * thicker + tf.nn.relu(-amount) * thinner
     if blur > 0:
         weight = _per_image(tf.random.stateless_uniform([count], seed=seeds[1]) * strength)
         images = images + weight * (gaussian_blur(images, blur) - images)

@@ -110,3 +110,13 @@ def test_real_model_has_every_row_and_the_evaluate_accuracy(real_model_dir):
     valid = evaluate_robustness(out, REAL_MNIST, suite="valid", count=100)
     assert [r.name for r in valid.rows] == ["mnist valid"] + [s.name for s in VALID_SUITE.shifts]
     assert valid.row("mnist valid").accuracy == pytest.approx(result.valid_accuracy)
+
+
+def test_presets_validate_and_the_robust_one_trains_on_capture_distortions():
+    from lenet_tf.presets import PRESETS, preset_config
+
+    for name in PRESETS:
+        preset_config(name).validate()
+    robust = preset_config("robust")
+    assert robust.augment and robust.pen_width > 0 and robust.blur > 0 and robust.low_res > 0
+    assert preset_config("robust", pen_width=0.5).pen_width == 0.5  # flags override the preset
