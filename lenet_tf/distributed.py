@@ -27,7 +27,7 @@ from lenet_tf._tf import tf, tf1
 from lenet_tf.data import INPUT_SHAPE, Splits, load_mnist, split
 from lenet_tf.errors import ConfigError, TrainingError
 from lenet_tf.inference import InferenceGraph
-from lenet_tf.loop import RunRecorder, epoch_batches, run_epoch, validate
+from lenet_tf.loop import RunRecorder, epoch_batches, run_epoch, start_timings, validate
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
 from lenet_tf.precision import Precision, choose, report_use
@@ -208,6 +208,7 @@ def train_worker(
     The chief writes ``out_dir`` exactly like :func:`lenet_tf.train.train` (the same run.json, checkpoints and
     TensorBoard logs in ``logdir``, default ``out_dir/logs``, and a progress bar): a folder holding a run is
     refused unless ``overwrite``. The other workers write nothing."""
+    timings = start_timings()
     config.validate()
     if config.weight_averaging:
         raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
@@ -227,7 +228,8 @@ def train_worker(
         stale = checkpoint.owned_checkpoints(previous) if previous else set()
         recorder = RunRecorder(out, config, worker.net.get_config(), splits, worker.graph,
                                precision=precision.to_dict(), stale=stale, logdir=logdir,
-                               extra={"cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers}})
+                               extra={"cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers}},
+                               timings=timings)
     hook, run = _SessionHook(worker, last_step), None
     hooks = [worker.optimizer.make_session_run_hook(role.is_chief), tf1.train.StopAtStepHook(last_step=last_step),
              hook]

@@ -35,6 +35,14 @@ def epoch_batches(indices: np.ndarray, batch_size: int, seed: list[int], min_las
     return [order[start:end] for start, end in zip(starts, starts[1:] + [len(order)])]
 
 
+def start_timings() -> timing.Timings:
+    """A command's wall-time record, with what came before the trainer: start-up and TensorFlow's import."""
+    timings = timing.Timings()
+    timings.add("startup", max(0.0, timing.since_start() - IMPORT_SECONDS))
+    timings.add("tf_import", IMPORT_SECONDS)
+    return timings
+
+
 class RunRecorder:
     """The record of one training run in its output folder: ``run.json``, the checkpoints it points at (see
     :mod:`lenet_tf.checkpoint`) and the TensorBoard summaries. ``previous`` is the record being resumed; ``stale``
@@ -42,11 +50,9 @@ class RunRecorder:
 
     def __init__(self, out: Path, config, model: dict, splits: Splits, graph: tf.Graph, *, precision: dict,
                  previous: dict | None = None, stale: set[str] = frozenset(), logdir: str | Path | None = None,
-                 extra: dict | None = None) -> None:
+                 extra: dict | None = None, timings: timing.Timings | None = None) -> None:
         self.out, self.stale = out, set(stale)
-        self.timings = timing.Timings()
-        self.timings.add("startup", max(0.0, timing.since_start() - IMPORT_SECONDS))
-        self.timings.add("tf_import", IMPORT_SECONDS)
+        self.timings = timings or start_timings()
         self.run = {
             "format": checkpoint.RUN_FORMAT,
             "model": model,

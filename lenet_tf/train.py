@@ -16,7 +16,7 @@ from lenet_tf.augment import augment_images, capture_distort
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import ConfigError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
-from lenet_tf.loop import RunRecorder, epoch_batches, restore_last, run_epoch, validate
+from lenet_tf.loop import RunRecorder, epoch_batches, restore_last, run_epoch, start_timings, validate
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
 from lenet_tf.options import RANGES, SCHEDULES
@@ -332,15 +332,15 @@ def train(
             return TrainResult.from_run(out, previous)
     elif previous:
         stale, previous = checkpoint.owned_checkpoints(previous), None
-    began = time.perf_counter()
-    if splits is None:
-        splits = _load_splits(config, data_dir, verify_checksums)
-    data_seconds = time.perf_counter() - began
-    graph = TrainGraph(config, splits)
+    timings = start_timings()
+    with timings.phase("data"):
+        if splits is None:
+            splits = _load_splits(config, data_dir, verify_checksums)
+    with timings.phase("graph"):
+        graph = TrainGraph(config, splits)
     recorder = RunRecorder(out, config, graph.net.get_config(), splits, graph.graph,
-                           precision=graph.precision.to_dict(), previous=previous, stale=stale, logdir=logdir)
-    recorder.timings.add("data", data_seconds)
-    recorder.timings.add("graph", time.perf_counter() - began - data_seconds)
+                           precision=graph.precision.to_dict(), previous=previous, stale=stale, logdir=logdir,
+                           timings=timings)
     try:
         with recorder.timings.phase("session"):
             session = graph.start(splits)
