@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -72,7 +73,10 @@ class RunRecorder:
                 self.run["resumed"] = [*previous.get("resumed", []),
                                        {"at_epoch": len(previous["history"]), "epochs": config.epochs}]
         with self.timings.phase("tensorboard"), graph.as_default():
-            self.writer = tf1.summary.FileWriter(str(logdir or out / "logs"), graph)
+            # Event files are named by the second and the host; a suffix of its own keeps this run from appending
+            # to (or replacing) another run's file started in the same second.
+            self.writer = tf1.summary.FileWriter(str(logdir or out / "logs"), graph,
+                                                 filename_suffix=f".{uuid.uuid4().hex[:12]}")
 
     @property
     def epochs_done(self) -> int:

@@ -232,3 +232,10 @@ def test_report_figures_are_not_replaced_without_overwrite(tmp_path, finished, s
     assert sorted(p.name for p in figures.iterdir()) == ["per_digit.png"]
     assert lenet_tf(*args, "--overwrite").returncode == 0
     assert (figures / "per_digit.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_runs_sharing_a_log_folder_never_write_into_each_others_event_files(tmp_path, synthetic_splits):
+    logs = tmp_path / "logs"
+    for name in ("a", "b"):  # within the same second: TensorFlow's default file name would be the same
+        train(TrainConfig(epochs=1, **FAST), tmp_path / name, splits=synthetic_splits, progress=False, logdir=logs)
+    assert len(list(logs.glob("events.out.tfevents.*"))) == 2
