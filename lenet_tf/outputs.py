@@ -55,6 +55,9 @@ def check_new_files(paths: list[Path], overwrite: bool, flag: str = "--overwrite
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], *, sync: bool = False) -> Path:
     """Calls ``write(tmp)`` on a temporary file beside ``path``, then renames it to ``path``.
 
+    Whatever ``write`` raises (it may also check, at the last moment, that ``path`` may still be replaced)
+    leaves ``path`` as it was and no temporary file behind.
+
     Raises:
       OutputError: the file cannot be written; ``path`` is then as it was.
     """
@@ -70,8 +73,11 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], *, sync
                 os.fsync(written.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({describe_os_error(err)}); the previous file is untouched") from None
+        if isinstance(err, OSError):
+            raise OutputError(
+                f"{path}: cannot write ({describe_os_error(err)}); the previous file is untouched") from None
+        raise
     return path

@@ -16,7 +16,6 @@ moving averages, folded into constants). Its input ``images`` is uint8 ``[N, 28,
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from lenet_tf.errors import CheckpointError, ConfigError
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import scale_images
 from lenet_tf.options import TFLITE_QUANTIZATIONS
+from lenet_tf.outputs import make_folder, write_atomic
 from lenet_tf.quiet import quiet_stderr
 from lenet_tf.trained import TrainedModel
 
@@ -114,7 +114,8 @@ def export_tflite(
     ``out`` is never half-written. An existing ``out`` is an error, unless ``overwrite`` and it is a TFLite model.
 
     Raises:
-      CheckpointError: ``out`` exists (without ``overwrite``) or cannot be written; the checkpoint is unusable.
+      CheckpointError: ``out`` exists (without ``overwrite``); the checkpoint is unusable.
+      OutputError: ``out`` cannot be written.
     """
     out = Path(out)
     _check_writable_target(out, overwrite)
@@ -124,8 +125,12 @@ def export_tflite(
 
         calibration = calibration_digits(load_mnist(data_dir, verify=verify_checksums).train_images)
     flatbuffer = convert(checkpoint_dir, quantize, calibration)
-    _write_atomic(flatbuffer, out, overwrite)
-    return out
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(flatbuffer)
+        _check_writable_target(out, overwrite)  # again: a file may have appeared during the conversion
+
+    return write_atomic(make_folder(out.parent) / out.name, write, sync=True)
 
 
 def _check_writable_target(out: Path, overwrite: bool) -> None:
@@ -143,28 +148,6 @@ def _check_writable_target(out: Path, overwrite: bool) -> None:
         raise CheckpointError(f"{out}: cannot read the existing file ({err.strerror or err})") from None
     if not ours:
         raise CheckpointError(f"{out}: exists and is not a TFLite model; not replacing it")
-
-
-def _write_atomic(data: bytes, out: Path, overwrite: bool) -> None:
-    tmp_name = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=".tflite")
-        with os.fdopen(handle, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp_name, 0o666 & ~mask)
-        _check_writable_target(out, overwrite)  # again: a file may have appeared during the conversion
-        os.replace(tmp_name, out)
-        tmp_name = None
-    except OSError as err:
-        raise CheckpointError(f"{out}: cannot write the TFLite model ({err.strerror or err})") from None
-    finally:
-        if tmp_name:
-            Path(tmp_name).unlink(missing_ok=True)
 
 
 def interpreter(model: str | os.PathLike | bytes) -> tf.lite.Interpreter:
