@@ -9,7 +9,7 @@ from typing import Callable
 
 from lenet_tf import options
 from lenet_tf._tf import tf, tf1
-from lenet_tf.checkpoint import resolve_checkpoint
+from lenet_tf.checkpoint import describe_tf_error, resolve_checkpoint
 from lenet_tf.data import INPUT_SHAPE, NUM_CLASSES
 from lenet_tf.errors import CheckpointError
 from lenet_tf.options import RANGES
@@ -354,7 +354,7 @@ class LeNet5:
             with self._graph.as_default():  # outside a graph, TF2's Saver would try an eager restore
                 saver.restore(session, checkpoint)
         except tf.errors.OpError as err:
-            raise CheckpointError(f"{checkpoint}: unreadable checkpoint ({err.message.splitlines()[0]})") from None
+            raise CheckpointError(f"{checkpoint}: unreadable checkpoint ({describe_tf_error(err)})") from None
         return checkpoint
 
     def count_params(self) -> int:
