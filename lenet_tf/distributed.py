@@ -24,14 +24,14 @@ import numpy as np
 
 from lenet_tf import checkpoint
 from lenet_tf._tf import tf, tf1
-from lenet_tf.data import INPUT_SHAPE, Splits, load_mnist, split
+from lenet_tf.data import INPUT_SHAPE, Splits
 from lenet_tf.errors import ConfigError, TrainingError
 from lenet_tf.inference import InferenceGraph
-from lenet_tf.loop import RunRecorder, epoch_batches, run_epoch, start_timings, validate
+from lenet_tf.loop import RunRecorder, epoch_batches, run_epoch, start_timings
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
 from lenet_tf.precision import Precision, choose, report_use
-from lenet_tf.train import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult
+from lenet_tf.train import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult, load_splits
 
 _DONE_QUEUE = "lenet_tf_workers_done"
 
@@ -216,7 +216,7 @@ def train_worker(
     if role.is_chief:
         out, previous = checkpoint.prepare_output_dir(out_dir, overwrite=overwrite)
     if splits is None:
-        splits = split(load_mnist(data_dir, verify=verify_checksums), config.valid_size, config.seed)
+        splits = load_splits(config, data_dir, verify_checksums)
     shard = np.arange(role.index, len(splits.train_labels), role.workers)  # this worker's own examples
     last_step = config.epochs * math.ceil(len(shard) / config.batch_size)
     worker = _WorkerGraph(config, role)
@@ -269,8 +269,7 @@ def _train_epochs(worker: _WorkerGraph, config: TrainConfig, splits: Splits, sha
         return step
 
     def finish(stats: dict) -> None:
-        validate(stats, hook.session, worker.inference, splits, recorder)
-        recorder.record_epoch(worker.saver, hook.session, stats, hook.session.run(worker.global_step))
+        recorder.validate_and_record(stats, worker.saver, hook.session, worker.inference, splits, worker.global_step)
 
     def batches(epoch: int) -> list[np.ndarray]:
         return epoch_batches(shard, config.batch_size, [config.seed, worker.role.index, epoch])

@@ -100,6 +100,15 @@ class RunRecorder:
         }), step)
         self.writer.flush()
 
+    def validate_and_record(self, stats: dict, saver: tf1.train.Saver, session: tf1.Session,
+                            inference: InferenceGraph, splits: Splits, global_step: tf.Variable) -> None:
+        """Adds the validation loss and accuracy to an epoch's ``stats``, then records the epoch (see
+        :meth:`record_epoch`) at the current ``global_step``."""
+        with self.timings.phase("validation"):
+            valid = inference.run(session, splits.valid_images, splits.valid_labels)
+        stats.update(valid_loss=valid.loss, valid_accuracy=valid.accuracy(splits.valid_labels))
+        self.record_epoch(saver, session, stats, session.run(global_step))
+
     def finish(self, saver: tf1.train.Saver, session: tf1.Session, inference: InferenceGraph, splits: Splits):
         """Restores the best epoch, tests it, and completes ``run.json``; returns the run record."""
         with self.timings.phase("test"):
@@ -181,14 +190,6 @@ def run_epoch(step: Step, batches: list[np.ndarray], *, epoch: int, epochs: int,
                         valid=f"{stats['valid_accuracy']:.4f}")
     bar.close()
     return stats
-
-
-def validate(stats: dict, session: tf1.Session, inference: InferenceGraph, splits: Splits,
-             recorder: RunRecorder) -> None:
-    """Adds the validation loss and accuracy to an epoch's ``stats``."""
-    with recorder.timings.phase("validation"):
-        valid = inference.run(session, splits.valid_images, splits.valid_labels)
-    stats.update(valid_loss=valid.loss, valid_accuracy=valid.accuracy(splits.valid_labels))
 
 
 def _scalars(values: dict[str, float]) -> tf1.Summary:

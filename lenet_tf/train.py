@@ -16,7 +16,7 @@ from lenet_tf.augment import augment_images, capture_distort
 from lenet_tf.data import Splits, load_mnist, split
 from lenet_tf.errors import ConfigError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
-from lenet_tf.loop import RunRecorder, epoch_batches, restore_last, run_epoch, start_timings, validate
+from lenet_tf.loop import RunRecorder, epoch_batches, restore_last, run_epoch, start_timings
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
 from lenet_tf.options import RANGES, SCHEDULES
@@ -235,7 +235,8 @@ def _weight_averaging(train_op: tf.Operation, variables: list[tf.Variable], deca
     return train_op, swap
 
 
-def _load_splits(config: TrainConfig, data_dir, verify: bool) -> Splits:
+def load_splits(config: TrainConfig, data_dir: str | Path | None, verify: bool) -> Splits:
+    """MNIST from ``data_dir``, split by the config's validation size and seed."""
     return split(load_mnist(data_dir, verify=verify), config.valid_size, config.seed)
 
 
@@ -335,7 +336,7 @@ def train(
     timings = start_timings()
     with timings.phase("data"):
         if splits is None:
-            splits = _load_splits(config, data_dir, verify_checksums)
+            splits = load_splits(config, data_dir, verify_checksums)
     with timings.phase("graph"):
         graph = TrainGraph(config, splits)
     recorder = RunRecorder(out, config, graph.net.get_config(), splits, graph.graph,
@@ -353,8 +354,8 @@ def train(
 
             def validate_and_record(stats: dict) -> None:
                 with graph.averaged_weights(session):
-                    validate(stats, session, graph.inference, splits, recorder)
-                    recorder.record_epoch(graph.saver, session, stats, session.run(graph.global_step))
+                    recorder.validate_and_record(stats, graph.saver, session, graph.inference, splits,
+                                                 graph.global_step)
 
             for epoch in range(recorder.epochs_done, config.epochs):
                 learning_rate, augment = config.learning_rate_at(epoch), config.augments_epoch(epoch)
