@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from lenet_tf.data import load_mnist
+from lenet_tf.data.mnist import load_mnist
 
 
 def free_port() -> int:

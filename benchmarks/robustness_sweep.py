@@ -56,7 +56,7 @@ def run(recipe: str, seed: int, out: Path) -> Path:
                 "--out", str(folder), *RECIPES[recipe]]
         with open(out / f"{recipe}-s{seed}.log", "w") as log:
             subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=True)
-    from lenet_tf.evaluate import evaluate_robustness
+    from lenet_tf.evaluation.evaluate import evaluate_robustness
 
     for suite in ("valid", "test"):
         path = folder / f"robustness-{suite}.json"

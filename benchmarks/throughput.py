@@ -8,7 +8,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from lenet_tf.benchmark import main  # noqa: E402
+from lenet_tf.benchmark.throughput import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

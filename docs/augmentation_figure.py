@@ -11,9 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lenet_tf._tf import tf, tf1  # noqa: E402
-from lenet_tf.augment import augment_images  # noqa: E402
-from lenet_tf.data import load_mnist, pad_images  # noqa: E402
+from lenet_tf.core.tf import tf, tf1  # noqa: E402
+from lenet_tf.data.augment import augment_images  # noqa: E402
+from lenet_tf.data.mnist import load_mnist, pad_images  # noqa: E402
 
 ROWS = [("original", {"strength": 0.0}), ("affine (preset)", {}), ("affine + elastic α=12", {"elastic_alpha": 12.0}),
         ("affine + elastic α=34", {"elastic_alpha": 34.0})]

@@ -2,6 +2,6 @@
 
 import sys
 
-from lenet_tf.cli import main
+from lenet_tf.cli.commands import main
 
 sys.exit(main())

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lenet_tf._tf import tf, tf1
-from lenet_tf.data import INPUT_SHAPE
+from lenet_tf.core.tf import tf, tf1
+from lenet_tf.data.mnist import INPUT_SHAPE
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import cross_entropy, scale_images
 
@@ -40,7 +40,7 @@ class InferenceGraph:
     """Placeholders for uint8 images ``[N, 32, 32, 1]`` and int32 labels ``[N]`` feeding ``net`` in inference mode.
 
     With ``towers`` > 1 the batch is split into that many shards that run in parallel (see
-    :func:`lenet_tf._tf.default_towers`).
+    :func:`lenet_tf.core.tf.default_towers`).
     """
 
     def __init__(self, net: LeNet5, towers: int = 1) -> None:

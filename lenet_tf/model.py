@@ -7,12 +7,12 @@ import math
 import os
 from typing import Callable
 
-from lenet_tf import options
-from lenet_tf._tf import tf, tf1
-from lenet_tf.checkpoint import describe_tf_error, resolve_checkpoint
-from lenet_tf.data import INPUT_SHAPE, NUM_CLASSES
-from lenet_tf.errors import CheckpointError
-from lenet_tf.options import RANGES
+from lenet_tf.core import options
+from lenet_tf.core.tf import tf, tf1
+from lenet_tf.runs.checkpoint import describe_tf_error, resolve_checkpoint
+from lenet_tf.data.mnist import INPUT_SHAPE, NUM_CLASSES
+from lenet_tf.core.errors import CheckpointError
+from lenet_tf.core.options import RANGES
 
 # Max pooling commutes with any non-decreasing function, so without batch norm a training conv block pools
 # *before* its bias and activation: the same function and gradients as conv -> bias -> act -> pool, with the
@@ -325,7 +325,7 @@ class LeNet5:
         Args:
           session: a session of this instance's graph.
           checkpoint: a training folder (``SavedModel``), an epoch folder (``SavedModel/epoch-0007``) or a Saver
-            prefix (``SavedModel/epoch-0007/ckpt``); see :func:`lenet_tf.checkpoint.resolve_checkpoint`.
+            prefix (``SavedModel/epoch-0007/ckpt``); see :func:`lenet_tf.runs.checkpoint.resolve_checkpoint`.
           checkpoint_scope: the variable scope the checkpoint was written under.
           which: ``"best"`` or ``"last"`` epoch, when ``checkpoint`` is a training folder.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lenet_tf._tf import tf, tf1
+from lenet_tf.core.tf import tf, tf1
 
 
 def scale_images(images: tf.Tensor) -> tf.Tensor:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_tf import checkpoint
-from lenet_tf._tf import default_towers, session_config, tf, tf1
-from lenet_tf.data import INPUT_SHAPE, MNIST_SIZE, pad_images
-from lenet_tf.errors import CheckpointError
+from lenet_tf.runs import checkpoint
+from lenet_tf.core.tf import default_towers, session_config, tf, tf1
+from lenet_tf.data.mnist import INPUT_SHAPE, MNIST_SIZE, pad_images
+from lenet_tf.core.errors import CheckpointError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions
 from lenet_tf.model import LeNet5
-from lenet_tf.precision import choose, report_use
+from lenet_tf.core.precision import choose, report_use
 
 
 class TrainedModel:
@@ -23,7 +23,7 @@ class TrainedModel:
     ``checkpoint_dir`` is a training folder (its ``which`` epoch, ``"best"`` or ``"last"``), an epoch folder
     (``SavedModel/epoch-0007``) or a Saver prefix (``SavedModel/epoch-0007/ckpt``) inside a training folder, whose
     ``run.json`` gives the model's configuration.
-    ``precision`` is ``auto``, ``fp32`` or ``bf16`` (:func:`lenet_tf.precision.choose`; ``None``:
+    ``precision`` is ``auto``, ``fp32`` or ``bf16`` (:func:`lenet_tf.core.precision.choose`; ``None``:
     ``$LENET_TF_PRECISION``, else ``auto``). Use as a context manager, or call :meth:`close`, to free the session.
     """
 

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic import write_mnist_dir  # noqa: E402
 
-from lenet_tf.data import load_mnist, split  # noqa: E402
+from lenet_tf.data.mnist import load_mnist, split  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MNIST = REPO / "data" / "mnist"
@@ -34,7 +34,7 @@ def real_mnist():
 @pytest.fixture(scope="session")
 def synthetic_model_dir(tmp_path_factory, synthetic_splits) -> Path:
     """A LeNet-5 trained for three epochs on the synthetic digits (read it, don't change it)."""
-    from lenet_tf.train import TrainConfig, train
+    from lenet_tf.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("synthetic-model") / "model"
     train(TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3, valid_size=100), out, splits=synthetic_splits,
@@ -45,7 +45,7 @@ def synthetic_model_dir(tmp_path_factory, synthetic_splits) -> Path:
 @pytest.fixture(scope="session")
 def real_model_dir(tmp_path_factory, real_mnist):
     """A LeNet-5 trained for two epochs on the real MNIST (shared by the tests that need a real model)."""
-    from lenet_tf.train import TrainConfig, train
+    from lenet_tf.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("real") / "model"
     result = train(TrainConfig(epochs=2), out, splits=split(real_mnist, 5000, 0), progress=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_tf.idx import write_idx
+from lenet_tf.data.idx import write_idx
 
 
 def make_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

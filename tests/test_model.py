@@ -3,8 +3,8 @@ import pytest
 from reference import conv2d_valid, lenet5_forward, max_pool_2x2
 
 from lenet_tf import LeNet5
-from lenet_tf._tf import tf, tf1
-from lenet_tf.errors import CheckpointError
+from lenet_tf.core.tf import tf, tf1
+from lenet_tf.core.errors import CheckpointError
 
 PLAIN_NAMES = [f"lenet5/{layer}/{kind}" for layer in ("conv1", "conv2", "fc1", "fc2", "logits")
                for kind in ("weights", "biases")]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lenet_tf._tf import tf, tf1
+from lenet_tf.core.tf import tf, tf1
 from lenet_tf.objectives import cross_entropy, with_weight_decay
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from lenet_tf import LeNet5
-from lenet_tf._tf import tf, tf1
-from lenet_tf.checkpoint import resolve_checkpoint
-from lenet_tf.errors import CheckpointError
-from lenet_tf.train import TrainConfig, train
+from lenet_tf.core.tf import tf, tf1
+from lenet_tf.runs.checkpoint import resolve_checkpoint
+from lenet_tf.core.errors import CheckpointError
+from lenet_tf.training.trainer import TrainConfig, train
 from lenet_tf.trained import TrainedModel
 
 

@@ -1,0 +1,1 @@
+"""Throughput of lenet_tf against the alternatives, measured in one run (``lenet-tf benchmark``)."""

@@ -1,0 +1,84 @@
+"""Names and ranges the command line offers, importable without TensorFlow (so ``lenet-tf --help`` is instant).
+
+The implementations live elsewhere: :data:`lenet_tf.model.ACTIVATIONS` maps each activation name to its op and
+:class:`lenet_tf.training.trainer.TrainConfig` accepts each schedule.
+"""
+
+import math
+
+# Max pooling commutes with non-decreasing functions (lenet_tf.model pools before the activation), so
+# only monotonic activations are offered.
+ACTIVATIONS = ("relu", "elu", "selu", "tanh", "leaky_relu")
+EXPORT_FORMATS = ("savedmodel", "tflite")
+TFLITE_QUANTIZATIONS = ("none", "dynamic", "int8")  # see lenet_tf.serving.tflite
+SCHEDULES = ("constant", "exponential", "cosine")
+MAX_IMAGE_PIXELS = 4096 * 4096  # larger pictures are refused by predict and serve (a 4096² photo is plenty)
+
+
+class Range:
+    """The values a numeric setting accepts: its type and bounds, each bound open or closed."""
+
+    def __init__(self, kind: type, low: float | None = None, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False) -> None:
+        self.kind, self.low, self.high, self.low_open, self.high_open = kind, low, high, low_open, high_open
+
+    def describe(self) -> str:
+        """The range in words: "≥ 1", "a finite number > 0", "a finite number in [0, 1)", …"""
+        if self.low is not None and self.high is not None:
+            bounds = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        else:
+            bounds = f"{'>' if self.low_open else '≥'} {self.low:g}"
+        return bounds if self.kind is int else f"a finite number {bounds}"
+
+    def contains(self, value) -> bool:
+        """Whether ``value`` has the right type and lies within the bounds (NaN and infinities never do)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind is int and value != int(value)):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def check(self, name: str, value) -> None:
+        """Raises ValueError "NAME must be …, got VALUE" unless ``value`` is in range."""
+        if not self.contains(value):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+
+    def parse(self, text: str):
+        """An argparse ``type``: the parsed value, or ArgumentTypeError "must be …, got TEXT"."""
+        import argparse
+
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}") from None
+        if not self.contains(value):
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}")
+        return value
+
+
+_FRACTION = Range(float, 0, 1, high_open=True)
+# The one definition of every numeric setting's range: the flags' argparse types, TrainConfig.validate and
+# LeNet5's constructor all check these.
+RANGES: dict[str, Range] = {
+    "epochs": Range(int, 1),
+    "batch_size": Range(int, 1),
+    "learning_rate": Range(float, 0, low_open=True),
+    "lr_decay": Range(float, 0, 1, low_open=True),
+    "weight_decay": Range(float, 0),
+    "label_smoothing": _FRACTION,
+    "augment_strength": Range(float, 0),
+    "clean_epochs": Range(int, 0),
+    "elastic_alpha": Range(float, 0),
+    "elastic_sigma": Range(float, 0, low_open=True),
+    "weight_averaging": _FRACTION,
+    "pen_width": Range(float, 0, 1),
+    "blur": Range(float, 0),
+    "low_res": Range(float, 0, 1),
+    "gamma": Range(float, 0),
+    "paper": _FRACTION,
+    "valid_size": Range(int, 1),
+    "dropout": _FRACTION,
+    "init_stddev": Range(float, 0, low_open=True),
+}

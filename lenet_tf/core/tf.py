@@ -1,0 +1,83 @@
+"""The single place the package imports TensorFlow, with its CPU and logging settings applied first."""
+
+import os
+import sys
+import time
+
+from lenet_tf.core.quiet import import_tensorflow
+
+# oneDNN kernels are on by default only on CPUs with AVX-512; on AVX2-only CPUs turning
+# them on made LeNet-5 training 2.5x faster here (benchmarks/throughput.py). An explicit
+# TF_ENABLE_ONEDNN_OPTS=0 from the user still wins, and nothing changes if TensorFlow
+# was imported before this package.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+def _import_tensorflow():
+    """Imports TensorFlow without the eager import of all of Keras that it ends with.
+
+    That import (about 3 of the 7 s TensorFlow takes to import on 2 cores) only registers Keras optimizers for
+    Keras SavedModels, which this package never loads, and TensorFlow skips it when Keras cannot be imported.
+    So Keras is hidden while TensorFlow loads, then ``tf.keras`` is pointed at it again: ``tf.keras`` and
+    ``import keras`` load it on first use as usual. Nothing changes when Keras or TensorFlow is already loaded
+    (import keras first to keep TensorFlow's eager registration) or with ``TF_USE_LEGACY_KERAS``.
+    """
+    hide = not {"keras", "tensorflow"} & set(sys.modules) and not os.environ.get("TF_USE_LEGACY_KERAS")
+    if hide:
+        sys.modules["keras"] = None  # makes `import keras...` raise ImportError at once
+    try:
+        import tensorflow
+    finally:
+        if hide and sys.modules.get("keras", 0) is None:
+            del sys.modules["keras"]
+    if hide and None in tensorflow.__path__:  # where TensorFlow looked Keras up, it found nothing: redo that
+        from tensorflow.python.tools.module_util import get_parent_dir_for_name
+
+        keras_dirs = [get_parent_dir_for_name(name) for name in ("keras.api._v2.keras", "keras._tf_keras.keras")]
+        tensorflow.__path__[:] = [d for d in keras_dirs if d] + [d for d in tensorflow.__path__ if d is not None]
+    return tensorflow
+
+
+_began = time.perf_counter()
+tf = import_tensorflow(_import_tensorflow)  # without its start-up log lines (lenet_tf.core.quiet)
+IMPORT_SECONDS = time.perf_counter() - _began  # reported in the timing of `lenet-tf train`
+tf1 = tf.compat.v1
+
+__all__ = ["default_towers", "gpu_available", "session_config", "tf", "tf1"]
+
+
+def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU (it then places the graphs there by itself)."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def default_towers(batch_size: int) -> int:
+    """How many shards a training batch is split into, each shard's ops running on one CPU core.
+
+    LeNet-5's tiny convolutions barely speed up when one op spreads over several threads, so on a CPU each
+    core gets its own shard of the batch (benchmarks/throughput.py: +10-20% on 2 cores). A GPU takes the
+    whole batch at once.
+    """
+    if gpu_available():
+        return 1
+    return max(1, min(os.cpu_count() or 1, batch_size // 32, 8))
+
+
+def session_config(towers: int = 1, precision: str = "fp32") -> tf1.ConfigProto:
+    """Session settings: one thread per op and one op per core with towers, else every core inside an op;
+    ``precision`` ``"bf16"`` adds the oneDNN bfloat16 rewrite (see :mod:`lenet_tf.core.precision`)."""
+    cores = os.cpu_count() or 1
+    if towers > 1:
+        config = tf1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=max(towers, cores))
+    else:
+        config = tf1.ConfigProto(intra_op_parallelism_threads=cores, inter_op_parallelism_threads=2)
+    config.use_per_session_threads = True  # each session keeps its own thread settings, not the first one's
+    config.allow_soft_placement = True  # ops without a GPU kernel (uint8 gathers) fall back to the CPU
+    config.gpu_options.allow_growth = True
+    if precision == "bf16":
+        from lenet_tf.core.precision import enable_bf16
+
+        enable_bf16(config)
+    elif precision != "fp32":
+        raise ValueError(f"precision must be fp32 or bf16 here, got {precision!r}")
+    return config

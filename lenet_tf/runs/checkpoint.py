@@ -1,0 +1,243 @@
+"""The training output folder: crash-safe checkpoints and the run record that points at them.
+
+Layout of the folder (``SavedModel/`` by default)::
+
+    run.json            hyper-parameters, model config, history, pointers to the best and last epoch,
+                        and the checkpoint folders this run owns
+    epoch-0007/ckpt.*   a tf.compat.v1.train.Saver checkpoint (weights + Adam state)
+
+Each checkpoint is written into a hidden temporary folder and renamed to a name that is free (``epoch-0007``, or
+``epoch-0007-2`` if something else already has that name), and ``run.json`` is replaced atomically afterwards, so
+an interruption at any moment leaves the previous state intact. Nothing is ever replaced: the only things this
+module deletes are checkpoint folders that ``run.json`` lists as the run's own and no longer points at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from lenet_tf.core.tf import tf, tf1
+from lenet_tf.core.errors import CheckpointError, OutputError
+from lenet_tf.core.outputs import TMP_PREFIX, current_umask, describe_os_error, write_atomic
+
+RUN_FILE = "run.json"
+RUN_FORMAT = 2  # 2 added "checkpoints"; format 1 records are read as owning their best and last folders
+CHECKPOINT_NAME = "ckpt"
+
+
+def describe_tf_error(err: tf.errors.OpError) -> str:
+    """The one line of a TensorFlow error that says what went wrong (its first line is often only
+    "Graph execution error:")."""
+    noise = ("Graph execution error", "Detected at node", "Node:", "File ", "[[", "Hint:")
+    for line in err.message.splitlines():
+        line = line.strip()
+        if line and not line.startswith(noise):
+            return line.rsplit("; ", 1)[-1]  # "path.tempstate123; No space left on device" -> the cause
+    return err.message.strip().splitlines()[0] if err.message.strip() else type(err).__name__
+
+
+def describe_run(run: dict) -> str:
+    """A short description of a run record for messages, e.g. "10 epochs, finished"."""
+    epochs = len(run.get("history", []))
+    state = "finished" if run.get("complete") else "unfinished"
+    return f"{epochs} epoch{'s' if epochs != 1 else ''}, {state}"
+
+
+def prepare_output_dir(out_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False
+                       ) -> tuple[Path, dict | None]:
+    """Creates ``out_dir`` if needed and checks that a run may be written there.
+
+    Returns the folder and the run record already in it (``None`` when there is none). A folder holding a run is
+    refused unless ``resume`` (continue it) or ``overwrite`` (replace it, once the new run has written its first
+    checkpoint); a ``run.json`` that is not a lenet_tf run record is never replaced.
+
+    Raises:
+      CheckpointError: the folder is not writable, or holds a run and neither flag allows touching it.
+    """
+    if resume and overwrite:
+        raise CheckpointError("--resume continues the run in --out and --overwrite replaces it: pass only one")
+    out = Path(out_dir)
+    if resume:
+        previous = read_run(out)
+    else:
+        previous = None
+        if (out / RUN_FILE).exists() or (out / RUN_FILE).is_symlink():
+            try:
+                previous = read_run(out)
+            except CheckpointError as err:
+                raise CheckpointError(f"{err}; it is not replaced: choose another --out") from None
+            if not overwrite:
+                raise CheckpointError(f"{out}: holds a lenet_tf run ({describe_run(previous)}); pass --resume to "
+                                      "continue it or --overwrite to replace it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out}: is a file, expected an output folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=TMP_PREFIX):
+            pass
+    except OSError as err:
+        raise CheckpointError(f"{out}: output folder is not writable ({describe_os_error(err)})") from None
+    return out, previous
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+    """Writes ``data`` as JSON to a temporary file in the same folder, synced, then renames it over ``path``."""
+    try:
+        write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)), sync=True)
+    except OutputError as err:
+        raise CheckpointError(str(err)) from None
+
+
+def free_name(folder: Path, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``, … : the first name nothing in ``folder`` has."""
+    name, n = base, 1
+    while (folder / name).exists() or (folder / name).is_symlink():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def save(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, name: str) -> str:
+    """Saves a checkpoint as ``out_dir/NAME/ckpt`` via a temporary folder, where NAME is ``name`` or, if that is
+    taken, the next free variant (see :func:`free_name`); returns NAME. Never replaces anything."""
+    tmp = None
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=TMP_PREFIX))
+        saver.save(session, str(tmp / CHECKPOINT_NAME), write_meta_graph=False, write_state=False)
+        name = free_name(out_dir, name)
+        os.chmod(tmp, 0o777 & ~current_umask())
+        os.rename(tmp, out_dir / name)  # rename, not replace: an empty folder of that name appearing meanwhile fails
+    except (OSError, tf.errors.OpError) as err:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = describe_os_error(err) if isinstance(err, OSError) else describe_tf_error(err)
+        raise CheckpointError(
+            f"{out_dir / name}: cannot save checkpoint ({reason}); the previous one is untouched") from None
+    return name
+
+
+def owned_checkpoints(run: dict) -> set[str]:
+    """The checkpoint folders a run record owns (format 1 records: the best and the last)."""
+    if "checkpoints" in run:
+        return set(run["checkpoints"])
+    return {run[which]["dir"] for which in ("best", "last") if which in run}
+
+
+def _valid_folder_name(name) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name and "\\" not in name
+
+
+def _check_record(run, path: Path) -> None:
+    """Raises CheckpointError unless ``run`` has the fields every reader relies on, pointing inside the folder."""
+    def bad(what: str):
+        return CheckpointError(f"{path}: not a valid lenet_tf run record ({what})")
+
+    if not isinstance(run, dict) or not isinstance(run.get("model"), dict):
+        raise bad("no model configuration")
+    if "best" not in run:
+        raise bad("no finished epoch recorded")
+    for which in ("best", "last"):
+        if which not in run:
+            continue
+        pointer = run[which]
+        if not isinstance(pointer, dict) or not isinstance(pointer.get("epoch"), int):
+            raise bad(f"'{which}' must be an object with an epoch number")
+        if not _valid_folder_name(pointer.get("dir")):
+            raise bad(f"'{which}.dir' must name a checkpoint folder inside the run folder, got {pointer.get('dir')!r}")
+    if "checkpoints" in run and not (isinstance(run["checkpoints"], list)
+                                     and all(map(_valid_folder_name, run["checkpoints"]))):
+        raise bad("'checkpoints' must list folder names inside the run folder")
+    if not isinstance(run.get("history", []), list) or not isinstance(run.get("train", {}), dict):
+        raise bad("'history' must be a list and 'train' an object")
+
+
+def read_run(out_dir: str | os.PathLike) -> dict:
+    """Loads and checks ``run.json`` of a training folder.
+
+    Raises:
+      CheckpointError: the folder or its run record is missing, unreadable or malformed.
+    """
+    path = Path(out_dir) / RUN_FILE
+    if not Path(out_dir).is_dir():
+        raise CheckpointError(f"{out_dir}: no such checkpoint folder (train first with `lenet-tf train`)")
+    try:
+        run = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing; {out_dir} holds no finished epoch") from None
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable run record ({err})") from None
+    _check_record(run, path)
+    return run
+
+
+def checkpoint_prefix(out_dir: str | os.PathLike, which: str = "best", run: dict | None = None) -> str:
+    """The Saver prefix of the ``best`` or ``last`` epoch's checkpoint in a training folder."""
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    run = run or read_run(out_dir)
+    prefix = Path(out_dir) / run[which]["dir"] / CHECKPOINT_NAME
+    if not Path(str(prefix) + ".index").is_file():
+        raise CheckpointError(f"{prefix}: checkpoint files are missing (partial or deleted checkpoint)")
+    return str(prefix)
+
+
+def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, run: dict, stats: dict,
+                 stale: set[str] = frozenset()) -> None:
+    """Checkpoints a finished epoch, then atomically points ``run.json`` at it.
+
+    ``run["best"]`` follows the highest ``stats["valid_accuracy"]``, ``run["last"]`` the newest epoch. Then the
+    run's own checkpoint folders that neither points at any more are deleted, together with ``stale``: folders
+    of a run that this one replaces (``--overwrite``), which are only deleted once this run's record is written.
+    """
+    name = save(saver, session, out_dir, f"epoch-{stats['epoch']:04d}")
+    run["history"].append(stats)
+    run["last"] = {"epoch": stats["epoch"], "dir": name}
+    if "best" not in run or stats["valid_accuracy"] > run["best"]["valid_accuracy"]:
+        run["best"] = {"epoch": stats["epoch"], "dir": name, "valid_accuracy": stats["valid_accuracy"]}
+    keep = {run["best"]["dir"], run["last"]["dir"]}
+    owned = owned_checkpoints(run) | {name} | set(stale)
+    # Listed until they are gone, so that a crash in between leaves them to the next epoch's clean-up.
+    run["checkpoints"] = sorted(owned)
+    run["format"] = RUN_FORMAT
+    write_json_atomic(out_dir / RUN_FILE, run)
+    for folder in sorted(owned - keep):
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
+    run["checkpoints"] = sorted(keep)
+
+
+def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> str:
+    """The Saver prefix that ``path`` names, in any of the forms a user may pass.
+
+    Args:
+      path: a training folder (``SavedModel``: its ``which`` epoch), an epoch folder (``SavedModel/epoch-0007``),
+        a Saver prefix (``SavedModel/epoch-0007/ckpt``, or one of its ``.index``/``.data-*`` files), or a folder
+        that a plain ``tf.compat.v1.train.Saver`` wrote with its ``checkpoint`` state file (its latest save).
+      which: ``"best"`` or ``"last"`` epoch of a training folder; the other forms name one checkpoint already.
+
+    Raises:
+      CheckpointError: ``path`` is none of these, or its checkpoint files are missing.
+    """
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    given = Path(path)
+    if (given.suffix == ".index" or given.suffix.startswith(".data-")) and given.is_file():
+        given = given.with_suffix("")  # one of the checkpoint's files: its prefix
+    if Path(f"{given}.index").is_file():
+        return str(given)
+    if (given / RUN_FILE).is_file():
+        return checkpoint_prefix(given, which)
+    if (given / f"{CHECKPOINT_NAME}.index").is_file():
+        return str(given / CHECKPOINT_NAME)
+    if given.is_dir():
+        latest = tf1.train.latest_checkpoint(str(given))
+        if latest and Path(f"{latest}.index").is_file():
+            return latest
+        raise CheckpointError(f"{path}: holds no checkpoint (expected {RUN_FILE} of a training folder, "
+                              f"{CHECKPOINT_NAME}.index of an epoch folder, or a Saver's `checkpoint` file)")
+    raise CheckpointError(f"{path}: no such checkpoint folder or Saver prefix (expected a training folder such as "
+                          "SavedModel, an epoch folder such as SavedModel/epoch-0007, or a prefix such as "
+                          "SavedModel/epoch-0007/ckpt; train first with `lenet-tf train`)")

@@ -1,0 +1,49 @@
+"""Classifying the user's own digit images with a trained checkpoint."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lenet_tf.core.errors import LeNetError
+from lenet_tf.data.images import image_files, load_grayscale, to_mnist
+from lenet_tf.trained import TrainedModel
+
+
+@dataclass
+class FilePrediction:
+    """The digit predicted for one file, or the reason there is none."""
+
+    file: str
+    digit: int | None = None
+    probability: float | None = None
+    top3: list[tuple[int, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
+    """The ``k`` most probable classes with their probabilities, best first."""
+    best = np.argsort(probabilities)[::-1][:k]
+    return [(int(c), float(probabilities[c])) for c in best]
+
+
+def predict_files(paths: list[str | os.PathLike], model: TrainedModel) -> list[FilePrediction]:
+    """Prepares each image (or each image in a folder) like MNIST and classifies it.
+
+    A file that cannot be read or holds no digit gets ``error`` set; the others are still classified.
+    """
+    results, digits = [], []
+    for path in image_files(paths):
+        try:
+            digits.append(to_mnist(load_grayscale(path), str(path)))
+            results.append(FilePrediction(str(path)))
+        except LeNetError as err:
+            results.append(FilePrediction(str(path), error=str(err)))
+    if digits:
+        probabilities = model.predict(np.stack(digits)).probabilities
+        for result, p in zip([r for r in results if r.error is None], probabilities):
+            result.top3 = top_k(p)
+            result.digit, result.probability = result.top3[0]
+    return results

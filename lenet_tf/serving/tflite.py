@@ -1,0 +1,184 @@
+"""Exporting a trained checkpoint as a TensorFlow Lite model, and running one.
+
+The ``.tflite`` model is the inference graph only (``LeNet5(training=False)``: no dropout, batch norm with its
+moving averages, folded into constants). Its input ``images`` is uint8 ``[N, 28, 28]``, raw MNIST-style digits
+(white ink on black) as in the SavedModel's signature; its output ``probabilities`` is ``[N, 10]``. Quantization:
+
+* ``none``: float32 weights and arithmetic; float32 probabilities.
+* ``dynamic``: int8 weights, float32 activations (dynamic-range quantization); float32 probabilities.
+* ``int8``: full integer: int8 weights and activations, their ranges calibrated on :data:`CALIBRATION_DIGITS`
+  training digits. Input uint8 with scale 1 and zero point 0 (the raw pixels, as in the other modes); output
+  uint8 probabilities with scale 1/256 and zero point 0 (``p = q / 256``).
+
+:func:`tflite_probabilities` runs any of them and returns float32 probabilities.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from lenet_tf.core.tf import session_config, tf, tf1
+from lenet_tf.core.errors import CheckpointError, ConfigError
+from lenet_tf.model import LeNet5
+from lenet_tf.objectives import scale_images
+from lenet_tf.core.options import TFLITE_QUANTIZATIONS
+from lenet_tf.core.outputs import make_folder, write_atomic
+from lenet_tf.core.quiet import quiet_stderr
+from lenet_tf.trained import TrainedModel
+
+CALIBRATION_DIGITS = 300
+_TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier, bytes 4..8 of every .tflite file
+_CALIBRATION_BATCH = 10
+
+
+def calibration_digits(train_images: np.ndarray, count: int = CALIBRATION_DIGITS, seed: int = 0) -> np.ndarray:
+    """A fixed random sample of ``count`` training digits, uint8 ``[count, 28, 28]``, for int8 calibration."""
+    picked = np.random.default_rng(seed).choice(len(train_images), min(count, len(train_images)), replace=False)
+    return train_images[np.sort(picked)]
+
+
+def convert(checkpoint_dir: str | os.PathLike, quantize: str = "none",
+            calibration_images: np.ndarray | None = None) -> bytes:
+    """The ``.tflite`` flatbuffer of a checkpoint (any form :class:`TrainedModel` takes).
+
+    Args:
+      checkpoint_dir: training folder, epoch folder or Saver prefix.
+      quantize: one of :data:`lenet_tf.core.options.TFLITE_QUANTIZATIONS` (see the module docstring).
+      calibration_images: uint8 ``[N, 28, 28]`` digits spanning 0..255; required for ``int8``.
+    """
+    if quantize not in TFLITE_QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {', '.join(TFLITE_QUANTIZATIONS)}, got {quantize!r}")
+    if quantize == "int8" and calibration_images is None:
+        raise ValueError("int8 quantization needs calibration_images")
+    config = TrainedModel.read_config(checkpoint_dir)
+    with tf.Graph().as_default() as graph:
+        # Full integer conversion quantizes a float input; the converter then turns it into uint8 (scale 1).
+        images = tf1.placeholder(tf.float32 if quantize == "int8" else tf.uint8, [None, 28, 28], name="images")
+        # Scale before padding: TFLite's PAD has no uint8 kernel.
+        padded = tf.pad(scale_images(images[..., tf.newaxis]), [[0, 0], [2, 2], [2, 2], [0, 0]])
+        net = LeNet5(**config["model"])
+        probabilities = tf.nn.softmax(net(padded, training=False), name="probabilities")
+        with tf1.Session(graph=graph, config=session_config()) as session:
+            net.restore(session, config["checkpoint"], checkpoint_scope=net.name)
+            converter = tf1.lite.TFLiteConverter.from_session(session, [images], [probabilities])
+            if quantize != "none":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if quantize == "int8":
+                converter.representative_dataset = _representative(calibration_images)
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                converter.inference_input_type = tf.uint8
+                converter.inference_output_type = tf.uint8
+            with quiet_stderr():
+                flatbuffer = converter.convert()
+    if quantize == "int8":
+        _check_raw_pixel_input(flatbuffer)
+    return flatbuffer
+
+
+def _representative(images: np.ndarray):
+    images = np.asarray(images, dtype=np.float32)
+
+    def batches():
+        for start in range(0, len(images), _CALIBRATION_BATCH):
+            yield [images[start:start + _CALIBRATION_BATCH]]
+
+    return batches
+
+
+def _check_raw_pixel_input(flatbuffer: bytes) -> None:
+    """The int8 model's input must take raw pixels: the calibration digits have to span 0..255."""
+    details = interpreter(flatbuffer).get_input_details()[0]
+    if details["quantization"] != (1.0, 0):
+        scale, zero = details["quantization"]
+        raise ConfigError(f"int8 calibration digits do not span 0..255 (input scale {scale:g}, zero point {zero}); "
+                          "calibrate on MNIST training digits")
+
+
+def export_tflite(
+    checkpoint_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    quantize: str = "none",
+    *,
+    overwrite: bool = False,
+    data_dir: str | os.PathLike | None = None,
+    verify_checksums: bool = True,
+) -> Path:
+    """Converts a checkpoint and writes the ``.tflite`` file to ``out``; returns its path.
+
+    ``int8`` calibrates on :func:`calibration_digits` of the MNIST training set in ``data_dir`` (see
+    :func:`lenet_tf.data.mnist.load_mnist`). The file is written to a temporary name beside ``out`` and renamed, so
+    ``out`` is never half-written. An existing ``out`` is an error, unless ``overwrite`` and it is a TFLite model.
+
+    Raises:
+      CheckpointError: ``out`` exists (without ``overwrite``); the checkpoint is unusable.
+      OutputError: ``out`` cannot be written.
+    """
+    out = Path(out)
+    _check_writable_target(out, overwrite)
+    calibration = None
+    if quantize == "int8":
+        from lenet_tf.data.mnist import load_mnist
+
+        calibration = calibration_digits(load_mnist(data_dir, verify=verify_checksums).train_images)
+    flatbuffer = convert(checkpoint_dir, quantize, calibration)
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(flatbuffer)
+        _check_writable_target(out, overwrite)  # again: a file may have appeared during the conversion
+
+    return write_atomic(make_folder(out.parent) / out.name, write, sync=True)
+
+
+def _check_writable_target(out: Path, overwrite: bool) -> None:
+    """Refuses a folder, an existing file without ``overwrite``, and with it any file that is not a TFLite model."""
+    if out.is_dir():
+        raise CheckpointError(f"{out}: is a folder; pass the .tflite file to write")
+    if not out.exists():
+        return
+    if not overwrite:
+        raise CheckpointError(f"{out}: already exists; pass --overwrite to replace it")
+    try:
+        with open(out, "rb") as existing:
+            ours = existing.read(8)[4:] == _TFLITE_IDENTIFIER
+    except OSError as err:
+        raise CheckpointError(f"{out}: cannot read the existing file ({err.strerror or err})") from None
+    if not ours:
+        raise CheckpointError(f"{out}: exists and is not a TFLite model; not replacing it")
+
+
+def interpreter(model: str | os.PathLike | bytes) -> tf.lite.Interpreter:
+    """A TFLite interpreter of a ``.tflite`` file or its bytes, its tensors not yet allocated."""
+    # TensorFlow 2.21 still ships tf.lite.Interpreter but asks to move to LiteRT (the ai_edge_litert package);
+    # which interpreter runs the file is no concern of our callers, so that notice is not passed on.
+    with quiet_stderr(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
+        if isinstance(model, bytes):
+            return tf.lite.Interpreter(model_content=model)
+        return tf.lite.Interpreter(model_path=str(model))
+
+
+def tflite_probabilities(model: str | os.PathLike | bytes, images: np.ndarray) -> np.ndarray:
+    """Runs a ``.tflite`` file (or its bytes) from :func:`export_tflite` on uint8 digits ``[N, 28, 28]``.
+
+    Returns:
+      float32 probabilities ``[N, 10]`` (dequantized for ``int8`` models).
+    """
+    images = np.asarray(images, dtype=np.uint8)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"images must be uint8 [N, 28, 28], got {images.shape}")
+    runner = interpreter(model)
+    source, target = runner.get_input_details()[0], runner.get_output_details()[0]
+    runner.resize_tensor_input(source["index"], images.shape)
+    with quiet_stderr():
+        runner.allocate_tensors()
+        runner.set_tensor(source["index"], images)
+        runner.invoke()
+    output = runner.get_tensor(target["index"])
+    scale, zero = target["quantization"]
+    if scale:
+        return ((output.astype(np.float32) - zero) * scale).astype(np.float32)
+    return output

@@ -1,0 +1,296 @@
+"""Data-parallel training on TensorFlow's own distributed runtime (``tf.compat.v1.train.Server``).
+
+One or more parameter servers hold the variables (``replica_device_setter``); every worker reads its own shard
+of the training set and computes gradients on it; ``SyncReplicasOptimizer`` averages one gradient from each
+worker per step, so the updates are synchronous. Worker 0 is the chief: it initialises the variables,
+validates and checkpoints after every epoch in the usual training-folder layout (``lenet-tf evaluate`` reads
+it), and tests the best epoch at the end. Parameter servers stop by themselves once every worker is done.
+
+The cluster comes from ``--cluster '{"ps": [...], "worker": [...]}' --job worker --task 0`` or, like other
+TensorFlow programs, from ``TF_CONFIG`` (``{"cluster": {...}, "task": {"type": "worker", "index": 0}}``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lenet_tf.runs import checkpoint
+from lenet_tf.core.tf import tf, tf1
+from lenet_tf.data.mnist import INPUT_SHAPE, Splits
+from lenet_tf.core.errors import ConfigError, TrainingError
+from lenet_tf.inference import InferenceGraph
+from lenet_tf.training.loop import RunRecorder, epoch_batches, run_epoch, start_timings
+from lenet_tf.model import LeNet5
+from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
+from lenet_tf.core.precision import Precision, choose, report_use
+from lenet_tf.training.trainer import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult, load_splits
+
+_DONE_QUEUE = "lenet_tf_workers_done"
+
+
+@dataclass(frozen=True)
+class Role:
+    """This process's place in the cluster."""
+
+    cluster: dict
+    job: str
+    index: int
+
+    @property
+    def workers(self) -> int:
+        return len(self.cluster["worker"])
+
+    @property
+    def is_chief(self) -> bool:
+        return self.job == "worker" and self.index == 0
+
+
+def parse_role(cluster: str | None = None, job: str | None = None, task: int | None = None) -> Role:
+    """Reads the cluster from the arguments, else from ``$TF_CONFIG``; checks it is usable."""
+    if cluster is None:
+        if "TF_CONFIG" not in os.environ:
+            raise ConfigError("no cluster given: pass --cluster, --job and --task, or set TF_CONFIG")
+        try:
+            tf_config = json.loads(os.environ["TF_CONFIG"])
+            spec, job, task = tf_config["cluster"], tf_config["task"]["type"], tf_config["task"]["index"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"TF_CONFIG is not valid: {err}") from None
+    else:
+        try:
+            spec = json.loads(cluster)
+        except ValueError as err:
+            raise ConfigError(f"--cluster is not JSON: {err}") from None
+    if not isinstance(spec, dict) or not spec.get("ps") or not spec.get("worker"):
+        raise ConfigError('the cluster needs at least one "ps" and one "worker" address')
+    job = "worker" if job == "chief" else job
+    if job not in ("ps", "worker") or task is None or not 0 <= int(task) < len(spec[job]):
+        raise ConfigError(f"task must be ps or worker with an index into the cluster, got {job} {task}")
+    return Role({"ps": list(spec["ps"]), "worker": list(spec["worker"])}, job, int(task))
+
+
+def _filters(role: Role) -> tf1.ConfigProto:
+    """Lets a session talk only to the parameter servers and its own task, never wait on the other workers."""
+    return tf1.ConfigProto(device_filters=["/job:ps", f"/job:{role.job}/task:{role.index}"])
+
+
+def cluster_precision(requested: str | None) -> Precision:
+    """A cluster trains in fp32: the oneDNN bfloat16 rewrite makes fused kernels that the distributed runtime's
+    devices do not have (measured: an InvalidArgumentError on _FusedConv2D). ``bf16`` asked for is refused."""
+    chosen = choose(requested)
+    if chosen.requested == "bf16":
+        raise ConfigError("--precision bf16 is not available in cluster mode (TensorFlow's distributed runtime has "
+                          "no kernels for the bf16 rewrite); pass --precision fp32 or auto")
+    return Precision(chosen.requested, "fp32", "cluster mode: the bf16 rewrite has no distributed kernels",
+                     chosen.features)
+
+
+def _done_queue(role: Role) -> tf1.FIFOQueue:
+    with tf1.device("/job:ps/task:0"):
+        return tf1.FIFOQueue(role.workers, tf.int32, shapes=[], shared_name=_DONE_QUEUE, name="workers_done")
+
+
+def run_parameter_server(role: Role, timeout_s: float = 24 * 3600) -> None:
+    """Serves variables until every worker has reported that it is done."""
+    server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="ps", task_index=role.index)
+    with tf.Graph().as_default():
+        done = _done_queue(role).dequeue_many(role.workers)
+        with tf1.Session(server.target, config=_filters(role)) as session:
+            session.run(done, options=tf1.RunOptions(timeout_in_ms=int(timeout_s * 1000)))
+
+
+class _SessionHook(tf1.train.SessionRunHook):
+    """Keeps the raw session (the chief validates and checkpoints through it, outside the monitored steps) and,
+    on the chief, releases the workers still waiting for a synchronous step once the last one is done."""
+
+    def __init__(self, worker: _WorkerGraph, last_step: int) -> None:
+        self.worker, self.last_step = worker, last_step
+        self.session: tf1.Session | None = None
+
+    def after_create_session(self, session, coord):
+        self.session = session
+
+    def before_run(self, run_context):
+        return tf1.train.SessionRunArgs(self.worker.global_step)
+
+    def after_run(self, run_context, run_values):
+        if self.worker.role.is_chief and int(run_values.results) + 1 >= self.last_step:
+            # Workers may already wait for the next synchronous step, which will never come: give each
+            # one token so that it returns, sees the final step count and stops.
+            try:
+                run_context.session.run(self.worker.release_tokens)
+            except tf.errors.CancelledError:
+                pass  # the token queue is already closed: no worker is left waiting on it
+
+
+class _WorkerGraph:
+    """The replicated training graph: variables on the parameter servers, computation on this worker."""
+
+    def __init__(self, config: TrainConfig, role: Role) -> None:
+        self.config, self.role = config, role
+        cluster = tf1.train.ClusterSpec(role.cluster)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf1.set_random_seed(config.seed)
+            device = tf1.train.replica_device_setter(worker_device=f"/job:worker/task:{role.index}",
+                                                     cluster=cluster)
+            with tf1.device(device):
+                self.images = tf1.placeholder(tf.uint8, [None, *INPUT_SHAPE], name="images")
+                self.labels = tf1.placeholder(tf.int32, [None], name="labels")
+                # A variable, not a fed placeholder: the chief's queue runner applies the averaged gradients
+                # without any feed. The chief sets it at the start of each epoch.
+                self.learning_rate = tf1.get_variable("learning_rate", [], trainable=False,
+                                                      initializer=tf1.constant_initializer(config.learning_rate))
+                self.new_learning_rate = tf1.placeholder(tf.float32, [], name="new_learning_rate")
+                self.set_learning_rate = tf1.assign(self.learning_rate, self.new_learning_rate)
+                self.global_step = tf1.train.get_or_create_global_step()
+                self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
+                self.augmentation = Augmentation(config)  # each worker switches it off in the clean epochs
+                logits = self.net(self.augmentation(scale_images(self.images), self.global_step), training=True)
+                self.loss = tf.reduce_mean(cross_entropy(logits, self.labels, config.label_smoothing))
+                self.accuracy = tf.reduce_mean(correct(logits, self.labels))
+                self.optimizer = tf1.train.SyncReplicasOptimizer(
+                    tf1.train.AdamOptimizer(self.learning_rate), replicas_to_aggregate=role.workers,
+                    total_num_replicas=role.workers)
+                with tf.control_dependencies(self.net.update_ops):
+                    self.train_op = self.optimizer.minimize(
+                        with_weight_decay(self.loss, self.net.trainable_variables, config.weight_decay),
+                        global_step=self.global_step, var_list=self.net.trainable_variables)
+                self.inference = InferenceGraph(self.net)
+                self.release_tokens = self.optimizer.get_init_tokens_op(role.workers)
+            self.saver = tf1.train.Saver(var_list=self.net.variables + [self.global_step], max_to_keep=None)
+            self.done = _done_queue(role).enqueue(role.index)
+
+
+@contextlib.contextmanager
+def _expected_queue_runner_cancellation():
+    """When the chief's session closes, the SyncReplicasOptimizer's token queue runner is still waiting for
+    gradients that will never come; closing cancels it, and TensorFlow reports that expected CancelledError as a
+    thread traceback on stderr. Within the block (and until those threads have ended) exactly that is silenced."""
+    previous = threading.excepthook
+
+    def excepthook(args) -> None:
+        if not (issubclass(args.exc_type, tf.errors.CancelledError) and args.thread is not None
+                and args.thread.name.startswith("QueueRunnerThread")):
+            previous(args)
+
+    threading.excepthook = excepthook
+    try:
+        yield
+    finally:
+        for thread in threading.enumerate():
+            if thread.name.startswith("QueueRunnerThread"):
+                thread.join(timeout=10)
+        threading.excepthook = previous
+
+
+def train_worker(
+    config: TrainConfig,
+    role: Role,
+    out_dir: str | Path = "SavedModel",
+    *,
+    data_dir: str | Path | None = None,
+    splits: Splits | None = None,
+    verify_checksums: bool = True,
+    overwrite: bool = False,
+    logdir: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult | None:
+    """Trains as one worker of the cluster; the chief returns the result (others return ``None``).
+
+    The chief writes ``out_dir`` exactly like :func:`lenet_tf.training.trainer.train` (the same run.json, checkpoints and
+    TensorBoard logs in ``logdir``, default ``out_dir/logs``, and a progress bar): a folder holding a run is
+    refused unless ``overwrite``. The other workers write nothing."""
+    timings = start_timings()
+    config.validate()
+    if config.weight_averaging:
+        raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
+    out, previous = Path(out_dir), None
+    if role.is_chief:
+        out, previous = checkpoint.prepare_output_dir(out_dir, overwrite=overwrite)
+    if splits is None:
+        splits = load_splits(config, data_dir, verify_checksums)
+    shard = np.arange(role.index, len(splits.train_labels), role.workers)  # this worker's own examples
+    last_step = config.epochs * math.ceil(len(shard) / config.batch_size)
+    worker = _WorkerGraph(config, role)
+    precision = cluster_precision(config.precision)
+    report_use(precision)
+    server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
+    recorder = None
+    if role.is_chief:
+        stale = checkpoint.owned_checkpoints(previous) if previous else set()
+        recorder = RunRecorder(out, config, worker.net.get_config(), splits, worker.graph,
+                               precision=precision.to_dict(), stale=stale, logdir=logdir,
+                               extra={"cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers}},
+                               timings=timings)
+    hook, run = _SessionHook(worker, last_step), None
+    hooks = [worker.optimizer.make_session_run_hook(role.is_chief), tf1.train.StopAtStepHook(last_step=last_step),
+             hook]
+    try:
+        with worker.graph.as_default(), _expected_queue_runner_cancellation():
+            session = tf1.train.MonitoredTrainingSession(
+                master=server.target, is_chief=role.is_chief, hooks=hooks, save_checkpoint_secs=None,
+                save_summaries_steps=None, log_step_count_steps=None, stop_grace_period_secs=5,
+                config=_filters(role))
+            with session:
+                _train_epochs(worker, config, splits, shard, session, hook, recorder, progress)
+                run = recorder.finish(worker.saver, hook.session, worker.inference, splits) if recorder else None
+    finally:  # report even after a failure, so that the parameter servers stop
+        if recorder:
+            recorder.close()
+        with worker.graph.as_default(), tf1.Session(server.target, config=_filters(role)) as done_session:
+            done_session.run(worker.done)
+    if role.is_chief and run is None:
+        raise TrainingError("the cluster stopped before the run was complete (a worker or parameter server "
+                            f"failed); the last finished epoch stays in {out}")
+    return TrainResult.from_run(out, run) if run else None
+
+
+def _train_epochs(worker: _WorkerGraph, config: TrainConfig, splits: Splits, shard: np.ndarray, session,
+                  hook: _SessionHook, recorder: RunRecorder | None, progress: bool) -> None:
+    """Feeds this worker's shuffled shard for the configured epochs, the chief (with ``recorder``) validating and
+    recording each; then keeps feeding until the shared step count is reached (below)."""
+    fetches = [worker.train_op, worker.loss, worker.accuracy, worker.global_step]
+
+    def stepper(epoch: int):
+        feed = worker.augmentation.feed(config.augments_epoch(min(epoch, config.epochs - 1)))
+
+        def step(batch: np.ndarray) -> tuple[float, float, int]:
+            _, loss, accuracy, global_step = session.run(
+                fetches, {worker.images: splits.train_images[batch], worker.labels: splits.train_labels[batch], **feed})
+            return float(loss), float(accuracy), int(global_step)
+        return step
+
+    def finish(stats: dict) -> None:
+        recorder.validate_and_record(stats, worker.saver, hook.session, worker.inference, splits, worker.global_step)
+
+    def batches(epoch: int) -> list[np.ndarray]:
+        return epoch_batches(shard, config.batch_size, [config.seed, worker.role.index, epoch])
+
+    for epoch in range(config.epochs):
+        if session.should_stop():
+            return
+        learning_rate = config.learning_rate_at(epoch)
+        if worker.role.is_chief:
+            session.run(worker.set_learning_rate, {worker.new_learning_rate: learning_rate})
+        run_epoch(stepper(epoch), batches(epoch), epoch=epoch, epochs=config.epochs, learning_rate=learning_rate,
+                  recorder=recorder, finish=finish if recorder else None, progress=progress and recorder is not None,
+                  should_stop=session.should_stop, images_per_example=worker.role.workers)
+    # SyncReplicasOptimizer drops a gradient computed on stale weights, so a worker may end its epochs while the
+    # shared step count is still short of the last step; stopping then would leave the others waiting forever for
+    # its gradients. It goes on feeding (unrecorded) until the count is reached.
+    epoch = config.epochs
+    while not session.should_stop():
+        step = stepper(epoch)
+        for batch in batches(epoch):
+            if session.should_stop():
+                break
+            step(batch)
+        epoch += 1

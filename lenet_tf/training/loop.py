@@ -1,0 +1,197 @@
+"""What every trainer shares: the epoch loop with its progress bar, and the run's record — run.json, the
+checkpoints and the TensorBoard summaries. The single-process trainer (:mod:`lenet_tf.training.trainer`) and a cluster's
+chief (:mod:`lenet_tf.training.cluster`) both use them, so both write the same run.json and the same logs."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lenet_tf.runs import checkpoint
+from lenet_tf.core import timing
+from lenet_tf.core.tf import IMPORT_SECONDS, tf, tf1
+from lenet_tf.data.mnist import Splits
+from lenet_tf.core.errors import CheckpointError, TrainingError
+from lenet_tf.inference import InferenceGraph
+
+# One training step on a batch of training-set indices: returns the batch's loss, accuracy and the global step.
+Step = Callable[[np.ndarray], tuple[float, float, int]]
+_BATCH_SUMMARY_EVERY = 25
+
+
+def epoch_batches(indices: np.ndarray, batch_size: int, seed: list[int], min_last: int = 1) -> list[np.ndarray]:
+    """``indices`` shuffled by a generator seeded with ``seed`` and cut into batches; a last batch smaller than
+    ``min_last`` joins the one before it. The order depends only on the seed, so a resumed run sees the same
+    batches as an uninterrupted one."""
+    order = np.random.default_rng(seed).permutation(indices).astype(np.int32)
+    starts = list(range(0, len(order), batch_size))
+    if len(starts) > 1 and len(order) - starts[-1] < min_last:
+        starts.pop()
+    return [order[start:end] for start, end in zip(starts, starts[1:] + [len(order)])]
+
+
+def start_timings() -> timing.Timings:
+    """A command's wall-time record, with what came before the trainer: start-up and TensorFlow's import."""
+    timings = timing.Timings()
+    timings.add("startup", max(0.0, timing.since_start() - IMPORT_SECONDS))
+    timings.add("tf_import", IMPORT_SECONDS)
+    return timings
+
+
+class RunRecorder:
+    """The record of one training run in its output folder: ``run.json``, the checkpoints it points at (see
+    :mod:`lenet_tf.runs.checkpoint`) and the TensorBoard summaries. ``previous`` is the record being resumed; ``stale``
+    the checkpoint folders of a run being replaced, deleted with this run's first record."""
+
+    def __init__(self, out: Path, config, model: dict, splits: Splits, graph: tf.Graph, *, precision: dict,
+                 previous: dict | None = None, stale: set[str] = frozenset(), logdir: str | Path | None = None,
+                 extra: dict | None = None, timings: timing.Timings | None = None) -> None:
+        self.out, self.stale = out, set(stale)
+        self.timings = timings or start_timings()
+        self.run = {
+            "format": checkpoint.RUN_FORMAT,
+            "model": model,
+            "train": asdict(config),
+            "precision": precision,
+            **(extra or {}),
+            "data": {"train": len(splits.train_labels), "valid": len(splits.valid_labels),
+                     "test": len(splits.test_labels)},
+            "history": [],
+            "checkpoints": [],
+            "complete": False,
+        }
+        if previous:
+            self.run.update(history=previous["history"], best=previous["best"], last=previous["last"],
+                            checkpoints=sorted(checkpoint.owned_checkpoints(previous)))
+            if config.epochs != previous["train"].get("epochs"):
+                self.run["resumed"] = [*previous.get("resumed", []),
+                                       {"at_epoch": len(previous["history"]), "epochs": config.epochs}]
+        with self.timings.phase("tensorboard"), graph.as_default():
+            # Event files are named by the second and the host; a suffix of its own keeps this run from appending
+            # to (or replacing) another run's file started in the same second.
+            self.writer = tf1.summary.FileWriter(str(logdir or out / "logs"), graph,
+                                                 filename_suffix=f".{uuid.uuid4().hex[:12]}")
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs recorded so far (including those of a resumed run)."""
+        return len(self.run["history"])
+
+    def batch_loss(self, loss: float, step: int) -> None:
+        """A TensorBoard point of the training loss of one batch."""
+        self.writer.add_summary(_scalars({"train/batch_loss": loss}), step)
+
+    def record_epoch(self, saver: tf1.train.Saver, session: tf1.Session, stats: dict, step: int) -> None:
+        """Checkpoints a finished, validated epoch and points ``run.json`` at it (see
+        :func:`lenet_tf.runs.checkpoint.record_epoch`), then writes its TensorBoard scalars."""
+        with self.timings.phase("checkpoints"):
+            checkpoint.record_epoch(saver, session, self.out, self.run, stats, self.stale)
+        self.stale = set()  # a replaced run's folders went with this run's first record
+        self.writer.add_summary(_scalars({
+            "train/loss": stats["loss"], "train/accuracy": stats["train_accuracy"],
+            "valid/loss": stats["valid_loss"], "valid/accuracy": stats["valid_accuracy"],
+            "learning_rate": stats["learning_rate"],
+        }), step)
+        self.writer.flush()
+
+    def validate_and_record(self, stats: dict, saver: tf1.train.Saver, session: tf1.Session,
+                            inference: InferenceGraph, splits: Splits, global_step: tf.Variable) -> None:
+        """Adds the validation loss and accuracy to an epoch's ``stats``, then records the epoch (see
+        :meth:`record_epoch`) at the current ``global_step``."""
+        with self.timings.phase("validation"):
+            valid = inference.run(session, splits.valid_images, splits.valid_labels)
+        stats.update(valid_loss=valid.loss, valid_accuracy=valid.accuracy(splits.valid_labels))
+        self.record_epoch(saver, session, stats, session.run(global_step))
+
+    def finish(self, saver: tf1.train.Saver, session: tf1.Session, inference: InferenceGraph, splits: Splits):
+        """Restores the best epoch, tests it, and completes ``run.json``; returns the run record."""
+        with self.timings.phase("test"):
+            saver.restore(session, checkpoint.checkpoint_prefix(self.out, "best", self.run))
+            test = inference.run(session, splits.test_images, splits.test_labels)
+        history = self.run["history"]
+        seconds = sum(h["seconds"] for h in history)
+        self.run.update(
+            complete=True,
+            test={"accuracy": test.accuracy(splits.test_labels), "loss": test.loss},
+            seconds=seconds,
+            images_per_second=sum(h["images"] for h in history) / seconds,
+        )
+        self.timings.add("other", timing.since_start() - sum(self.timings.seconds.values()))
+        self.run["timing"] = {**self.timings.to_dict(), "total": round(timing.since_start(), 3)}
+        checkpoint.write_json_atomic(self.out / checkpoint.RUN_FILE, self.run)
+        return self.run
+
+    def close(self) -> None:
+        """Flushes and closes the TensorBoard writer."""
+        self.writer.close()
+
+
+def restore_last(saver: tf1.train.Saver, session: tf1.Session, out: Path, run: dict) -> None:
+    """Loads a run's last checkpoint (weights and optimizer state) to resume it.
+
+    Raises:
+      CheckpointError: the checkpoint is missing or does not fit the graph built from the run's record.
+    """
+    prefix = checkpoint.checkpoint_prefix(out, "last", run)
+    try:
+        saver.restore(session, prefix)
+    except tf.errors.OpError as err:
+        raise CheckpointError(f"{prefix}: does not match the run's recorded configuration "
+                              f"({checkpoint.describe_tf_error(err)})") from None
+
+
+def run_epoch(step: Step, batches: list[np.ndarray], *, epoch: int, epochs: int, learning_rate: float,
+              recorder: RunRecorder | None, finish: Callable[[dict], None] | None = None, progress: bool = True,
+              should_stop: Callable[[], bool] = lambda: False, images_per_example: int = 1) -> dict:
+    """Runs ``step`` over the epoch's ``batches`` with a progress bar, then ``finish(stats)`` (validation and the
+    epoch's record) while the bar is still open; returns the epoch's statistics.
+
+    ``should_stop`` ends the epoch early (a cluster's shared step count reached); ``images_per_example`` counts
+    the images every worker of a cluster trained alongside each of these.
+
+    Raises:
+      TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
+    """
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=True,
+               dynamic_ncols=True)
+    loss_sum = correct_sum = 0.0
+    seen = 0
+    began = time.perf_counter()
+    for i, batch in enumerate(bar):
+        if should_stop():
+            break
+        batch_loss, batch_accuracy, global_step = step(batch)
+        if not math.isfinite(batch_loss):
+            raise TrainingError(f"loss became {batch_loss} at epoch {epoch + 1}, step {global_step}; try a lower "
+                                "--lr (the last good checkpoint is kept)")
+        seen += len(batch)
+        loss_sum += batch_loss * len(batch)
+        correct_sum += batch_accuracy * len(batch)
+        if i % _BATCH_SUMMARY_EVERY == 0:
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct_sum / seen:.4f}")
+            if recorder:
+                recorder.batch_loss(batch_loss, global_step)
+    seconds = time.perf_counter() - began
+    images = seen * images_per_example
+    stats = {"epoch": epoch + 1, "learning_rate": learning_rate, "loss": loss_sum / max(seen, 1),
+             "train_accuracy": correct_sum / max(seen, 1), "seconds": seconds, "images": images,
+             "images_per_second": images / seconds}
+    if recorder:
+        recorder.timings.add("epochs", seconds)
+    if finish:
+        finish(stats)
+        bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['train_accuracy']:.4f}",
+                        valid=f"{stats['valid_accuracy']:.4f}")
+    bar.close()
+    return stats
+
+
+def _scalars(values: dict[str, float]) -> tf1.Summary:
+    return tf1.Summary(value=[tf1.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])

@@ -1,0 +1,241 @@
+"""Commands that write never destroy a run or a user's files (README, "What is never lost")."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lenet_tf.runs import checkpoint
+from lenet_tf.training import trainer as train_module
+from lenet_tf.core.errors import CheckpointError, ConfigError
+from lenet_tf.serving.saved_model import export_saved_model
+from lenet_tf.training.trainer import TrainConfig, resume_config, train
+
+FAST = dict(batch_size=32, learning_rate=3e-3, valid_size=100)
+
+
+def run(out, splits, **overrides):
+    return train(TrainConfig(**{"epochs": 1, **FAST, **overrides}), out, splits=splits, progress=False)
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, synthetic_splits):
+    """A finished two-epoch run (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    run(out, synthetic_splits, epochs=2)
+    return out
+
+
+def copy_run(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def test_training_refuses_a_folder_holding_a_run(tmp_path, finished, synthetic_splits):
+    out = copy_run(finished, tmp_path / "run")
+    before = snapshot(out)
+    with pytest.raises(CheckpointError, match="holds a lenet_tf run .*--resume.*--overwrite"):
+        run(out, synthetic_splits)
+    assert snapshot(out) == before
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(tmp_path, finished, synthetic_splits,
+                                                                       monkeypatch):
+    out = copy_run(finished, tmp_path / "run")
+    before = snapshot(out)
+    old = json.loads((out / "run.json").read_text())
+
+    def crash(*args, **kwargs):  # a kill between saving the new checkpoint and recording it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "write_json_atomic", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(epochs=1, seed=1, **FAST), out, splits=synthetic_splits, overwrite=True, progress=False)
+    monkeypatch.undo()
+    after = snapshot(out)
+    assert {name: data for name, data in after.items() if name in before} == before  # all old bytes intact
+    assert checkpoint.read_run(out) == old
+    assert checkpoint.checkpoint_prefix(out, "best")  # the old best checkpoint is still complete
+    result = train(TrainConfig(epochs=1, seed=1, **FAST), out, splits=synthetic_splits, overwrite=True,
+                   progress=False)
+    new = checkpoint.read_run(out)
+    assert new["train"]["seed"] == 1 and result.best_epoch == 1
+    old_folders = checkpoint.owned_checkpoints(old)
+    assert not any((out / name).exists() for name in old_folders - {new["best"]["dir"]})
+    assert new["checkpoints"] == [new["best"]["dir"]] and new["best"]["dir"] not in old_folders
+
+
+def test_training_never_touches_what_it_did_not_create(tmp_path, synthetic_splits):
+    out = tmp_path / "mine"
+    (out / "epoch-photos").mkdir(parents=True)
+    (out / "epoch-photos" / "a.jpg").write_bytes(b"photo")
+    (out / ".tmp-notes.txt").write_text("notes")
+    (out / "epoch-0001").mkdir()  # looks like a checkpoint folder, but no run recorded it
+    (out / "epoch-0001" / "ckpt.index").write_text("mine")
+    before = snapshot(out)
+    result = run(out, synthetic_splits, epochs=3)
+    assert {name: data for name, data in snapshot(out).items() if name in before} == before
+    record = checkpoint.read_run(out)
+    assert record["last"]["dir"] == "epoch-0003" and result.best_epoch in (1, 2, 3)
+    assert "epoch-0001" not in record["checkpoints"]
+    assert set(record["checkpoints"]) == {record["best"]["dir"], record["last"]["dir"]}
+
+
+def test_resume_refuses_a_different_configuration_and_writes_nothing(tmp_path, finished, synthetic_splits):
+    out = copy_run(finished, tmp_path / "run")
+    before = snapshot(out)
+    with pytest.raises(ConfigError, match=r"learning_rate 0\.5 \(stored 0\.003\).*only --epochs may change"):
+        train(resume_config(out, learning_rate=0.5), out, splits=synthetic_splits, resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"weight_averaging 0\.999 \(stored 0\.0\)"):
+        train(resume_config(out, weight_averaging=0.999), out, splits=synthetic_splits, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="has 2 trained epochs; --epochs 1 would drop some"):
+        train(resume_config(out, epochs=1), out, splits=synthetic_splits, resume=True, progress=False)
+    done = train(resume_config(out), out, splits=synthetic_splits, resume=True, progress=False)  # nothing to do
+    assert done.best_epoch == checkpoint.read_run(out)["best"]["epoch"]
+    assert snapshot(out) == before
+
+
+def test_resume_extends_a_finished_run_on_the_stated_schedule(tmp_path, finished, synthetic_splits):
+    out = copy_run(finished, tmp_path / "run")
+    old = checkpoint.read_run(out)
+    config = resume_config(out, epochs=4)
+    assert train_module.describe_resume(config, old) == (
+        "resuming at epoch 3 of 4 (was 2: the cosine schedule now run over 4 epochs, lr 0.0015 from here)")
+    result = train(config, out, splits=synthetic_splits, resume=True, progress=False)
+    record = checkpoint.read_run(out)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4] and record["history"][:2] == old["history"]
+    assert [h["learning_rate"] for h in record["history"][2:]] == pytest.approx(
+        [config.learning_rate_at(2), config.learning_rate_at(3)])
+    assert record["train"]["epochs"] == 4 and record["resumed"] == [{"at_epoch": 2, "epochs": 4}]
+
+
+def test_resume_with_a_foreign_architectures_record_is_one_line(tmp_path, finished, synthetic_splits):
+    out = copy_run(finished, tmp_path / "run")
+    record = checkpoint.read_run(out)
+    record["model"]["batch_norm"] = True  # run.json swapped with a batch-norm run's
+    (out / "run.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="does not match the run's recorded configuration"):
+        train(resume_config(out, epochs=3), out, splits=synthetic_splits, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["best"].pop("dir"), "'best.dir' must name a checkpoint folder"),
+    (lambda r: r.update(best=[1, 2]), "'best' must be an object"),
+    (lambda r: r["best"].update(dir="../other/epoch-0001"), "inside the run folder"),
+    (lambda r: r["last"].update(dir="/etc"), "inside the run folder"),
+    (lambda r: r.update(checkpoints=["../x"]), "'checkpoints' must list folder names"),
+    (lambda r: r.pop("model"), "no model configuration"),
+])
+def test_malformed_run_records_are_refused(tmp_path, finished, change, message):
+    out = copy_run(finished, tmp_path / "run")
+    record = checkpoint.read_run(out)
+    change(record)
+    (out / "run.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.read_run(out)
+
+
+def test_a_full_disk_names_the_cause(tmpfs, synthetic_splits):
+    full_disk = tmpfs("300k")  # room for the run record, not for a checkpoint
+    with pytest.raises(CheckpointError, match="cannot save checkpoint .*No space left on device"):
+        run(full_disk / "out", synthetic_splits)
+    assert not list((full_disk / "out").glob("epoch-*")) and not list((full_disk / "out").glob(".tmp-*"))
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+
+def test_export_never_deletes_a_foreign_folder(tmp_path, finished):
+    docs = tmp_path / "mydocs"
+    (docs / "thesis").mkdir(parents=True)
+    (docs / "thesis" / "ch1.tex").write_text("chapter one")
+    for target in (docs, finished):  # a user's folder, and the training folder itself
+        before = snapshot(target)
+        with pytest.raises(CheckpointError, match="not empty and not a lenet_tf export"):
+            export_saved_model(finished, target, overwrite=True)
+        assert snapshot(target) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_export_replaces_only_an_earlier_export_of_ours(tmp_path, finished):
+    target = tmp_path / "empty"
+    target.mkdir()
+    export_saved_model(finished, target)  # an empty folder is fine
+    assert (target / "saved_model.pb").is_file()
+    with pytest.raises(CheckpointError, match="holds an earlier export; pass --overwrite"):
+        export_saved_model(finished, target)
+    (target / "notes.txt").write_text("mine")  # no longer only our export: left alone even with --overwrite
+    with pytest.raises(CheckpointError, match="not a lenet_tf export"):
+        export_saved_model(finished, target, overwrite=True)
+    (target / "notes.txt").unlink()
+    stamp = (target / "saved_model.pb").stat().st_mtime_ns
+    export_saved_model(finished, target, overwrite=True)
+    assert (target / "saved_model.pb").stat().st_mtime_ns != stamp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+# ------------------------------------------------------------------------------- the command line, one line
+
+
+def lenet_tf(*args):
+    return subprocess.run([sys.executable, "-m", "lenet_tf", *map(str, args)], capture_output=True, text=True,
+                          timeout=180)
+
+
+def one_error_line(result) -> str:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_cli_errors_are_one_line(tmp_path, finished, synthetic_dir):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    line = one_error_line(lenet_tf("export", "--checkpoint", finished, "--out", blocker / "export"))
+    assert line.startswith("lenet-tf: error:") and "cannot write the SavedModel" in line
+    line = one_error_line(lenet_tf("evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir,
+                                   "--skip-checksum", "--report", blocker))
+    assert "is a file, expected a folder" in line
+    line = one_error_line(lenet_tf("train", "--cluster", '{"ps": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}',
+                                   "--job", "chief", "--resume", "--out", finished))
+    assert "--resume is not available in cluster mode" in line
+    out = copy_run(finished, tmp_path / "run")
+    before = snapshot(out)
+    line = one_error_line(lenet_tf("train", "--out", out, "--resume", "--weight-averaging", "0.999",
+                                   "--data-dir", synthetic_dir, "--skip-checksum"))
+    assert "weight_averaging 0.999 (stored 0.0)" in line
+    finished_again = lenet_tf("train", "--out", out, "--resume", "--data-dir", synthetic_dir, "--skip-checksum")
+    assert finished_again.returncode == 0, finished_again.stderr
+    assert "the run is complete (2 of 2 epochs); pass --epochs N > 2" in finished_again.stderr
+    assert snapshot(out) == before
+
+
+def test_report_figures_are_not_replaced_without_overwrite(tmp_path, finished, synthetic_dir):
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "per_digit.png").write_bytes(b"my own figure")
+    args = ["evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir, "--skip-checksum", "--report", figures]
+    line = one_error_line(lenet_tf(*args))
+    assert "per_digit.png: already exists; pass --overwrite" in line
+    assert sorted(p.name for p in figures.iterdir()) == ["per_digit.png"]
+    assert lenet_tf(*args, "--overwrite").returncode == 0
+    assert (figures / "per_digit.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_runs_sharing_a_log_folder_never_write_into_each_others_event_files(tmp_path, synthetic_splits):
+    logs = tmp_path / "logs"
+    for name in ("a", "b"):  # within the same second: TensorFlow's default file name would be the same
+        train(TrainConfig(epochs=1, **FAST), tmp_path / name, splits=synthetic_splits, progress=False, logdir=logs)
+    assert len(list(logs.glob("events.out.tfevents.*"))) == 2

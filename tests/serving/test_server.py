@@ -1,0 +1,295 @@
+"""The web demo: the HTTP API through FastAPI's test client, its limits, the server process, and the drawing page
+in a real headless Chromium."""
+
+import asyncio
+import http.client
+import io
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from images import png_header_only
+from PIL import Image
+
+fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from lenet_tf.cli.commands import main  # noqa: E402
+from lenet_tf.serving.server import MAX_UPLOAD_BYTES, ServedModel, checkpoint_model, create_app  # noqa: E402
+
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+LONG_INTEGER = b"9" * 400
+
+
+@pytest.fixture(scope="module")
+def client(real_model_dir):
+    return TestClient(create_app(checkpoint_model(real_model_dir[0])))
+
+
+def png_bytes(array: np.ndarray, invert=True, size=(84, 84)) -> bytes:
+    image = Image.fromarray(255 - array if invert else array).resize(size, Image.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_health_and_page_and_openapi(client):
+    health = client.get("/health").json()
+    assert health == {"status": "ok", "model": "lenet5", "version": 1, "source": "checkpoint", "epoch": 2}
+    page = client.get("/")
+    assert page.status_code == 200 and '<canvas id="pad"' in page.text and "cdn" not in page.text.lower()
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_rendered_mnist_digits_are_predicted(client, real_model_dir, real_mnist):
+    from lenet_tf.trained import TrainedModel
+
+    with TrainedModel(real_model_dir[0]) as model:
+        original = model.predict(real_mnist.test_images[:40])
+    chosen = [i for i in range(40) if original.classes[i] == real_mnist.test_labels[i]
+              and original.probabilities[i].max() > 0.99][:12]
+    for n, i in enumerate(chosen):
+        body = png_bytes(real_mnist.test_images[i])
+        if n % 2:
+            response = client.post("/predict", files={"file": ("digit.png", body, "image/png")})
+        else:
+            response = client.post("/predict", content=body, headers={"Content-Type": "image/png"})
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["digit"] == real_mnist.test_labels[i]
+        assert np.array(result["input"]).shape == (28, 28) and len(result["probabilities"]) == 10
+        assert sum(result["probabilities"]) == pytest.approx(1, abs=1e-4)
+    pixels = {"pixels": real_mnist.test_images[chosen[0]].tolist()}
+    assert client.post("/predict", json=pixels).json()["digit"] == real_mnist.test_labels[chosen[0]]
+
+
+@pytest.mark.parametrize("kwargs, status, message", [
+    ({"content": b"definitely not a picture", "headers": {"Content-Type": "image/png"}}, 415, "not an image"),
+    ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "empty upload"),
+    ({"json": {"pixels": [[0, 1], [2, 3]]}}, 422, "28x28"),
+    ({"json": {"pixel": []}}, 422, "expected JSON"),
+    ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 422, "expected JSON"),
+    ({"json": {"pixels": np.zeros((28, 28)).tolist()}}, 422, "blank image"),
+    ({"files": {"other": ("x.png", b"abc", "image/png")}}, 400, "field named 'file'"),
+    ({"content": b"0" * (MAX_UPLOAD_BYTES + 1), "headers": {"Content-Type": "image/png"}}, 413, "too large"),
+    ({"content": b'{"pixels": [[' + LONG_INTEGER + b"]]}", "headers": {"Content-Type": "application/json"}}, 422,
+     "expected JSON"),
+    ({"content": b'{"pixels": ' + DEEP_JSON + b"}", "headers": {"Content-Type": "application/json"}}, 422,
+     "expected JSON"),
+    ({"content": png_header_only(20000, 20000), "headers": {"Content-Type": "image/png"}}, 413, "image too large"),
+    ({"files": {"file": ("x.png", png_header_only(5000, 5000), "image/png")}}, 413, "5000x5000 pixels"),
+])
+def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(client, kwargs, status, message):
+    response = client.post("/predict", **kwargs)
+    assert response.status_code == status and message in response.json()["detail"]
+    assert client.get("/health").status_code == 200
+
+
+def asgi_post(app, path: str, chunk_bytes: int, chunks: int) -> tuple[int, int]:
+    """POSTs a chunked body of ``chunks`` x ``chunk_bytes`` straight to the ASGI app.
+
+    Returns the status and how many chunks the app pulled before answering.
+    """
+    pulled, sent = 0, []
+
+    async def receive() -> dict:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"0" * chunk_bytes, "more_body": pulled < chunks}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"image/png"), (b"transfer-encoding", b"chunked")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], pulled
+
+
+@pytest.mark.parametrize("path", ["/predict", "/v1/models/lenet5:predict"])
+def test_a_chunked_body_is_refused_as_soon_as_it_passes_the_limit(client, path):
+    chunk = 64 * 1024
+    status, pulled = asgi_post(client.app, path, chunk, chunks=16 * 1024)  # 1 GB offered
+    assert status == 413 and pulled == MAX_UPLOAD_BYTES // chunk + 1
+
+
+def blocking_model() -> tuple[ServedModel, threading.Event, threading.Semaphore]:
+    """A model whose classification waits for ``release``; ``entered`` counts the calls that started."""
+    release, entered = threading.Event(), threading.Semaphore(0)
+
+    def classify(digits: np.ndarray) -> np.ndarray:
+        entered.release()
+        assert release.wait(timeout=60)
+        return np.full((len(digits), 10), 0.1, np.float32)
+
+    return ServedModel(classify, "test"), release, entered
+
+
+def in_thread(call, *args, **kwargs) -> tuple[threading.Thread, list]:
+    result = []
+    thread = threading.Thread(target=lambda: result.append(call(*args, **kwargs)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_classification_runs_off_the_event_loop_with_one_queued_request_then_503():
+    model, release, entered = blocking_model()
+    digit = {"pixels": np.pad(np.full((10, 4), 255), ((9, 9), (12, 12))).tolist()}
+    with TestClient(create_app(model, workers=1, queue=1)) as client:
+        first, first_result = in_thread(client.post, "/predict", json=digit)
+        assert entered.acquire(timeout=30), "the first request reached the classifier"
+        second, second_result = in_thread(client.post, "/v1/models/lenet5:predict",
+                                          json={"instances": [[[0] * 28] * 28]})
+        time.sleep(0.3)  # let the second request take its place in the queue
+        health, health_result = in_thread(client.get, "/health")
+        health.join(timeout=10)
+        assert health_result and health_result[0].status_code == 200, "the event loop answers while a worker is busy"
+        busy = client.post("/predict", json=digit)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and "busy" in busy.json()["detail"]
+        assert not entered.acquire(timeout=0.2), "the queued request waits for the only worker"
+        release.set()
+        first.join(timeout=30)
+        second.join(timeout=30)
+    assert first_result[0].status_code == 200 and first_result[0].json()["probability"] == pytest.approx(0.1)
+    assert second_result[0].status_code == 200 and second_result[0].json()["predictions"][0]["classes"] == 0
+
+
+@pytest.fixture
+def cli(capsys):
+    """Runs ``lenet-tf`` in this process: (exit status, stderr lines); restores the SIGTERM handler it installs."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def run(*args) -> tuple[int, list[str]]:
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as exit:
+            status = exit.code
+        return status, capsys.readouterr().err.strip().splitlines()
+
+    yield run
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_serve_start_up_errors_are_one_line(cli, real_model_dir, tmp_path):
+    status, err = cli("serve", "--port", 99999)
+    assert status == 2 and "argument --port: must lie in 0..65535, got 99999" in err[-1]
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # something else listens there
+        port = taken.getsockname()[1]
+        status, err = cli("serve", "--port", port, "--checkpoint", real_model_dir[0])
+    assert status == 1 and err == [f"lenet-tf: error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    status, err = cli("serve", "--port", 0, "--checkpoint", tmp_path / "missing")
+    assert status == 1 and len(err) == 1 and err[0].startswith("lenet-tf: error: ")  # no "serving on" line
+
+
+@pytest.fixture(scope="module")
+def server(real_model_dir):
+    """A real ``lenet-tf serve`` on a free port; yields its URL once it printed "serving on"."""
+    process = subprocess.Popen([sys.executable, "-m", "lenet_tf", "serve", "--checkpoint", str(real_model_dir[0]),
+                                "--port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    deadline = time.monotonic() + 120
+    url = None
+    while url is None and time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        if line.startswith("serving on "):
+            url = line.split()[2].rstrip("/")
+    if url is None:
+        process.kill()
+        pytest.fail("the server did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_the_server_is_ready_when_it_says_so_and_cuts_off_oversized_chunked_uploads(server):
+    import httpx
+
+    assert httpx.get(server + "/health", timeout=5).json()["epoch"] == 2  # printed only once the model loaded
+    host, port = server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest("POST", "/predict")
+    connection.putheader("Content-Type", "image/png")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    sent, chunk = 0, b"0" * (1 << 20)
+    try:
+        for _ in range(1024):  # 1 GB
+            connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sent += 1
+    except OSError:
+        pass  # the server closed the connection after its 413
+    assert sent < 64, "the server stopped reading soon after the limit"
+    try:
+        response = connection.getresponse()
+    except OSError:
+        pass  # the reset may arrive before the 413 is read; the status itself is checked in-process above
+    else:
+        assert response.status == 413 and b"too large" in response.read()
+    assert httpx.get(server + "/health", timeout=5).status_code == 200
+
+
+def chrome_driver():
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.skip("no Chromium/ChromeDriver installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=900,700"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)
+
+
+def draw(browser, pad, strokes):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    for stroke in strokes:
+        actions = ActionChains(browser, duration=20)
+        x0, y0 = stroke[0]
+        actions.move_to_element_with_offset(pad, x0 - 140, y0 - 140).click_and_hold()
+        for x, y in stroke[1:]:
+            actions.move_to_element_with_offset(pad, x - 140, y - 140)
+        actions.release().perform()
+
+
+def test_drawing_on_the_page_shows_the_prediction(server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = chrome_driver()
+    try:
+        browser.get(server + "/")
+        pad = browser.find_element(By.ID, "pad")
+        digit = browser.find_element(By.ID, "digit")
+        draw(browser, pad, [[(140, 40 + 10 * k) for k in range(21)]])  # a vertical stroke: one
+        WebDriverWait(browser, 30).until(lambda b: digit.get_attribute("data-strokes") == "1")
+        assert digit.text == "1"
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 3
+        browser.save_screenshot(str(tmp_path / "one.png"))
+        browser.find_element(By.ID, "clear").click()
+        assert digit.text == "–"
+        ring = [(140 + 70 * np.sin(t), 140 - 100 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 40)]
+        draw(browser, pad, [[(round(x), round(y)) for x, y in ring]])  # an oval: zero
+        WebDriverWait(browser, 30).until(lambda b: digit.get_attribute("data-strokes") == "1" and digit.text != "–")
+        assert digit.text == "0"
+        seen = browser.execute_script(
+            "return Array.from(document.getElementById('input').getContext('2d')"
+            ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 == 0 && v > 128).length")
+        assert seen > 20, "the 28x28 input shown beside the pad holds the drawn digit"
+    finally:
+        browser.quit()

@@ -1,0 +1,184 @@
+"""TensorFlow Serving's REST API in `lenet-tf serve`: real MNIST digits against both backends, status, metadata,
+and the 400/404 answers."""
+
+import json
+
+import numpy as np
+import pytest
+
+fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from lenet_tf.serving.server import MAX_UPLOAD_BYTES, checkpoint_model, create_app, saved_model_model  # noqa: E402
+from lenet_tf.serving.tf_serving import predict_response  # noqa: E402
+from lenet_tf.trained import TrainedModel  # noqa: E402
+
+DIGITS = 60
+
+
+@pytest.fixture(scope="module")
+def expected(real_model_dir, real_mnist):
+    """The first test digits and what the checkpoint predicts for them in-process."""
+    with TrainedModel(real_model_dir[0]) as model:
+        return real_mnist.test_images[:DIGITS], model.predict(real_mnist.test_images[:DIGITS])
+
+
+@pytest.fixture(scope="module")
+def client(real_model_dir):
+    return TestClient(create_app(checkpoint_model(real_model_dir[0])))
+
+
+@pytest.fixture(scope="module")
+def exported(real_model_dir, tmp_path_factory):
+    """The checkpoint exported twice: as a plain SavedModel, and as version 3 in a TF Serving base folder."""
+    from lenet_tf.serving.saved_model import export_saved_model
+
+    root = tmp_path_factory.mktemp("exported")
+    export_saved_model(real_model_dir[0], root / "lenet5")
+    export_saved_model(real_model_dir[0], root / "base" / "3")
+    return root
+
+
+def check(classes, probabilities, expected_predictions):
+    n = len(classes)
+    assert classes == expected_predictions.classes[:n].tolist()
+    np.testing.assert_allclose(probabilities, expected_predictions.probabilities[:n], rtol=1e-5, atol=1e-7)
+
+
+def post_both_formats(client, url, digits, expected_predictions):
+    """Posts ``digits`` as [N,28,28] rows and as a [N,28,28,1] column; both answers must match the expectation."""
+    rows = client.post(url, json={"instances": digits.tolist()})
+    assert rows.status_code == 200, rows.text
+    predictions = rows.json()["predictions"]
+    assert len(predictions) == len(digits) and set(predictions[0]) == {"classes", "probabilities"}
+    check([p["classes"] for p in predictions], [p["probabilities"] for p in predictions], expected_predictions)
+    columns = client.post(url, json={"inputs": {"images": digits[..., None].tolist()}})
+    assert columns.status_code == 200, columns.text
+    outputs = columns.json()["outputs"]
+    assert len(outputs["classes"]) == len(digits)
+    check(outputs["classes"], outputs["probabilities"], expected_predictions)
+
+
+def test_row_and_columnar_predictions_equal_the_trained_model(client, expected):
+    digits, predictions = expected
+    post_both_formats(client, "/v1/models/lenet5:predict", digits, predictions)
+    post_both_formats(client, "/v1/models/lenet5/versions/1:predict", digits, predictions)
+    named = client.post("/v1/models/lenet5:predict", json={
+        "signature_name": "serving_default", "instances": [{"images": d.tolist()} for d in digits[:3]]})
+    bare = client.post("/v1/models/lenet5:predict", json={"inputs": digits[:3].tolist()})
+    assert [p["classes"] for p in named.json()["predictions"]] == bare.json()["outputs"]["classes"] \
+        == predictions.classes[:3].tolist()
+
+
+def test_saved_model_backend_and_version_folders(exported, expected):
+    digits, predictions = expected
+    plain = TestClient(create_app(saved_model_model(exported / "lenet5")))
+    post_both_formats(plain, "/v1/models/lenet5/versions/1:predict", digits, predictions)
+    assert plain.get("/health").json() == {"status": "ok", "model": "lenet5", "version": 1, "source": "saved_model",
+                                           "epoch": None}
+    versioned = TestClient(create_app(saved_model_model(exported / "base")))  # serves base/3, as TF Serving would
+    assert versioned.get("/v1/models/lenet5").json()["model_version_status"][0]["version"] == "3"
+    post_both_formats(versioned, "/v1/models/lenet5/versions/3:predict", digits[:10], predictions)
+    assert versioned.post("/v1/models/lenet5/versions/1:predict", json={"instances": digits[:1].tolist()}
+                          ).status_code == 404
+
+
+def test_metadata_describes_the_exported_signature(client, exported):
+    from tensorflow.core.framework import types_pb2
+
+    from lenet_tf.core.tf import tf
+
+    signature = tf.saved_model.load(str(exported / "lenet5")).signatures["serving_default"]
+    metadata = client.get("/v1/models/lenet5/metadata").json()
+    assert metadata["model_spec"] == {"name": "lenet5", "signature_name": "", "version": "1"}
+    described = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert described["method_name"] == "tensorflow/serving/predict"
+    actual = {"inputs": {spec.name: spec for spec in signature.structured_input_signature[1].values()},
+              "outputs": signature.structured_outputs}
+    for side in ("inputs", "outputs"):
+        assert set(described[side]) == set(actual[side])
+        for name, info in described[side].items():
+            spec = actual[side][name]
+            assert info["dtype"] == types_pb2.DataType.Name(spec.dtype.as_datatype_enum)
+            dims = None if spec.shape.rank is None else [-1 if d is None else d for d in spec.shape.as_list()]
+            assert info["tensor_shape"]["unknown_rank"] == (dims is None)
+            assert [int(d["size"]) for d in info["tensor_shape"]["dim"]] == (dims or [])
+    assert client.get("/v1/models/lenet5/versions/1/metadata").json() == metadata
+
+
+def test_model_status_and_unknown_models_or_versions(client):
+    status = {"model_version_status": [{"version": "1", "state": "AVAILABLE",
+                                        "status": {"error_code": "OK", "error_message": ""}}]}
+    assert client.get("/v1/models/lenet5").json() == status
+    assert client.get("/v1/models/lenet5/versions/1").json() == status
+    for method, path, message in [
+            ("get", "/v1/models/mnist", "Servable not found for request: Latest(mnist)"),
+            ("get", "/v1/models/lenet5/versions/2", "Servable not found for request: Specific(lenet5, 2)"),
+            ("get", "/v1/models/other/metadata", "Latest(other)"),
+            ("post", "/v1/models/other:predict", "Latest(other)"),
+            ("post", "/v1/models/lenet5/versions/7:predict", "Specific(lenet5, 7)")]:
+        response = getattr(client, method)(path, **({"json": {"instances": [[[0] * 28] * 28]}} if method == "post"
+                                                      else {}))
+        assert response.status_code == 404 and message in response.json()["error"], path
+    malformed = client.post("/v1/models/lenet5:classify", json={"examples": []})
+    assert malformed.status_code == 400 and "Malformed request" in malformed.json()["error"]
+
+
+BLANK = [[0] * 28] * 28
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"instances": [[[0] * 27] * 28]}, "must have shape [N,28,28] or [N,28,28,1], got [1,28,27]"),
+    ({"inputs": BLANK}, "got [28,28]"),  # columnar needs the batch axis
+    ({"inputs": [[0] * 784]}, "got [1,784]"),
+    ({"instances": [BLANK, [[0] * 28] * 27]}, "not a dense tensor"),
+    ({"instances": [[[0.5] * 28] * 28]}, "values must be integers 0..255, got decimal numbers"),
+    ({"instances": [[[True] * 28] * 28]}, "got booleans"),
+    ({"instances": [[["7"] * 28] * 28]}, "got strings"),
+    ({"instances": [[[256] + [0] * 27] + BLANK[1:]]}, "must lie in 0..255, got 0..256"),
+    ({"inputs": [[[-1] + [0] * 27] + BLANK[1:]]}, "got -1..0"),
+    ({"instances": [BLANK], "inputs": [BLANK]}, "only one of 'inputs' or 'instances'"),
+    ({"images": [BLANK]}, "Missing 'inputs' or 'instances' key"),
+    ({"instances": []}, "No values in 'instances' array"),
+    ({"instances": BLANK[0][0]}, "Expecting 'instances' to be a list"),
+    ({"instances": [BLANK], "signature_name": "predict_images"},
+     'Serving signature name: "predict_images" not found in signature def'),
+    ({"instances": [BLANK], "signature_name": 3}, "'signature_name' key must be a string"),
+    ({"instances": [{"images": BLANK}, BLANK]}, "Expecting object but got value/list at item 1"),
+    ({"instances": [{"image": BLANK}]}, "the signature's only input is 'images'"),
+    ({"inputs": {"images": [BLANK], "labels": [3]}}, "the signature's only input is 'images'"),
+    ([BLANK], "must be a JSON object"),
+])
+def test_bad_requests_get_400_with_a_clear_error(client, body, message):
+    response = client.post("/v1/models/lenet5:predict", json=body)
+    assert response.status_code == 400 and message in response.json()["error"]
+
+
+@pytest.mark.parametrize("raw, status, message", [
+    (b"{not json", 400, "JSON Parse error"),
+    (b'{"instances": [[' + b"9" * 400 + b"]]}", 400, "got [1,1]"),
+    (b'{"instances": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}", 400, "nested too deeply"),
+    (b'{"instances": [' + b"0," * (MAX_UPLOAD_BYTES // 2) + b"0]}", 413, "too large"),
+])
+def test_hostile_bodies_get_4xx(client, raw, status, message):
+    response = client.post("/v1/models/lenet5:predict", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == status and message in response.json()["error"]
+    assert client.get("/v1/models/lenet5").status_code == 200
+
+
+def test_a_huge_integer_of_the_right_shape_is_refused(client):
+    digit = [[0] * 28 for _ in range(28)]
+    body = json.dumps({"instances": [digit]}).replace("0", "9" * 400, 1).encode()
+    response = client.post("/v1/models/lenet5:predict", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "must be integers 0..255" in response.json()["error"]
+
+
+def test_floats_are_written_as_tensorflow_serving_writes_them():
+    # Six significant digits when they give the float32 back, nine otherwise; whole numbers end in ".0".
+    probabilities = np.array([[0.1, 0.99999994, 1.0, 2.5e-7, 1 / 3, 0, 0, 0, 0, 0]], np.float32)
+    row = predict_response(probabilities, columnar=False)
+    assert json.dumps(row) == ('{"predictions": [{"classes": 2, "probabilities": '
+                               '[0.1, 0.99999994, 1.0, 2.5e-07, 0.333333343, 0.0, 0.0, 0.0, 0.0, 0.0]}]}')
+    assert np.array_equal(np.array(row["predictions"][0]["probabilities"], np.float32), probabilities[0])
+    columnar = predict_response(np.vstack([probabilities, probabilities[:, ::-1]]), columnar=True)
+    assert columnar["outputs"]["classes"] == [2, 7] and len(columnar["outputs"]["probabilities"]) == 2

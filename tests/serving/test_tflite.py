@@ -1,0 +1,102 @@
+"""TFLite export: the converted model classifies the real MNIST test set like the checkpoint; files are safe."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REAL_MNIST
+
+from lenet_tf.core.errors import CheckpointError, ConfigError
+from lenet_tf.serving.tflite import calibration_digits, convert, export_tflite, interpreter, tflite_probabilities
+from lenet_tf.trained import TrainedModel
+
+
+@pytest.fixture(scope="module")
+def checkpoint_predictions(real_model_dir, real_mnist):
+    with TrainedModel(real_model_dir[0]) as model:
+        return model.predict(real_mnist.test_images).probabilities
+
+
+@pytest.mark.parametrize("quantize, tolerance", [("none", 0.001), ("dynamic", 0.001), ("int8", 0.003)])
+def test_tflite_model_matches_the_checkpoint_on_the_real_test_set(tmp_path, real_model_dir, real_mnist,
+                                                                  checkpoint_predictions, quantize, tolerance):
+    path = export_tflite(real_model_dir[0], tmp_path / "lenet5.tflite", quantize, data_dir=REAL_MNIST)
+    probabilities = tflite_probabilities(path, real_mnist.test_images)
+    labels = real_mnist.test_labels
+    expected = np.mean(checkpoint_predictions.argmax(axis=1) == labels)
+    accuracy = np.mean(probabilities.argmax(axis=1) == labels)
+    assert abs(accuracy - expected) <= tolerance, (quantize, accuracy, expected)
+    assert probabilities.shape == (10000, 10) and probabilities.dtype == np.float32
+    if quantize == "none":
+        np.testing.assert_allclose(probabilities, checkpoint_predictions, atol=1e-4)
+    model = interpreter(path)
+    source, target = model.get_input_details()[0], model.get_output_details()[0]
+    assert source["dtype"] == np.uint8 and list(source["shape_signature"]) == [-1, 28, 28]
+    if quantize == "int8":
+        assert source["quantization"] == (1.0, 0)
+        assert target["dtype"] == np.uint8 and target["quantization"] == (1 / 256, 0)
+    else:
+        assert target["dtype"] == np.float32
+
+
+@pytest.fixture(scope="module")
+def synthetic_model(synthetic_model_dir):
+    return synthetic_model_dir
+
+
+def lenet_tf(*args):
+    return subprocess.run([sys.executable, "-m", "lenet_tf", *map(str, args)], capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_export_refuses_an_existing_file_unless_overwrite(tmp_path, synthetic_model, synthetic_dir):
+    target = tmp_path / "out" / "digits.tflite"
+    first = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--out", target)
+    assert first.returncode == 0 and first.stderr == "" and "float32" in first.stdout
+    written = target.read_bytes()
+    refused = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--quantize", "int8",
+                       "--out", target, "--data-dir", synthetic_dir, "--skip-checksum")
+    assert refused.returncode == 1 and refused.stderr == (
+        f"lenet-tf: error: {target}: already exists; pass --overwrite to replace it\n")
+    assert target.read_bytes() == written
+    replaced = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--quantize", "int8",
+                        "--out", target, "--overwrite", "--data-dir", synthetic_dir, "--skip-checksum")
+    assert replaced.returncode == 0 and replaced.stderr == "" and "uint8 (p = q/256)" in replaced.stdout
+    assert target.read_bytes() != written
+    assert interpreter(target).get_output_details()[0]["dtype"] == np.uint8
+    assert sorted(p.name for p in target.parent.iterdir()) == ["digits.tflite"]  # no temporary file left
+
+
+def test_overwrite_never_replaces_a_file_that_is_not_a_tflite_model(tmp_path, synthetic_model):
+    target = tmp_path / "notes.tflite"
+    target.write_bytes(b"somebody else's file")
+    with pytest.raises(CheckpointError, match="exists and is not a TFLite model; not replacing it"):
+        export_tflite(synthetic_model, target, overwrite=True)
+    assert target.read_bytes() == b"somebody else's file" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_export_errors_are_one_line(tmp_path, synthetic_model):
+    wrong_format = lenet_tf("export", "--checkpoint", synthetic_model, "--quantize", "dynamic", "--out", tmp_path / "x")
+    assert wrong_format.returncode == 1 and wrong_format.stderr == "lenet-tf: error: --quantize needs --format tflite\n"
+    with pytest.raises(CheckpointError, match="is a folder"):
+        export_tflite(synthetic_model, tmp_path, "none")
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_default_file_names_per_quantization(tmp_path, synthetic_model):
+    for quantize, name in [("none", "lenet5.tflite"), ("dynamic", "lenet5-dynamic.tflite")]:
+        done = subprocess.run([sys.executable, "-m", "lenet_tf", "export", "--checkpoint", str(synthetic_model),
+                               "--format", "tflite", "--quantize", quantize], capture_output=True, text=True,
+                              timeout=180, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "export" / name).stat().st_size > 0
+
+
+def test_int8_needs_calibration_that_spans_the_pixel_range(synthetic_model, synthetic_splits):
+    digits = synthetic_splits.train_images[:20, 2:30, 2:30, 0]
+    assert calibration_digits(digits, count=5).shape == (5, 28, 28)
+    with pytest.raises(ValueError, match="needs calibration_images"):
+        convert(synthetic_model, "int8")
+    with pytest.raises(ConfigError, match="do not span 0..255"):
+        convert(synthetic_model, "int8", calibration_images=np.clip(digits, 0, 100))

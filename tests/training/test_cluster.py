@@ -1,0 +1,92 @@
+"""A real cluster of separate processes on 127.0.0.1: one parameter server and two workers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from ports import free_ports
+
+from lenet_tf.training.cluster import _WorkerGraph, parse_role, train_worker
+from lenet_tf.core.errors import ConfigError
+from lenet_tf.training.trainer import TrainConfig
+
+
+def summary_tags(logdir):
+    from lenet_tf.core.tf import tf1
+
+    return {value.tag for events in logdir.glob("events.out.tfevents.*")
+            for event in tf1.train.summary_iterator(str(events)) for value in event.summary.value}
+
+
+def test_one_ps_two_workers_train_real_mnist_and_stop_by_themselves(tmp_path, real_mnist, real_model_dir):
+    ps, *workers = (f"127.0.0.1:{port}" for port in free_ports(3))
+    cluster = json.dumps({"ps": [ps], "worker": workers})
+    out = tmp_path / "model"
+    command = [sys.executable, "-m", "lenet_tf", "train", "--cluster", cluster, "--epochs", "1", "--out", str(out),
+               "--no-progress", "--json"]
+    roles = [["--job", "ps"], ["--job", "chief"], ["--job", "worker", "--task", "1"]]
+    processes = [subprocess.Popen(command + role, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for role in roles]
+    done = {}
+    try:
+        for p in processes[::-1]:
+            done[p.pid] = p.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        for p in processes:
+            p.kill()
+            stderr = done[p.pid][1] if p.pid in done else p.communicate()[1]
+            print(p.args[-2:], "exit", p.wait(), "stderr:", stderr[-3000:])
+        raise
+    outputs, errors = zip(*(done[p.pid] for p in processes))
+    assert [p.returncode for p in processes] == [0, 0, 0], errors
+    assert not any("Traceback" in e or "Error" in e for e in errors), errors
+    summary = json.loads(outputs[1])
+    assert summary["test_accuracy"] >= 0.95
+    record = json.loads((out / "run.json").read_text())
+    assert record["cluster"] == {"ps": 1, "workers": 2} and record["complete"]
+    # The same run record and TensorBoard logs as a single-process run (the shared trainer of lenet_tf.training.loop).
+    local = json.loads((real_model_dir[0] / "run.json").read_text())
+    assert set(record) - {"cluster"} == set(local) and set(record["history"][0]) == set(local["history"][0])
+    # the chief counts its own images times the workers; the shared step count may end its epoch a few steps early
+    assert 50000 <= record["history"][0]["images"] <= 55000 and 0.5 < record["history"][0]["train_accuracy"] < 1
+    assert summary_tags(out / "logs") == summary_tags(real_model_dir[0] / "logs") != set()
+    evaluated = subprocess.run([sys.executable, "-m", "lenet_tf", "evaluate", "--checkpoint", str(out), "--json"],
+                               capture_output=True, text=True, timeout=120)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(summary["test_accuracy"])
+
+
+def test_cluster_from_tf_config(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"ps": ["a:1"], "worker": ["b:2", "c:3"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    role = parse_role()
+    assert (role.job, role.index, role.workers, role.is_chief) == ("worker", 1, 2, False)
+    assert parse_role('{"ps": ["a:1"], "worker": ["b:2"]}', "chief", 0).is_chief
+
+
+@pytest.mark.parametrize("cluster, job, task, message", [
+    ("not json", "worker", 0, "not JSON"),
+    ('{"worker": ["b:2"]}', "worker", 0, "at least one"),
+    ('{"ps": ["a:1"], "worker": ["b:2"]}', "worker", 3, "index into the cluster"),
+    ('{"ps": ["a:1"], "worker": ["b:2"]}', "evaluator", 0, "task must be ps or worker"),
+])
+def test_bad_clusters_are_clear_errors(cluster, job, task, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_role(cluster, job, task)
+
+
+def test_workers_build_the_augmentation_and_weight_decay_they_are_given():
+    role = parse_role('{"ps": ["a:1"], "worker": ["b:2"]}', "chief", 0)
+
+    def op_types(**config):
+        return {op.type for op in _WorkerGraph(TrainConfig(**config), role).graph.get_operations()}
+
+    plain, augmented = op_types(), op_types(augment=True, elastic_alpha=10.0, weight_decay=1e-4)
+    assert {"StatelessRandomUniformV2", "L2Loss"} <= augmented - plain
+
+
+def test_weight_averaging_is_refused_in_a_cluster():
+    role = parse_role('{"ps": ["a:1"], "worker": ["b:2"]}', "chief", 0)
+    with pytest.raises(ConfigError, match="--weight-averaging is not available in distributed training"):
+        train_worker(TrainConfig(weight_averaging=0.999), role, splits=object())
