@@ -30,12 +30,12 @@ from typing import Callable
 
 import numpy as np
 
-from lenet_tf.core.tf import gpu_available, tf, tf1
+from lenet_tf.core.tf import enable_bf16, gpu_available, tf, tf1
 from lenet_tf.benchmark.flags import build_parser
 from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.inference import EVAL_BATCH_SIZE
 from lenet_tf.core.outputs import check_new_files, write_atomic
-from lenet_tf.core.precision import choose, cpu_features, cpu_model, enable_bf16
+from lenet_tf.core.precision import choose, cpu_features, cpu_model
 from lenet_tf.training.trainer import TrainConfig, TrainGraph
 
 BATCH = 128

@@ -24,12 +24,6 @@ PRECISION_ENV = "LENET_TF_PRECISION"
 FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 NATIVE_BF16 = ("amx_bf16", "avx512_bf16")
 
-# The rewrite's lists (auto_mixed_precision_lists.h) let Mean and SquaredDifference run in bfloat16, which
-# would compute batch-norm means and variances from 8-bit mantissas: they are moved to the deny list, so
-# tf.nn.moments stays float32 (elsewhere in lenet_tf they only appear in the loss, which is float32 anyway).
-_KEEP_FP32 = ("Mean", "SquaredDifference")
-_LIST_ENV = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_"
-
 
 def _cpuinfo_value(keys: tuple[str, ...], cpuinfo: str) -> str:
     """The first value of any of ``keys`` in ``/proc/cpuinfo`` (empty when absent or without such a file)."""
@@ -126,25 +120,6 @@ def choose(precision: str | None = None, *, gpu: bool | None = None, flags: froz
     if native:
         return Precision(requested, "bf16", f"CPU has {native[0]}", features)
     return Precision(requested, "fp32", "no native bf16 on this CPU", features)
-
-
-def _add_to_env_list(name: str, ops: tuple[str, ...]) -> None:
-    present = [op for op in os.environ.get(name, "").split(",") if op]
-    os.environ[name] = ",".join(present + [op for op in ops if op not in present])
-
-
-def enable_bf16(config) -> None:
-    """Turns the oneDNN bfloat16 rewrite on in a ``tf.compat.v1.ConfigProto``, batch-norm statistics in fp32.
-
-    The op lists are read from the environment whenever a session optimises a graph, so they are set here,
-    before any bf16 session runs.
-    """
-    from tensorflow.core.protobuf import rewriter_config_pb2
-
-    _add_to_env_list(_LIST_ENV + "DENYLIST_ADD", _KEEP_FP32)
-    _add_to_env_list(_LIST_ENV + "INFERLIST_REMOVE", _KEEP_FP32)  # an op in two lists disables the rewrite
-    _add_to_env_list(_LIST_ENV + "CLEARLIST_REMOVE", _KEEP_FP32)
-    config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
 
 
 _listeners: list = []

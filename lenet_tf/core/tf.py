@@ -43,7 +43,13 @@ tf = import_tensorflow(_import_tensorflow)  # without its start-up log lines (le
 IMPORT_SECONDS = time.perf_counter() - _began  # reported in the timing of `lenet-tf train`
 tf1 = tf.compat.v1
 
-__all__ = ["default_towers", "gpu_available", "session_config", "tf", "tf1"]
+__all__ = ["default_towers", "enable_bf16", "gpu_available", "session_config", "tf", "tf1"]
+
+# The rewrite's lists (auto_mixed_precision_lists.h) let Mean and SquaredDifference run in bfloat16, which
+# would compute batch-norm means and variances from 8-bit mantissas: they are moved to the deny list, so
+# tf.nn.moments stays float32 (elsewhere in lenet_tf they only appear in the loss, which is float32 anyway).
+_KEEP_FP32 = ("Mean", "SquaredDifference")
+_LIST_ENV = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_"
 
 
 def gpu_available() -> bool:
@@ -65,7 +71,7 @@ def default_towers(batch_size: int) -> int:
 
 def session_config(towers: int = 1, precision: str = "fp32") -> tf1.ConfigProto:
     """Session settings: one thread per op and one op per core with towers, else every core inside an op;
-    ``precision`` ``"bf16"`` adds the oneDNN bfloat16 rewrite (see :mod:`lenet_tf.core.precision`)."""
+    ``precision`` ``"bf16"`` adds the oneDNN bfloat16 rewrite (:func:`enable_bf16`)."""
     cores = os.cpu_count() or 1
     if towers > 1:
         config = tf1.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=max(towers, cores))
@@ -75,9 +81,26 @@ def session_config(towers: int = 1, precision: str = "fp32") -> tf1.ConfigProto:
     config.allow_soft_placement = True  # ops without a GPU kernel (uint8 gathers) fall back to the CPU
     config.gpu_options.allow_growth = True
     if precision == "bf16":
-        from lenet_tf.core.precision import enable_bf16
-
         enable_bf16(config)
     elif precision != "fp32":
         raise ValueError(f"precision must be fp32 or bf16 here, got {precision!r}")
     return config
+
+
+def _add_to_env_list(name: str, ops: tuple[str, ...]) -> None:
+    present = [op for op in os.environ.get(name, "").split(",") if op]
+    os.environ[name] = ",".join(present + [op for op in ops if op not in present])
+
+
+def enable_bf16(config: tf1.ConfigProto) -> None:
+    """Turns the oneDNN bfloat16 rewrite on in a ``tf.compat.v1.ConfigProto``, batch-norm statistics in fp32.
+
+    The op lists are read from the environment whenever a session optimises a graph, so they are set here,
+    before any bf16 session runs.
+    """
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    _add_to_env_list(_LIST_ENV + "DENYLIST_ADD", _KEEP_FP32)
+    _add_to_env_list(_LIST_ENV + "INFERLIST_REMOVE", _KEEP_FP32)  # an op in two lists disables the rewrite
+    _add_to_env_list(_LIST_ENV + "CLEARLIST_REMOVE", _KEEP_FP32)
+    config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
