@@ -28,7 +28,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                         help="also measure bf16 rows: auto = where the CPU computes bf16 natively (AMX-BF16 or "
                              "AVX512-BF16), bf16 = always, fp32 = never (default: $LENET_TF_PRECISION, else auto)")
-    parser.add_argument("--worker", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=sorted(set(CONTENDERS) - {"torch"}), help=argparse.SUPPRESS)
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON ('-' for stdout; default: none)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --json file (default: off: it is refused)")

@@ -6,12 +6,15 @@ Contenders, all the same LeNet-5 (32x32 input, VALID convs 6/16, fc 120/84/10), 
 2. ``feed_dict``: a literal TF1 port of the seed article: float32 numpy batches fed every step,
    one-hot labels, conv -> +bias -> ReLU -> pool.
 3. ``keras``: ``model.fit`` / ``model.predict`` of the same network.
-4. ``torch``: a plain PyTorch loop, when ``torch`` is installed.
+4. ``torch``: a plain PyTorch loop, when ``torch`` is installed, in PyTorch's best CPU variants (eager float32,
+   channels-last; with bf16 also autocast and channels-last autocast), each in a process that never imports
+   TensorFlow (:mod:`lenet_tf.benchmark.torch_worker`). lenet_tf's ratio to the best of them is reported.
 
 With ``--precision`` bf16 (or auto on a CPU with native bf16) each contender also runs in bfloat16 where it can:
 lenet_tf and the TF1 port with the oneDNN bf16 rewrite, Keras with the ``mixed_bfloat16`` policy, PyTorch with
 ``torch.autocast``. Every contender runs in its own process; after warm-up steps the processes take turns, one
-timed repeat each per round, so that other load on the machine hits them all alike. Medians are reported.
+timed repeat each per round, so that other load on the machine hits them all alike. Medians are reported. A
+contender that fails says why (the last line of its stderr, its exit code or signal).
 """
 
 from __future__ import annotations
@@ -21,61 +24,25 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from lenet_tf.core.tf import enable_bf16, gpu_available, tf, tf1
 from lenet_tf.benchmark.flags import build_parser
+from lenet_tf.benchmark.protocol import BATCH, Worker, batched, cycling_steps, serve
 from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.inference import EVAL_BATCH_SIZE
 from lenet_tf.core.outputs import check_new_files, write_atomic
 from lenet_tf.core.precision import choose, cpu_features, cpu_model
 from lenet_tf.training.trainer import TrainConfig, TrainGraph
 
-BATCH = 128
 # Multiply-accumulates of one forward pass: conv1, conv2, fc1, fc2, logits.
 FORWARD_MACS = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10
 # Training = forward + weight gradients + input gradients of every layer but the first.
 TRAIN_FLOPS = 2 * (3 * FORWARD_MACS - 28 * 28 * 6 * 25)
-
-
-def _rate(run: Callable[[], int]) -> float:
-    """Images per second of one call of ``run`` (which returns how many images it processed)."""
-    began = time.perf_counter()
-    images = run()
-    return images / (time.perf_counter() - began)
-
-
-def _cycling_steps(count: int, step: Callable[[slice], None], steps: int) -> Callable[..., int]:
-    """``run_steps(n=steps)``: n training steps on consecutive batches, wrapping around ``count`` examples."""
-    position = 0
-
-    def run_steps(n: int = steps) -> int:
-        nonlocal position
-        for _ in range(n):
-            if position + BATCH > count:
-                position = 0
-            step(slice(position, position + BATCH))
-            position += BATCH
-        return n * BATCH
-
-    return run_steps
-
-
-def _batched(count: int, predict: Callable[[slice], object]) -> Callable[[], int]:
-    """``infer()``: one inference pass over ``count`` examples in batches of EVAL_BATCH_SIZE."""
-    def infer() -> int:
-        for start in range(0, count, EVAL_BATCH_SIZE):
-            predict(slice(start, start + EVAL_BATCH_SIZE))
-        return count
-
-    return infer
 
 
 def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -97,7 +64,7 @@ def bench_lenet_tf(splits: Splits, steps: int, warmup: int, precision: str):
     graph = TrainGraph(TrainConfig(precision=precision), splits)
     order = np.random.default_rng(0).permutation(len(splits.train_labels)).astype(np.int32)
     session = graph.start(splits)
-    run_steps = _cycling_steps(len(order), lambda batch: graph.step(session, order[batch], 1e-3), steps)
+    run_steps = cycling_steps(len(order), lambda batch: graph.step(session, order[batch], 1e-3), steps)
     run_steps(warmup)
     images = splits.test_images
     graph.inference.run(session, images[:EVAL_BATCH_SIZE])
@@ -139,9 +106,9 @@ def bench_feed_dict(splits: Splits, steps: int, warmup: int, precision: str):
         enable_bf16(config)
     session = tf1.Session(graph=graph, config=config)
     session.run(init)
-    run_steps = _cycling_steps(len(train_x), lambda b: session.run(train_op, {x: train_x[b], y: train_y[b]}), steps)
+    run_steps = cycling_steps(len(train_x), lambda b: session.run(train_op, {x: train_x[b], y: train_y[b]}), steps)
     run_steps(warmup)
-    return run_steps, _batched(len(test_x), lambda b: session.run(logits, {x: test_x[b]}))
+    return run_steps, batched(len(test_x), lambda b: session.run(logits, {x: test_x[b]}), EVAL_BATCH_SIZE)
 
 
 def bench_keras(splits: Splits, steps: int, warmup: int, precision: str):
@@ -174,43 +141,11 @@ def bench_keras(splits: Splits, steps: int, warmup: int, precision: str):
     return fit, lambda: len(model.predict(test_x, batch_size=EVAL_BATCH_SIZE, verbose=0))
 
 
-def bench_torch(splits: Splits, steps: int, warmup: int, precision: str):
-    """A plain PyTorch loop (CPU), when torch is installed (bf16: ``torch.autocast``)."""
-    import contextlib
-
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
-    model = nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    train_x = torch.from_numpy(splits.train_images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
-    train_y = torch.from_numpy(splits.train_labels.astype(np.int64))
-    test_x = torch.from_numpy(splits.test_images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
-
-    def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-
-    def step(batch: slice) -> None:
-        optimizer.zero_grad()
-        with autocast():
-            loss = nn.functional.cross_entropy(model(train_x[batch]), train_y[batch])
-        loss.backward()
-        optimizer.step()
-
-    def predict(batch: slice) -> None:
-        with torch.no_grad(), autocast():
-            model(test_x[batch])
-
-    run_steps = _cycling_steps(len(train_x), step, steps)
-    run_steps(warmup)
-    return run_steps, _batched(len(test_x), predict)
-
-
-CONTENDERS = {"lenet_tf": bench_lenet_tf, "feed_dict": bench_feed_dict, "keras": bench_keras, "torch": bench_torch}
+TF_CONTENDERS = {"lenet_tf": bench_lenet_tf, "feed_dict": bench_feed_dict, "keras": bench_keras}
+CONTENDERS = (*TF_CONTENDERS, "torch")
+# PyTorch's variants per precision (lenet_tf.benchmark.torch_worker.VARIANTS) and their rows' names.
+TORCH_VARIANTS = {"fp32": {"torch": "eager", "torch channels_last": "channels_last"},
+                  "bf16": {"torch bf16": "bf16", "torch channels_last bf16": "channels_last_bf16"}}
 # The literal port as TensorFlow runs it with oneDNN off: its default on CPUs without AVX-512.
 ONEDNN_OFF = "feed_dict_onednn_off"
 
@@ -220,67 +155,30 @@ def row_name(contender: str, precision: str) -> str:
     return contender if precision == "fp32" else f"{contender} {precision}"
 
 
-class _Worker:
-    """One contender in its own process, so no thread pool or setting leaks between contenders; it warms up,
-    then runs one timed repeat per request."""
-
-    def __init__(self, contender: str, precision: str, args: argparse.Namespace) -> None:
-        self.name, self.precision = row_name(contender, precision), precision
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        if contender == ONEDNN_OFF:
-            contender, env["TF_ENABLE_ONEDNN_OPTS"] = "feed_dict", "0"
-        command = [sys.executable, "-m", "lenet_tf.benchmark.throughput", "--worker", contender, "--precision", precision,
-                   "--steps", str(args.steps), "--warmup", str(args.warmup)]
-        if args.data_dir:
-            command += ["--data-dir", str(args.data_dir)]
-        self.log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty worker never blocks on it
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                        text=True, env=env)
-        self.ready = self._answer()
-
-    def _answer(self) -> dict:
-        for line in self.process.stdout:
-            if line.startswith("{"):
-                return json.loads(line)
-        self.process.wait()
-        self.log.seek(0)
-        return {"error": (self.log.read().strip().splitlines() or ["failed"])[-1]}
-
-    def measure(self, kind: str) -> float | None:
-        """Images/s of one timed repeat of ``train`` or ``inference`` (None if the worker failed)."""
-        try:
-            self.process.stdin.write(kind + "\n")
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            pass  # the worker is gone: _answer reports why
-        answer = self._answer()
-        if kind not in answer:
-            self.error = answer.get("error", str(answer))
-            return None
-        return answer[kind]
-
-    def close(self) -> None:
-        try:
-            self.process.stdin.close()
-        except BrokenPipeError:
-            pass
-        self.process.wait()
-        self.log.close()
+def _start(contender: str, precision: str, args: argparse.Namespace) -> list[Worker]:
+    """The worker processes of a contender's rows in ``precision`` (PyTorch's: one per variant)."""
+    common = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+    common += ["--data-dir", str(args.data_dir)] if args.data_dir else []
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    if contender == "torch":
+        return [Worker(name, precision, [sys.executable, "-m", "lenet_tf.benchmark.torch_worker", "--variant",
+                                         variant, "--eval-batch", str(EVAL_BATCH_SIZE), *common], env)
+                for name, variant in TORCH_VARIANTS[precision].items()]
+    name = row_name(contender, precision)
+    if contender == ONEDNN_OFF:
+        contender, env["TF_ENABLE_ONEDNN_OPTS"] = "feed_dict", "0"
+    command = [sys.executable, "-m", "lenet_tf.benchmark.throughput", "--worker", contender,
+               "--precision", precision, *common]
+    return [Worker(name, precision, command, env)]
 
 
 def _worker(args: argparse.Namespace) -> int:
-    """The worker side of :class:`_Worker`: reports ready (or skipped), then answers requests until stdin ends."""
-    splits = split(load_mnist(args.data_dir), 5000, 0)
-    try:
-        train, infer = CONTENDERS[args.worker](splits, args.steps, args.warmup, args.precision)
-    except ImportError as err:
-        print(json.dumps({"skipped": f"{err.name or err} is not installed (pip install lenet_tf[bench])"}))
-        return 0
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        kind = line.strip()
-        print(json.dumps({kind: _rate(train if kind == "train" else infer)}), flush=True)
-    return 0
+    """The worker side of a TensorFlow contender (:func:`lenet_tf.benchmark.protocol.serve`)."""
+    def build():
+        splits = split(load_mnist(args.data_dir), 5000, 0)
+        return TF_CONTENDERS[args.worker](splits, args.steps, args.warmup, args.precision)
+
+    return serve(build, "pip install lenet_tf[bench]")
 
 
 def _precisions(args: argparse.Namespace) -> list[str]:
@@ -295,8 +193,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     rows = [(name, p) for name in (args.only or CONTENDERS) for p in precisions]
     rows += [] if args.no_default_env else [(ONEDNN_OFF, "fp32")]
     workers, notes = [], {}
-    for contender, p in rows:
-        worker = _Worker(contender, p, args)
+    for worker in (w for contender, p in rows for w in _start(contender, p, args)):
         if worker.ready.get("ready"):
             workers.append(worker)
         else:
@@ -348,6 +245,11 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             name: {kind: statistics.median(a / b for a, b in zip(rates[ours][kind], by_kind[kind]))
                    for kind in ("train", "inference")}
             for name, by_kind in rates.items() if name != ours}
+        torch_rows = {name: result for name, result in results.items() if name.startswith("torch")}
+        if torch_rows:  # against PyTorch's best variant, kind by kind
+            best = {kind: max(torch_rows, key=lambda name: torch_rows[name][kind]) for kind in ("train", "inference")}
+            report["best_torch"] = {kind: {"row": best[kind], "ratio": results[ours][kind] / torch_rows[best[kind]][kind]}
+                                    for kind in ("train", "inference")}
     return report
 
 
@@ -376,6 +278,10 @@ def format_report(report: dict) -> str:
         if paired:
             line += f"   ({paired['train']:.2f} / {paired['inference']:.2f})"
         lines.append(line)
+    if "best_torch" in report:
+        best = report["best_torch"]
+        lines.append(f"{ours} vs the best PyTorch variant: train ×{best['train']['ratio']:.2f} ({best['train']['row']}), "
+                     f"inference ×{best['inference']['ratio']:.2f} ({best['inference']['row']})")
     lines += [f"{name}: {note}" for name, note in report["notes"].items()]
     return "\n".join(lines)
 

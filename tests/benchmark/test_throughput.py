@@ -8,13 +8,19 @@ import sys
 def test_benchmark_smoke_run_writes_json(tmp_path, real_mnist):
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "lenet_tf", "benchmark", "--steps", "3", "--repeats", "1",
-                           "--warmup", "1", "--only", "lenet_tf", "feed_dict", "--no-default-env", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                           "--warmup", "1", "--only", "lenet_tf", "feed_dict", "torch", "--precision", "fp32",
+                           "--no-default-env", "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
-    assert set(report["results"]) == {"lenet_tf", "feed_dict"}
+    torch_rows = {"torch", "torch channels_last"}
+    if "torch" in report["notes"]:  # without the optional `bench` extra: skipped, never failed
+        assert report["notes"]["torch"].startswith("torch is not installed"), report["notes"]
+        torch_rows = set()
+    else:  # PyTorch runs in its own process, away from TensorFlow
+        assert report["best_torch"]["train"]["row"] in torch_rows and "best PyTorch variant" in done.stdout
+    assert set(report["results"]) == {"lenet_tf", "feed_dict"} | torch_rows
     assert all(r["train"] > 0 and r["inference"] > 0 for r in report["results"].values())
-    assert set(report["ratios"]) == {"feed_dict"} and report["ratios"]["feed_dict"]["train"] > 0
+    assert set(report["ratios"]) == {"feed_dict"} | torch_rows and report["ratios"]["feed_dict"]["train"] > 0
     assert "lenet_tf ×train" in done.stdout and "feed_dict" in done.stdout
 
 
