@@ -70,7 +70,7 @@ def profile(preset: str, precision: str | None, kernels: str | None, traces: int
         total.update(seconds)
     session.close()
     return {"cpu": cpu_model(), "cpu_features": cpu_features(), "tensorflow": tf.__version__, "preset": preset,
-            "precision": graph.precision.used, "kernels": getattr(graph.net, "kernels_used", "nn"), "towers": graph.towers,
+            "precision": graph.precision.used, "kernels": graph.net.kernels, "towers": graph.towers,
             "batch": config.batch_size, "step_ms": untraced * 1e3,
             "ops": {name: {"ms": total[name] / traces * 1e3, "count": counts.get(name, 0)}
                     for name in sorted(total, key=total.get, reverse=True)}}

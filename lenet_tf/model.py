@@ -7,7 +7,7 @@ import math
 import os
 from typing import Callable
 
-from lenet_tf.core import options
+from lenet_tf.core import fast_ops, options
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.runs.checkpoint import describe_tf_error, resolve_checkpoint
 from lenet_tf.data.mnist import INPUT_SHAPE, NUM_CLASSES
@@ -22,6 +22,11 @@ from lenet_tf.core.options import RANGES
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     name: getattr(tf.nn, name) for name in options.ACTIVATIONS}
 _TRUNCATED_NORMAL_STD = 0.87962566103423978  # stddev of a unit normal truncated at ±2
+# The kernels of the convolutions and poolings, the same function either way (docs/speed.md): "nn" are
+# tf.nn.conv2d / max_pool2d (oneDNN's kernels), "matmul" are lenet_tf.core.fast_ops (im2col + one matmul,
+# reshape + max with a select for its gradient). "nn" is the default: measured faster on the CPUs tried
+# (benchmarks/profile_step.py --kernels matmul measures it on yours).
+KERNELS = ("nn", "matmul")
 
 
 def shard_batch(batch: tf.Tensor, shards: int) -> list[tf.Tensor]:
@@ -74,6 +79,7 @@ class LeNet5:
         input_mean: float = 0.0,
         input_std: float = 1.0,
         seed: int | None = None,
+        kernels: str = "nn",
     ) -> None:
         """Checks and stores the configuration; no graph ops are made until the first call.
 
@@ -88,6 +94,8 @@ class LeNet5:
           bn_epsilon: added to the variance in batch norm.
           input_mean, input_std: the network sees ``(images - input_mean) / input_std``.
           seed: op-level seed for weight initialisation and dropout (with the graph's seed).
+          kernels: one of :data:`KERNELS`: how convolutions and poolings are computed (the same function
+            and variables either way, so checkpoints load in both).
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -100,6 +108,8 @@ class LeNet5:
         RANGES["dropout"].check("dropout", dropout)
         if not 0.0 < bn_momentum < 1.0:
             raise ValueError(f"bn_momentum must lie in (0, 1), got {bn_momentum!r}")
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
         if not input_std > 0:
             raise ValueError(f"input_std must be > 0, got {input_std!r}")
         self.name = name
@@ -113,6 +123,9 @@ class LeNet5:
         self.input_mean = input_mean
         self.input_std = input_std
         self.seed = seed
+        self.kernels = kernels
+        self._conv2d, self._max_pool = ((fast_ops.conv2d, fast_ops.max_pool) if kernels == "matmul"
+                                        else (self.conv2d, self.max_pool))
         self._scope: tf1.VariableScope | None = None
         self._graph: tf.Graph | None = None
         self._savers: dict[str, tf1.train.Saver] = {}
@@ -121,7 +134,8 @@ class LeNet5:
         self.update_ops: list[tf.Operation] = []  # of every training call so far (also in UPDATE_OPS)
 
     def get_config(self) -> dict:
-        """The constructor arguments, JSON-serialisable, so that ``LeNet5(**config)`` rebuilds it."""
+        """The constructor arguments, JSON-serialisable, so that ``LeNet5(**config)`` rebuilds it; ``kernels``
+        is left out: like the precision, it is how this machine computes the network, not what the network is."""
         keys = ("name", "num_classes", "activation", "init_stddev", "batch_norm", "dropout",
                 "bn_momentum", "bn_epsilon", "input_mean", "input_std", "seed")
         return {key: getattr(self, key) for key in keys}
@@ -199,12 +213,12 @@ class LeNet5:
         """
         weights = self.conv_weights(shards[0].shape[-1], out_channels, seed_offset=seed_offset)
         activation = ACTIVATIONS[self.activation]
-        convolved = [self.conv2d(x, weights) for x in shards]
+        convolved = [self._conv2d(x, weights) for x in shards]
         if training or self.batch_norm:
-            return [activation(x) for x in self._normalise([self.max_pool(x) for x in convolved], training)]
+            return [activation(x) for x in self._normalise([self._max_pool(x) for x in convolved], training)]
         # Inference without batch norm: TensorFlow fuses conv + bias + ReLU into one oneDNN kernel, which
         # beats pooling first when no gradient is needed (benchmarks/throughput.py).
-        return [self.max_pool(activation(x)) for x in self._normalise(convolved, training)]
+        return [self._max_pool(activation(x)) for x in self._normalise(convolved, training)]
 
     def fully_connected(
         self, shards: list[tf.Tensor], units: int, training: bool, seed_offset: int, hidden: bool = True

@@ -119,7 +119,8 @@ def test_restore_into_another_graph_with_other_variables(tmp_path):
     with tf.Graph().as_default():
         other = tf1.get_variable("classifier_head", [10, 3], initializer=tf1.ones_initializer())
         x = images_placeholder()
-        first, renamed = LeNet5(), LeNet5("digits")  # "lenet5" and "digits": both load the same file
+        # "lenet5" and "digits": both load the same file, also into the other kernels (same variables)
+        first, renamed = LeNet5(), LeNet5("digits", kernels="matmul")
         head = tf.matmul(renamed(x), other)
         first_logits, renamed_logits = first(x), renamed(x)
         with tf1.Session() as session:
@@ -129,7 +130,7 @@ def test_restore_into_another_graph_with_other_variables(tmp_path):
             got_first, got_renamed, head_value = session.run([first_logits, renamed_logits, head], {x: images})
             np.testing.assert_array_equal(session.run(other), np.ones((10, 3)))
     np.testing.assert_allclose(got_first, expected, rtol=1e-6)
-    np.testing.assert_allclose(got_renamed, expected, rtol=1e-6)
+    np.testing.assert_allclose(got_renamed, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(head_value, expected @ np.ones((10, 3)), rtol=1e-5)
 
 
@@ -211,6 +212,7 @@ def test_get_config_rebuilds_the_same_network(graph):
     ({"init_stddev": 0}, "init_stddev must be a finite number > 0"),
     ({"name": ""}, "name must be a non-empty string"),
     ({"input_std": 0}, "input_std must be > 0"),
+    ({"kernels": "fft"}, "kernels must be one of nn, matmul"),
 ])
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -233,3 +235,31 @@ def test_an_instance_is_bound_to_one_graph():
         net(images_placeholder())
     with tf.Graph().as_default(), pytest.raises(RuntimeError, match="bound to another graph"):
         net(images_placeholder())
+
+
+def test_matmul_kernels_give_the_same_logits_loss_and_gradients(graph):
+    """The im2col/reshape kernels against tf.nn's and the NumPy reference, on the same variables."""
+    x, labels = images_placeholder(), tf1.placeholder(tf.int32, [None])
+    builds = []
+    for kernels in ("nn", "matmul"):
+        net = LeNet5(f"net_{kernels}", kernels=kernels, init_stddev=0.3, seed=0)
+        logits = net(x, training=True, shards=2)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        builds.append((net, [net(x), loss, tf.gradients(loss, net.trainable_variables)]))
+    images, feed_labels = random_images(6), np.arange(6) % 10
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        rng = np.random.default_rng(1)
+        values = [rng.normal(0, 0.3, v.shape.as_list()) for v in builds[0][0].variables]
+        for net, _ in builds:  # the same weights, and biases that exercise pooling before the bias
+            for v, value in zip(net.variables, values):
+                v.load(value, session)
+        (logits_nn, loss_nn, grads_nn), (logits_mm, loss_mm, grads_mm) = (
+            session.run(fetches, {x: images, labels: feed_labels}) for _, fetches in builds)
+    params = {v.op.name.split("/", 1)[1]: value for v, value in zip(builds[0][0].variables, values)}
+    np.testing.assert_allclose(logits_mm, lenet5_forward(images.astype(np.float64), params), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logits_mm, logits_nn, rtol=1e-5, atol=1e-5)
+    assert loss_mm == pytest.approx(loss_nn, rel=1e-5)
+    assert min(np.abs(g).max() for g in grads_nn) > 1e-3  # every layer gets a real gradient
+    for a, b in zip(grads_nn, grads_mm):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
