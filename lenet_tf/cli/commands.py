@@ -229,6 +229,10 @@ def _run_train(args) -> int:
     from lenet_tf.training.trainer import describe_resume, train
 
     in_cluster = bool(args.cluster or os.environ.get("TF_CONFIG"))
+    if not in_cluster:  # read and check MNIST while TensorFlow imports (train() takes the result)
+        from lenet_tf.data.mnist import preload_mnist
+
+        preload_mnist(args.data_dir, verify=not args.skip_checksum)
     if in_cluster and args.resume:
         raise ConfigError("--resume is not available in cluster mode: a cluster run starts from scratch (resume it "
                           "in one process with `lenet-tf train --resume`, or train a new run with another --out)")

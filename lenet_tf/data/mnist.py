@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -195,8 +196,40 @@ def _read_file(folder: Path, name: str, verify: bool, download: bool) -> tuple[b
     return data, digest
 
 
+class _Preload(threading.Thread):
+    """:func:`load_mnist` without downloads, running in a daemon thread: ``value`` or ``error`` once joined."""
+
+    def __init__(self, data_dir: str | os.PathLike | None, verify: bool) -> None:
+        super().__init__(name="mnist-preload", daemon=True)
+        self.args, self.value, self.error = (data_dir, verify), None, None
+        self.start()
+
+    def run(self) -> None:
+        data_dir, verify = self.args
+        try:
+            self.value = _load(data_dir, verify, download=False)
+        except Exception as err:  # the thread that asks for the data reads again and reports it
+            self.error = err
+
+
+_preloads: dict[tuple, _Preload] = {}
+_preloads_lock = threading.Lock()
+
+
+def preload_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True) -> None:
+    """Starts :func:`load_mnist` (without downloading) in a background thread; the next call with the same
+    folder and ``verify`` takes its result instead of reading again (and, should it have failed, reads again
+    itself, downloading or raising as usual). For a command that imports TensorFlow meanwhile: the files are
+    read, decompressed and checked (zlib and hashlib release the GIL) while TensorFlow loads."""
+    key = (str(resolve_data_dir(data_dir)), verify)
+    with _preloads_lock:
+        if key not in _preloads:
+            _preloads[key] = _Preload(data_dir, verify)
+
+
 def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True, download: bool = True) -> Mnist:
-    """Loads the four MNIST files from :func:`resolve_data_dir`, downloading missing ones.
+    """Loads the four MNIST files from :func:`resolve_data_dir`, downloading missing ones (or takes the result
+    of a :func:`preload_mnist` with the same arguments).
 
     Args:
       data_dir: folder holding the four ``*-ubyte.gz`` files; see :func:`resolve_data_dir`.
@@ -206,6 +239,16 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True
     Raises:
       DataError: a file is missing, unreadable, corrupt, has the wrong checksum or shape.
     """
+    with _preloads_lock:
+        pending = _preloads.pop((str(resolve_data_dir(data_dir)), verify), None)
+    if pending is not None:
+        pending.join()
+        if pending.error is None:
+            return pending.value
+    return _load(data_dir, verify, download)
+
+
+def _load(data_dir: str | os.PathLike | None, verify: bool, download: bool) -> Mnist:
     folder = resolve_data_dir(data_dir)
     if folder.exists() and not folder.is_dir():
         raise DataError(f"{folder}: is a file, expected the folder holding the MNIST files")
