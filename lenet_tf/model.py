@@ -23,10 +23,12 @@ ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     name: getattr(tf.nn, name) for name in options.ACTIVATIONS}
 _TRUNCATED_NORMAL_STD = 0.87962566103423978  # stddev of a unit normal truncated at ±2
 # The kernels of the convolutions and poolings, the same function either way (docs/speed.md): "nn" are
-# tf.nn.conv2d / max_pool2d (oneDNN's kernels), "matmul" are lenet_tf.core.fast_ops (im2col + one matmul,
-# reshape + max with a select for its gradient). "nn" is the default: measured faster on the CPUs tried
-# (benchmarks/profile_step.py --kernels matmul measures it on yours).
-KERNELS = ("nn", "matmul")
+# tf.nn.conv2d / max_pool2d (oneDNN's kernels); "forward_grad" the same, but a convolution's input gradient is a
+# forward convolution (lenet_tf.core.fast_ops.conv2d_forward_input_grad); "matmul" are lenet_tf.core.fast_ops'
+# im2col + one matmul and reshape + max with a select for its gradient. "nn" is the default: "matmul" measured
+# 5-9x slower on AVX-512 (TensorFlow's ExtractImagePatches), "forward_grad" within 4% (benchmarks/profile_step.py
+# --kernels K measures them on your CPU).
+KERNELS = ("nn", "forward_grad", "matmul")
 
 
 def shard_batch(batch: tf.Tensor, shards: int) -> list[tf.Tensor]:
@@ -124,8 +126,9 @@ class LeNet5:
         self.input_std = input_std
         self.seed = seed
         self.kernels = kernels
-        self._conv2d, self._max_pool = ((fast_ops.conv2d, fast_ops.max_pool) if kernels == "matmul"
-                                        else (self.conv2d, self.max_pool))
+        self._conv2d, self._max_pool = {"nn": (self.conv2d, self.max_pool),
+                                         "forward_grad": (fast_ops.conv2d_forward_input_grad, self.max_pool),
+                                         "matmul": (fast_ops.conv2d, fast_ops.max_pool)}[kernels]
         self._scope: tf1.VariableScope | None = None
         self._graph: tf.Graph | None = None
         self._savers: dict[str, tf1.train.Saver] = {}

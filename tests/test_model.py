@@ -212,7 +212,7 @@ def test_get_config_rebuilds_the_same_network(graph):
     ({"init_stddev": 0}, "init_stddev must be a finite number > 0"),
     ({"name": ""}, "name must be a non-empty string"),
     ({"input_std": 0}, "input_std must be > 0"),
-    ({"kernels": "fft"}, "kernels must be one of nn, matmul"),
+    ({"kernels": "fft"}, "kernels must be one of nn, forward_grad, matmul"),
 ])
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -237,11 +237,12 @@ def test_an_instance_is_bound_to_one_graph():
         net(images_placeholder())
 
 
-def test_matmul_kernels_give_the_same_logits_loss_and_gradients(graph):
-    """The im2col/reshape kernels against tf.nn's and the NumPy reference, on the same variables."""
+@pytest.mark.parametrize("kernels", ["matmul", "forward_grad"])
+def test_other_kernels_give_the_same_logits_loss_and_gradients(graph, kernels):
+    """The im2col/reshape and forward-gradient kernels against tf.nn's and the NumPy reference, same variables."""
     x, labels = images_placeholder(), tf1.placeholder(tf.int32, [None])
     builds = []
-    for kernels in ("nn", "matmul"):
+    for kernels in ("nn", kernels):
         net = LeNet5(f"net_{kernels}", kernels=kernels, init_stddev=0.3, seed=0)
         logits = net(x, training=True, shards=2)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))

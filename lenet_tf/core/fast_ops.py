@@ -1,4 +1,4 @@
-"""LeNet-5's convolution and pooling as matrix products and reshapes, for tiny batches on CPUs.
+"""LeNet-5's convolution and pooling from other kernels than oneDNN's defaults, for tiny batches on CPUs.
 
 The same functions as ``tf.nn.conv2d`` (stride 1, VALID) and ``tf.nn.max_pool2d`` (2x2, stride 2), built from
 fewer, cheaper kernels where oneDNN's small-shape convolution and pooling paths are slow (the step profile in
@@ -10,7 +10,7 @@ its gradient a select. Which of the two kernel sets a graph uses is chosen by me
 
 from __future__ import annotations
 
-from lenet_tf.core.tf import tf
+from lenet_tf.core.tf import tf, tf1
 
 
 def _patches(x: tf.Tensor, size: int) -> tf.Tensor:
@@ -72,5 +72,26 @@ def max_pool(x: tf.Tensor):
         spread = tf.where(at_max, tf.broadcast_to(dy[:, :, None, :, None, :], tf.shape(windows)),
                           tf.zeros_like(windows))
         return tf.reshape(spread, tf.shape(x))
+
+    return y, grad
+
+
+def _turned(filters: tf.Tensor) -> tf.Tensor:
+    """``[k, k, C, K]`` → ``[k, k, K, C]`` turned by 180°: the filters of a convolution's input gradient."""
+    return tf.transpose(tf.reverse(filters, [0, 1]), [0, 1, 3, 2])
+
+
+@tf.custom_gradient
+def conv2d_forward_input_grad(x: tf.Tensor, filters: tf.Tensor):
+    """``tf.nn.conv2d`` (stride 1, VALID) whose input gradient is a *forward* convolution of the zero-padded
+    output gradient with :func:`_turned` filters, instead of oneDNN's backward-data kernel."""
+    size = filters.shape[0]
+    y = tf.nn.conv2d(x, filters, strides=1, padding="VALID")
+
+    def grad(dy: tf.Tensor):
+        d_filters = tf1.nn.conv2d_backprop_filter(x, tf.shape(filters), dy, [1, 1, 1, 1], "VALID")
+        pad = size - 1
+        dx = tf.nn.conv2d(tf.pad(dy, [[0, 0], [pad, pad], [pad, pad], [0, 0]]), _turned(filters), 1, "VALID")
+        return dx, d_filters
 
     return y, grad
