@@ -1,11 +1,11 @@
 """LeNet-5's convolution and pooling from other kernels than oneDNN's defaults, for tiny batches on CPUs.
 
 The same functions as ``tf.nn.conv2d`` (stride 1, VALID) and ``tf.nn.max_pool2d`` (2x2, stride 2), built from
-fewer, cheaper kernels where oneDNN's small-shape convolution and pooling paths are slow (the step profile in
-docs/speed.md): a convolution is ``extract_patches`` + one matmul, its input gradient the same on the padded
-output gradient with the filters turned round, its filter gradient one matmul; 2x2 pooling is a reshape + max,
-its gradient a select. Which of the two kernel sets a graph uses is chosen by measurement
-(:mod:`lenet_tf.core.kernels`).
+other kernels in case oneDNN's small-shape convolution and pooling paths are the slow part of a step (the
+profile in docs/speed.md): :func:`conv2d` is ``extract_patches`` + one matmul, its input gradient the same on the
+padded output gradient with the filters turned round, its filter gradient one matmul; :func:`max_pool` is a
+reshape + max, its gradient a select; :func:`conv2d_forward_input_grad` keeps oneDNN's kernels but computes the
+input gradient as a forward convolution. ``LeNet5(kernels=...)`` picks them (lenet_tf.model.KERNELS).
 """
 
 from __future__ import annotations
