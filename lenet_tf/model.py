@@ -125,10 +125,10 @@ class LeNet5:
         self.input_mean = input_mean
         self.input_std = input_std
         self.seed = seed
-        self.kernels = kernels
         self._conv2d, self._max_pool = {"nn": (self.conv2d, self.max_pool),
                                          "forward_grad": (fast_ops.conv2d_forward_input_grad, self.max_pool),
                                          "matmul": (fast_ops.conv2d, fast_ops.max_pool)}[kernels]
+        self.kernels = kernels
         self._scope: tf1.VariableScope | None = None
         self._graph: tf.Graph | None = None
         self._savers: dict[str, tf1.train.Saver] = {}
