@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_tf.runs import checkpoint
+from lenet_tf.runs import checkpoint, lock
 from lenet_tf.core.tf import default_towers, session_config, tf, tf1
 from lenet_tf.data.mnist import INPUT_SHAPE, MNIST_SIZE, pad_images
 from lenet_tf.core.errors import CheckpointError
@@ -23,6 +23,8 @@ class TrainedModel:
     ``checkpoint_dir`` is a training folder (its ``which`` epoch, ``"best"`` or ``"last"``), an epoch folder
     (``SavedModel/epoch-0007``) or a Saver prefix (``SavedModel/epoch-0007/ckpt``) inside a training folder, whose
     ``run.json`` gives the model's configuration.
+    The run is read under the folder's shared record lock (:func:`lenet_tf.runs.lock.reading`), so a folder
+    being trained gives its latest recorded epoch, never a half-updated one.
     ``precision`` is ``auto``, ``fp32`` or ``bf16`` (:func:`lenet_tf.core.precision.choose`; ``None``:
     ``$LENET_TF_PRECISION``, else ``auto``). Use as a context manager, or call :meth:`close`, to free the session.
     """
@@ -30,19 +32,20 @@ class TrainedModel:
     def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best",
                  precision: str | None = None) -> None:
         self.precision = choose(precision)
-        config = self.read_config(checkpoint_dir, which)
-        self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            self.net = LeNet5(**config["model"])
-            self.towers = default_towers(EVAL_BATCH_SIZE)
-            self.inference = InferenceGraph(self.net, self.towers)
-        self.session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
-        try:
-            self.net.restore(self.session, self.checkpoint, checkpoint_scope=self.net.name)
-        except CheckpointError:
-            self.session.close()
-            raise
+        with lock.reading(checkpoint_dir):  # run.json and the checkpoint it names stay together meanwhile
+            config = self.read_config(checkpoint_dir, which)
+            self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
+            self.graph = tf.Graph()
+            with self.graph.as_default():
+                self.net = LeNet5(**config["model"])
+                self.towers = default_towers(EVAL_BATCH_SIZE)
+                self.inference = InferenceGraph(self.net, self.towers)
+            self.session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
+            try:
+                self.net.restore(self.session, self.checkpoint, checkpoint_scope=self.net.name)
+            except CheckpointError:
+                self.session.close()
+                raise
         self.graph.finalize()
         report_use(self.precision)
 

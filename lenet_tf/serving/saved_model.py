@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from lenet_tf.core.tf import session_config, tf, tf1
+from lenet_tf.runs import lock
 from lenet_tf.runs.checkpoint import describe_tf_error
 from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
 from lenet_tf.core.errors import CheckpointError
@@ -78,14 +79,18 @@ def export_saved_model(checkpoint_dir: str | os.PathLike, export_dir: str | os.P
       CheckpointError: the checkpoint is unusable or ``export_dir`` may not be written.
     """
     export_dir = Path(export_dir)
-    config = TrainedModel.read_config(checkpoint_dir)
-    replace = check_export_dir(export_dir, overwrite)
+    with lock.reading(checkpoint_dir):  # a first check, before anything is created
+        TrainedModel.read_config(checkpoint_dir)
+    check_export_dir(export_dir, overwrite)
     staging = None
     try:
-        export_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=TMP_PREFIX))
-        _build(config, staging / "model")
-        _publish_export(staging, export_dir, replace)
+        with lock.writing_target(export_dir):  # makes the parent folder
+            replace = check_export_dir(export_dir, overwrite)
+            staging = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=TMP_PREFIX))
+            with lock.reading(checkpoint_dir):
+                config = TrainedModel.read_config(checkpoint_dir)
+                _build(config, staging / "model")
+            _publish_export(staging, export_dir, replace)
     except OSError as err:
         raise CheckpointError(f"{export_dir}: cannot write the SavedModel ({describe_os_error(err)})") from None
     except tf.errors.OpError as err:

@@ -28,6 +28,8 @@ from lenet_tf.objectives import scale_images
 from lenet_tf.core.options import TFLITE_QUANTIZATIONS
 from lenet_tf.core.outputs import make_folder, write_atomic
 from lenet_tf.core.quiet import quiet_stderr
+from lenet_tf.core.regular_files import read_regular, special_kind
+from lenet_tf.runs import lock
 from lenet_tf.trained import TrainedModel
 
 CALIBRATION_DIGITS = 300
@@ -54,7 +56,12 @@ def convert(checkpoint_dir: str | os.PathLike, quantize: str = "none",
         raise ValueError(f"quantize must be one of {', '.join(TFLITE_QUANTIZATIONS)}, got {quantize!r}")
     if quantize == "int8" and calibration_images is None:
         raise ValueError("int8 quantization needs calibration_images")
-    config = TrainedModel.read_config(checkpoint_dir)
+    with lock.reading(checkpoint_dir):  # run.json and the checkpoint it names stay together meanwhile
+        return _convert(TrainedModel.read_config(checkpoint_dir), quantize, calibration_images)
+
+
+def _convert(config: dict, quantize: str, calibration_images: np.ndarray | None) -> bytes:
+    """:func:`convert` of a checkpoint's configuration from :meth:`TrainedModel.read_config`."""
     with tf.Graph().as_default() as graph:
         # Full integer conversion quantizes a float input; the converter then turns it into uint8 (scale 1).
         images = tf1.placeholder(tf.float32 if quantize == "int8" else tf.uint8, [None, 28, 28], name="images")
@@ -130,11 +137,16 @@ def export_tflite(
         tmp.write_bytes(flatbuffer)
         _check_writable_target(out, overwrite)  # again: a file may have appeared during the conversion
 
-    return write_atomic(make_folder(out.parent) / out.name, write, sync=True)
+    make_folder(out.parent)
+    with lock.writing_target(out):
+        return write_atomic(out, write, sync=True)
 
 
 def _check_writable_target(out: Path, overwrite: bool) -> None:
     """Refuses a folder, an existing file without ``overwrite``, and with it any file that is not a TFLite model."""
+    kind = special_kind(out)
+    if kind:
+        raise CheckpointError(f"{out}: is {kind}, not a regular file; it is left alone")
     if out.is_dir():
         raise CheckpointError(f"{out}: is a folder; pass the .tflite file to write")
     if not out.exists():
@@ -142,8 +154,7 @@ def _check_writable_target(out: Path, overwrite: bool) -> None:
     if not overwrite:
         raise CheckpointError(f"{out}: already exists; pass --overwrite to replace it")
     try:
-        with open(out, "rb") as existing:
-            ours = existing.read(8)[4:] == _TFLITE_IDENTIFIER
+        ours = read_regular(out)[4:8] == _TFLITE_IDENTIFIER
     except OSError as err:
         raise CheckpointError(f"{out}: cannot read the existing file ({err.strerror or err})") from None
     if not ours:

@@ -225,9 +225,8 @@ def train_worker(
     server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
     recorder = None
     if role.is_chief:
-        stale = checkpoint.owned_checkpoints(previous) if previous else set()
         recorder = RunRecorder(out, config, worker.net.get_config(), splits, worker.graph,
-                               precision=precision.to_dict(), stale=stale, logdir=logdir,
+                               precision=precision.to_dict(), replaced=previous, logdir=logdir,
                                extra={"cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers}},
                                timings=timings)
     hook, run = _SessionHook(worker, last_step), None

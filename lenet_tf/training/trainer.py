@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_tf.runs import checkpoint
+from lenet_tf.runs import checkpoint, lock
 from lenet_tf.core.tf import default_towers, session_config, tf, tf1
 from lenet_tf.data.augment import augment_images, capture_distort
 from lenet_tf.data.mnist import Splits, load_mnist, split
@@ -321,18 +321,30 @@ def train(
       logdir: TensorBoard folder; defaults to ``out_dir/logs``.
       progress: show a progress bar per epoch.
 
+    The process holds ``out_dir``'s writer lock throughout (:mod:`lenet_tf.runs.lock`): another writer of the
+    folder is refused at once, with ``CheckpointError``, and so is this one while another holds it.
+
     Raises:
       ConfigError, DataError, CheckpointError, TrainingError: with a one-line message.
     """
     config.validate()
+    with lock.writing(out_dir, what="training folder", create=not resume):
+        return _train_locked(config, out_dir, data_dir=data_dir, splits=splits, verify_checksums=verify_checksums,
+                             resume=resume, overwrite=overwrite, logdir=logdir, progress=progress)
+
+
+def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | Path | None, splits: Splits | None,
+                  verify_checksums: bool, resume: bool, overwrite: bool, logdir: str | Path | None,
+                  progress: bool) -> TrainResult:
+    """:func:`train`, once the folder's writer lock is held."""
     out, previous = checkpoint.prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
-    stale = set()
+    replaced = None
     if resume:
         _check_resumable(config, previous, out)
         if previous.get("complete") and len(previous["history"]) == config.epochs:
             return TrainResult.from_run(out, previous)
     elif previous:
-        stale, previous = checkpoint.owned_checkpoints(previous), None
+        replaced, previous = previous, None
     timings = start_timings()
     with timings.phase("data"):
         if splits is None:
@@ -340,7 +352,7 @@ def train(
     with timings.phase("graph"):
         graph = TrainGraph(config, splits)
     recorder = RunRecorder(out, config, graph.net.get_config(), splits, graph.graph,
-                           precision=graph.precision.to_dict(), previous=previous, stale=stale, logdir=logdir,
+                           precision=graph.precision.to_dict(), previous=previous, replaced=replaced, logdir=logdir,
                            timings=timings)
     try:
         with recorder.timings.phase("session"):

@@ -15,7 +15,7 @@ from lenet_tf.training.trainer import TrainConfig
 def summary_tags(logdir):
     from lenet_tf.core.tf import tf1
 
-    return {value.tag for events in logdir.glob("events.out.tfevents.*")
+    return {value.tag for events in logdir.rglob("events.out.tfevents.*")
             for event in tf1.train.summary_iterator(str(events)) for value in event.summary.value}
 
 
