@@ -34,6 +34,13 @@ def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
                              "variables and checkpoints stay fp32 (default: $LENET_TF_PRECISION, else auto)")
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return value
+
+
 def _add_train_parser(commands) -> None:
     from lenet_tf.core.options import ACTIVATIONS, RANGES, SCHEDULES
     from lenet_tf.training.presets import PRESETS
@@ -105,6 +112,11 @@ def _add_train_parser(commands) -> None:
     cluster.add_argument("--cluster", help='JSON {"ps": ["host:port", ...], "worker": ["host:port", ...]}')
     cluster.add_argument("--job", choices=("ps", "worker", "chief"), help="this process's job (chief = worker 0)")
     cluster.add_argument("--task", type=int, default=0, help="this process's index within its job (default: 0)")
+    cluster.add_argument("--join-timeout", type=_positive_seconds, default=120.0, metavar="SECONDS",
+                         help="end with an error naming the members that have not come after this long "
+                              "(default: 120)")
+    cluster.add_argument("--member-timeout", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                         help="end with an error naming a member that stops answering this long (default: 5)")
     _add_data_flags(p)
 
 
@@ -276,12 +288,13 @@ def _train_in_cluster(args, config):
 
     role = parse_role(args.cluster, args.job, args.task if args.cluster else None)
     config.validate()
+    timeouts = {"join_timeout": args.join_timeout, "member_timeout": args.member_timeout}
     if role.job == "ps":
-        run_parameter_server(role)
+        run_parameter_server(role, **timeouts)
         print(f"parameter server {role.index}: every worker is done", file=sys.stderr)
         return None
     result = train_worker(config, role, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum,
-                          overwrite=args.overwrite, logdir=args.logdir, progress=not args.no_progress)
+                          overwrite=args.overwrite, logdir=args.logdir, progress=not args.no_progress, **timeouts)
     if result is None:
         print(f"worker {role.index}: done", file=sys.stderr)
     return result
