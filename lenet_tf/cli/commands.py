@@ -257,8 +257,12 @@ def _run_train(args) -> int:
                            resume=args.resume, overwrite=args.overwrite, logdir=args.logdir,
                            progress=not args.no_progress)
     except KeyboardInterrupt:
-        print(f"lenet-tf: interrupted; the last finished epoch stays in {args.out} "
-              "(continue with --resume)", file=sys.stderr)
+        if not in_cluster:
+            print(f"lenet-tf: interrupted; the last finished epoch stays in {args.out} (continue with --resume)",
+                  file=sys.stderr)
+        else:  # the chief's training folder keeps its last epoch; the other roles write nothing
+            print("lenet-tf: interrupted" + (f"; the last finished epoch stays in {args.out}"
+                                            if getattr(args, "chief", False) else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     summary = {
         "out": str(result.out_dir), "best_epoch": result.best_epoch, "valid_accuracy": result.valid_accuracy,
@@ -287,6 +291,7 @@ def _train_in_cluster(args, config):
     from lenet_tf.training.cluster import parse_role, run_parameter_server, train_worker
 
     role = parse_role(args.cluster, args.job, args.task if args.cluster else None)
+    args.chief = role.is_chief
     config.validate()
     timeouts = {"join_timeout": args.join_timeout, "member_timeout": args.member_timeout}
     if role.job == "ps":
