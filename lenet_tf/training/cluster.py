@@ -209,6 +209,10 @@ class _WorkerGraph:
                 self.new_learning_rate = tf1.placeholder(tf.float32, [], name="new_learning_rate")
                 self.set_learning_rate = tf1.assign(self.learning_rate, self.new_learning_rate)
                 self.global_step = tf1.train.get_or_create_global_step()
+                # Images fed to a training step by any worker: what the chief records per epoch (never saved).
+                self.images_trained = tf1.get_variable("images_trained", [], tf.int64, trainable=False,
+                                                       initializer=tf1.zeros_initializer())
+                self.count_images = tf1.assign_add(self.images_trained, tf.shape(self.labels, out_type=tf.int64)[0])
                 self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
                 self.augmentation = Augmentation(config)  # each worker switches it off in the clean epochs
                 logits = self.net(self.augmentation(scale_images(self.images), self.global_step), training=True)
@@ -370,18 +374,22 @@ def _train_epochs(worker: _WorkerGraph, config: TrainConfig, splits: Splits, sha
                   hook: _SessionHook, recorder: RunRecorder | None, progress: bool, watchdog: Watchdog) -> None:
     """Feeds this worker's shuffled shard for the configured epochs, the chief (with ``recorder``) validating and
     recording each; then keeps feeding until the shared step count is reached (below)."""
-    fetches = [worker.train_op, worker.loss, worker.accuracy, worker.global_step]
+    fetches = [worker.train_op, worker.loss, worker.accuracy, worker.global_step, worker.count_images]
+    counted = [0]  # images_trained when the chief's previous epoch was recorded
 
     def stepper(epoch: int):
         feed = worker.augmentation.feed(config.augments_epoch(min(epoch, config.epochs - 1)))
 
         def step(batch: np.ndarray) -> tuple[float, float, int]:
-            _, loss, accuracy, global_step = session.run(
+            _, loss, accuracy, global_step, _ = session.run(
                 fetches, {worker.images: splits.train_images[batch], worker.labels: splits.train_labels[batch], **feed})
             return float(loss), float(accuracy), int(global_step)
         return step
 
     def finish(stats: dict) -> None:
+        total = int(hook.session.run(worker.images_trained))  # what every worker really trained meanwhile
+        stats.update(images=total - counted[0], images_per_second=(total - counted[0]) / stats["seconds"])
+        counted[0] = total
         with watchdog.recording:  # a forced end waits for the epoch's record
             recorder.validate_and_record(stats, worker.saver, hook.session, worker.inference, splits,
                                          worker.global_step)
@@ -397,7 +405,7 @@ def _train_epochs(worker: _WorkerGraph, config: TrainConfig, splits: Splits, sha
             session.run(worker.set_learning_rate, {worker.new_learning_rate: learning_rate})
         run_epoch(stepper(epoch), batches(epoch), epoch=epoch, epochs=config.epochs, learning_rate=learning_rate,
                   recorder=recorder, finish=finish if recorder else None, progress=progress and recorder is not None,
-                  should_stop=session.should_stop, images_per_example=worker.role.workers)
+                  should_stop=session.should_stop)
     # SyncReplicasOptimizer drops a gradient computed on stale weights, so a worker may end its epochs while the
     # shared step count is still short of the last step; stopping then would leave the others waiting forever for
     # its gradients. It goes on feeding (unrecorded) until the count is reached.

@@ -197,12 +197,12 @@ def restore_last(saver: tf1.train.Saver, session: tf1.Session, out: Path, run: d
 
 def run_epoch(step: Step, batches: list[np.ndarray], *, epoch: int, epochs: int, learning_rate: float,
               recorder: RunRecorder | None, finish: Callable[[dict], None] | None = None, progress: bool = True,
-              should_stop: Callable[[], bool] = lambda: False, images_per_example: int = 1) -> dict:
+              should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Runs ``step`` over the epoch's ``batches`` with a progress bar, then ``finish(stats)`` (validation and the
     epoch's record) while the bar is still open; returns the epoch's statistics.
 
-    ``should_stop`` ends the epoch early (a cluster's shared step count reached); ``images_per_example`` counts
-    the images every worker of a cluster trained alongside each of these.
+    ``should_stop`` ends the epoch early (a cluster's shared step count reached); ``finish`` may correct the
+    images counted (a cluster's chief counts those of every worker).
 
     Raises:
       TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
@@ -227,7 +227,7 @@ def run_epoch(step: Step, batches: list[np.ndarray], *, epoch: int, epochs: int,
             if recorder:
                 recorder.batch_loss(batch_loss, global_step)
     seconds = time.perf_counter() - began
-    images = seen * images_per_example
+    images = seen
     stats = {"epoch": epoch + 1, "learning_rate": learning_rate, "loss": loss_sum / max(seen, 1),
              "train_accuracy": correct_sum / max(seen, 1), "seconds": seconds, "images": images,
              "images_per_second": images / seconds}
