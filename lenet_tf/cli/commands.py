@@ -436,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.core.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     try:
+        if args.command == "train" and not (args.cluster or os.environ.get("TF_CONFIG")):
+            from lenet_tf.runs.lock import refuse_if_written
+
+            refuse_if_written(args.out, "training folder")  # a second writer is told at once, before TF loads
         if hasattr(args, "precision"):
             _announce_precision(args)
         return _COMMANDS[args.command](args)

@@ -62,16 +62,17 @@ def _holder_info() -> dict:
             "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
 
 
-def _read_holder(path: Path) -> dict | None:
+def _read_holder(path: Path, tries: int = 1) -> dict | None:
     """The holder recorded in a writer lock file (``None`` if it records none, e.g. its holder ended)."""
-    for _ in range(10):  # a holder that has just taken the lock writes its line within microseconds
+    for attempt in range(tries):  # a holder that has just taken the lock writes its line within microseconds
+        if attempt:
+            time.sleep(_POLL_SECONDS)
         try:
             info = json.loads(read_regular(path) or b"null")
         except (OSError, ValueError):
             info = None
         if isinstance(info, dict):
             return info
-        time.sleep(_POLL_SECONDS)
     return None
 
 
@@ -142,9 +143,7 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
     fd = _open_lock_file(path, writer=True)
     try:
         if not _flock(fd, fcntl.LOCK_EX, 0.0):
-            raise CheckpointError(f"{folder}: {what + ' ' if what else ''}in use by "
-                                  f"{describe_holder(_read_holder(path))}; wait for it to end or stop it "
-                                  "(a lock whose holder died is free)")
+            raise _in_use(folder, what, _read_holder(path, tries=10))
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder_info()).encode() + b"\n", 0)
         try:
@@ -153,6 +152,19 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
             os.ftruncate(fd, 0)  # "no holder" from here on, for messages; the flock goes with the descriptor
     finally:
         os.close(fd)
+
+
+def _in_use(folder: Path, what: str, holder: dict | None) -> CheckpointError:
+    return CheckpointError(f"{folder}: {what + ' ' if what else ''}in use by {describe_holder(holder)}; wait for "
+                           "it to end or stop it (a lock whose holder died is free)")
+
+
+def refuse_if_written(folder: str | os.PathLike, what: str = "") -> None:
+    """Raises the refusal of :func:`writing` when a live process on this machine holds ``folder``'s writer lock
+    (a check without TensorFlow, before a command's start-up; :func:`writing` is what excludes)."""
+    holder = running_writer(folder)
+    if holder and holder.get("host") == socket.gethostname():
+        raise _in_use(Path(folder), what, holder)
 
 
 def writing_target(target: str | os.PathLike) -> contextlib.AbstractContextManager:
