@@ -95,7 +95,8 @@ def _add_train_parser(commands) -> None:
     p.add_argument("--seed", type=int, help="seed of the split, shuffling and initialisation (default: 0)")
     p.add_argument("--valid-size", type=RANGES["valid_size"].parse, help="training images held out for validation (default: 5000)")
     p.add_argument("--out", default="SavedModel", help="checkpoint folder (default: SavedModel)")
-    p.add_argument("--logdir", help="TensorBoard folder (default: OUT/logs)")
+    p.add_argument("--logdir", help="TensorBoard folder; each run logs into a run-DATE-TIME-ID subfolder of its own "
+                                    "(default: OUT/logs)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last epoch, with its stored configuration; only "
                         "--epochs may change (default: off)")
