@@ -88,9 +88,12 @@ def test_sigterm_ends_the_chief_in_seconds_keeping_its_last_epoch_and_the_others
     (status, line, seconds), = ends({"chief": chief}, timeout=GRACE + 10).values()
     assert status == 130 and line.startswith("lenet-tf: interrupted") and str(out) in line, line
     assert_last_epoch_kept(out)
-    for role, (status, line, _) in ends(processes, timeout=MEMBER_TIMEOUT + GRACE + 20).items():
-        assert status == 1, (role, line)
-        assert f"chief (worker 0) ({workers[0]}) stopped answering" in line or "the chief stopped it" in line, line
+    results = ends(processes, timeout=MEMBER_TIMEOUT + GRACE + 20)
+    status, line, _ = results["worker 1"]
+    assert status == 1, line
+    assert f"chief (worker 0) ({workers[0]}) stopped answering" in line or "the chief stopped it" in line, line
+    status, line, _ = results["ps"]  # 0 if both workers could still report to it, else it names one gone
+    assert status == 0 or (status == 1 and "stopped answering" in line), line
 
 
 def test_a_member_that_never_comes_is_named_and_sigint_ends_a_waiting_ps(tmp_path, synthetic_dir):
