@@ -160,11 +160,19 @@ def _in_use(folder: Path, what: str, holder: dict | None) -> CheckpointError:
 
 
 def refuse_if_written(folder: str | os.PathLike, what: str = "") -> None:
-    """Raises the refusal of :func:`writing` when a live process on this machine holds ``folder``'s writer lock
-    (a check without TensorFlow, before a command's start-up; :func:`writing` is what excludes)."""
-    holder = running_writer(folder)
-    if holder and holder.get("host") == socket.gethostname():
-        raise _in_use(Path(folder), what, holder)
+    """Raises the refusal of :func:`writing` if another process holds ``folder``'s writer lock now: a probe (the
+    lock taken and dropped at once) for a command to fail before its slow start-up; :func:`writing` is what
+    excludes."""
+    path = Path(folder) / WRITER_LOCK
+    try:
+        fd = open_regular(path)  # flock needs no write access
+    except OSError:
+        return  # absent, or not a regular file: writing() says so
+    try:
+        if not _flock(fd, fcntl.LOCK_EX, 0.0):
+            raise _in_use(Path(folder), what, _read_holder(path, tries=10))
+    finally:
+        os.close(fd)
 
 
 def writing_target(target: str | os.PathLike) -> contextlib.AbstractContextManager:
