@@ -106,6 +106,20 @@ def test_one_writer_at_a_time_readers_see_whole_epochs_and_a_killed_writers_lock
     assert sorted(p.name for p in out.glob("epoch-*")) == sorted(checkpoint.read_run(out)["checkpoints"])
 
 
+def test_two_fresh_runs_started_together_leave_one_run_and_no_orphan(tmp_path, synthetic_dir):
+    out = tmp_path / "c"
+    command = [sys.executable, "-m", "lenet_tf", "train", "--data-dir", str(synthetic_dir), "--epochs", "2", "--out",
+               str(out), *SMALL]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=180), run.communicate()[1].strip().splitlines()[-1]) for run in runs]
+    assert sorted(status for status, _ in results) == [0, 1], results
+    (_, refusal), = [result for result in results if result[0] == 1]
+    assert "training folder in use by pid" in refusal or "holds a lenet_tf run (2 epochs, finished)" in refusal
+    record = checkpoint.read_run(out)
+    assert sorted(p.name for p in out.glob("epoch-*")) == sorted(record["checkpoints"])  # nothing unlisted
+    assert [p.name for p in (out / "logs").iterdir()] == [Path(record["logs"]).name]
+
+
 def test_a_reader_of_a_folder_with_no_finished_epoch_is_told_it_is_being_trained(tmp_path):
     out = tmp_path / "fresh"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom lenet_tf.runs import lock\n"
