@@ -17,8 +17,9 @@ its holder ends, however it ends (``kill -9`` included): a lock is never stale a
     :data:`UPDATE_WAIT_SECONDS` (a restore takes well under a second, an export a few seconds).
 
 An export target is guarded by a writer lock of its own, ``.NAME.lenet_tf.lock`` beside ``NAME`` (the target
-itself is replaced by a rename, so the lock cannot live inside it). Lock files are never deleted: deleting a
-file another process holds open would let a second holder in. ``flock`` works on local file systems and on NFSv4
+itself is replaced by a rename, so the lock cannot live inside it), which its holder deletes when done: a lock
+taken on a file that is no longer at its path is taken again on the one that is, so no two holders ever meet.
+A training folder's lock files stay. ``flock`` works on local file systems and on NFSv4
 (where Linux emulates it with POSIX record locks); a reader of a folder it may not write skips the lock.
 """
 
@@ -121,11 +122,12 @@ def _flock(fd: int, operation: int, wait: float) -> bool:
 
 
 @contextlib.contextmanager
-def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: str = "", create: bool = True
-            ) -> Iterator[Path]:
+def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: str = "", create: bool = True,
+            remove: bool = False) -> Iterator[Path]:
     """Holds the writer lock of ``folder`` (created if absent and ``create``) within the block; yields the folder.
 
-    ``lock_name`` names the lock file inside ``folder``; ``what`` (e.g. "training folder") starts the refusal.
+    ``lock_name`` names the lock file inside ``folder``; ``what`` (e.g. "training folder") starts the refusal;
+    ``remove`` deletes the lock file when done (safe: see :func:`_take`).
 
     Raises:
       CheckpointError: another process holds the lock (the message names it), or the folder is not usable.
@@ -140,18 +142,37 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
     except OSError as err:
         raise CheckpointError(f"{folder}: output folder is not writable ({describe_os_error(err)})") from None
     path = folder / lock_name
-    fd = _open_lock_file(path, writer=True)
+    fd = _take(path, folder, what)
     try:
-        if not _flock(fd, fcntl.LOCK_EX, 0.0):
-            raise _in_use(folder, what, _read_holder(path, tries=10))
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder_info()).encode() + b"\n", 0)
         try:
             yield folder
         finally:
-            os.ftruncate(fd, 0)  # "no holder" from here on, for messages; the flock goes with the descriptor
+            if remove:
+                path.unlink(missing_ok=True)  # while still held: see _take
+            else:
+                os.ftruncate(fd, 0)  # "no holder" from here on, for messages; the flock goes with the descriptor
     finally:
         os.close(fd)
+
+
+def _take(path: Path, folder: Path, what: str) -> int:
+    """The descriptor of ``path`` with its exclusive flock taken. A holder may delete the file it holds before
+    letting go (``writing(remove=True)``): a lock taken on a file no longer at ``path`` is dropped and taken again
+    on the file that is."""
+    for _ in range(100):
+        fd = _open_lock_file(path, writer=True)
+        if not _flock(fd, fcntl.LOCK_EX, 0.0):
+            os.close(fd)
+            raise _in_use(folder, what, _read_holder(path, tries=10))
+        try:
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise CheckpointError(f"{path}: the lock file keeps changing; is another program deleting it?")
 
 
 def _in_use(folder: Path, what: str, holder: dict | None) -> CheckpointError:
@@ -179,7 +200,7 @@ def writing_target(target: str | os.PathLike) -> contextlib.AbstractContextManag
     """The writer lock of an export target (a SavedModel folder or a ``.tflite`` file): ``.NAME.lenet_tf.lock``
     beside it, so that two exports never race on one target."""
     target = Path(target)
-    return writing(target.parent, f".{target.name}{WRITER_LOCK}", what="export target")
+    return writing(target.parent, f".{target.name}{WRITER_LOCK}", what="export target", remove=True)
 
 
 @contextlib.contextmanager
