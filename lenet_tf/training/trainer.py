@@ -31,7 +31,7 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 128
-    # Chosen on validation accuracy (README, "Accuracy"): cosine decay from 2e-3 beat a constant 1e-3
+    # Chosen on validation accuracy (docs/accuracy.md): cosine decay from 2e-3 beat a constant 1e-3
     # and exponential decay.
     learning_rate: float = 2e-3
     schedule: str = "cosine"
