@@ -23,7 +23,7 @@ import numpy as np
 
 from lenet_tf.core.tf import session_config, tf, tf1
 from lenet_tf.core.errors import CheckpointError, ConfigError
-from lenet_tf.model import LeNet5
+from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
 from lenet_tf.core.options import TFLITE_QUANTIZATIONS
 from lenet_tf.core.outputs import make_folder, write_atomic
@@ -60,10 +60,10 @@ def convert(checkpoint_dir: str | os.PathLike, quantize: str = "none",
         images = tf1.placeholder(tf.float32 if quantize == "int8" else tf.uint8, [None, 28, 28], name="images")
         # Scale before padding: TFLite's PAD has no uint8 kernel.
         padded = tf.pad(scale_images(images[..., tf.newaxis]), [[0, 0], [2, 2], [2, 2], [0, 0]])
-        net = LeNet5(**config["model"])
-        probabilities = tf.nn.softmax(net(padded, training=False), name="probabilities")
+        nets = ensemble_members(config["model"], config["members"])  # one network, or an ensemble averaged
+        probabilities = mean_probabilities(nets, padded, name="probabilities")
         with tf1.Session(graph=graph, config=session_config()) as session:
-            net.restore(session, config["checkpoint"], checkpoint_scope=net.name)
+            restore_members(nets, session, config["checkpoint"])
             converter = tf1.lite.TFLiteConverter.from_session(session, [images], [probabilities])
             if quantize != "none":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
