@@ -36,8 +36,8 @@ def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
 
 def _add_tta_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true",
-                        help="test-time augmentation: average the probabilities of each digit and 4 affine variants "
-                             "of it (rotated ±8°, zoomed 0.9x and 1.1x), in the graph; 5x the inference work "
+                        help="test-time augmentation: average the probabilities of each digit and of 4 copies "
+                             "shifted by one pixel (up, down, left, right), in the graph; 5x the inference work "
                              "(default: off)")
 
 
