@@ -1,7 +1,8 @@
 """Exporting a trained checkpoint as a TensorFlow SavedModel for serving.
 
 The ``serving_default`` signature takes ``images``: uint8 ``[N, 28, 28]`` or ``[N, 28, 28, 1]`` raw MNIST-style
-digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``probabilities`` (float32 ``[N, 10]``).
+digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``probabilities`` (float32 ``[N, 10]``;
+of a ``--ensemble N`` run, its members' probabilities averaged in the graph).
 
 The graph is always float32, whatever ``--precision`` says: bfloat16 is a session option, not part of a graph, so
 each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``--precision``).

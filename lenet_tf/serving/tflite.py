@@ -1,7 +1,7 @@
 """Exporting a trained checkpoint as a TensorFlow Lite model, and running one.
 
 The ``.tflite`` model is the inference graph only (``LeNet5(training=False)``: no dropout, batch norm with its
-moving averages, folded into constants). Its input ``images`` is uint8 ``[N, 28, 28]``, raw MNIST-style digits
+moving averages, folded into constants; the members of a ``--ensemble N`` run with their probabilities averaged). Its input ``images`` is uint8 ``[N, 28, 28]``, raw MNIST-style digits
 (white ink on black) as in the SavedModel's signature; its output ``probabilities`` is ``[N, 10]``. Quantization:
 
 * ``none``: float32 weights and arithmetic; float32 probabilities.
