@@ -74,21 +74,24 @@ def full_range(values: np.ndarray, name: str = "image") -> np.ndarray:
 def _alpha_composited(image: Image.Image) -> np.ndarray:
     """Grey levels ``[H, W]`` of an image with transparency, in which the digit stays visible whatever its colour.
 
-    Where the alpha channel is the digit's mask (a transparent background around a minority of opaque
-    pixels, or opaque pixels all of one colour, e.g. a white digit on a transparent canvas), the alpha is the
-    ink: dark on white paper. Otherwise the colours hold the digit, and transparent areas take the paper's
-    colour (the median grey of the opaque pixels).
+    Where the alpha channel is the digit's mask (a transparent background around a minority of opaque pixels, or
+    transparent strokes in an opaque sheet of one colour), the alpha is the ink: dark on white paper, so a white,
+    black or red digit on a transparent canvas reads the same. Otherwise the colours hold the digit, and transparent
+    areas (e.g. rounded corners) take the paper's colour: the median grey of the opaque pixels.
     """
     rgba = image.convert("RGBA")
     alpha = np.asarray(rgba.getchannel("A"), np.float32)
     gray = np.asarray(rgba.convert("L"), np.float32)
+    if alpha.min() >= 255:
+        return gray
     opaque = alpha >= 128
-    colours = gray[opaque]
-    uniform = colours.size == 0 or np.ptp(np.percentile(colours, [5, 95])) < 32
-    if uniform or (np.median(_border(alpha)) < 128 and opaque.mean() < 0.5):
+    if np.median(_border(alpha)) < 128 and opaque.mean() < 0.5:
         return 255.0 - alpha
-    paper = float(np.median(colours))
-    return (gray * alpha + paper * (255.0 - alpha)) * (1.0 / 255.0)
+    paper = float(np.median(gray[opaque])) if opaque.any() else 255.0
+    composited = (gray * alpha + paper * (255.0 - alpha)) * (1.0 / 255.0)
+    if np.abs(composited - paper).max() < 32:  # the colours show nothing: the transparent strokes are the digit
+        return 255.0 - alpha
+    return composited
 
 
 def read_picture(image: Image.Image, name: str = "image") -> Picture:

@@ -106,6 +106,23 @@ def test_transparent_corners_of_an_opaque_picture_become_its_paper(tmp_path):
     assert similarity(prepared(path), reference()) > 0.99
 
 
+def test_a_digit_cut_out_of_an_opaque_sheet(tmp_path):
+    """The strokes are transparent holes in a sheet of one colour: the alpha is all there is."""
+    alpha = np.uint8(255 * (1 - seven()))
+    path = tmp_path / "stencil.png"
+    Image.fromarray(np.dstack([np.full((SIZE, SIZE, 3), 40, np.uint8), alpha]), mode="RGBA").save(path)
+    assert similarity(prepared(path), reference()) > 0.99
+
+
+def test_an_opaque_picture_with_an_alpha_channel_is_read_from_its_colours(tmp_path):
+    """A small digit (under 1% of the pixels) in an RGBA file whose alpha is opaque everywhere."""
+    canvas = Image.new("RGBA", (400, 400), "white")
+    canvas.paste(Image.fromarray(np.uint8(255 * (1 - seven()))).resize((28, 28), Image.LANCZOS), (150, 200))
+    path = tmp_path / "opaque.png"
+    canvas.save(path)
+    assert similarity(prepared(path), reference()) > 0.9
+
+
 def test_a_palette_gif_with_a_transparent_index(tmp_path):
     image = Image.fromarray(np.uint8(255 * seven())).convert("P")
     path = tmp_path / "digit.gif"
