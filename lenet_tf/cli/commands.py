@@ -41,6 +41,13 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _add_tta_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average the probabilities of each digit and of 4 copies "
+                             "shifted by one pixel (up, down, left, right), in the graph; 5x the inference work "
+                             "(default: off)")
+
+
 def _add_train_parser(commands) -> None:
     from lenet_tf.core.options import ACTIVATIONS, RANGES, SCHEDULES
     from lenet_tf.training.presets import PRESETS
@@ -92,6 +99,9 @@ def _add_train_parser(commands) -> None:
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden activation (default: relu)")
     p.add_argument("--init-stddev", type=RANGES["init_stddev"].parse,
                    help="stddev of the truncated-normal weights (default: He scaling by fan-in)")
+    p.add_argument("--ensemble", type=RANGES["ensemble"].parse, metavar="N",
+                   help="train N LeNet-5 members with different seeds side by side on the same batches; evaluate, "
+                        "predict, serve and export average their probabilities (default: 1, a single model)")
     p.add_argument("--seed", type=int, help="seed of the split, shuffling and initialisation (default: 0)")
     p.add_argument("--valid-size", type=RANGES["valid_size"].parse, help="training images held out for validation (default: 5000)")
     p.add_argument("--out", default="SavedModel", help="checkpoint folder (default: SavedModel)")
@@ -137,6 +147,7 @@ def _add_evaluate_parser(commands) -> None:
                         "re-captured MNIST digits (thin/thick pen, blur, low resolution, rotation, noisy paper, "
                         "JPEG); SIDE 'valid' uses the run's validation digits, for choosing options (default: "
                         "off; 'test' when given without SIDE)")
+    _add_tta_flag(p)
     _add_precision_flag(p)
     _add_data_flags(p)
 
@@ -151,6 +162,7 @@ def _add_predict_parser(commands) -> None:
                    "such as FIFOs, are skipped)")
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    _add_tta_flag(p)
     _add_precision_flag(p)
 
 
@@ -191,6 +203,7 @@ def _add_serve_parser(commands) -> None:
                         "numbered versions, instead of a checkpoint (default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=port, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    _add_tta_flag(p)
     _add_precision_flag(p)
 
 
@@ -225,7 +238,7 @@ def _train_config(args):
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
              "augment_strength", "clean_epochs", "elastic_alpha", "elastic_sigma", "label_smoothing",
-             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper", "seed")
+             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper", "seed", "ensemble")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
                    "init_stddev": args.init_stddev}
@@ -294,6 +307,8 @@ def _train_in_cluster(args, config):
     role = parse_role(args.cluster, args.job, args.task if args.cluster else None)
     args.chief = role.is_chief
     config.validate()
+    if config.ensemble > 1:
+        raise ConfigError("--ensemble is not available in cluster mode: train an ensemble in one process")
     timeouts = {"join_timeout": args.join_timeout, "member_timeout": args.member_timeout}
     if role.job == "ps":
         run_parameter_server(role, **timeouts)
@@ -318,11 +333,11 @@ def _run_evaluate(args) -> int:
         figures.check_report_dir(args.report, args.overwrite, figures.FIGURES)
     if args.robustness:
         result = evaluate_robustness(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum,
-                                     which=args.which, suite=args.robustness)
+                                     which=args.which, suite=args.robustness, tta=args.tta)
         evaluation = result
     else:
         result = run_test_set(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum,
-                              which=args.which)
+                              which=args.which, tta=args.tta)
         evaluation = result.evaluation
     if figures:
         write = figures.write_robustness_report if args.robustness else figures.write_report
@@ -341,7 +356,7 @@ def _run_predict(args) -> int:
     from lenet_tf.serving.predict import predict_files
     from lenet_tf.trained import TrainedModel
 
-    with TrainedModel(args.checkpoint) as model, warnings.catch_warnings():
+    with TrainedModel(args.checkpoint, tta=args.tta) as model, warnings.catch_warnings():
         # PIL warns about pictures it still opens; lenet_tf refuses those (a per-file error) under a lower limit.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         results = predict_files(args.images, model)
@@ -354,7 +369,8 @@ def _run_predict(args) -> int:
             print(f"lenet-tf: error: {result.error}", file=sys.stderr)
         elif not args.json:
             top3 = ", ".join(f"{digit} {p:.3f}" for digit, p in result.top3)
-            print(f"{result.file}: {result.digit} (p={result.probability:.3f})  top-3: {top3}")
+            note = f"  ({result.note})" if result.note else ""
+            print(f"{result.file}: {result.digit} (p={result.probability:.3f})  top-3: {top3}{note}")
     return EXIT_ERROR if any(r.error for r in results) else 0
 
 
@@ -392,7 +408,7 @@ def _run_serve(args) -> int:
         raise LeNetError(f"serving needs {err.name}: pip install 'lenet_tf[serve]'") from None
     serve(args.checkpoint, args.saved_model, args.host, args.port,
           ready=lambda url: print(f"serving on {url} in {choose().used} (Ctrl-C stops)", file=sys.stderr,
-                                  flush=True))
+                                  flush=True), tta=args.tta)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Exporting a trained checkpoint as a TensorFlow SavedModel for serving.
 
 The ``serving_default`` signature takes ``images``: uint8 ``[N, 28, 28]`` or ``[N, 28, 28, 1]`` raw MNIST-style
-digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``probabilities`` (float32 ``[N, 10]``).
+digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``probabilities`` (float32 ``[N, 10]``;
+of a ``--ensemble N`` run, its members' probabilities averaged in the graph).
 
 The graph is always float32, whatever ``--precision`` says: bfloat16 is a session option, not part of a graph, so
 each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``--precision``).
@@ -21,7 +22,7 @@ from lenet_tf.runs.checkpoint import describe_tf_error
 from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
 from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.outputs import TMP_PREFIX, describe_os_error
-from lenet_tf.model import LeNet5
+from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
 from lenet_tf.trained import TrainedModel
 
@@ -105,11 +106,11 @@ def _build(config: dict, path: Path) -> None:
     """Writes the SavedModel of a training folder's configuration and checkpoint to ``path``."""
     with tf.Graph().as_default() as graph:
         raw, images = serving_inputs()
-        net = LeNet5(**config["model"])
-        probabilities = tf.nn.softmax(net(images, training=False), name="probabilities")
+        nets = ensemble_members(config["model"], config["members"])  # one network, or an ensemble averaged
+        probabilities = mean_probabilities(nets, images, name="probabilities")
         classes = tf.argmax(probabilities, axis=1, name="classes")
         with tf1.Session(graph=graph, config=session_config()) as session:
-            net.restore(session, config["checkpoint"], checkpoint_scope=net.name)
+            restore_members(nets, session, config["checkpoint"])
             builder = tf1.saved_model.Builder(str(path))
             signature = tf1.saved_model.predict_signature_def(
                 inputs={"images": raw}, outputs={"classes": classes, "probabilities": probabilities})
@@ -120,7 +121,7 @@ def _build(config: dict, path: Path) -> None:
     marker = path / MARKER
     marker.parent.mkdir(exist_ok=True)
     marker.write_text(json.dumps({"checkpoint": config["checkpoint"], "epoch": config["run"]["best"]["epoch"],
-                                  "model": config["model"]}, indent=2))
+                                  "model": config["model"], "ensemble": config["members"]}, indent=2))
 
 
 def _publish_export(staging: Path, export_dir: Path, replace: bool) -> None:

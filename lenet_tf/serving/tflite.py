@@ -1,7 +1,7 @@
 """Exporting a trained checkpoint as a TensorFlow Lite model, and running one.
 
 The ``.tflite`` model is the inference graph only (``LeNet5(training=False)``: no dropout, batch norm with its
-moving averages, folded into constants). Its input ``images`` is uint8 ``[N, 28, 28]``, raw MNIST-style digits
+moving averages, folded into constants; the members of a ``--ensemble N`` run with their probabilities averaged). Its input ``images`` is uint8 ``[N, 28, 28]``, raw MNIST-style digits
 (white ink on black) as in the SavedModel's signature; its output ``probabilities`` is ``[N, 10]``. Quantization:
 
 * ``none``: float32 weights and arithmetic; float32 probabilities.
@@ -23,7 +23,7 @@ import numpy as np
 
 from lenet_tf.core.tf import session_config, tf, tf1
 from lenet_tf.core.errors import CheckpointError, ConfigError
-from lenet_tf.model import LeNet5
+from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
 from lenet_tf.core.options import TFLITE_QUANTIZATIONS
 from lenet_tf.core.outputs import make_folder, write_atomic
@@ -67,10 +67,10 @@ def _convert(config: dict, quantize: str, calibration_images: np.ndarray | None)
         images = tf1.placeholder(tf.float32 if quantize == "int8" else tf.uint8, [None, 28, 28], name="images")
         # Scale before padding: TFLite's PAD has no uint8 kernel.
         padded = tf.pad(scale_images(images[..., tf.newaxis]), [[0, 0], [2, 2], [2, 2], [0, 0]])
-        net = LeNet5(**config["model"])
-        probabilities = tf.nn.softmax(net(padded, training=False), name="probabilities")
+        nets = ensemble_members(config["model"], config["members"])  # one network, or an ensemble averaged
+        probabilities = mean_probabilities(nets, padded, name="probabilities")
         with tf1.Session(graph=graph, config=session_config()) as session:
-            net.restore(session, config["checkpoint"], checkpoint_scope=net.name)
+            restore_members(nets, session, config["checkpoint"])
             converter = tf1.lite.TFLiteConverter.from_session(session, [images], [probabilities])
             if quantize != "none":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -1,4 +1,4 @@
-"""Commands that write never destroy a run or a user's files (README, "What is never lost")."""
+"""Commands that write never destroy a run or a user's files (docs/reliability.md, "What is never lost")."""
 
 import json
 import subprocess
