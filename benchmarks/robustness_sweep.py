@@ -1,4 +1,4 @@
-"""The sweep behind the README's robustness table: train recipes one at a time, then run both robustness suites.
+"""The sweep behind the tables of docs/robustness.md: train recipes one at a time, then run both robustness suites.
 
     python benchmarks/robustness_sweep.py --out /work/results-robust RECIPE:SEED ...   # train + evaluate
     python benchmarks/robustness_sweep.py --out /work/results-robust --table            # markdown summary

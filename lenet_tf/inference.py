@@ -1,17 +1,92 @@
-"""Batched inference on uint8 images with a LeNet5 built in the current graph."""
+"""Batched inference on uint8 images with a LeNet5 (or an ensemble of them) built in the current graph, with
+optional test-time augmentation."""
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from lenet_tf.core.tf import tf, tf1
+from lenet_tf.data.augment import bilinear_sample
 from lenet_tf.data.mnist import INPUT_SHAPE
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import cross_entropy, scale_images
 
 EVAL_BATCH_SIZE = 2500  # large batches: fewer session calls, and the conv kernels run near full speed
+MODEL_SCOPE = "lenet5"  # the variable scope `lenet-tf train` writes a model (an ensemble's first member) under
+_MEMBER_SEED_STRIDE = 1_000_003  # member k's op seeds lie far from every other member's (LeNet5 offsets them)
+# Test-time augmentation: the digit as given, and a few small affine variants of it (rotation in degrees
+# anticlockwise, zoom factor, shift right and down in pixels), whose probabilities are averaged. Chosen on the
+# validation-side robustness suite among rotations (±5°, ±8°), zooms (0.9-1.1, 0.95-1.05), shifts (0.5, 1 and
+# 1.5 pixels; 4 or 8 neighbours) and their mixes (docs/robustness.md, "Test-time augmentation and ensembles").
+TTA_VARIANTS: tuple[tuple[float, float, float, float], ...] = (
+    (0.0, 1.0, 0.0, 0.0), (0.0, 1.0, 1.0, 0.0), (0.0, 1.0, -1.0, 0.0), (0.0, 1.0, 0.0, 1.0), (0.0, 1.0, 0.0, -1.0))
+
+
+def member_scope(index: int, base: str = MODEL_SCOPE) -> str:
+    """The variable scope of an ensemble's member ``index``: ``base`` (so that a single model is today's
+    checkpoint), then ``base_1``, ``base_2``, …"""
+    return base if index == 0 else f"{base}_{index}"
+
+
+def ensemble_members(model: dict, count: int = 1) -> list[LeNet5]:
+    """``count`` :class:`LeNet5` of one configuration (a run record's ``model``), member k named
+    :func:`member_scope` of the model's name and, when ``model`` has a seed, seeded apart from the others."""
+    seed, base = model.get("seed"), model.get("name", MODEL_SCOPE)
+    return [LeNet5(**{**model, "name": member_scope(k, base),
+                      "seed": None if seed is None else seed + _MEMBER_SEED_STRIDE * k}) for k in range(count)]
+
+
+def restore_members(nets: Sequence[LeNet5], session: tf1.Session, checkpoint: str | os.PathLike) -> None:
+    """Loads each member of :func:`ensemble_members` from a checkpoint written by ``lenet-tf train``, where each
+    was saved under its name (see :meth:`LeNet5.restore`)."""
+    for net in nets:
+        net.restore(session, checkpoint, checkpoint_scope=net.name)
+
+
+def _variant_grid(height: int, width: int, variants: Sequence[tuple[float, float, float, float]]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel of each variant samples the original: x and y ``[V, H, W]`` (pixel centres at integers)."""
+    grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float64)
+    centre_y, centre_x = (height - 1) / 2.0, (width - 1) / 2.0
+    xs, ys = [], []
+    for degrees, zoom, right, down in variants:
+        cos, sin = math.cos(math.radians(degrees)) / zoom, math.sin(math.radians(degrees)) / zoom
+        dx, dy = grid_x - centre_x - right, grid_y - centre_y - down
+        xs.append(cos * dx - sin * dy + centre_x)
+        ys.append(sin * dx + cos * dy + centre_y)
+    return np.float32(xs), np.float32(ys)
+
+
+def tta_variants(images: tf.Tensor, variants: Sequence[tuple[float, float, float, float]]) -> tf.Tensor:
+    """float32 images ``[N, H, W, 1]`` → their affine ``variants`` ``[V * N, H, W, 1]``, variant-major
+    (bilinear, 0 outside the image; each variant is (rotation in degrees, zoom, shift right, shift down))."""
+    height, width = images.shape[1], images.shape[2]
+    xs, ys = _variant_grid(height, width, variants)
+    count = tf.shape(images)[0]
+    tiled = tf.tile(images, [len(variants), 1, 1, 1])
+    warped = bilinear_sample(tiled, tf.repeat(xs, count, axis=0), tf.repeat(ys, count, axis=0))
+    warped.set_shape([None, height, width, 1])
+    return warped
+
+
+def mean_probabilities(nets: Sequence[LeNet5], images: tf.Tensor, *, shards: int = 1, tta: bool = False,
+                       name: str | None = None) -> tf.Tensor:
+    """The softmax probabilities ``[N, C]`` of float32 images ``[N, 32, 32, 1]``, averaged over the ensemble's
+    members ``nets`` and, with ``tta``, over :data:`TTA_VARIANTS` of each image; one network without TTA is
+    ``softmax(net(images))``, as ever."""
+    inputs = tta_variants(images, TTA_VARIANTS) if tta else images
+    logits = [net(inputs, training=False, shards=shards) for net in nets]
+    if len(nets) == 1 and not tta:
+        return tf.nn.softmax(logits[0], name=name)
+    probabilities = tf.add_n([tf.nn.softmax(x) for x in logits]) * (1.0 / len(nets))
+    if tta:
+        probabilities = tf.reduce_mean(tf.reshape(probabilities, [len(TTA_VARIANTS), -1, nets[0].num_classes]), 0)
+    return tf.identity(probabilities, name=name)
 
 
 @dataclass(frozen=True)
@@ -39,16 +114,23 @@ class Predictions:
 class InferenceGraph:
     """Placeholders for uint8 images ``[N, 32, 32, 1]`` and int32 labels ``[N]`` feeding ``net`` in inference mode.
 
-    With ``towers`` > 1 the batch is split into that many shards that run in parallel (see
-    :func:`lenet_tf.core.tf.default_towers`).
+    ``net`` may be an ensemble's members, whose probabilities are averaged; ``tta`` averages them over
+    :data:`TTA_VARIANTS` of each image too (see :func:`mean_probabilities`). :attr:`logits` are then the log of
+    the averaged probabilities. With ``towers`` > 1 the batch is split into that many shards that run in parallel
+    (see :func:`lenet_tf.core.tf.default_towers`).
     """
 
-    def __init__(self, net: LeNet5, towers: int = 1) -> None:
+    def __init__(self, net: LeNet5 | Sequence[LeNet5], towers: int = 1, tta: bool = False) -> None:
+        nets = [net] if isinstance(net, LeNet5) else list(net)
         self.images = tf1.placeholder(tf.uint8, [None, *INPUT_SHAPE], name="eval_images")
         self.labels = tf1.placeholder(tf.int32, [None], name="eval_labels")
         self.towers = towers
         images = scale_images(self.images)
-        self.logits = net(images, training=False, shards=towers)
+        if len(nets) == 1 and not tta:
+            self.logits = nets[0](images, training=False, shards=towers)
+        else:  # log-probabilities are logits: their softmax is the averaged probabilities again
+            averaged = mean_probabilities(nets, images, shards=towers, tta=tta)
+            self.logits = tf.math.log(tf.maximum(averaged, np.finfo(np.float32).tiny))
         self.probabilities = tf.nn.softmax(self.logits)
         self.losses = cross_entropy(self.logits, self.labels)
 

@@ -8,47 +8,55 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_tf.runs import checkpoint
+from lenet_tf.runs import checkpoint, lock
 from lenet_tf.core.tf import default_towers, session_config, tf, tf1
 from lenet_tf.data.mnist import INPUT_SHAPE, MNIST_SIZE, pad_images
 from lenet_tf.core.errors import CheckpointError
-from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions
+from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions, ensemble_members, restore_members
 from lenet_tf.model import LeNet5
 from lenet_tf.core.precision import choose, report_use
 
 
 class TrainedModel:
-    """Restores a trained LeNet5 for inference, in a graph and session of its own.
+    """Restores a trained LeNet5 (or the ensemble of a ``--ensemble N`` run) for inference, in a graph and session
+    of its own.
 
     ``checkpoint_dir`` is a training folder (its ``which`` epoch, ``"best"`` or ``"last"``), an epoch folder
     (``SavedModel/epoch-0007``) or a Saver prefix (``SavedModel/epoch-0007/ckpt``) inside a training folder, whose
     ``run.json`` gives the model's configuration.
+    The run is read under the folder's shared record lock (:func:`lenet_tf.runs.lock.reading`), so a folder
+    being trained gives its latest recorded epoch, never a half-updated one.
     ``precision`` is ``auto``, ``fp32`` or ``bf16`` (:func:`lenet_tf.core.precision.choose`; ``None``:
-    ``$LENET_TF_PRECISION``, else ``auto``). Use as a context manager, or call :meth:`close`, to free the session.
+    ``$LENET_TF_PRECISION``, else ``auto``). An ensemble's members' probabilities are averaged in the graph;
+    ``tta`` averages them over a few affine variants of each digit too (:data:`lenet_tf.inference.TTA_VARIANTS`).
+    :attr:`net` is the (first) member. Use as a context manager, or call :meth:`close`, to free the session.
     """
 
     def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best",
-                 precision: str | None = None) -> None:
+                 precision: str | None = None, *, tta: bool = False) -> None:
         self.precision = choose(precision)
-        config = self.read_config(checkpoint_dir, which)
-        self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            self.net = LeNet5(**config["model"])
-            self.towers = default_towers(EVAL_BATCH_SIZE)
-            self.inference = InferenceGraph(self.net, self.towers)
-        self.session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
-        try:
-            self.net.restore(self.session, self.checkpoint, checkpoint_scope=self.net.name)
-        except CheckpointError:
-            self.session.close()
-            raise
+        with lock.reading(checkpoint_dir):  # run.json and the checkpoint it names stay together meanwhile
+            config = self.read_config(checkpoint_dir, which)
+            self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
+            self.graph = tf.Graph()
+            with self.graph.as_default():
+                self.members = ensemble_members(config["model"], config["members"])
+                self.net = self.members[0]
+                self.towers = default_towers(EVAL_BATCH_SIZE)
+                self.inference = InferenceGraph(self.members, self.towers, tta)
+            self.session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
+            try:
+                restore_members(self.members, self.session, self.checkpoint)
+            except CheckpointError:
+                self.session.close()
+                raise
         self.graph.finalize()
         report_use(self.precision)
 
     @staticmethod
     def read_config(checkpoint_dir: str | os.PathLike, which: str = "best") -> dict:
-        """The run record, the Saver prefix, its epoch and validated :class:`LeNet5` arguments of a checkpoint.
+        """The run record, the Saver prefix, its epoch, validated :class:`LeNet5` arguments and the number of
+        ensemble members (``members``) of a checkpoint.
 
         ``checkpoint_dir`` takes the forms of :class:`TrainedModel`; the run record is the ``run.json`` of the
         training folder that holds the checkpoint's epoch folder.
@@ -65,8 +73,12 @@ class TrainedModel:
             LeNet5(**run["model"])
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"{folder}: unknown model configuration ({err})") from None
+        members = run.get("train", {}).get("ensemble", 1)
+        if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+            raise CheckpointError(f"{folder}: unknown model configuration (ensemble must be an int ≥ 1, "
+                                  f"got {members!r})")
         return {"run": run, "checkpoint": str(prefix), "epoch": int(epoch.group(1)) if epoch else None,
-                "model": run["model"]}
+                "model": run["model"], "members": members}
 
     def predict(self, images: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
         """Classifies uint8 digits ``[N, 28, 28]`` or padded ``[N, 32, 32, 1]``."""

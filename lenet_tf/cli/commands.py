@@ -34,6 +34,20 @@ def _add_precision_flag(parser: argparse.ArgumentParser) -> None:
                              "variables and checkpoints stay fp32 (default: $LENET_TF_PRECISION, else auto)")
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return value
+
+
+def _add_tta_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average the probabilities of each digit and of 4 copies "
+                             "shifted by one pixel (up, down, left, right), in the graph; 5x the inference work "
+                             "(default: off)")
+
+
 def _add_train_parser(commands) -> None:
     from lenet_tf.core.options import ACTIVATIONS, RANGES, SCHEDULES
     from lenet_tf.training.presets import PRESETS
@@ -85,10 +99,14 @@ def _add_train_parser(commands) -> None:
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden activation (default: relu)")
     p.add_argument("--init-stddev", type=RANGES["init_stddev"].parse,
                    help="stddev of the truncated-normal weights (default: He scaling by fan-in)")
+    p.add_argument("--ensemble", type=RANGES["ensemble"].parse, metavar="N",
+                   help="train N LeNet-5 members with different seeds side by side on the same batches; evaluate, "
+                        "predict, serve and export average their probabilities (default: 1, a single model)")
     p.add_argument("--seed", type=int, help="seed of the split, shuffling and initialisation (default: 0)")
     p.add_argument("--valid-size", type=RANGES["valid_size"].parse, help="training images held out for validation (default: 5000)")
     p.add_argument("--out", default="SavedModel", help="checkpoint folder (default: SavedModel)")
-    p.add_argument("--logdir", help="TensorBoard folder (default: OUT/logs)")
+    p.add_argument("--logdir", help="TensorBoard folder; each run logs into a run-DATE-TIME-ID subfolder of its own "
+                                    "(default: OUT/logs)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last epoch, with its stored configuration; only "
                         "--epochs may change (default: off)")
@@ -105,6 +123,11 @@ def _add_train_parser(commands) -> None:
     cluster.add_argument("--cluster", help='JSON {"ps": ["host:port", ...], "worker": ["host:port", ...]}')
     cluster.add_argument("--job", choices=("ps", "worker", "chief"), help="this process's job (chief = worker 0)")
     cluster.add_argument("--task", type=int, default=0, help="this process's index within its job (default: 0)")
+    cluster.add_argument("--join-timeout", type=_positive_seconds, default=120.0, metavar="SECONDS",
+                         help="end with an error naming the members that have not come after this long "
+                              "(default: 120)")
+    cluster.add_argument("--member-timeout", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                         help="end with an error naming a member that stops answering this long (default: 5)")
     _add_data_flags(p)
 
 
@@ -124,6 +147,7 @@ def _add_evaluate_parser(commands) -> None:
                         "re-captured MNIST digits (thin/thick pen, blur, low resolution, rotation, noisy paper, "
                         "JPEG); SIDE 'valid' uses the run's validation digits, for choosing options (default: "
                         "off; 'test' when given without SIDE)")
+    _add_tta_flag(p)
     _add_precision_flag(p)
     _add_data_flags(p)
 
@@ -138,6 +162,7 @@ def _add_predict_parser(commands) -> None:
                    "such as FIFOs, are skipped)")
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    _add_tta_flag(p)
     _add_precision_flag(p)
 
 
@@ -178,6 +203,7 @@ def _add_serve_parser(commands) -> None:
                         "numbered versions, instead of a checkpoint (default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=port, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    _add_tta_flag(p)
     _add_precision_flag(p)
 
 
@@ -212,7 +238,7 @@ def _train_config(args):
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
              "augment_strength", "clean_epochs", "elastic_alpha", "elastic_sigma", "label_smoothing",
-             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper", "seed")
+             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper", "seed", "ensemble")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
                    "init_stddev": args.init_stddev}
@@ -249,8 +275,12 @@ def _run_train(args) -> int:
                            resume=args.resume, overwrite=args.overwrite, logdir=args.logdir,
                            progress=not args.no_progress)
     except KeyboardInterrupt:
-        print(f"lenet-tf: interrupted; the last finished epoch stays in {args.out} "
-              "(continue with --resume)", file=sys.stderr)
+        if not in_cluster:
+            print(f"lenet-tf: interrupted; the last finished epoch stays in {args.out} (continue with --resume)",
+                  file=sys.stderr)
+        else:  # the chief's training folder keeps its last epoch; the other roles write nothing
+            print("lenet-tf: interrupted" + (f"; the last finished epoch stays in {args.out}"
+                                            if getattr(args, "chief", False) else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     summary = {
         "out": str(result.out_dir), "best_epoch": result.best_epoch, "valid_accuracy": result.valid_accuracy,
@@ -279,13 +309,17 @@ def _train_in_cluster(args, config):
     from lenet_tf.training.cluster import parse_role, run_parameter_server, train_worker
 
     role = parse_role(args.cluster, args.job, args.task if args.cluster else None)
+    args.chief = role.is_chief
     config.validate()
+    if config.ensemble > 1:
+        raise ConfigError("--ensemble is not available in cluster mode: train an ensemble in one process")
+    timeouts = {"join_timeout": args.join_timeout, "member_timeout": args.member_timeout}
     if role.job == "ps":
-        run_parameter_server(role)
+        run_parameter_server(role, **timeouts)
         print(f"parameter server {role.index}: every worker is done", file=sys.stderr)
         return None
     result = train_worker(config, role, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum,
-                          overwrite=args.overwrite, logdir=args.logdir, progress=not args.no_progress)
+                          overwrite=args.overwrite, logdir=args.logdir, progress=not args.no_progress, **timeouts)
     if result is None:
         print(f"worker {role.index}: done", file=sys.stderr)
     return result
@@ -303,11 +337,11 @@ def _run_evaluate(args) -> int:
         figures.check_report_dir(args.report, args.overwrite, figures.FIGURES)
     if args.robustness:
         result = evaluate_robustness(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum,
-                                     which=args.which, suite=args.robustness)
+                                     which=args.which, suite=args.robustness, tta=args.tta)
         evaluation = result
     else:
         result = run_test_set(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum,
-                              which=args.which)
+                              which=args.which, tta=args.tta)
         evaluation = result.evaluation
     if figures:
         write = figures.write_robustness_report if args.robustness else figures.write_report
@@ -326,7 +360,7 @@ def _run_predict(args) -> int:
     from lenet_tf.serving.predict import predict_files
     from lenet_tf.trained import TrainedModel
 
-    with TrainedModel(args.checkpoint) as model, warnings.catch_warnings():
+    with TrainedModel(args.checkpoint, tta=args.tta) as model, warnings.catch_warnings():
         # PIL warns about pictures it still opens; lenet_tf refuses those (a per-file error) under a lower limit.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         results = predict_files(args.images, model)
@@ -339,7 +373,8 @@ def _run_predict(args) -> int:
             print(f"lenet-tf: error: {result.error}", file=sys.stderr)
         elif not args.json:
             top3 = ", ".join(f"{digit} {p:.3f}" for digit, p in result.top3)
-            print(f"{result.file}: {result.digit} (p={result.probability:.3f})  top-3: {top3}")
+            note = f"  ({result.note})" if result.note else ""
+            print(f"{result.file}: {result.digit} (p={result.probability:.3f})  top-3: {top3}{note}")
     return EXIT_ERROR if any(r.error for r in results) else 0
 
 
@@ -377,7 +412,7 @@ def _run_serve(args) -> int:
         raise LeNetError(f"serving needs {err.name}: pip install 'lenet_tf[serve]'") from None
     serve(args.checkpoint, args.saved_model, args.host, args.port,
           ready=lambda url: print(f"serving on {url} in {choose().used} (Ctrl-C stops)", file=sys.stderr,
-                                  flush=True))
+                                  flush=True), tta=args.tta)
     return 0
 
 
@@ -422,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.core.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     try:
+        if args.command == "train" and not (args.cluster or os.environ.get("TF_CONFIG")):
+            from lenet_tf.runs.lock import refuse_if_written
+
+            refuse_if_written(args.out, "training folder")  # a second writer is told at once, before TF loads
         if hasattr(args, "precision"):
             _announce_precision(args)
         return _COMMANDS[args.command](args)

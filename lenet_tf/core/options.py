@@ -79,6 +79,7 @@ RANGES: dict[str, Range] = {
     "gamma": Range(float, 0),
     "paper": _FRACTION,
     "valid_size": Range(int, 1),
+    "ensemble": Range(int, 1),
     "dropout": _FRACTION,
     "init_stddev": Range(float, 0, low_open=True),
 }

@@ -5,7 +5,7 @@ that runs convolutions, matrix products and the elementwise ops between them in 
 Adam's state, checkpoints, softmax and the loss stay float32 (and, by the lists below, batch-norm statistics
 too). The graphs themselves are unchanged, so checkpoints written in either precision load in the other.
 
-``auto`` picks bf16 only where it was measured to pay (README, "Speed"): a CPU with AMX-BF16 or AVX512-BF16
+``auto`` picks bf16 only where it was measured to pay (docs/speed.md): a CPU with AMX-BF16 or AVX512-BF16
 and oneDNN on. Elsewhere the rewrite is emulated and far slower (≈ 1.5k vs 9k training img/s on an AVX2 CPU),
 and TensorFlow has no bfloat16 rewrite for graphs on a GPU, so ``auto`` is fp32 there.
 """

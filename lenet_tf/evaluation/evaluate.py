@@ -88,14 +88,15 @@ def run_test_set(
     verify_checksums: bool = True,
     which: str = "best",
     precision: str | None = None,
+    tta: bool = False,
 ) -> TestRun:
     """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set.
 
-    ``precision``: as for :class:`lenet_tf.trained.TrainedModel`.
+    ``precision``, ``tta``: as for :class:`lenet_tf.trained.TrainedModel`.
     """
     mnist = load_mnist(data_dir, verify=verify_checksums)
     labels = mnist.test_labels.astype(np.int32)
-    with TrainedModel(checkpoint_dir, which, precision) as model:
+    with TrainedModel(checkpoint_dir, which, precision, tta=tta) as model:
         evaluation, probabilities = metrics(model, mnist.test_images, labels)
     return TestRun(evaluation, probabilities, mnist.test_images, labels, model.run["history"])
 
@@ -107,10 +108,11 @@ def evaluate(
     verify_checksums: bool = True,
     which: str = "best",
     precision: str | None = None,
+    tta: bool = False,
 ) -> Evaluation:
     """The metrics of a checkpoint on the official MNIST test set (see :func:`run_test_set`)."""
     return run_test_set(checkpoint_dir, data_dir, verify_checksums=verify_checksums, which=which,
-                        precision=precision).evaluation
+                        precision=precision, tta=tta).evaluation
 
 
 def evaluate_robustness(
@@ -122,15 +124,18 @@ def evaluate_robustness(
     suite: str = "test",
     count: int | None = None,
     precision: str | None = None,
+    tta: bool = False,
 ) -> RobustnessReport:
     """Restores a checkpoint and runs a :mod:`lenet_tf.evaluation.robustness` suite on it.
 
     ``suite="test"`` uses the MNIST test digits (and scikit-learn's digits); ``"valid"`` uses the checkpoint's
     own validation digits (its seed's split), for choosing training options. ``count`` overrides the suite's
-    number of digits per shift. :func:`lenet_tf.evaluation.robustness_figures.write_robustness_report` draws its figures.
+    number of digits per shift; ``tta`` averages over a few affine variants of each digit (see
+    :class:`lenet_tf.trained.TrainedModel`). :func:`lenet_tf.evaluation.robustness_figures.write_robustness_report`
+    draws its figures.
     """
     mnist = load_mnist(data_dir, verify=verify_checksums)
-    with TrainedModel(checkpoint_dir, which, precision) as model:
+    with TrainedModel(checkpoint_dir, which, precision, tta=tta) as model:
         if suite == "valid":
             train = model.run["train"]
             splits = split(mnist, train["valid_size"], train["seed"])

@@ -6,6 +6,9 @@ Layout of the folder (``SavedModel/`` by default)::
                         and the checkpoint folders this run owns
     epoch-0007/ckpt.*   a tf.compat.v1.train.Saver checkpoint (weights + Adam state)
 
+Only regular files and real folders are followed: a ``run.json`` or epoch folder that is a symbolic link, FIFO or
+the like is refused and left alone. Writers and readers of one folder take its locks (:mod:`lenet_tf.runs.lock`).
+
 Each checkpoint is written into a hidden temporary folder and renamed to a name that is free (``epoch-0007``, or
 ``epoch-0007-2`` if something else already has that name), and ``run.json`` is replaced atomically afterwards, so
 an interruption at any moment leaves the previous state intact. Nothing is ever replaced: the only things this
@@ -23,8 +26,10 @@ from pathlib import Path
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.core.errors import CheckpointError, OutputError
 from lenet_tf.core.outputs import TMP_PREFIX, current_umask, describe_os_error, write_atomic
+from lenet_tf.core.regular_files import SpecialFileError, read_regular
+from lenet_tf.runs import lock
 
-RUN_FILE = "run.json"
+RUN_FILE = lock.RUN_FILE
 RUN_FORMAT = 2  # 2 added "checkpoints"; format 1 records are read as owning their best and last folders
 CHECKPOINT_NAME = "ckpt"
 
@@ -165,9 +170,11 @@ def read_run(out_dir: str | os.PathLike) -> dict:
     if not Path(out_dir).is_dir():
         raise CheckpointError(f"{out_dir}: no such checkpoint folder (train first with `lenet-tf train`)")
     try:
-        run = json.loads(path.read_text())
+        run = json.loads(read_regular(path))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing; {out_dir} holds no finished epoch") from None
+    except SpecialFileError as err:
+        raise CheckpointError(f"{path}: {err.strerror}; it is left alone") from None
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: unreadable run record ({err})") from None
     _check_record(run, path)
@@ -179,7 +186,10 @@ def checkpoint_prefix(out_dir: str | os.PathLike, which: str = "best", run: dict
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     run = run or read_run(out_dir)
-    prefix = Path(out_dir) / run[which]["dir"] / CHECKPOINT_NAME
+    folder = Path(out_dir) / run[which]["dir"]
+    if folder.is_symlink():
+        raise CheckpointError(f"{folder}: is a symbolic link, not a checkpoint folder of the run; it is left alone")
+    prefix = folder / CHECKPOINT_NAME
     if not Path(str(prefix) + ".index").is_file():
         raise CheckpointError(f"{prefix}: checkpoint files are missing (partial or deleted checkpoint)")
     return str(prefix)
@@ -203,9 +213,11 @@ def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, ru
     # Listed until they are gone, so that a crash in between leaves them to the next epoch's clean-up.
     run["checkpoints"] = sorted(owned)
     run["format"] = RUN_FORMAT
-    write_json_atomic(out_dir / RUN_FILE, run)
-    for folder in sorted(owned - keep):
-        shutil.rmtree(out_dir / folder, ignore_errors=True)
+    with lock.updating(out_dir):  # readers see the old record and its folders, or the new one
+        write_json_atomic(out_dir / RUN_FILE, run)
+        for folder in sorted(owned - keep):
+            if not (out_dir / folder).is_symlink():
+                shutil.rmtree(out_dir / folder, ignore_errors=True)
     run["checkpoints"] = sorted(keep)
 
 
@@ -228,7 +240,7 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> str:
         given = given.with_suffix("")  # one of the checkpoint's files: its prefix
     if Path(f"{given}.index").is_file():
         return str(given)
-    if (given / RUN_FILE).is_file():
+    if (given / RUN_FILE).exists() or (given / RUN_FILE).is_symlink():  # read_run refuses anything but a file
         return checkpoint_prefix(given, which)
     if (given / f"{CHECKPOINT_NAME}.index").is_file():
         return str(given / CHECKPOINT_NAME)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lenet_tf.core.errors import LeNetError
-from lenet_tf.data.images import image_files, load_grayscale, to_mnist
+from lenet_tf.data.images import image_files, load_picture, to_mnist
 from lenet_tf.trained import TrainedModel
 
 
@@ -21,6 +21,7 @@ class FilePrediction:
     probability: float | None = None
     top3: list[tuple[int, float]] = field(default_factory=list)
     error: str | None = None
+    note: str | None = None  # what of the file was not read, e.g. "3 frames: read the first"
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
@@ -32,13 +33,15 @@ def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
 def predict_files(paths: list[str | os.PathLike], model: TrainedModel) -> list[FilePrediction]:
     """Prepares each image (or each image in a folder) like MNIST and classifies it.
 
-    A file that cannot be read or holds no digit gets ``error`` set; the others are still classified.
+    A file that cannot be read or holds no digit gets ``error`` set; the others are still classified. Of a
+    multi-frame file the first frame is read, and ``note`` says so.
     """
     results, digits = [], []
     for path in image_files(paths):
         try:
-            digits.append(to_mnist(load_grayscale(path), str(path)))
-            results.append(FilePrediction(str(path)))
+            picture = load_picture(path)
+            digits.append(to_mnist(picture.gray, str(path)))
+            results.append(FilePrediction(str(path), note=picture.note))
         except LeNetError as err:
             results.append(FilePrediction(str(path), error=str(err)))
     if digits:

@@ -1,7 +1,8 @@
 """Exporting a trained checkpoint as a TensorFlow SavedModel for serving.
 
 The ``serving_default`` signature takes ``images``: uint8 ``[N, 28, 28]`` or ``[N, 28, 28, 1]`` raw MNIST-style
-digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``probabilities`` (float32 ``[N, 10]``).
+digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``probabilities`` (float32 ``[N, 10]``;
+of a ``--ensemble N`` run, its members' probabilities averaged in the graph).
 
 The graph is always float32, whatever ``--precision`` says: bfloat16 is a session option, not part of a graph, so
 each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``--precision``).
@@ -16,11 +17,12 @@ import tempfile
 from pathlib import Path
 
 from lenet_tf.core.tf import session_config, tf, tf1
+from lenet_tf.runs import lock
 from lenet_tf.runs.checkpoint import describe_tf_error
 from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
 from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.outputs import TMP_PREFIX, describe_os_error
-from lenet_tf.model import LeNet5
+from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
 from lenet_tf.trained import TrainedModel
 
@@ -78,14 +80,18 @@ def export_saved_model(checkpoint_dir: str | os.PathLike, export_dir: str | os.P
       CheckpointError: the checkpoint is unusable or ``export_dir`` may not be written.
     """
     export_dir = Path(export_dir)
-    config = TrainedModel.read_config(checkpoint_dir)
-    replace = check_export_dir(export_dir, overwrite)
+    with lock.reading(checkpoint_dir):  # a first check, before anything is created
+        TrainedModel.read_config(checkpoint_dir)
+    check_export_dir(export_dir, overwrite)
     staging = None
     try:
-        export_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=TMP_PREFIX))
-        _build(config, staging / "model")
-        _publish_export(staging, export_dir, replace)
+        with lock.writing_target(export_dir):  # makes the parent folder
+            replace = check_export_dir(export_dir, overwrite)
+            staging = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=TMP_PREFIX))
+            with lock.reading(checkpoint_dir):
+                config = TrainedModel.read_config(checkpoint_dir)
+                _build(config, staging / "model")
+            _publish_export(staging, export_dir, replace)
     except OSError as err:
         raise CheckpointError(f"{export_dir}: cannot write the SavedModel ({describe_os_error(err)})") from None
     except tf.errors.OpError as err:
@@ -100,11 +106,11 @@ def _build(config: dict, path: Path) -> None:
     """Writes the SavedModel of a training folder's configuration and checkpoint to ``path``."""
     with tf.Graph().as_default() as graph:
         raw, images = serving_inputs()
-        net = LeNet5(**config["model"])
-        probabilities = tf.nn.softmax(net(images, training=False), name="probabilities")
+        nets = ensemble_members(config["model"], config["members"])  # one network, or an ensemble averaged
+        probabilities = mean_probabilities(nets, images, name="probabilities")
         classes = tf.argmax(probabilities, axis=1, name="classes")
         with tf1.Session(graph=graph, config=session_config()) as session:
-            net.restore(session, config["checkpoint"], checkpoint_scope=net.name)
+            restore_members(nets, session, config["checkpoint"])
             builder = tf1.saved_model.Builder(str(path))
             signature = tf1.saved_model.predict_signature_def(
                 inputs={"images": raw}, outputs={"classes": classes, "probabilities": probabilities})
@@ -115,7 +121,7 @@ def _build(config: dict, path: Path) -> None:
     marker = path / MARKER
     marker.parent.mkdir(exist_ok=True)
     marker.write_text(json.dumps({"checkpoint": config["checkpoint"], "epoch": config["run"]["best"]["epoch"],
-                                  "model": config["model"]}, indent=2))
+                                  "model": config["model"], "ensemble": config["members"]}, indent=2))
 
 
 def _publish_export(staging: Path, export_dir: Path, replace: bool) -> None:

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from lenet_tf.serving import tf_serving
 from lenet_tf.core.errors import CheckpointError, ConfigError, LeNetError
 from lenet_tf.serving.predict import top_k
-from lenet_tf.data.images import ImageTooLarge, decode_grayscale, to_mnist
+from lenet_tf.data.images import ImageTooLarge, Picture, decode_picture, to_mnist
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # also bounds a TF Serving request: about 1,000 digits of JSON
 WORKERS = 2  # requests decoded and classified at once (threads); more would only share the same cores
@@ -55,11 +55,12 @@ class ServedModel:
         return {"model": tf_serving.MODEL_NAME, "version": self.version, "source": self.source, "epoch": self.epoch}
 
 
-def checkpoint_model(checkpoint_dir: str | os.PathLike) -> ServedModel:
-    """A training folder's best checkpoint, served as version 1."""
+def checkpoint_model(checkpoint_dir: str | os.PathLike, tta: bool = False) -> ServedModel:
+    """A training folder's best checkpoint (an ensemble's members averaged; with ``tta``, over a few affine
+    variants of each digit too), served as version 1."""
     from lenet_tf.trained import TrainedModel
 
-    model = TrainedModel(checkpoint_dir)
+    model = TrainedModel(checkpoint_dir, tta=tta)
     return ServedModel(lambda digits: model.predict(digits).probabilities, "checkpoint", epoch=model.epoch)
 
 
@@ -94,9 +95,12 @@ def saved_model_model(export_dir: str | os.PathLike) -> ServedModel:
                        "saved_model", version=version)
 
 
-def load_model(checkpoint: str | os.PathLike | None, saved_model: str | os.PathLike | None) -> ServedModel:
-    """The SavedModel when given, else the checkpoint."""
-    return saved_model_model(saved_model) if saved_model else checkpoint_model(checkpoint)
+def load_model(checkpoint: str | os.PathLike | None, saved_model: str | os.PathLike | None,
+               tta: bool = False) -> ServedModel:
+    """The SavedModel when given, else the checkpoint (``tta``: checkpoints only)."""
+    if saved_model and tta:
+        raise ConfigError("--tta needs --checkpoint: a SavedModel serves the graph it was exported with")
+    return saved_model_model(saved_model) if saved_model else checkpoint_model(checkpoint, tta)
 
 
 class RequestError(Exception):
@@ -147,18 +151,18 @@ class WorkerPool:
             return await run_in_threadpool(work, *args)
 
 
-def _decode_upload(data: bytes) -> np.ndarray:
+def _decode_upload(data: bytes) -> Picture:
     if not data:
         raise RequestError(400, "empty upload: send a PNG or JPEG image")
     try:
-        return decode_grayscale(io.BytesIO(data), "upload")
+        return decode_picture(io.BytesIO(data), "upload")
     except ImageTooLarge as err:
         raise RequestError(413, str(err).removeprefix("upload: ")) from None
     except LeNetError:
         raise RequestError(415, "not an image: send a PNG, JPEG, BMP or GIF file") from None
 
 
-def _decode_json(data: bytes) -> np.ndarray:
+def _decode_json(data: bytes) -> Picture:
     expected = 'expected JSON {"pixels": [[28 numbers] x 28]} with grey levels 0..255'
     try:
         pixels = np.asarray(json.loads(data)["pixels"], dtype=np.float32)
@@ -166,20 +170,21 @@ def _decode_json(data: bytes) -> np.ndarray:
         raise RequestError(422, expected) from None
     if pixels.shape != (28, 28) or not np.isfinite(pixels).all():
         raise RequestError(422, f"pixels must be a 28x28 array of finite numbers, got shape {list(pixels.shape)}")
-    return pixels
+    return Picture(pixels)
 
 
 def _predict_one(model: ServedModel, data: bytes, is_json: bool) -> dict:
     """Decodes, prepares and classifies one uploaded digit (runs in a worker thread)."""
-    gray = _decode_json(data) if is_json else _decode_upload(data)
+    picture = _decode_json(data) if is_json else _decode_upload(data)
     try:
-        digit_image = to_mnist(gray, "upload")
+        digit_image = to_mnist(picture.gray, "upload")
     except LeNetError as err:
         raise RequestError(422, str(err).removeprefix("upload: ")) from None
     probabilities = model.classify(digit_image[np.newaxis])[0]
     top3 = top_k(probabilities)
     return {"digit": top3[0][0], "probability": top3[0][1], "top3": top3,
-            "probabilities": probabilities.tolist(), "input": digit_image.tolist()}
+            "probabilities": probabilities.tolist(), "input": digit_image.tolist(),
+            **({"note": picture.note} if picture.note else {})}
 
 
 def _predict_tf_serving(model: ServedModel, body: bytes) -> JSONResponse:
@@ -306,7 +311,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(checkpoint: str | None, saved_model: str | None, host: str, port: int,
-          ready: Callable[[str], None] = lambda url: None) -> None:
+          ready: Callable[[str], None] = lambda url: None, tta: bool = False) -> None:
     """Binds ``host:port``, loads the model once, then serves until interrupted.
 
     ``ready(url)`` is called once the model is loaded and the server accepts connections. A taken port or a
@@ -316,7 +321,7 @@ def serve(checkpoint: str | None, saved_model: str | None, host: str, port: int,
 
     sock = listening_socket(host, port)  # first: a taken port fails before seconds of model loading
     try:
-        model = load_model(checkpoint, saved_model)
+        model = load_model(checkpoint, saved_model, tta)
         bound = sock.getsockname()[1]
         url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
 

@@ -1,7 +1,7 @@
 """Exporting a trained checkpoint as a TensorFlow Lite model, and running one.
 
 The ``.tflite`` model is the inference graph only (``LeNet5(training=False)``: no dropout, batch norm with its
-moving averages, folded into constants). Its input ``images`` is uint8 ``[N, 28, 28]``, raw MNIST-style digits
+moving averages, folded into constants; the members of a ``--ensemble N`` run with their probabilities averaged). Its input ``images`` is uint8 ``[N, 28, 28]``, raw MNIST-style digits
 (white ink on black) as in the SavedModel's signature; its output ``probabilities`` is ``[N, 10]``. Quantization:
 
 * ``none``: float32 weights and arithmetic; float32 probabilities.
@@ -23,11 +23,13 @@ import numpy as np
 
 from lenet_tf.core.tf import session_config, tf, tf1
 from lenet_tf.core.errors import CheckpointError, ConfigError
-from lenet_tf.model import LeNet5
+from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
 from lenet_tf.core.options import TFLITE_QUANTIZATIONS
 from lenet_tf.core.outputs import make_folder, write_atomic
 from lenet_tf.core.quiet import quiet_stderr
+from lenet_tf.core.regular_files import read_regular, special_kind
+from lenet_tf.runs import lock
 from lenet_tf.trained import TrainedModel
 
 CALIBRATION_DIGITS = 300
@@ -54,16 +56,21 @@ def convert(checkpoint_dir: str | os.PathLike, quantize: str = "none",
         raise ValueError(f"quantize must be one of {', '.join(TFLITE_QUANTIZATIONS)}, got {quantize!r}")
     if quantize == "int8" and calibration_images is None:
         raise ValueError("int8 quantization needs calibration_images")
-    config = TrainedModel.read_config(checkpoint_dir)
+    with lock.reading(checkpoint_dir):  # run.json and the checkpoint it names stay together meanwhile
+        return _convert(TrainedModel.read_config(checkpoint_dir), quantize, calibration_images)
+
+
+def _convert(config: dict, quantize: str, calibration_images: np.ndarray | None) -> bytes:
+    """:func:`convert` of a checkpoint's configuration from :meth:`TrainedModel.read_config`."""
     with tf.Graph().as_default() as graph:
         # Full integer conversion quantizes a float input; the converter then turns it into uint8 (scale 1).
         images = tf1.placeholder(tf.float32 if quantize == "int8" else tf.uint8, [None, 28, 28], name="images")
         # Scale before padding: TFLite's PAD has no uint8 kernel.
         padded = tf.pad(scale_images(images[..., tf.newaxis]), [[0, 0], [2, 2], [2, 2], [0, 0]])
-        net = LeNet5(**config["model"])
-        probabilities = tf.nn.softmax(net(padded, training=False), name="probabilities")
+        nets = ensemble_members(config["model"], config["members"])  # one network, or an ensemble averaged
+        probabilities = mean_probabilities(nets, padded, name="probabilities")
         with tf1.Session(graph=graph, config=session_config()) as session:
-            net.restore(session, config["checkpoint"], checkpoint_scope=net.name)
+            restore_members(nets, session, config["checkpoint"])
             converter = tf1.lite.TFLiteConverter.from_session(session, [images], [probabilities])
             if quantize != "none":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -130,11 +137,16 @@ def export_tflite(
         tmp.write_bytes(flatbuffer)
         _check_writable_target(out, overwrite)  # again: a file may have appeared during the conversion
 
-    return write_atomic(make_folder(out.parent) / out.name, write, sync=True)
+    make_folder(out.parent)
+    with lock.writing_target(out):
+        return write_atomic(out, write, sync=True)
 
 
 def _check_writable_target(out: Path, overwrite: bool) -> None:
     """Refuses a folder, an existing file without ``overwrite``, and with it any file that is not a TFLite model."""
+    kind = special_kind(out)
+    if kind:
+        raise CheckpointError(f"{out}: is {kind}, not a regular file; it is left alone")
     if out.is_dir():
         raise CheckpointError(f"{out}: is a folder; pass the .tflite file to write")
     if not out.exists():
@@ -142,8 +154,7 @@ def _check_writable_target(out: Path, overwrite: bool) -> None:
     if not overwrite:
         raise CheckpointError(f"{out}: already exists; pass --overwrite to replace it")
     try:
-        with open(out, "rb") as existing:
-            ours = existing.read(8)[4:] == _TFLITE_IDENTIFIER
+        ours = read_regular(out)[4:8] == _TFLITE_IDENTIFIER
     except OSError as err:
         raise CheckpointError(f"{out}: cannot read the existing file ({err.strerror or err})") from None
     if not ours:

@@ -7,7 +7,15 @@ validates and checkpoints after every epoch in the usual training-folder layout 
 it), and tests the best epoch at the end. Parameter servers stop by themselves once every worker is done.
 
 The cluster comes from ``--cluster '{"ps": [...], "worker": [...]}' --job worker --task 0`` or, like other
-TensorFlow programs, from ``TF_CONFIG`` (``{"cluster": {...}, "task": {"type": "worker", "index": 0}}``).
+TensorFlow programs, from ``TF_CONFIG`` (``{"cluster": {...}, "task": {"type": "worker", "index": 0}}``). The spec
+is checked before any server starts (:mod:`lenet_tf.training.cluster_spec`).
+
+When a member fails, every process ends in bounded time (:mod:`lenet_tf.training.watchdog`): each waits at most
+``join_timeout`` seconds for the others to come, and a member that stops answering for ``member_timeout`` seconds
+ends the run, with one line naming it; SIGINT/SIGTERM end any role within
+:data:`~lenet_tf.training.watchdog.EXIT_GRACE_SECONDS` seconds.
+The chief's ``run.json`` always holds its last finished epoch. There is no recovery: the synchronous optimizer
+aggregates a gradient from every worker of the spec, so a run whose member is gone is started again.
 """
 
 from __future__ import annotations
@@ -17,12 +25,13 @@ import json
 import math
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lenet_tf.runs import checkpoint
+from lenet_tf.runs import checkpoint, lock
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.data.mnist import INPUT_SHAPE, Splits
 from lenet_tf.core.errors import ConfigError, TrainingError
@@ -31,9 +40,13 @@ from lenet_tf.training.loop import RunRecorder, epoch_batches, run_epoch, start_
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
 from lenet_tf.core.precision import Precision, choose, report_use
+from lenet_tf.training.cluster_spec import member_name, own_port_problem, spec_problems
 from lenet_tf.training.trainer import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult, load_splits
+from lenet_tf.training.watchdog import (JOIN_TIMEOUT_SECONDS, MEMBER_TIMEOUT_SECONDS, PROBE_SECONDS, MemberError,
+                                        Watchdog)
 
 _DONE_QUEUE = "lenet_tf_workers_done"
+_JOINED_QUEUE = "lenet_tf_workers_joined"
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,15 @@ class Role:
     def is_chief(self) -> bool:
         return self.job == "worker" and self.index == 0
 
+    @property
+    def address(self) -> str:
+        return self.cluster[self.job][self.index]
+
+    def others(self, jobs: tuple[str, ...] = ("ps", "worker")) -> dict[str, str]:
+        """The other members of these jobs, by name (``ps 0``, ``chief (worker 0)``, ``worker 1``)."""
+        return {member_name(job, index): address for job in jobs for index, address in enumerate(self.cluster[job])
+                if (job, index) != (self.job, self.index)}
+
 
 def parse_role(cluster: str | None = None, job: str | None = None, task: int | None = None) -> Role:
     """Reads the cluster from the arguments, else from ``$TF_CONFIG``; checks it is usable."""
@@ -68,12 +90,17 @@ def parse_role(cluster: str | None = None, job: str | None = None, task: int | N
             spec = json.loads(cluster)
         except ValueError as err:
             raise ConfigError(f"--cluster is not JSON: {err}") from None
-    if not isinstance(spec, dict) or not spec.get("ps") or not spec.get("worker"):
-        raise ConfigError('the cluster needs at least one "ps" and one "worker" address')
+    problems = spec_problems(spec)
+    if problems:
+        raise ConfigError("\n".join(f"bad cluster spec: {problem}" for problem in problems))
     job = "worker" if job == "chief" else job
     if job not in ("ps", "worker") or task is None or not 0 <= int(task) < len(spec[job]):
         raise ConfigError(f"task must be ps or worker with an index into the cluster, got {job} {task}")
-    return Role({"ps": list(spec["ps"]), "worker": list(spec["worker"])}, job, int(task))
+    role = Role({"ps": list(spec["ps"]), "worker": list(spec["worker"])}, job, int(task))
+    problem = own_port_problem(role.address)
+    if problem:
+        raise ConfigError(f"bad cluster spec: {job}[{task}] {problem}")
+    return role
 
 
 def _filters(role: Role) -> tf1.ConfigProto:
@@ -92,35 +119,66 @@ def cluster_precision(requested: str | None) -> Precision:
                      chosen.features)
 
 
-def _done_queue(role: Role) -> tf1.FIFOQueue:
+def _done_queue(role: Role, name: str = _DONE_QUEUE) -> tf1.FIFOQueue:
+    """A queue of worker indices on the first parameter server, shared by every process of the cluster."""
     with tf1.device("/job:ps/task:0"):
-        return tf1.FIFOQueue(role.workers, tf.int32, shapes=[], shared_name=_DONE_QUEUE, name="workers_done")
+        return tf1.FIFOQueue(role.workers, tf.int32, shapes=[], shared_name=name, name=name.replace("lenet_tf_", ""))
 
 
-def run_parameter_server(role: Role, timeout_s: float = 24 * 3600) -> None:
-    """Serves variables until every worker has reported that it is done."""
+def run_parameter_server(role: Role, *, join_timeout: float = JOIN_TIMEOUT_SECONDS,
+                         member_timeout: float = MEMBER_TIMEOUT_SECONDS) -> None:
+    """Serves variables until every worker has reported that it is done.
+
+    Raises:
+      MemberError: a worker never came within ``join_timeout`` s, or stopped answering for ``member_timeout`` s
+        before it was done (see :mod:`lenet_tf.training.watchdog`).
+    """
     server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="ps", task_index=role.index)
-    with tf.Graph().as_default():
-        done = _done_queue(role).dequeue_many(role.workers)
+    workers = role.others(("worker",))
+    with Watchdog(workers, join_timeout=join_timeout, member_timeout=member_timeout) as watchdog, \
+            tf.Graph().as_default():
+        watchdog.wait_for_members()
+        done = _done_queue(role).dequeue()
         with tf1.Session(server.target, config=_filters(role)) as session:
-            session.run(done, options=tf1.RunOptions(timeout_in_ms=int(timeout_s * 1000)))
+            finished: set[int] = set()
+            while len(finished) < role.workers:
+                if watchdog.failure:
+                    raise MemberError(watchdog.failure)
+                try:  # short waits, so that a signal or a gone worker is noticed between them
+                    index = int(session.run(done, options=tf1.RunOptions(timeout_in_ms=500)))
+                except tf.errors.DeadlineExceededError:
+                    continue
+                finished.add(index)
+                watchdog.release(member_name("worker", index))
 
 
 class _SessionHook(tf1.train.SessionRunHook):
     """Keeps the raw session (the chief validates and checkpoints through it, outside the monitored steps) and,
     on the chief, releases the workers still waiting for a synchronous step once the last one is done."""
 
-    def __init__(self, worker: _WorkerGraph, last_step: int) -> None:
-        self.worker, self.last_step = worker, last_step
+    def __init__(self, worker: _WorkerGraph, last_step: int, watchdog: Watchdog) -> None:
+        self.worker, self.last_step, self.watchdog = worker, last_step, watchdog
+        self.join_timeout = watchdog.join_timeout
         self.session: tf1.Session | None = None
 
     def after_create_session(self, session, coord):
+        """Every worker has joined before the first step: a chief alone would otherwise train by itself."""
         self.session = session
+        if not self.worker.role.is_chief:
+            session.run(self.worker.join)
+        elif self.worker.joined is not None:
+            try:
+                session.run(self.worker.joined, options=tf1.RunOptions(timeout_in_ms=int(self.join_timeout * 1000)))
+            except tf.errors.DeadlineExceededError:
+                raise MemberError(f"{', '.join(self.worker.role.others(('worker',)))}: not all joined the training "
+                                  f"session within {self.join_timeout:g} s") from None
 
     def before_run(self, run_context):
         return tf1.train.SessionRunArgs(self.worker.global_step)
 
     def after_run(self, run_context, run_values):
+        if int(run_values.results) + 1 >= self.last_step:  # the steps are done: the workers may end now
+            self.watchdog.release(*self.worker.role.others(("worker",)))
         if self.worker.role.is_chief and int(run_values.results) + 1 >= self.last_step:
             # Workers may already wait for the next synchronous step, which will never come: give each
             # one token so that it returns, sees the final step count and stops.
@@ -151,6 +209,10 @@ class _WorkerGraph:
                 self.new_learning_rate = tf1.placeholder(tf.float32, [], name="new_learning_rate")
                 self.set_learning_rate = tf1.assign(self.learning_rate, self.new_learning_rate)
                 self.global_step = tf1.train.get_or_create_global_step()
+                # Images fed to a training step by any worker: what the chief records per epoch (never saved).
+                self.images_trained = tf1.get_variable("images_trained", [], tf.int64, trainable=False,
+                                                       initializer=tf1.zeros_initializer())
+                self.count_images = tf1.assign_add(self.images_trained, tf.shape(self.labels, out_type=tf.int64)[0])
                 self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
                 self.augmentation = Augmentation(config)  # each worker switches it off in the clean epochs
                 logits = self.net(self.augmentation(scale_images(self.images), self.global_step), training=True)
@@ -167,6 +229,22 @@ class _WorkerGraph:
                 self.release_tokens = self.optimizer.get_init_tokens_op(role.workers)
             self.saver = tf1.train.Saver(var_list=self.net.variables + [self.global_step], max_to_keep=None)
             self.done = _done_queue(role).enqueue(role.index)
+            joined = _done_queue(role, _JOINED_QUEUE)
+            self.join = joined.enqueue(role.index)  # every non-chief worker, once its session is ready
+            self.joined = joined.dequeue_many(role.workers - 1) if role.workers > 1 else None  # the chief
+
+
+class _WorkerSessionCreator(tf1.train.WorkerSessionCreator):
+    """A non-chief worker's session: the chief's initialisation is checked for every half second (TensorFlow's
+    default waits 30 s between checks), at most ``max_wait_secs``."""
+
+    def _get_session_manager(self):
+        if not self._session_manager:
+            self._session_manager = tf1.train.SessionManager(
+                local_init_op=self._scaffold.local_init_op, local_init_feed_dict=self._scaffold.local_init_feed_dict,
+                ready_op=self._scaffold.ready_op, ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
+                graph=tf1.get_default_graph(), recovery_wait_secs=0.5)
+        return self._session_manager
 
 
 @contextlib.contextmanager
@@ -202,74 +280,119 @@ def train_worker(
     overwrite: bool = False,
     logdir: str | Path | None = None,
     progress: bool = True,
+    join_timeout: float = JOIN_TIMEOUT_SECONDS,
+    member_timeout: float = MEMBER_TIMEOUT_SECONDS,
 ) -> TrainResult | None:
     """Trains as one worker of the cluster; the chief returns the result (others return ``None``).
 
     The chief writes ``out_dir`` exactly like :func:`lenet_tf.training.trainer.train` (the same run.json, checkpoints and
-    TensorBoard logs in ``logdir``, default ``out_dir/logs``, and a progress bar): a folder holding a run is
-    refused unless ``overwrite``. The other workers write nothing."""
-    timings = start_timings()
+    TensorBoard logs in ``logdir``, default ``out_dir/logs``, and a progress bar), holding its writer lock: a folder
+    holding a run is refused unless ``overwrite``. The other workers write nothing.
+
+    Every member must come within ``join_timeout`` seconds; one that stops answering for ``member_timeout`` seconds
+    ends the run (see :mod:`lenet_tf.training.watchdog`); the chief's last finished epoch stays valid.
+
+    Raises:
+      MemberError: a member never came or is gone (the message names it).
+    """
     config.validate()
     if config.weight_averaging:
         raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
-    out, previous = Path(out_dir), None
-    if role.is_chief:
-        out, previous = checkpoint.prepare_output_dir(out_dir, overwrite=overwrite)
-    if splits is None:
-        splits = load_splits(config, data_dir, verify_checksums)
+    folder_lock = lock.writing(out_dir, what="training folder") if role.is_chief else contextlib.nullcontext()
+    with folder_lock:
+        timings = start_timings()
+        out, previous = Path(out_dir), None
+        if role.is_chief:
+            out, previous = checkpoint.prepare_output_dir(out_dir, overwrite=overwrite)
+        if splits is None:
+            splits = load_splits(config, data_dir, verify_checksums)
+        worker = _WorkerGraph(config, role)
+        precision = cluster_precision(config.precision)
+        report_use(precision)
+        server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
+        note = f"; the last finished epoch stays in {out}" if role.is_chief else ""
+        with Watchdog(role.others(), join_timeout=join_timeout, member_timeout=member_timeout,
+                      interrupted_note=note) as watchdog:
+            watchdog.wait_for_members()
+            recorder = None
+            if role.is_chief:
+                recorder = RunRecorder(out, config, worker.net.get_config(), splits, worker.graph,
+                                       precision=precision.to_dict(), replaced=previous, logdir=logdir,
+                                       extra={"cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers,
+                                                          "joined": list(role.cluster["worker"])}},
+                                       timings=timings)
+            run = _run_session(worker, config, splits, server, watchdog, recorder, progress)
+    return TrainResult.from_run(out, run) if run else None
+
+
+def _run_session(worker: _WorkerGraph, config: TrainConfig, splits: Splits, server: tf1.train.Server,
+                 watchdog: Watchdog, recorder: RunRecorder | None, progress: bool) -> dict | None:
+    """The monitored training session of :func:`train_worker`; returns the chief's finished run record."""
+    role = worker.role
     shard = np.arange(role.index, len(splits.train_labels), role.workers)  # this worker's own examples
     last_step = config.epochs * math.ceil(len(shard) / config.batch_size)
-    worker = _WorkerGraph(config, role)
-    precision = cluster_precision(config.precision)
-    report_use(precision)
-    server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
-    recorder = None
-    if role.is_chief:
-        stale = checkpoint.owned_checkpoints(previous) if previous else set()
-        recorder = RunRecorder(out, config, worker.net.get_config(), splits, worker.graph,
-                               precision=precision.to_dict(), stale=stale, logdir=logdir,
-                               extra={"cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers}},
-                               timings=timings)
-    hook, run = _SessionHook(worker, last_step), None
+    hook, run, reached = _SessionHook(worker, last_step, watchdog), None, last_step
     hooks = [worker.optimizer.make_session_run_hook(role.is_chief), tf1.train.StopAtStepHook(last_step=last_step),
              hook]
     try:
         with worker.graph.as_default(), _expected_queue_runner_cancellation():
-            session = tf1.train.MonitoredTrainingSession(
-                master=server.target, is_chief=role.is_chief, hooks=hooks, save_checkpoint_secs=None,
-                save_summaries_steps=None, log_step_count_steps=None, stop_grace_period_secs=5,
-                config=_filters(role))
+            if role.is_chief:
+                creator = tf1.train.ChiefSessionCreator(master=server.target, config=_filters(role))
+            else:
+                creator = _WorkerSessionCreator(master=server.target, config=_filters(role),
+                                                max_wait_secs=watchdog.join_timeout)
+            session = tf1.train.MonitoredSession(creator, hooks=hooks, stop_grace_period_secs=5)
             with session:
-                _train_epochs(worker, config, splits, shard, session, hook, recorder, progress)
+                _train_epochs(worker, config, splits, shard, session, hook, recorder, progress, watchdog)
                 run = recorder.finish(worker.saver, hook.session, worker.inference, splits) if recorder else None
+    except tf.errors.OpError as err:
+        raise MemberError(_failure(watchdog, err)) from None
     finally:  # report even after a failure, so that the parameter servers stop
         if recorder:
             recorder.close()
         with worker.graph.as_default(), tf1.Session(server.target, config=_filters(role)) as done_session:
-            done_session.run(worker.done)
+            with contextlib.suppress(tf.errors.OpError):  # a parameter server that is gone needs no report
+                reached, _ = done_session.run([worker.global_step, worker.done],
+                                              options=tf1.RunOptions(timeout_in_ms=5000))
+    if not role.is_chief and reached < last_step:
+        raise TrainingError(f"the run ended at step {reached} of {last_step}: the chief stopped it")
     if role.is_chief and run is None:
-        raise TrainingError("the cluster stopped before the run was complete (a worker or parameter server "
-                            f"failed); the last finished epoch stays in {out}")
-    return TrainResult.from_run(out, run) if run else None
+        raise TrainingError(watchdog.failure or "the cluster stopped before the run was complete (a worker or "
+                            "parameter server failed); the last finished epoch stays in " + str(recorder.out))
+    return run
+
+
+def _failure(watchdog: Watchdog, err: tf.errors.OpError) -> str:
+    """The member whose loss made a session call fail, as the watchdog names it (given the time to notice)."""
+    deadline = time.monotonic() + watchdog.member_timeout + 2 * PROBE_SECONDS
+    while watchdog.failure is None and time.monotonic() < deadline:
+        time.sleep(PROBE_SECONDS / 5)
+    return watchdog.failure or f"the cluster stopped: {checkpoint.describe_tf_error(err)}"
 
 
 def _train_epochs(worker: _WorkerGraph, config: TrainConfig, splits: Splits, shard: np.ndarray, session,
-                  hook: _SessionHook, recorder: RunRecorder | None, progress: bool) -> None:
+                  hook: _SessionHook, recorder: RunRecorder | None, progress: bool, watchdog: Watchdog) -> None:
     """Feeds this worker's shuffled shard for the configured epochs, the chief (with ``recorder``) validating and
     recording each; then keeps feeding until the shared step count is reached (below)."""
-    fetches = [worker.train_op, worker.loss, worker.accuracy, worker.global_step]
+    fetches = [worker.train_op, worker.loss, worker.accuracy, worker.global_step, worker.count_images]
+    counted = [0]  # images_trained when the chief's previous epoch was recorded
 
     def stepper(epoch: int):
         feed = worker.augmentation.feed(config.augments_epoch(min(epoch, config.epochs - 1)))
 
         def step(batch: np.ndarray) -> tuple[float, float, int]:
-            _, loss, accuracy, global_step = session.run(
+            _, loss, accuracy, global_step, _ = session.run(
                 fetches, {worker.images: splits.train_images[batch], worker.labels: splits.train_labels[batch], **feed})
             return float(loss), float(accuracy), int(global_step)
         return step
 
     def finish(stats: dict) -> None:
-        recorder.validate_and_record(stats, worker.saver, hook.session, worker.inference, splits, worker.global_step)
+        total = int(hook.session.run(worker.images_trained))  # what every worker really trained meanwhile
+        stats.update(images=total - counted[0], images_per_second=(total - counted[0]) / stats["seconds"])
+        counted[0] = total
+        with watchdog.recording:  # a forced end waits for the epoch's record
+            recorder.validate_and_record(stats, worker.saver, hook.session, worker.inference, splits,
+                                         worker.global_step)
 
     def batches(epoch: int) -> list[np.ndarray]:
         return epoch_batches(shard, config.batch_size, [config.seed, worker.role.index, epoch])
@@ -282,7 +405,7 @@ def _train_epochs(worker: _WorkerGraph, config: TrainConfig, splits: Splits, sha
             session.run(worker.set_learning_rate, {worker.new_learning_rate: learning_rate})
         run_epoch(stepper(epoch), batches(epoch), epoch=epoch, epochs=config.epochs, learning_rate=learning_rate,
                   recorder=recorder, finish=finish if recorder else None, progress=progress and recorder is not None,
-                  should_stop=session.should_stop, images_per_example=worker.role.workers)
+                  should_stop=session.should_stop)
     # SyncReplicasOptimizer drops a gradient computed on stale weights, so a worker may end its epochs while the
     # shared step count is still short of the last step; stopping then would leave the others waiting forever for
     # its gradients. It goes on feeding (unrecorded) until the count is reached.

@@ -5,8 +5,12 @@ chief (:mod:`lenet_tf.training.cluster`) both use them, so both write the same r
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
 import time
 import uuid
+from datetime import datetime, timezone
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -19,11 +23,13 @@ from lenet_tf.core import timing
 from lenet_tf.core.tf import IMPORT_SECONDS, tf, tf1
 from lenet_tf.data.mnist import Splits
 from lenet_tf.core.errors import CheckpointError, TrainingError
+from lenet_tf.core.regular_files import check_folder, describe
 from lenet_tf.inference import InferenceGraph
 
 # One training step on a batch of training-set indices: returns the batch's loss, accuracy and the global step.
 Step = Callable[[np.ndarray], tuple[float, float, int]]
 _BATCH_SUMMARY_EVERY = 25
+_RUN_LOGS = re.compile(r"run-\d{8}-\d{6}-[0-9a-f]{6}")
 
 
 def epoch_batches(indices: np.ndarray, batch_size: int, seed: list[int], min_last: int = 1) -> list[np.ndarray]:
@@ -45,15 +51,54 @@ def start_timings() -> timing.Timings:
     return timings
 
 
+def _recorded_logs(out: Path, run: dict | None) -> Path | None:
+    """The TensorBoard folder a run record names (``logs``, relative to its training folder), if any."""
+    logs = (run or {}).get("logs")
+    return out / logs if isinstance(logs, str) and logs else None
+
+
+def run_log_folder(out: Path, logdir: str | Path | None, previous: dict | None = None) -> Path:
+    """The TensorBoard folder of a run: the resumed run's own, else a new ``run-DATE-TIME-ID`` subfolder of
+    ``logdir`` (default ``out/logs``), so that no two runs' curves ever mix.
+
+    Raises:
+      CheckpointError: ``logdir`` is a file, a symbolic link or FIFO, or cannot be created.
+    """
+    resumed = _recorded_logs(out, previous)
+    if resumed is not None and resumed.is_dir() and not resumed.is_symlink():
+        return resumed
+    base = Path(logdir) if logdir else out / "logs"
+    folder = base / f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    try:
+        check_folder(base, "TensorBoard folder")
+        folder.mkdir(parents=True)
+    except OSError as err:
+        raise CheckpointError(describe(err)) from None
+    return folder
+
+
+def remove_replaced_logs(out: Path, replaced: dict | None) -> None:
+    """Deletes the TensorBoard folder of a replaced run, only if it is one of ours: a real folder named as
+    :func:`run_log_folder` names them, holding nothing but event files."""
+    folder = _recorded_logs(out, replaced)
+    if folder is None or not _RUN_LOGS.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
+        return
+    entries = list(folder.iterdir())
+    if all(e.name.startswith("events.out.tfevents.") and e.is_file() and not e.is_symlink() for e in entries):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class RunRecorder:
     """The record of one training run in its output folder: ``run.json``, the checkpoints it points at (see
-    :mod:`lenet_tf.runs.checkpoint`) and the TensorBoard summaries. ``previous`` is the record being resumed; ``stale``
-    the checkpoint folders of a run being replaced, deleted with this run's first record."""
+    :mod:`lenet_tf.runs.checkpoint`) and the TensorBoard summaries (in a folder of the run's own, see
+    :func:`run_log_folder`). ``previous`` is the record being resumed; ``replaced`` that of a run being replaced
+    (``--overwrite``), whose checkpoints and logs are deleted with this run's first record."""
 
     def __init__(self, out: Path, config, model: dict, splits: Splits, graph: tf.Graph, *, precision: dict,
-                 previous: dict | None = None, stale: set[str] = frozenset(), logdir: str | Path | None = None,
+                 previous: dict | None = None, replaced: dict | None = None, logdir: str | Path | None = None,
                  extra: dict | None = None, timings: timing.Timings | None = None) -> None:
-        self.out, self.stale = out, set(stale)
+        self.out, self.replaced = out, replaced
+        self.stale = checkpoint.owned_checkpoints(replaced) if replaced else set()
         self.timings = timings or start_timings()
         self.run = {
             "format": checkpoint.RUN_FORMAT,
@@ -73,11 +118,12 @@ class RunRecorder:
             if config.epochs != previous["train"].get("epochs"):
                 self.run["resumed"] = [*previous.get("resumed", []),
                                        {"at_epoch": len(previous["history"]), "epochs": config.epochs}]
+        logs = run_log_folder(out, logdir, previous)
+        self.run["logs"] = os.path.relpath(logs, out) if logs.is_relative_to(out) else str(logs.resolve())
         with self.timings.phase("tensorboard"), graph.as_default():
             # Event files are named by the second and the host; a suffix of its own keeps this run from appending
             # to (or replacing) another run's file started in the same second.
-            self.writer = tf1.summary.FileWriter(str(logdir or out / "logs"), graph,
-                                                 filename_suffix=f".{uuid.uuid4().hex[:12]}")
+            self.writer = tf1.summary.FileWriter(str(logs), graph, filename_suffix=f".{uuid.uuid4().hex[:12]}")
 
     @property
     def epochs_done(self) -> int:
@@ -93,7 +139,9 @@ class RunRecorder:
         :func:`lenet_tf.runs.checkpoint.record_epoch`), then writes its TensorBoard scalars."""
         with self.timings.phase("checkpoints"):
             checkpoint.record_epoch(saver, session, self.out, self.run, stats, self.stale)
-        self.stale = set()  # a replaced run's folders went with this run's first record
+        if self.replaced:  # a replaced run's folders went with this run's first record; its logs go now
+            remove_replaced_logs(self.out, self.replaced)
+        self.stale, self.replaced = set(), None
         self.writer.add_summary(_scalars({
             "train/loss": stats["loss"], "train/accuracy": stats["train_accuracy"],
             "valid/loss": stats["valid_loss"], "valid/accuracy": stats["valid_accuracy"],
@@ -149,12 +197,12 @@ def restore_last(saver: tf1.train.Saver, session: tf1.Session, out: Path, run: d
 
 def run_epoch(step: Step, batches: list[np.ndarray], *, epoch: int, epochs: int, learning_rate: float,
               recorder: RunRecorder | None, finish: Callable[[dict], None] | None = None, progress: bool = True,
-              should_stop: Callable[[], bool] = lambda: False, images_per_example: int = 1) -> dict:
+              should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Runs ``step`` over the epoch's ``batches`` with a progress bar, then ``finish(stats)`` (validation and the
     epoch's record) while the bar is still open; returns the epoch's statistics.
 
-    ``should_stop`` ends the epoch early (a cluster's shared step count reached); ``images_per_example`` counts
-    the images every worker of a cluster trained alongside each of these.
+    ``should_stop`` ends the epoch early (a cluster's shared step count reached); ``finish`` may correct the
+    images counted (a cluster's chief counts those of every worker).
 
     Raises:
       TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
@@ -179,7 +227,7 @@ def run_epoch(step: Step, batches: list[np.ndarray], *, epoch: int, epochs: int,
             if recorder:
                 recorder.batch_loss(batch_loss, global_step)
     seconds = time.perf_counter() - began
-    images = seen * images_per_example
+    images = seen
     stats = {"epoch": epoch + 1, "learning_rate": learning_rate, "loss": loss_sum / max(seen, 1),
              "train_accuracy": correct_sum / max(seen, 1), "seconds": seconds, "images": images,
              "images_per_second": images / seconds}

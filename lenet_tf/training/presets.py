@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 # Augmentation including capture distortions (pen width, blur, coarse scans, ink gamma, grey paper), the last
 # epochs on clean digits, batch norm, dropout: chosen on the 5,000 held-out validation images and their
-# validation-side re-captured versions (README, "Accuracy" and "Robustness").
+# validation-side re-captured versions (docs/accuracy.md and docs/robustness.md).
 _CAPTURE_RECIPE = {
     "augment": True,
     "clean_epochs": 10,

@@ -10,19 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_tf.runs import checkpoint
+from lenet_tf.runs import checkpoint, lock
 from lenet_tf.core.tf import default_towers, session_config, tf, tf1
 from lenet_tf.data.augment import augment_images, capture_distort
 from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.core.errors import ConfigError
-from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph
+from lenet_tf.inference import EVAL_BATCH_SIZE, MODEL_SCOPE, InferenceGraph, ensemble_members
 from lenet_tf.training.loop import RunRecorder, epoch_batches, restore_last, run_epoch, start_timings
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
 from lenet_tf.core.options import RANGES, SCHEDULES
 from lenet_tf.core.precision import PRECISIONS, choose, report_use
-
-MODEL_SCOPE = "lenet5"
 
 
 @dataclass
@@ -31,7 +29,7 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 128
-    # Chosen on validation accuracy (README, "Accuracy"): cosine decay from 2e-3 beat a constant 1e-3
+    # Chosen on validation accuracy (docs/accuracy.md): cosine decay from 2e-3 beat a constant 1e-3
     # and exponential decay.
     learning_rate: float = 2e-3
     schedule: str = "cosine"
@@ -56,6 +54,9 @@ class TrainConfig:
     valid_size: int = 5000
     towers: int = 0  # shards per batch run in parallel; 0 picks one per CPU core (1 on a GPU)
     precision: str | None = None  # auto, fp32 or bf16 (lenet_tf.core.precision); None: $LENET_TF_PRECISION, else auto
+    # LeNet5 members trained side by side on the same batches (member k seeded apart, under scope lenet5_k), their
+    # probabilities averaged at inference; 1 is a single model, checkpointed exactly as ever.
+    ensemble: int = 1
     model: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -165,22 +166,29 @@ class TrainGraph:
             self.global_step = tf1.train.get_or_create_global_step()
             self.augmentation = Augmentation(config)
             batch_images = self.augmentation(batch_images, self.global_step)
-            self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
+            self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed},
+                                            config.ensemble)
+            self.net = self.members[0]
             self.towers = config.towers or default_towers(config.batch_size)
             # Data parallelism inside one step: the batch is split into one shard per tower, whose ops run on
             # their own core; the loss is the mean over the whole batch and batch norm's statistics are the
             # whole batch's, so the loss and gradient are those of one batch, whatever the number of towers.
-            logits = self.net(batch_images, training=True, shards=self.towers)
-            self.loss = tf.reduce_mean(cross_entropy(logits, batch_labels, config.label_smoothing))
-            self.accuracy = tf.reduce_mean(correct(logits, batch_labels))
+            logits = [net(batch_images, training=True, shards=self.towers) for net in self.members]
+            losses = [tf.reduce_mean(cross_entropy(x, batch_labels, config.label_smoothing)) for x in logits]
+            # An ensemble minimises the sum of its members' losses: each member gets its own gradient, as alone.
+            total = losses[0] if len(losses) == 1 else tf.add_n(losses)
+            self.loss = total if len(losses) == 1 else total * (1.0 / len(losses))  # reported: the members' mean
+            scores = logits[0] if len(logits) == 1 else tf.add_n([tf.nn.softmax(x) for x in logits])
+            self.accuracy = tf.reduce_mean(correct(scores, batch_labels))
+            variables = [v for net in self.members for v in net.trainable_variables]
             self.train_op = training_op(
-                self.loss, self.learning_rate, self.net.trainable_variables, self.net.update_ops,
+                total, self.learning_rate, variables, [op for net in self.members for op in net.update_ops],
                 config.weight_decay, self.global_step)
             self._swap_averages = None
             if config.weight_averaging:
                 self.train_op, self._swap_averages = _weight_averaging(
-                    self.train_op, self.net.trainable_variables, config.weight_averaging, self.global_step)
-            self.inference = InferenceGraph(self.net, default_towers(EVAL_BATCH_SIZE))
+                    self.train_op, variables, config.weight_averaging, self.global_step)
+            self.inference = InferenceGraph(self.members, default_towers(EVAL_BATCH_SIZE))
             self.saver = tf1.train.Saver(max_to_keep=None)
             self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
             self._step_fetches = [self.train_op, self.loss, self.accuracy, self.global_step]
@@ -321,18 +329,30 @@ def train(
       logdir: TensorBoard folder; defaults to ``out_dir/logs``.
       progress: show a progress bar per epoch.
 
+    The process holds ``out_dir``'s writer lock throughout (:mod:`lenet_tf.runs.lock`): another writer of the
+    folder is refused at once, with ``CheckpointError``, and so is this one while another holds it.
+
     Raises:
       ConfigError, DataError, CheckpointError, TrainingError: with a one-line message.
     """
     config.validate()
+    with lock.writing(out_dir, what="training folder", create=not resume):
+        return _train_locked(config, out_dir, data_dir=data_dir, splits=splits, verify_checksums=verify_checksums,
+                             resume=resume, overwrite=overwrite, logdir=logdir, progress=progress)
+
+
+def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | Path | None, splits: Splits | None,
+                  verify_checksums: bool, resume: bool, overwrite: bool, logdir: str | Path | None,
+                  progress: bool) -> TrainResult:
+    """:func:`train`, once the folder's writer lock is held."""
     out, previous = checkpoint.prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
-    stale = set()
+    replaced = None
     if resume:
         _check_resumable(config, previous, out)
         if previous.get("complete") and len(previous["history"]) == config.epochs:
             return TrainResult.from_run(out, previous)
     elif previous:
-        stale, previous = checkpoint.owned_checkpoints(previous), None
+        replaced, previous = previous, None
     timings = start_timings()
     with timings.phase("data"):
         if splits is None:
@@ -340,7 +360,7 @@ def train(
     with timings.phase("graph"):
         graph = TrainGraph(config, splits)
     recorder = RunRecorder(out, config, graph.net.get_config(), splits, graph.graph,
-                           precision=graph.precision.to_dict(), previous=previous, stale=stale, logdir=logdir,
+                           precision=graph.precision.to_dict(), previous=previous, replaced=replaced, logdir=logdir,
                            timings=timings)
     try:
         with recorder.timings.phase("session"):

@@ -38,6 +38,25 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir):
     assert f"accuracy {summary['test_accuracy']:.4%}" in text.stdout and "confusion matrix" in text.stdout
 
 
+def test_an_ensemble_run_predicts_with_tta_and_notes_a_multi_frame_file(tmp_path, synthetic_dir):
+    from PIL import Image, ImageDraw
+
+    out = tmp_path / "ensemble"
+    trained = lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 1, "--ensemble", 2, "--out", out, *SMALL)
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((out / "run.json").read_text())["train"]["ensemble"] == 2
+    frames = [Image.new("L", (60, 80), "white") for _ in range(2)]
+    for frame, x in zip(frames, (20, 40)):
+        ImageDraw.Draw(frame).line([(x, 10), (x, 70)], fill="black", width=7)
+    frames[0].save(tmp_path / "animated.gif", save_all=True, append_images=frames[1:])
+    predicted = lenet_tf("predict", tmp_path / "animated.gif", "--checkpoint", out, "--tta", "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    [result] = json.loads(predicted.stdout)
+    assert result["note"] == "2 frames: read the first" and 0 <= result["digit"] <= 9
+    text = lenet_tf("predict", tmp_path / "animated.gif", "--checkpoint", out)
+    assert text.returncode == 0 and text.stdout.rstrip().endswith("(2 frames: read the first)")
+
+
 def test_flags_override_the_preset(tmp_path, synthetic_dir):
     out = tmp_path / "m"
     result = lenet_tf("train", "--data-dir", synthetic_dir, "--preset", "best", "--epochs", 1, "--out", out,
@@ -63,6 +82,7 @@ def test_target_accuracy_guard(tmp_path, synthetic_dir):
     (["train", "--weight-decay", "nan"], "--weight-decay: must be a finite number ≥ 0"),
     (["train", "--lr-decay", "2"], "--lr-decay: must be a finite number in (0, 1], got 2"),
     (["train", "--dropout", "1"], "--dropout: must be a finite number in [0, 1), got 1"),
+    (["train", "--ensemble", "0"], "--ensemble: must be ≥ 1, got 0"),
     (["train", "--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_bad_arguments_exit_2_with_usage(args, message):

@@ -33,7 +33,7 @@ def test_report_writes_four_real_png_figures(tmp_path, synthetic_run, synthetic_
 def test_tensorboard_summaries_hold_the_epoch_scalars(synthetic_run):
     out, result = synthetic_run
     values = {}
-    for events in sorted((out / "logs").glob("events.out.tfevents.*")):
+    for events in sorted((out / "logs").rglob("events.out.tfevents.*")):
         for event in tf1.train.summary_iterator(str(events)):
             for value in event.summary.value:
                 values.setdefault(value.tag, []).append(value.simple_value)

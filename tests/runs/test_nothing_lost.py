@@ -1,4 +1,4 @@
-"""Commands that write never destroy a run or a user's files (README, "What is never lost")."""
+"""Commands that write never destroy a run or a user's files (docs/reliability.md, "What is never lost")."""
 
 import json
 import subprocess
@@ -204,7 +204,7 @@ def test_cli_errors_are_one_line(tmp_path, finished, synthetic_dir):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     line = one_error_line(lenet_tf("export", "--checkpoint", finished, "--out", blocker / "export"))
-    assert line.startswith("lenet-tf: error:") and "cannot write the SavedModel" in line
+    assert line.startswith("lenet-tf: error:") and "is a file, expected an output folder" in line
     line = one_error_line(lenet_tf("evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir,
                                    "--skip-checksum", "--report", blocker))
     assert "is a file, expected a folder" in line
@@ -238,4 +238,4 @@ def test_runs_sharing_a_log_folder_never_write_into_each_others_event_files(tmp_
     logs = tmp_path / "logs"
     for name in ("a", "b"):  # within the same second: TensorFlow's default file name would be the same
         train(TrainConfig(epochs=1, **FAST), tmp_path / name, splits=synthetic_splits, progress=False, logdir=logs)
-    assert len(list(logs.glob("events.out.tfevents.*"))) == 2
+    assert len(list(logs.rglob("events.out.tfevents.*"))) == 2

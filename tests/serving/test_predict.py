@@ -199,3 +199,15 @@ print(json.dumps({{"classes": flat["classes"].numpy().tolist(), "probabilities":
     cli = subprocess.run(["saved_model_cli", "show", "--dir", str(export), "--all"], capture_output=True, text=True,
                          timeout=120)
     assert cli.returncode == 0 and "serving_default" in cli.stdout and "DT_UINT8" in cli.stdout
+
+
+def test_a_multi_frame_file_is_classified_by_its_first_frame_with_a_note(tmp_path, real_model_dir):
+    out, _ = real_model_dir
+    hand_drawn(7, tmp_path / "seven.png")
+    hand_drawn(1, tmp_path / "one.png")
+    frames = [Image.open(tmp_path / "seven.png").convert("L"), Image.open(tmp_path / "one.png").convert("L")]
+    frames[0].save(tmp_path / "animated.gif", save_all=True, append_images=frames[1:])
+    with TrainedModel(out) as model:
+        animated, still = predict_files([tmp_path / "animated.gif", tmp_path / "seven.png"], model)
+    assert (animated.digit, animated.note) == (7, "2 frames: read the first")
+    assert still.note is None and animated.top3 == pytest.approx(still.top3, abs=0.05)

@@ -293,3 +293,21 @@ def test_drawing_on_the_page_shows_the_prediction(server, tmp_path):
         assert seen > 20, "the 28x28 input shown beside the pad holds the drawn digit"
     finally:
         browser.quit()
+
+
+def test_a_multi_frame_upload_is_read_by_its_first_frame_and_served_with_tta(real_model_dir, real_mnist):
+    from lenet_tf.data.images import to_mnist
+    from lenet_tf.trained import TrainedModel
+
+    digits = real_mnist.test_images[:2]
+    frames = [Image.fromarray(255 - digit).resize((84, 84), Image.BICUBIC) for digit in digits]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    with TrainedModel(real_model_dir[0], tta=True) as model:
+        expected = model.predict(to_mnist(digits[0])[np.newaxis]).probabilities[0]
+    served = TestClient(create_app(checkpoint_model(real_model_dir[0], tta=True)))
+    animated = served.post("/predict", content=buffer.getvalue(), headers={"Content-Type": "image/gif"}).json()
+    assert animated["note"] == "2 frames: read the first" and animated["digit"] == real_mnist.test_labels[0]
+    still = served.post("/predict", json={"pixels": digits[0].tolist()}).json()
+    assert "note" not in still
+    np.testing.assert_allclose(still["probabilities"], expected, atol=1e-3)

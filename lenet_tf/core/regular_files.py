@@ -1,0 +1,71 @@
+"""Only regular files and folders are followed: a symbolic link, FIFO, socket or device where one of our files
+goes is refused (and never opened in a way that could block, as opening a FIFO for reading does)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+_KINDS = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
+
+
+class SpecialFileError(OSError):
+    """A path names something other than a regular file (or folder) where one was expected."""
+
+
+def special_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it is neither absent, a regular file nor a folder ("a FIFO", "a symbolic link", …);
+    ``None`` otherwise. Never follows a symbolic link."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), None)
+
+
+def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
+    """``os.open`` that never follows a symbolic link and never blocks on a FIFO; returns the descriptor.
+
+    Raises:
+      SpecialFileError: ``path`` is not a regular file (the message says what it is).
+      OSError: it cannot be opened.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise SpecialFileError(errno.ELOOP, "is a symbolic link, not a regular file", str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        kind = special_kind(path) or "not a regular file"
+        raise SpecialFileError(errno.EINVAL, f"is {kind}, not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of a regular file (see :func:`open_regular`)."""
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
+
+
+def describe(err: OSError) -> str:
+    """A :class:`SpecialFileError` or other OSError as ``path: reason``."""
+    reason = err.strerror or str(err)
+    return f"{err.filename}: {reason}" if err.filename else reason
+
+
+def check_folder(path: str | os.PathLike, what: str = "folder") -> Path:
+    """Raises :class:`SpecialFileError` unless ``path`` is absent or a real folder (not a link to one)."""
+    path = Path(path)
+    kind = special_kind(path)
+    if kind:
+        raise SpecialFileError(errno.EINVAL, f"is {kind}, not a {what}; it is left alone", str(path))
+    if path.exists() and not path.is_dir():
+        raise SpecialFileError(errno.ENOTDIR, f"is a file, expected a {what}", str(path))
+    return path
