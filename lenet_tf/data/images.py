@@ -60,7 +60,10 @@ def decode_grayscale(stream: BinaryIO, name: str) -> np.ndarray:
             return grayscale(image)
     except Image.DecompressionBombError:  # PIL's own, higher, limit fires inside Image.open
         raise ImageTooLarge(f"{name}: image too large ({limit})") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except UnidentifiedImageError:  # PIL's message names the stream object (<_io.BufferedReader name=3>)
+        raise DataError(f"{name}: not a readable image (unknown format; PNG, JPEG, BMP, GIF, TIFF or WebP "
+                        "expected)") from None
+    except (OSError, ValueError) as err:
         raise DataError(f"{name}: not a readable image ({err})") from None
 
 

@@ -22,7 +22,9 @@ fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not instal
 from fastapi.testclient import TestClient  # noqa: E402
 
 from lenet_tf.cli.commands import main  # noqa: E402
-from lenet_tf.serving.server import MAX_UPLOAD_BYTES, ServedModel, checkpoint_model, create_app  # noqa: E402
+from lenet_tf.serving.batching import BatchingOptions  # noqa: E402
+from lenet_tf.serving.server import (MAX_UPLOAD_BYTES, ServedModel, ServerOptions, checkpoint_model,  # noqa: E402
+                                     create_app)
 
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 LONG_INTEGER = b"9" * 400
@@ -71,7 +73,8 @@ def test_rendered_mnist_digits_are_predicted(client, real_model_dir, real_mnist)
 
 
 @pytest.mark.parametrize("kwargs, status, message", [
-    ({"content": b"definitely not a picture", "headers": {"Content-Type": "image/png"}}, 415, "not an image"),
+    ({"content": b"definitely not a picture", "headers": {"Content-Type": "image/png"}}, 415,
+     "not a readable image (unknown format"),
     ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "empty upload"),
     ({"json": {"pixels": [[0, 1], [2, 3]]}}, 422, "28x28"),
     ({"json": {"pixel": []}}, 422, "expected JSON"),
@@ -141,26 +144,32 @@ def in_thread(call, *args, **kwargs) -> tuple[threading.Thread, list]:
     return thread, result
 
 
-def test_classification_runs_off_the_event_loop_with_one_queued_request_then_503():
+def test_concurrent_requests_of_both_apis_share_one_model_call_and_the_queue_is_bounded():
     model, release, entered = blocking_model()
     digit = {"pixels": np.pad(np.full((10, 4), 255), ((9, 9), (12, 12))).tolist()}
-    with TestClient(create_app(model, workers=1, queue=1)) as client:
+    options = ServerOptions(BatchingOptions(max_batch_size=3, max_enqueued_batches=1))
+    app = create_app(model, options)
+    with TestClient(app) as client:
         first, first_result = in_thread(client.post, "/predict", json=digit)
         assert entered.acquire(timeout=30), "the first request reached the classifier"
-        second, second_result = in_thread(client.post, "/v1/models/lenet5:predict",
-                                          json={"instances": [[[0] * 28] * 28]})
-        time.sleep(0.3)  # let the second request take its place in the queue
+        waiting = [in_thread(client.post, "/predict", json=digit),
+                   in_thread(client.post, "/v1/models/lenet5:predict", json={"instances": [[[0] * 28] * 28] * 2})]
+        deadline = time.monotonic() + 10
+        while app.service.batcher.queued < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
         health, health_result = in_thread(client.get, "/health")
         health.join(timeout=10)
-        assert health_result and health_result[0].status_code == 200, "the event loop answers while a worker is busy"
-        busy = client.post("/predict", json=digit)
-        assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and "busy" in busy.json()["detail"]
-        assert not entered.acquire(timeout=0.2), "the queued request waits for the only worker"
+        assert health_result and health_result[0].status_code == 200, "the event loop answers while the model works"
+        busy = client.post("/v1/models/lenet5:predict", json={"instances": [[[0] * 28] * 28]})
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
+        assert not entered.acquire(timeout=0.2), "the queued requests wait for the running batch"
         release.set()
-        first.join(timeout=30)
-        second.join(timeout=30)
+        for thread, _ in [(first, None), *waiting]:
+            thread.join(timeout=30)
+    assert app.service.batcher.batches == 2, "the three queued digits ran in one call"
     assert first_result[0].status_code == 200 and first_result[0].json()["probability"] == pytest.approx(0.1)
-    assert second_result[0].status_code == 200 and second_result[0].json()["predictions"][0]["classes"] == 0
+    assert waiting[0][1][0].status_code == 200 and waiting[0][1][0].json()["probability"] == pytest.approx(0.1)
+    assert [p["classes"] for p in waiting[1][1][0].json()["predictions"]] == [0, 0]
 
 
 @pytest.fixture
