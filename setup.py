@@ -23,7 +23,7 @@ setup(
     extras_require={
         "test": ["pytest>=8.0", "httpx>=0.27", "selenium>=4.20"],
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httptools>=0.6",
-                  "uvloop>=0.19; sys_platform != 'win32'", "orjson>=3.9"],
+                  "uvloop>=0.19; sys_platform != 'win32'", "orjson>=3.8"],
         "bench": ["torch"],
     },
     entry_points={"console_scripts": ["lenet-tf=lenet_tf.cli:main"]},
