@@ -463,3 +463,29 @@ def test_drawing_on_the_page_shows_the_prediction(server, tmp_path):
         assert seen > 20, "the 28x28 input shown beside the pad holds the drawn digit"
     finally:
         browser.quit()
+
+
+def test_an_answer_to_a_wiped_drawing_is_never_shown(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = chrome_driver()
+    try:
+        browser.get(server + "/")
+        # A slow network: every answer arrives 600 ms after its request, so Clear always comes first.
+        browser.execute_script("const send = window.fetch; window.fetch = (...args) => "
+                               "new Promise((done) => setTimeout(done, 600)).then(() => send(...args));")
+        pad = browser.find_element(By.ID, "pad")
+        digit = browser.find_element(By.ID, "digit")
+        seven = [[(60, 50), (220, 50), (120, 240)]]
+        for _ in range(3):
+            draw(browser, pad, seven)
+            browser.find_element(By.ID, "clear").click()
+            time.sleep(1.2)  # the answer to the wiped 7 has arrived by now
+            assert digit.text == "–" and not browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
+            assert browser.find_element(By.ID, "status").text == ""
+        draw(browser, pad, [[(140, 40 + 10 * k) for k in range(21)]])  # the drawing on the canvas still gets its answer
+        WebDriverWait(browser, 30).until(lambda b: digit.get_attribute("data-strokes") == "1")
+        assert digit.text == "1"
+    finally:
+        browser.quit()
