@@ -388,8 +388,8 @@ def _run_export(args) -> int:
     from lenet_tf.serving.saved_model import export_saved_model
 
     path = export_saved_model(args.checkpoint, args.out or "export/lenet5", overwrite=args.overwrite)
-    print(f"SavedModel written to {path} (signature serving_default: images uint8 [N,28,28] -> classes, "
-          "probabilities)")
+    print(f"SavedModel written to {path} (signatures serving_default: images uint8 [N,28,28], and "
+          "predict_images: encoded PNG/JPEG strings [N] -> classes, probabilities)")
     return 0
 
 
