@@ -195,6 +195,7 @@ def _add_serving_limit_flags(p) -> None:
             if value <= 0:
                 raise argparse.ArgumentTypeError(f"must be positive, got {text}")
             return value
+        parse.__name__ = kind.__name__  # argparse names the type in "invalid int value: 'x'"
         return parse
 
     def at_least_zero(text: str) -> int:
@@ -202,6 +203,8 @@ def _add_serving_limit_flags(p) -> None:
         if value < 0:
             raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
         return value
+
+    at_least_zero.__name__ = "int"
 
     p.add_argument("--max-batch-size", type=positive(int), default=batching.max_batch_size,
                    help=f"digits per model call (default: {batching.max_batch_size})")
