@@ -9,7 +9,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["lenet_tf", "lenet_tf.*"]),
     package_data={"lenet_tf.serving": ["static/*"]},
     install_requires=[
@@ -22,7 +22,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8.0", "httpx>=0.27", "selenium>=4.20"],
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httptools>=0.6",
+                  "uvloop>=0.19; sys_platform != 'win32'", "orjson>=3.8"],
         "bench": ["torch"],
     },
     entry_points={"console_scripts": ["lenet-tf=lenet_tf.cli:main"]},

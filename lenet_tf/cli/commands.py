@@ -204,7 +204,51 @@ def _add_serve_parser(commands) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=port, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
     _add_tta_flag(p)
+    _add_serving_limit_flags(p)
     _add_precision_flag(p)
+
+
+def _add_serving_limit_flags(p) -> None:
+    """TF Serving's batching parameters and the request deadlines of ``serve`` (docs/serving.md)."""
+    from lenet_tf.serving.batching import BatchingOptions
+    from lenet_tf.serving.bodies import BodyLimits
+
+    batching, body = BatchingOptions(), BodyLimits()
+
+    def positive(kind):
+        def parse(text: str):
+            value = kind(text)
+            if value <= 0:
+                raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+            return value
+        parse.__name__ = kind.__name__  # argparse names the type in "invalid int value: 'x'"
+        return parse
+
+    def at_least_zero(text: str) -> int:
+        value = int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        return value
+
+    at_least_zero.__name__ = "int"
+
+    p.add_argument("--max-batch-size", type=positive(int), default=batching.max_batch_size,
+                   help=f"digits per model call (default: {batching.max_batch_size})")
+    p.add_argument("--batch-timeout-micros", type=at_least_zero, default=batching.batch_timeout_micros,
+                   help="how long a queued request waits for more to fill its batch, in microseconds "
+                        f"(default: {batching.batch_timeout_micros})")
+    p.add_argument("--max-enqueued-batches", type=positive(int), default=batching.max_enqueued_batches,
+                   help="batches of digits that may wait; requests beyond get 503 "
+                        f"(default: {batching.max_enqueued_batches})")
+    p.add_argument("--header-timeout", type=positive(float), default=10.0,
+                   help="seconds for a request's headers to arrive, else 408 (default: 10)")
+    p.add_argument("--body-timeout", type=positive(float), default=body.timeout,
+                   help=f"seconds for a request's body to arrive, extended by one second per --body-min-rate "
+                        f"bytes received, else 408 (default: {body.timeout:g})")
+    p.add_argument("--body-min-rate", type=positive(float), default=body.min_rate,
+                   help=f"bytes per second that extend --body-timeout by one second (default: {body.min_rate:g})")
+    p.add_argument("--request-timeout", type=positive(float), default=30.0,
+                   help="seconds from a complete request to its answer, else 504 (default: 30)")
 
 
 def _add_benchmark_parser(commands) -> None:
@@ -386,8 +430,8 @@ def _run_export(args) -> int:
     from lenet_tf.serving.saved_model import export_saved_model
 
     path = export_saved_model(args.checkpoint, args.out or "export/lenet5", overwrite=args.overwrite)
-    print(f"SavedModel written to {path} (signature serving_default: images uint8 [N,28,28] -> classes, "
-          "probabilities)")
+    print(f"SavedModel written to {path} (signatures serving_default: images uint8 [N,28,28], and "
+          "predict_images: encoded PNG/JPEG strings [N] -> classes, probabilities)")
     return 0
 
 
@@ -410,9 +454,17 @@ def _run_serve(args) -> int:
         from lenet_tf.serving.server import serve
     except ImportError as err:
         raise LeNetError(f"serving needs {err.name}: pip install 'lenet_tf[serve]'") from None
+    from lenet_tf.serving.batching import BatchingOptions
+    from lenet_tf.serving.bodies import BodyLimits
+    from lenet_tf.serving.server import ServerOptions
+
+    options = ServerOptions(
+        BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches),
+        BodyLimits(timeout=args.body_timeout, min_rate=args.body_min_rate),
+        header_timeout=args.header_timeout, request_timeout=args.request_timeout)
     serve(args.checkpoint, args.saved_model, args.host, args.port,
           ready=lambda url: print(f"serving on {url} in {choose().used} (Ctrl-C stops)", file=sys.stderr,
-                                  flush=True), tta=args.tta)
+                                  flush=True), tta=args.tta, options=options)
     return 0
 
 

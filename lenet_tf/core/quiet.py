@@ -16,11 +16,13 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from types import ModuleType
 from typing import Callable, Iterator
 
 DEBUG_ENV = "LENET_TF_DEBUG"
+_FD2 = threading.Lock()  # one redirection of file descriptor 2 at a time: they would restore each other's
 _NOISY_MODULES = r"(tensorflow|keras|tf_keras|absl|google\.protobuf|ml_dtypes|h5py)(\.|$)"
 
 
@@ -30,10 +32,11 @@ def debugging() -> bool:
 
 
 @contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
+def quiet_stderr(replay: bool = True) -> Iterator[None]:
     """Sends everything written to file descriptor 2 inside the block (C++ and Python alike) to a temporary file.
 
-    What was written is replayed on stderr when the block raises; when :func:`debugging`, nothing is hidden.
+    What was written is replayed on stderr when the block raises (unless not ``replay``: the caller reports the
+    error its own way); when :func:`debugging`, nothing is hidden. Threads take turns in such blocks.
     """
     if debugging():
         yield
@@ -44,7 +47,7 @@ def quiet_stderr() -> Iterator[None]:
     except OSError:  # no writable temporary folder: better chatter than a failure
         yield
         return
-    with sink:
+    with sink, _FD2:
         try:
             saved = os.dup(2)
         except OSError:  # no stderr at all: nothing to hide
@@ -59,7 +62,7 @@ def quiet_stderr() -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-            if failed:
+            if failed and replay:
                 sink.seek(0)
                 sys.stderr.write(sink.read().decode(errors="replace"))
                 sys.stderr.flush()

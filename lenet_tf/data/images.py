@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +21,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lenet_tf.core.options import MAX_IMAGE_PIXELS
 from lenet_tf.core.errors import DataError
+from lenet_tf.core.quiet import quiet_stderr
+
+# PIL warns about damaged files it still reads ("Corrupt EXIF data", "Truncated File Read"): a file that cannot
+# be read is reported once as an error; one that can is simply read.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # Larger pictures are refused from their header, before decoding: a 60 KB PNG can declare 20000x20000 pixels
@@ -138,10 +144,16 @@ def decode_picture(stream: BinaryIO, name: str) -> Picture:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise ImageTooLarge(f"{name}: image too large ({width}x{height} pixels; {limit})")
-            return read_picture(image, name)
+            if image.format != "TIFF":
+                return read_picture(image, name)
+            with quiet_stderr(replay=False):  # libtiff and libjpeg print their warnings themselves
+                return read_picture(image, name)
     except Image.DecompressionBombError:  # PIL's own, higher, limit fires inside Image.open
         raise ImageTooLarge(f"{name}: image too large ({limit})") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except UnidentifiedImageError:  # PIL's message names the stream object (<_io.BufferedReader name=3>)
+        raise DataError(f"{name}: not a readable image (unknown format; PNG, JPEG, BMP, GIF, TIFF or WebP "
+                        "expected)") from None
+    except (OSError, ValueError) as err:
         raise DataError(f"{name}: not a readable image ({err})") from None
 
 

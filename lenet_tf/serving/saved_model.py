@@ -3,6 +3,9 @@
 The ``serving_default`` signature takes ``images``: uint8 ``[N, 28, 28]`` or ``[N, 28, 28, 1]`` raw MNIST-style
 digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``probabilities`` (float32 ``[N, 10]``;
 of a ``--ensemble N`` run, its members' probabilities averaged in the graph).
+The ``predict_images`` signature takes ``images``: a string vector ``[N]`` of encoded PNG/JPEG/BMP/GIF pictures
+(TF Serving's ``{"b64": ...}``), prepared in the graph by :func:`encoded_inputs` the way ``lenet-tf predict``
+prepares a file, and returns the same outputs.
 
 The graph is always float32, whatever ``--precision`` says: bfloat16 is a session option, not part of a graph, so
 each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``--precision``).
@@ -27,15 +30,67 @@ from lenet_tf.objectives import scale_images
 from lenet_tf.trained import TrainedModel
 
 SIGNATURE = tf1.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+IMAGES_SIGNATURE = "predict_images"
 
 
 def serving_inputs() -> tuple[tf.Tensor, tf.Tensor]:
     """A uint8 placeholder of raw 28x28 digits (with or without the channel axis) and its padded float form."""
     raw = tf1.placeholder(tf.uint8, None, name="images")  # rank left open: [N,28,28] and [N,28,28,1] both fit
-    digits = tf.reshape(raw, [-1, MNIST_SIZE, MNIST_SIZE, 1])
+    return raw, serving_inputs_of(raw)
+
+
+def serving_inputs_of(digits: tf.Tensor) -> tf.Tensor:
+    """uint8 28x28 digits (any rank that reshapes to [N, 28, 28, 1]) as LeNet-5's padded, scaled float input."""
+    digits = tf.reshape(digits, [-1, MNIST_SIZE, MNIST_SIZE, 1])
     border = (IMAGE_SIZE - MNIST_SIZE) // 2
     padded = tf.pad(digits, [[0, 0], [border, border], [border, border], [0, 0]])  # MNIST 28x28 -> LeNet-5's 32x32
-    return raw, scale_images(padded)
+    return scale_images(padded)
+
+
+def _centred_digit(encoded: tf.Tensor) -> tf.Tensor:
+    """One encoded picture as a float32 MNIST digit [28, 28] in 0..255: the graph form of
+    :func:`lenet_tf.data.images.to_mnist` (polarity and background from the border's median, the ink's bounding
+    box scaled to fit 20x20 with Lanczos, placed by its centre of mass). A blank picture gives a blank digit."""
+    picture = tf.io.decode_image(encoded, channels=4, expand_animations=False)
+    rgb, alpha = tf.cast(picture[..., :3], tf.float32), tf.cast(picture[..., 3:], tf.float32) / 255.0
+    rgb = rgb * alpha + 255.0 * (1.0 - alpha)  # transparent areas are white paper
+    gray = tf.reduce_sum(rgb * [0.299, 0.587, 0.114], axis=-1)  # PIL's convert("L")
+
+    def border_median(image):
+        border = tf.concat([image[0], image[-1], image[:, 0], image[:, -1]], axis=0)
+        ordered = tf.sort(border)
+        return ordered[tf.size(ordered) // 2]
+
+    ink = tf.cond(border_median(gray) > 127.0, lambda: 255.0 - gray, lambda: gray)
+    ink = tf.nn.relu(ink - border_median(ink))
+    peak = tf.reduce_max(ink)
+    inked = ink > 0.1 * peak
+    rows = tf.where(tf.reduce_any(inked, axis=1))[:, 0]
+    cols = tf.where(tf.reduce_any(inked, axis=0))[:, 0]
+
+    def place():
+        crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] * (255.0 / peak)
+        height, width = tf.cast(tf.shape(crop)[0], tf.float32), tf.cast(tf.shape(crop)[1], tf.float32)
+        scale = 20.0 / tf.maximum(height, width)
+        size = tf.cast(tf.maximum(1.0, tf.round([height * scale, width * scale])), tf.int32)
+        digit = tf.image.resize(crop[..., None], size, method="lanczos3", antialias=True)[..., 0]
+        digit = tf.clip_by_value(digit, 0.0, 255.0)
+        total = tf.reduce_sum(digit)
+        com_y = tf.reduce_sum(tf.reduce_sum(digit, axis=1) * tf.range(size[0], dtype=tf.float32)) / total
+        com_x = tf.reduce_sum(tf.reduce_sum(digit, axis=0) * tf.range(size[1], dtype=tf.float32)) / total
+        top = tf.clip_by_value(tf.cast(tf.round(14.0 - com_y), tf.int32), 0, MNIST_SIZE - size[0])
+        left = tf.clip_by_value(tf.cast(tf.round(14.0 - com_x), tf.int32), 0, MNIST_SIZE - size[1])
+        return tf.pad(digit, [[top, MNIST_SIZE - size[0] - top], [left, MNIST_SIZE - size[1] - left]])
+
+    blank = tf.zeros([MNIST_SIZE, MNIST_SIZE])
+    return tf.cond(peak >= 32.0, place, lambda: blank)
+
+
+def encoded_inputs() -> tuple[tf.Tensor, tf.Tensor]:
+    """A string placeholder of encoded pictures ``[N]`` and their prepared uint8 digits ``[N, 28, 28]``."""
+    encoded = tf1.placeholder(tf.string, [None], name="encoded_images")
+    digits = tf.map_fn(_centred_digit, encoded, fn_output_signature=tf.float32)
+    return encoded, tf.cast(tf.round(digits), tf.uint8)
 
 
 MARKER = "assets.extra/lenet_tf.json"  # written into every export: what was exported, and that it is ours
@@ -106,16 +161,20 @@ def _build(config: dict, path: Path) -> None:
     """Writes the SavedModel of a training folder's configuration and checkpoint to ``path``."""
     with tf.Graph().as_default() as graph:
         raw, images = serving_inputs()
+        encoded, prepared = encoded_inputs()
         nets = ensemble_members(config["model"], config["members"])  # one network, or an ensemble averaged
-        probabilities = mean_probabilities(nets, images, name="probabilities")
-        classes = tf.argmax(probabilities, axis=1, name="classes")
+        signatures = {}
+        for name, inputs, scaled, prefix in [(SIGNATURE, raw, images, ""),
+                                             (IMAGES_SIGNATURE, encoded, serving_inputs_of(prepared), "encoded_")]:
+            probabilities = mean_probabilities(nets, scaled, name=f"{prefix}probabilities")
+            classes = tf.argmax(probabilities, axis=1, name=f"{prefix}classes")
+            signatures[name] = tf1.saved_model.predict_signature_def(
+                inputs={"images": inputs}, outputs={"classes": classes, "probabilities": probabilities})
         with tf1.Session(graph=graph, config=session_config()) as session:
             restore_members(nets, session, config["checkpoint"])
             builder = tf1.saved_model.Builder(str(path))
-            signature = tf1.saved_model.predict_signature_def(
-                inputs={"images": raw}, outputs={"classes": classes, "probabilities": probabilities})
             builder.add_meta_graph_and_variables(
-                session, [tf1.saved_model.tag_constants.SERVING], signature_def_map={SIGNATURE: signature},
+                session, [tf1.saved_model.tag_constants.SERVING], signature_def_map=signatures,
                 strip_default_attrs=True)
             builder.save()
     marker = path / MARKER

@@ -5,47 +5,77 @@ Run it with ``lenet-tf serve``; the model is loaded once at start-up. Endpoints:
 TensorFlow Serving's REST API under ``/v1/models/lenet5`` (see :mod:`lenet_tf.serving.tf_serving`) and the framework's
 ``/docs`` (OpenAPI).
 
-Every request body is read with a size limit enforced while it streams in (chunked uploads included). Decoding,
-preprocessing and the TensorFlow session run in worker threads, never on the event loop: at most ``workers``
-requests at once, up to ``queue`` more wait for a worker, and beyond that the server answers 503 at once.
+How a request goes: uvicorn reads its headers (``header_timeout``, :mod:`lenet_tf.serving.connections`); the whole
+body is read with a size limit and a deadline (:mod:`lenet_tf.serving.bodies`); only then the request takes a place
+among the ``max_batch_size * max_enqueued_batches`` admitted at once (one more gets 503 with ``Retry-After``). Uploads
+are decoded and prepared in a thread pool (TF Serving bodies of a few digits are parsed on the event loop: a tenth
+of a millisecond); the digits then join the micro-batching queue (:mod:`lenet_tf.serving.batching`), whose one
+thread runs the model on the requests queued together; a request not answered within ``request_timeout`` gets 504.
+
+The two predict routes (``/predict`` and TF Serving's ``:predict``) are answered by plain ASGI code in front of
+FastAPI, which serves everything else: FastAPI's per-request machinery alone would cost more than the model does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import os
+import re
 import socket
 import warnings
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
+from lenet_tf.core.errors import CheckpointError, ConfigError
 from lenet_tf.serving import tf_serving
-from lenet_tf.core.errors import CheckpointError, ConfigError, LeNetError
+from lenet_tf.serving.batching import Batcher, BatchingOptions, Classifier, QueueFull
+from lenet_tf.serving.bodies import (MAX_UPLOAD_BYTES, BodyLimits, ClientGone, RequestError, header,  # noqa: F401
+                                     media_type, read_body)
 from lenet_tf.serving.predict import top_k
-from lenet_tf.data.images import ImageTooLarge, Picture, decode_picture, to_mnist
+from lenet_tf.serving.uploads import image_digit, image_upload, multipart_file, pixels_digit
 
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # also bounds a TF Serving request: about 1,000 digits of JSON
-WORKERS = 2  # requests decoded and classified at once (threads); more would only share the same cores
-QUEUE = 16  # requests waiting for a worker; one more gets 503 (each holds at most MAX_UPLOAD_BYTES)
-Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 digits [N, 28, 28] -> float32 probabilities [N, 10]
+try:
+    from orjson import dumps as _dumps
+except ImportError:  # pragma: no cover - orjson comes with the 'serve' extra
+    import json
+
+    def _dumps(value) -> bytes:
+        return json.dumps(value).encode()
+
+INLINE_PARSE_BYTES = 16 * 1024  # TF Serving bodies up to this (5 digits) are parsed on the event loop: < 0.3 ms
+INLINE_RENDER_DIGITS = 16  # answers of up to this many digits are written on the event loop
+_TF_PREDICT = re.compile(r"/v1/models/([^/]+?)(?:/versions/([^/]+))?:predict")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """The server's limits; see the module docstring for where each applies."""
+
+    batching: BatchingOptions = field(default_factory=BatchingOptions)
+    body: BodyLimits = field(default_factory=BodyLimits)
+    header_timeout: float = 10.0  # seconds for a request's headers
+    request_timeout: float = 30.0  # seconds from a complete body to the answer (504 after)
+    keep_alive_timeout: int = 5  # seconds an idle kept-alive connection stays open
+    max_connections: int = 2048  # open connections (and requests in progress) before uvicorn answers 503
+    prepare_threads: int = max(2, os.cpu_count() or 1)  # threads decoding and preparing uploads
 
 
 @dataclass(frozen=True)
 class ServedModel:
     """A loaded classifier and what ``/health`` and the TF Serving API say about it (no file paths)."""
 
-    classify: Classifier
+    classify: Classifier  # uint8 [N, 28, 28] -> float32 [N, 10]
     source: str  # "checkpoint" or "saved_model"
     epoch: int | None = None  # the training epoch, when known
     version: int = 1  # the TF Serving version number
@@ -103,40 +133,20 @@ def load_model(checkpoint: str | os.PathLike | None, saved_model: str | os.PathL
     return saved_model_model(saved_model) if saved_model else checkpoint_model(checkpoint, tta)
 
 
-class RequestError(Exception):
-    """A request the server refuses: its HTTP status and a one-line reason."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
-async def read_body(request: Request, limit: int = MAX_UPLOAD_BYTES) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and not declared.isdigit():
-        raise RequestError(400, f"bad Content-Length {declared!r}")
-    if declared is not None and int(declared) > limit:
-        raise RequestError(413, f"upload too large: Content-Length {declared} (limit {limit} bytes)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"upload too large (limit {limit} bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
+class Service:
+    """What the predict routes share: admission, the preparation thread pool and the micro-batcher."""
 
+    def __init__(self, model: ServedModel, options: ServerOptions) -> None:
+        self.model, self.options = model, options
+        self.batcher = Batcher(model.classify, options.batching)
+        self.pool = ThreadPoolExecutor(options.prepare_threads, thread_name_prefix="lenet-prepare")
+        self.capacity, self.admitted = options.batching.max_enqueued_digits, 0
 
-class WorkerPool:
-    """Runs blocking work in threads, ``workers`` at a time, with ``queue`` more requests admitted to wait."""
-
-    def __init__(self, workers: int = WORKERS, queue: int = QUEUE) -> None:
-        self.capacity, self.admitted = workers + queue, 0
-        self._slots = asyncio.Semaphore(workers)  # binds to the serving event loop when first waited on
-
-    @asynccontextmanager
-    async def admit(self):
-        """Holds a place for one request (body included), or refuses it with 503 when all places are taken."""
+    @contextmanager
+    def admit(self):
+        """Holds a place for one request whose body has arrived, or refuses it with 503 when all are taken."""
         if self.admitted >= self.capacity:
             raise RequestError(503, f"server busy: {self.capacity} requests already in progress, retry shortly")
         self.admitted += 1  # only the event loop's thread touches the counter
@@ -145,87 +155,160 @@ class WorkerPool:
         finally:
             self.admitted -= 1
 
-    async def run(self, work: Callable, *args):
-        """``work(*args)`` in a worker thread once one is free."""
-        async with self._slots:
-            return await run_in_threadpool(work, *args)
+    async def prepare(self, work: Callable, *args):
+        """``work(*args)`` in the preparation thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
+
+    async def classify(self, digits: np.ndarray) -> np.ndarray:
+        """Probabilities float32 ``[n, 10]`` of uint8 digits ``[n, 28, 28]``, computed in a shared batch."""
+        try:
+            future = self.batcher.submit(digits)
+        except QueueFull as err:
+            raise RequestError(503, f"server busy: {err}, retry shortly") from None
+        try:
+            async with asyncio.timeout(self.options.request_timeout):
+                return await future
+        except TimeoutError:
+            raise RequestError(504, f"no answer within {self.options.request_timeout:g} s: the model is "
+                                    "overloaded") from None
+        except Exception as err:  # the model itself failed on these digits (others in the batch are unaffected)
+            raise RequestError(500, f"the model failed: {type(err).__name__}: {err}") from None
+
+    def check_servable(self, name: str, version: str | None) -> None:
+        """Raises 400 for a version that is not a number, 404 for another model or version (TF Serving's words)."""
+        if version is not None and not re.fullmatch(r"[0-9]{1,18}", version):
+            raise RequestError(400, f"Malformed request: version '{version[:40]}' is not a number")
+        if name != tf_serving.MODEL_NAME or (version is not None and int(version) != self.model.version):
+            wanted = f"Latest({name[:100]})" if version is None else f"Specific({name[:100]}, {version})"
+            raise RequestError(404, f"Servable not found for request: {wanted}")
 
 
-def _decode_upload(data: bytes) -> Picture:
-    if not data:
-        raise RequestError(400, "empty upload: send a PNG or JPEG image")
+def _upload_digit(scope: dict, body: bytes) -> tuple[np.ndarray, str | None]:
+    """The digit of a /predict body (JSON pixels, a multipart form's ``file``, or the raw image) and the picture's
+    note (a multi-frame file's), else ``None``."""
+    kind = media_type(scope)
+    if kind == "application/json":
+        return pixels_digit(body), None
+    if kind == "multipart/form-data":
+        body = multipart_file(header(scope, b"content-type"), body)
+    return image_upload(body)
+
+
+def _image_digits(pictures: list[bytes]) -> np.ndarray:
+    """The encoded pictures of a ``predict_images`` request as uint8 digits [N, 28, 28] (TF Serving's 400 for any
+    that cannot be read)."""
     try:
-        return decode_picture(io.BytesIO(data), "upload")
-    except ImageTooLarge as err:
-        raise RequestError(413, str(err).removeprefix("upload: ")) from None
-    except LeNetError:
-        raise RequestError(415, "not an image: send a PNG, JPEG, BMP or GIF file") from None
+        return np.stack([image_digit(picture, f"image {k}") for k, picture in enumerate(pictures)])
+    except RequestError as err:
+        raise RequestError(400, err.message) from None
 
 
-def _decode_json(data: bytes) -> Picture:
-    expected = 'expected JSON {"pixels": [[28 numbers] x 28]} with grey levels 0..255'
+def _parse_tf_serving(body: bytes) -> tf_serving.PredictRequest:
     try:
-        pixels = np.asarray(json.loads(data)["pixels"], dtype=np.float32)
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
-        raise RequestError(422, expected) from None
-    if pixels.shape != (28, 28) or not np.isfinite(pixels).all():
-        raise RequestError(422, f"pixels must be a 28x28 array of finite numbers, got shape {list(pixels.shape)}")
-    return Picture(pixels)
-
-
-def _predict_one(model: ServedModel, data: bytes, is_json: bool) -> dict:
-    """Decodes, prepares and classifies one uploaded digit (runs in a worker thread)."""
-    picture = _decode_json(data) if is_json else _decode_upload(data)
-    try:
-        digit_image = to_mnist(picture.gray, "upload")
-    except LeNetError as err:
-        raise RequestError(422, str(err).removeprefix("upload: ")) from None
-    probabilities = model.classify(digit_image[np.newaxis])[0]
-    top3 = top_k(probabilities)
-    return {"digit": top3[0][0], "probability": top3[0][1], "top3": top3,
-            "probabilities": probabilities.tolist(), "input": digit_image.tolist(),
-            **({"note": picture.note} if picture.note else {})}
-
-
-def _predict_tf_serving(model: ServedModel, body: bytes) -> JSONResponse:
-    """Answers a TF Serving predict request (runs in a worker thread, JSON rendering included)."""
-    try:
-        request = tf_serving.parse_predict_request(body)
+        return tf_serving.parse_predict_request(body)
     except tf_serving.BadRequest as err:
         raise RequestError(400, str(err)) from None
-    probabilities = model.classify(request.images)
-    return JSONResponse(tf_serving.predict_response(probabilities, request.columnar))
 
 
-async def _upload_bytes(request: Request) -> bytes:
-    """The image or JSON bytes of a /predict request: the body, or the ``file`` field of a multipart form."""
-    body = await read_body(request)
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return body
-
-    async def replay() -> dict:  # the form parser reads the body already received, not the socket
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async with Request(request.scope, replay).form() as form:
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise RequestError(400, "multipart upload needs a file field named 'file'")
-        return await upload.read()
+def _render_tf_serving(probabilities: np.ndarray, columnar: bool) -> bytes:
+    return _dumps(tf_serving.predict_response(probabilities, columnar))
 
 
-def create_app(model: ServedModel, workers: int = WORKERS, queue: int = QUEUE) -> FastAPI:
-    """The web application around an already loaded ``model`` (see the module docstring for the limits)."""
+async def _send_json(send, status: int, body: bytes, close: bool = False) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:  # rather than read and discard the rest of a refused upload
+        headers.append((b"connection", b"close"))
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ServingApp:
+    """The ASGI application: the predict routes answered directly, everything else by FastAPI (:attr:`api`)."""
+
+    def __init__(self, model: ServedModel, options: ServerOptions = ServerOptions()) -> None:
+        self.service = Service(model, options)
+        self.api = _fastapi_app(self.service)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            if scope["path"] == "/predict":
+                return await self._answer(scope, receive, send, self.predict, "detail")
+            if match := _TF_PREDICT.fullmatch(scope["path"]):
+                return await self._answer(scope, receive, send, self.tf_predict, "error", *match.groups())
+        await self.api(scope, receive, send)
+
+    async def _answer(self, scope, receive, send, handler, error_key: str, *args) -> None:
+        try:
+            body = await handler(scope, receive, *args)
+        except RequestError as err:
+            await _send_json(send, err.status, _dumps({error_key: err.message}), close=err.close)
+        except ClientGone:
+            return  # nobody to answer, nothing to log
+        else:
+            await _send_json(send, 200, body)
+
+    async def predict(self, scope, receive) -> bytes:
+        """``POST /predict``: one digit as an image, a multipart upload (field ``file``) or JSON pixels."""
+        service = self.service
+        body = await read_body(scope, receive, service.options.body)
+        with service.admit():
+            digit, note = await service.prepare(_upload_digit, scope, body)
+            probabilities = (await service.classify(digit[np.newaxis]))[0]
+        top3 = top_k(probabilities)
+        return _dumps({"digit": top3[0][0], "probability": top3[0][1], "top3": top3,
+                       "probabilities": probabilities.tolist(), "input": digit.tolist(),
+                       **({"note": note} if note else {})})
+
+    async def tf_predict(self, scope, receive, name: str, version: str | None) -> bytes:
+        """TF Serving's predict, on ``serving_default`` (uint8 digits) or ``predict_images`` (encoded pictures)."""
+        service = self.service
+        service.check_servable(name, version)
+        body = await read_body(scope, receive, service.options.body)
+        with service.admit():
+            if len(body) <= INLINE_PARSE_BYTES:
+                request = _parse_tf_serving(body)
+            else:
+                request = await service.prepare(_parse_tf_serving, body)
+            digits = request.images
+            if request.signature == tf_serving.IMAGES_SIGNATURE_NAME:
+                digits = await service.prepare(_image_digits, digits)
+            probabilities = await service.classify(digits)
+        if len(probabilities) <= INLINE_RENDER_DIGITS:
+            return _render_tf_serving(probabilities, request.columnar)
+        return await service.prepare(_render_tf_serving, probabilities, request.columnar)
+
+
+_PREDICT_ROUTES_DOC = {  # the routes ServingApp answers itself, described for /docs
+    "/predict": {"post": {
+        "summary": "Classify one digit",
+        "description": "A raw PNG/JPEG/BMP/GIF body, a multipart upload (field `file`), or JSON "
+                       '`{"pixels": [[28 grey levels 0..255] x 28]}`. Answers the digit, its probability, the top 3, '
+                       "all 10 probabilities and the 28x28 input the network saw.",
+        "responses": {"200": {"description": "the prediction"}}}},
+    "/v1/models/{name}:predict": {"post": {
+        "tags": ["TensorFlow Serving"], "summary": "TF Serving predict",
+        "description": '`{"instances": [...]}` (row) or `{"inputs": ...}` (columnar) uint8 digits; with '
+                       '`"signature_name": "predict_images"`, encoded pictures as `{"b64": "..."}`.',
+        "responses": {"200": {"description": "predictions or outputs: classes and probabilities"}}}},
+    "/v1/models/{name}/versions/{version}:predict": {"post": {
+        "tags": ["TensorFlow Serving"], "summary": "TF Serving predict on a given version",
+        "responses": {"200": {"description": "predictions or outputs: classes and probabilities"}}}},
+}
+
+
+def _fastapi_app(service: Service) -> FastAPI:
+    """The page, /health, TF Serving's status and metadata, and the 4xx answers to unknown TF Serving routes."""
+    model = service.model
     app = FastAPI(title="lenet_tf", description="LeNet-5 handwritten digit recognition", version="1")
     page = resources.files("lenet_tf.serving").joinpath("static/index.html").read_text(encoding="utf-8")
-    pool = WorkerPool(workers, queue)
 
     @app.exception_handler(RequestError)
     async def refuse(request: Request, err: RequestError) -> JSONResponse:
         # TF Serving's routes answer {"error": ...} as TF Serving does; the demo's routes keep {"detail": ...}.
         key = "error" if request.url.path.startswith("/v1/") else "detail"
-        # 413: close the connection rather than read and discard the rest of an oversized upload.
-        headers = {503: {"Retry-After": "1"}, 413: {"Connection": "close"}}.get(err.status)
-        return JSONResponse({key: err.message}, err.status, headers=headers)
+        return JSONResponse({key: err.message}, err.status)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
@@ -236,57 +319,39 @@ def create_app(model: ServedModel, workers: int = WORKERS, queue: int = QUEUE) -
         """Liveness and which model is loaded (name, version, source, epoch)."""
         return {"status": "ok", **model.describe()}
 
-    @app.post("/predict")
-    async def predict(request: Request) -> dict:
-        """Classify one digit: a raw image body, a multipart upload (field ``file``), or JSON pixels."""
-        is_json = request.headers.get("content-type", "").startswith("application/json")
-        async with pool.admit():
-            data = await _upload_bytes(request)
-            return await pool.run(_predict_one, model, data, is_json)
-
-    def check_servable(name: str, version: str | None) -> None:
-        if version is not None and not version.isdigit():
-            raise RequestError(400, f"Malformed request: version '{version}' is not a number")
-        if name != tf_serving.MODEL_NAME or (version is not None and int(version) != model.version):
-            wanted = f"Latest({name})" if version is None else f"Specific({name}, {version})"
-            raise RequestError(404, f"Servable not found for request: {wanted}")
-
-    async def tf_predict(request: Request, name: str, version: str | None) -> JSONResponse:
-        check_servable(name, version)
-        async with pool.admit():
-            body = await read_body(request)
-            return await pool.run(_predict_tf_serving, model, body)
-
-    @app.post("/v1/models/{name}:predict", tags=["TensorFlow Serving"])
-    async def tf_serving_predict(name: str, request: Request) -> JSONResponse:
-        """TF Serving predict: ``{"instances": [...]}`` (row) or ``{"inputs": ...}`` (columnar) uint8 digits."""
-        return await tf_predict(request, name, None)
-
-    @app.post("/v1/models/{name}/versions/{version}:predict", tags=["TensorFlow Serving"])
-    async def tf_serving_predict_version(name: str, version: str, request: Request) -> JSONResponse:
-        """TF Serving predict on a given version (this server has one: see ``GET /v1/models/lenet5``)."""
-        return await tf_predict(request, name, version)
-
     @app.get("/v1/models/{name}", tags=["TensorFlow Serving"])
     @app.get("/v1/models/{name}/versions/{version}", tags=["TensorFlow Serving"])
     async def tf_serving_status(name: str, version: str | None = None) -> dict:
         """TF Serving model status (of one version): the loaded version, AVAILABLE."""
-        check_servable(name, version)
+        service.check_servable(name, version)
         return tf_serving.model_status(model.version)
 
     @app.get("/v1/models/{name}/metadata", tags=["TensorFlow Serving"])
     @app.get("/v1/models/{name}/versions/{version}/metadata", tags=["TensorFlow Serving"])
     async def tf_serving_metadata(name: str, version: str | None = None) -> dict:
-        """TF Serving model metadata (of one version): the ``serving_default`` signature."""
-        check_servable(name, version)
+        """TF Serving model metadata (of one version): the ``serving_default`` and ``predict_images`` signatures."""
+        service.check_servable(name, version)
         return tf_serving.model_metadata(model.version)
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST"], include_in_schema=False)
     async def tf_serving_unknown(path: str, request: Request) -> None:
-        raise RequestError(400, f"Malformed request: {request.method} /v1/{path} (this server implements status, "
-                                "metadata and :predict of model lenet5)")
+        raise RequestError(400, f"Malformed request: {request.method} /v1/{path[:200]} (this server implements "
+                                "status, metadata and :predict of model lenet5)")
 
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema["paths"].update(_PREDICT_ROUTES_DOC)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
+
+
+def create_app(model: ServedModel, options: ServerOptions = ServerOptions()) -> ServingApp:
+    """The ASGI application around an already loaded ``model`` (see the module docstring for the limits)."""
+    return ServingApp(model, options)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -311,13 +376,16 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(checkpoint: str | None, saved_model: str | None, host: str, port: int,
-          ready: Callable[[str], None] = lambda url: None, tta: bool = False) -> None:
+          ready: Callable[[str], None] = lambda url: None, tta: bool = False,
+          options: ServerOptions = ServerOptions()) -> None:
     """Binds ``host:port``, loads the model once, then serves until interrupted.
 
     ``ready(url)`` is called once the model is loaded and the server accepts connections. A taken port or a
     model that fails to load raises a :class:`LeNetError` before that.
     """
     import uvicorn
+
+    from lenet_tf.serving.connections import header_deadline_protocol
 
     sock = listening_socket(host, port)  # first: a taken port fails before seconds of model loading
     try:
@@ -333,6 +401,10 @@ def serve(checkpoint: str | None, saved_model: str | None, host: str, port: int,
 
         # PIL warns about pictures it still opens; the server refuses those (413) under its lower pixel limit.
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-        Server(uvicorn.Config(create_app(model), log_level="warning")).run(sockets=[sock])
+        config = uvicorn.Config(
+            create_app(model, options), http=header_deadline_protocol(options.header_timeout),
+            loop="uvloop" if find_spec("uvloop") else "asyncio", lifespan="off", log_level="warning",
+            timeout_keep_alive=options.keep_alive_timeout, limit_concurrency=options.max_connections)
+        Server(config).run(sockets=[sock])
     finally:
         sock.close()

@@ -5,6 +5,7 @@ import asyncio
 import http.client
 import io
 import queue
+import select
 import shutil
 import signal
 import socket
@@ -22,7 +23,9 @@ fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not instal
 from fastapi.testclient import TestClient  # noqa: E402
 
 from lenet_tf.cli.commands import main  # noqa: E402
-from lenet_tf.serving.server import MAX_UPLOAD_BYTES, ServedModel, checkpoint_model, create_app  # noqa: E402
+from lenet_tf.serving.batching import BatchingOptions  # noqa: E402
+from lenet_tf.serving.server import (MAX_UPLOAD_BYTES, ServedModel, ServerOptions, checkpoint_model,  # noqa: E402
+                                     create_app)
 
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 LONG_INTEGER = b"9" * 400
@@ -71,7 +74,8 @@ def test_rendered_mnist_digits_are_predicted(client, real_model_dir, real_mnist)
 
 
 @pytest.mark.parametrize("kwargs, status, message", [
-    ({"content": b"definitely not a picture", "headers": {"Content-Type": "image/png"}}, 415, "not an image"),
+    ({"content": b"definitely not a picture", "headers": {"Content-Type": "image/png"}}, 415,
+     "not a readable image (unknown format"),
     ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "empty upload"),
     ({"json": {"pixels": [[0, 1], [2, 3]]}}, 422, "28x28"),
     ({"json": {"pixel": []}}, 422, "expected JSON"),
@@ -90,6 +94,67 @@ def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(client, kwargs,
     response = client.post("/predict", **kwargs)
     assert response.status_code == status and message in response.json()["detail"]
     assert client.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("method, path", [
+    ("post", "/v1/models/lenet5/versions/%C2%B2:predict"),  # a Unicode digit: str.isdigit() says yes
+    ("get", "/v1/models/lenet5/versions/%C2%B2"),
+    ("get", "/v1/models/lenet5/versions/%C2%B2/metadata"),
+    ("post", "/v1/models/lenet5/versions/" + "9" * 5000 + ":predict"),  # beyond int()'s 4300 digits
+    ("get", "/v1/models/lenet5/versions/" + "9" * 5000),
+    ("get", "/v1/models/lenet5/versions/-1/metadata"),
+])
+def test_a_version_that_is_not_a_number_gets_400_json(client, method, path):
+    response = getattr(client, method)(path, **({"json": {"instances": [[[0] * 28] * 28]}} if method == "post"
+                                                  else {}))
+    assert response.status_code == 400 and "is not a number" in response.json()["error"]
+    assert len(response.json()["error"]) < 120
+
+
+DIGIT_ONE = np.pad(np.full((10, 4), 255), ((9, 9), (12, 12)))
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b'{"pixels": ' + str((DIGIT_ONE * 1.2e36).tolist()).encode() + b"}", "grey levels 0..255, got 0..3.06e+38"),
+    (b'{"pixels": ' + str((DIGIT_ONE * -1.2e36).tolist()).encode() + b"}", "got -3.06e+38.."),
+    (b'{"pixels": ' + str(DIGIT_ONE.tolist()).replace("255", "NaN", 1).encode() + b"}",
+     "finite numbers: NaN or Infinity found"),
+], ids=["3e38", "-3e38", "NaN"])
+def test_pixels_out_of_range_or_not_finite_get_400_with_their_own_message(client, raw, message):
+    response = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and message in response.json()["detail"]
+
+
+def test_media_types_are_case_insensitive(client):
+    import json as json_module
+
+    digit = json_module.dumps({"pixels": DIGIT_ONE.tolist()})
+    expected = client.post("/predict", content=digit, headers={"Content-Type": "application/json"}).json()
+    response = client.post("/predict", content=digit, headers={"Content-Type": "Application/JSON; Charset=UTF-8"})
+    assert response.status_code == 200 and response.json() == expected
+    body = png_bytes(DIGIT_ONE.astype(np.uint8))
+    expected = client.post("/predict", files={"file": ("d.png", body, "image/png")}).json()
+    form = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + body + b"\r\n--XyZ--\r\n")
+    response = client.post("/predict", content=form, headers={"Content-Type": "Multipart/Form-Data; boundary=XyZ"})
+    assert response.status_code == 200 and response.json() == expected
+
+
+def test_unreadable_pictures_say_why_as_the_cli_does(client, tmp_path):
+    from lenet_tf.core.errors import DataError
+    from lenet_tf.data.images import load_grayscale
+
+    whole = png_bytes(DIGIT_ONE.astype(np.uint8))
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><path d="M14 4v20"/></svg>'
+    for name, data, reason in [("cut.png", whole[:len(whole) * 2 // 3], "image file is truncated"),
+                               ("one.svg", svg, "unknown format")]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError) as cli_error:
+            load_grayscale(tmp_path / name)
+        response = client.post("/predict", content=data, headers={"Content-Type": "image/png"})
+        detail = response.json()["detail"]
+        assert response.status_code == 415 and reason in detail and "<_io" not in detail
+        assert detail.removeprefix("upload: ") == str(cli_error.value).removeprefix(f"{tmp_path / name}: ")
 
 
 def asgi_post(app, path: str, chunk_bytes: int, chunks: int) -> tuple[int, int]:
@@ -141,26 +206,32 @@ def in_thread(call, *args, **kwargs) -> tuple[threading.Thread, list]:
     return thread, result
 
 
-def test_classification_runs_off_the_event_loop_with_one_queued_request_then_503():
+def test_concurrent_requests_of_both_apis_share_one_model_call_and_the_queue_is_bounded():
     model, release, entered = blocking_model()
     digit = {"pixels": np.pad(np.full((10, 4), 255), ((9, 9), (12, 12))).tolist()}
-    with TestClient(create_app(model, workers=1, queue=1)) as client:
+    options = ServerOptions(BatchingOptions(max_batch_size=3, max_enqueued_batches=1))
+    app = create_app(model, options)
+    with TestClient(app) as client:
         first, first_result = in_thread(client.post, "/predict", json=digit)
         assert entered.acquire(timeout=30), "the first request reached the classifier"
-        second, second_result = in_thread(client.post, "/v1/models/lenet5:predict",
-                                          json={"instances": [[[0] * 28] * 28]})
-        time.sleep(0.3)  # let the second request take its place in the queue
+        waiting = [in_thread(client.post, "/predict", json=digit),
+                   in_thread(client.post, "/v1/models/lenet5:predict", json={"instances": [[[0] * 28] * 28] * 2})]
+        deadline = time.monotonic() + 10
+        while app.service.batcher.queued < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
         health, health_result = in_thread(client.get, "/health")
         health.join(timeout=10)
-        assert health_result and health_result[0].status_code == 200, "the event loop answers while a worker is busy"
-        busy = client.post("/predict", json=digit)
-        assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and "busy" in busy.json()["detail"]
-        assert not entered.acquire(timeout=0.2), "the queued request waits for the only worker"
+        assert health_result and health_result[0].status_code == 200, "the event loop answers while the model works"
+        busy = client.post("/v1/models/lenet5:predict", json={"instances": [[[0] * 28] * 28]})
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
+        assert not entered.acquire(timeout=0.2), "the queued requests wait for the running batch"
         release.set()
-        first.join(timeout=30)
-        second.join(timeout=30)
+        for thread, _ in [(first, None), *waiting]:
+            thread.join(timeout=30)
+    assert app.service.batcher.batches == 2, "the three queued digits ran in one call"
     assert first_result[0].status_code == 200 and first_result[0].json()["probability"] == pytest.approx(0.1)
-    assert second_result[0].status_code == 200 and second_result[0].json()["predictions"][0]["classes"] == 0
+    assert waiting[0][1][0].status_code == 200 and waiting[0][1][0].json()["probability"] == pytest.approx(0.1)
+    assert [p["classes"] for p in waiting[1][1][0].json()["predictions"]] == [0, 0]
 
 
 @pytest.fixture
@@ -190,12 +261,17 @@ def test_serve_start_up_errors_are_one_line(cli, real_model_dir, tmp_path):
     assert status == 1 and len(err) == 1 and err[0].startswith("lenet-tf: error: ")  # no "serving on" line
 
 
+SERVER_TIMEOUTS = {"--header-timeout": 1.0, "--body-timeout": 1.0, "--body-min-rate": 2000}
+
+
 @pytest.fixture(scope="module")
-def server(real_model_dir):
-    """A real ``lenet-tf serve`` on a free port; yields its URL once it printed "serving on"."""
+def served(real_model_dir):
+    """A real ``lenet-tf serve`` on a free port with one-second deadlines; yields its URL once it printed
+    "serving on", and the list of the lines it writes on stderr afterwards."""
+    flags = [str(x) for item in SERVER_TIMEOUTS.items() for x in item]
     process = subprocess.Popen([sys.executable, "-m", "lenet_tf", "serve", "--checkpoint", str(real_model_dir[0]),
-                                "--port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lines = queue.Queue()
+                                "--port", "0", *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines, log = queue.Queue(), []
     threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
     deadline = time.monotonic() + 120
     url = None
@@ -209,9 +285,15 @@ def server(real_model_dir):
     if url is None:
         process.kill()
         pytest.fail("the server did not start")
-    yield url
+    threading.Thread(target=lambda: [log.append(lines.get()) for _ in iter(int, 1)], daemon=True).start()
+    yield url, log
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 def test_the_server_is_ready_when_it_says_so_and_cuts_off_oversized_chunked_uploads(server):
@@ -239,6 +321,94 @@ def test_the_server_is_ready_when_it_says_so_and_cuts_off_oversized_chunked_uplo
     else:
         assert response.status == 413 and b"too large" in response.read()
     assert httpx.get(server + "/health", timeout=5).status_code == 200
+
+
+def raw_exchange(url: str, data: bytes, pace: float = 0.0, timeout: float = 10.0) -> tuple[bytes, float]:
+    """Sends ``data`` to the server (a byte every ``pace`` seconds when given), then reads until the server
+    closes the connection; returns what it answered and when it closed (seconds after connecting)."""
+    host, port = url.removeprefix("http://").split(":")
+    began = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        try:
+            if pace:
+                for byte in data:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(pace)
+            else:
+                sock.sendall(data)
+        except OSError:
+            pass  # closed by the server while we were still sending
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    return answer, time.monotonic() - began
+
+
+def test_slow_bodies_and_headers_get_408_and_are_cut_off_while_others_are_served(server):
+    import httpx
+
+    slow_body = (b"POST /v1/models/lenet5:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 5000\r\n\r\n" + b" " * 5000)
+    header_prefix_len = slow_body.index(b"\r\n\r\n") + 4
+    results = []
+
+    # 18 clients send their body at 20 bytes/s (below the 2000 bytes/s minimum), 2 stop half-way through headers
+    def body_trickler():
+        host, port = server.removeprefix("http://").split(":")
+        began = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(slow_body[:header_prefix_len])
+            answer = b""
+            for _ in range(200):  # 20 bytes/s for at most 10 s, until the server answers
+                sock.sendall(b" ")
+                if select.select([sock], [], [], 0.05)[0]:
+                    break
+            try:
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            except OSError:
+                pass
+        results.append(("body", answer, time.monotonic() - began))
+
+    def header_staller():
+        answer, seconds = raw_exchange(server, b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+        results.append(("header", answer, seconds))
+
+    threads = [threading.Thread(target=body_trickler) for _ in range(18)]
+    threads += [threading.Thread(target=header_staller) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    for _ in range(5):  # everybody else is served meanwhile
+        began = time.monotonic()
+        answer = httpx.post(server + "/v1/models/lenet5:predict", json={"instances": [DIGIT_ONE.tolist()]},
+                            timeout=5)
+        assert answer.status_code == 200 and time.monotonic() - began < 2
+    for thread in threads:
+        thread.join(timeout=20)
+    assert len(results) == 20
+    for kind, answer, seconds in results:
+        assert answer.startswith(b"HTTP/1.1 408"), (kind, answer[:200])
+        assert b"too slow" in answer and 0.9 < seconds < 5, (kind, seconds)  # then the connection was closed
+
+
+def test_a_client_that_hangs_up_mid_upload_leaves_no_traceback(served):
+    url, log = served
+    host, port = url.removeprefix("http://").split(":")
+    before = len(log)
+    for path in ("/predict", "/v1/models/lenet5:predict"):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                         "Content-Length: 100000\r\n\r\n".encode() + b"0" * 1000)
+            time.sleep(0.2)
+    import httpx
+
+    assert httpx.get(url + "/health", timeout=5).status_code == 200
+    time.sleep(0.3)
+    assert log[before:] == [], "the server wrote nothing about clients that left"
 
 
 def chrome_driver():
@@ -311,3 +481,29 @@ def test_a_multi_frame_upload_is_read_by_its_first_frame_and_served_with_tta(rea
     still = served.post("/predict", json={"pixels": digits[0].tolist()}).json()
     assert "note" not in still
     np.testing.assert_allclose(still["probabilities"], expected, atol=1e-3)
+
+
+def test_an_answer_to_a_wiped_drawing_is_never_shown(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = chrome_driver()
+    try:
+        browser.get(server + "/")
+        # A slow network: every answer arrives 600 ms after its request, so Clear always comes first.
+        browser.execute_script("const send = window.fetch; window.fetch = (...args) => "
+                               "new Promise((done) => setTimeout(done, 600)).then(() => send(...args));")
+        pad = browser.find_element(By.ID, "pad")
+        digit = browser.find_element(By.ID, "digit")
+        seven = [[(60, 50), (220, 50), (120, 240)]]
+        for _ in range(3):
+            draw(browser, pad, seven)
+            browser.find_element(By.ID, "clear").click()
+            time.sleep(1.2)  # the answer to the wiped 7 has arrived by now
+            assert digit.text == "–" and not browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
+            assert browser.find_element(By.ID, "status").text == ""
+        # The drawing on the canvas still gets its answers (first those sent while the stroke was drawn).
+        draw(browser, pad, [[(140, 40 + 10 * k) for k in range(21)]])
+        WebDriverWait(browser, 30).until(lambda b: digit.text == "1")
+    finally:
+        browser.quit()

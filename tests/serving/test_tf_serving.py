@@ -141,8 +141,12 @@ BLANK = [[0] * 28] * 28
     ({"images": [BLANK]}, "Missing 'inputs' or 'instances' key"),
     ({"instances": []}, "No values in 'instances' array"),
     ({"instances": BLANK[0][0]}, "Expecting 'instances' to be a list"),
-    ({"instances": [BLANK], "signature_name": "predict_images"},
-     'Serving signature name: "predict_images" not found in signature def'),
+    ({"instances": [BLANK], "signature_name": "classify"},
+     'Serving signature name: "classify" not found in signature def'),
+    ({"instances": [[[1, True] + [0] * 26] + BLANK[1:]]}, "got booleans"),  # true is no uint8, even among integers
+    ({"instances": [BLANK], "signature_name": "predict_images"}, 'is not {"b64": "<base64>"}'),
+    ({"instances": [{"b64": "not base64!"}], "signature_name": "predict_images"}, "not valid base64"),
+    ({"instances": [{"b64": "aGVsbG8="}], "signature_name": "predict_images"}, "image 0: not a readable image"),
     ({"instances": [BLANK], "signature_name": 3}, "'signature_name' key must be a string"),
     ({"instances": [{"images": BLANK}, BLANK]}, "Expecting object but got value/list at item 1"),
     ({"instances": [{"image": BLANK}]}, "the signature's only input is 'images'"),
@@ -182,3 +186,35 @@ def test_floats_are_written_as_tensorflow_serving_writes_them():
     assert np.array_equal(np.array(row["predictions"][0]["probabilities"], np.float32), probabilities[0])
     columnar = predict_response(np.vstack([probabilities, probabilities[:, ::-1]]), columnar=True)
     assert columnar["outputs"]["classes"] == [2, 7] and len(columnar["outputs"]["probabilities"]) == 2
+
+
+def test_predict_images_gives_what_lenet_tf_predict_gives(client, exported, real_model_dir, real_mnist, tmp_path):
+    """PNG files of real MNIST test digits: `predict_images` in serve (preparation beside the graph, the CLI's own
+    code) and in the exported SavedModel (preparation in the graph) against `lenet-tf predict` on the same files."""
+    import base64
+
+    from PIL import Image
+
+    from lenet_tf.core.tf import tf
+    from lenet_tf.serving.predict import predict_files
+
+    paths = []
+    for k, digit in enumerate(real_mnist.test_images[:24]):
+        paths.append(tmp_path / f"{k:02d}.png")
+        Image.fromarray(255 - digit).resize((84, 84), Image.BICUBIC).save(paths[-1])
+    with TrainedModel(real_model_dir[0]) as model:
+        cli = predict_files(paths, model)
+    pictures = [path.read_bytes() for path in paths]
+    response = client.post("/v1/models/lenet5:predict", json={
+        "signature_name": "predict_images", "instances": [{"b64": base64.b64encode(p).decode()} for p in pictures]})
+    assert response.status_code == 200, response.text
+    served = response.json()["predictions"]
+    assert [p["classes"] for p in served] == [r.digit for r in cli]
+    np.testing.assert_allclose([max(p["probabilities"]) for p in served], [r.probability for r in cli], rtol=1e-5)
+    columnar = client.post("/v1/models/lenet5:predict", json={
+        "signature_name": "predict_images", "inputs": {"images": [{"b64": base64.b64encode(pictures[0]).decode()}]}})
+    assert columnar.json()["outputs"]["classes"] == [cli[0].digit]
+    signature = tf.saved_model.load(str(exported / "lenet5")).signatures["predict_images"]
+    graph = signature(images=tf.constant(pictures))
+    assert graph["classes"].numpy().tolist() == [r.digit for r in cli]
+    np.testing.assert_allclose(graph["probabilities"].numpy().max(axis=1), [r.probability for r in cli], atol=0.02)

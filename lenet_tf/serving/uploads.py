@@ -1,0 +1,81 @@
+"""Turning an uploaded body into an MNIST digit, exactly as ``lenet-tf predict`` prepares a file.
+
+``POST /predict`` takes a raw image body, a multipart form whose ``file`` field is the image, or JSON
+``{"pixels": [[28 grey levels] x 28]}``; ``predict_images`` takes encoded pictures. These functions block (PIL and
+NumPy work): the server runs them in its thread pool, never on the event loop. Each refusal is a
+:class:`~lenet_tf.serving.bodies.RequestError` with one message per cause.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from lenet_tf.core.errors import LeNetError
+from lenet_tf.data.images import ImageTooLarge, decode_picture, to_mnist
+from lenet_tf.serving.bodies import RequestError
+
+_EXPECTED_JSON = 'expected JSON {"pixels": [[28 numbers] x 28]} with grey levels 0..255'
+
+
+def image_digit(data: bytes, name: str = "upload") -> np.ndarray:
+    """An encoded picture as a uint8 MNIST digit [28, 28] (decode, then :func:`to_mnist`)."""
+    return image_upload(data, name)[0]
+
+
+def image_upload(data: bytes, name: str = "upload") -> tuple[np.ndarray, str | None]:
+    """An encoded picture as a uint8 MNIST digit [28, 28] and the picture's note (e.g. "3 frames: read the
+    first"), else ``None``."""
+    if not data:
+        raise RequestError(400, f"empty {name}: send a PNG or JPEG image")
+    try:
+        picture = decode_picture(io.BytesIO(data), name)
+    except ImageTooLarge as err:
+        raise RequestError(413, str(err)) from None
+    except LeNetError as err:  # "upload: not a readable image (image file is truncated ...)", as the CLI says
+        raise RequestError(415, str(err)) from None
+    return _prepare(picture.gray, name), picture.note
+
+
+def pixels_digit(data: bytes) -> np.ndarray:
+    """JSON ``{"pixels": [[...] x 28]}`` grey levels as a uint8 MNIST digit [28, 28]."""
+    try:
+        pixels = np.asarray(json.loads(data)["pixels"], dtype=np.float64)
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+        raise RequestError(422, _EXPECTED_JSON) from None
+    if pixels.shape != (28, 28):
+        raise RequestError(422, f"pixels must be a 28x28 array, got shape {list(pixels.shape)}")
+    if not np.isfinite(pixels).all():
+        raise RequestError(400, "pixels must be finite numbers: NaN or Infinity found")
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise RequestError(400, f"pixels must be grey levels 0..255, got {pixels.min():g}..{pixels.max():g}")
+    return _prepare(pixels.astype(np.float32), "pixels")
+
+
+def multipart_file(content_type: str, body: bytes) -> bytes:
+    """The ``file`` field of a multipart form body."""
+    from python_multipart import parse_form
+    from python_multipart.exceptions import FormParserError
+
+    files: dict[bytes, bytes] = {}
+
+    def on_file(upload) -> None:
+        upload.file_object.seek(0)
+        files[upload.field_name] = upload.file_object.read()
+
+    try:
+        parse_form({"Content-Type": content_type.encode("latin-1")}, io.BytesIO(body), lambda field: None, on_file)
+    except (FormParserError, ValueError) as err:
+        raise RequestError(400, f"bad multipart body ({err})") from None
+    if b"file" not in files:
+        raise RequestError(400, "multipart upload needs a file field named 'file'")
+    return files[b"file"]
+
+
+def _prepare(gray: np.ndarray, name: str) -> np.ndarray:
+    try:
+        return to_mnist(gray, name)
+    except LeNetError as err:
+        raise RequestError(422, str(err).removeprefix(f"{name}: ")) from None
