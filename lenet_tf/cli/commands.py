@@ -79,6 +79,18 @@ def _add_train_parser(commands) -> None:
                    help="with --augment, raise pixel values to exp(u), u uniform in [-G, G] (default: 0, off)")
     p.add_argument("--paper", type=RANGES["paper"].parse, metavar="LEVEL",
                    help="with --augment, grey paper up to LEVEL (0..1) inside each digit's box (default: 0, off)")
+    styles = p.add_argument_group("style options (lenet_tf.training.styles; off in the clean epochs)")
+    styles.add_argument("--aspect", type=RANGES["aspect"].parse, metavar="A",
+                        help="with --augment, scale each digit's width by exp(u), u uniform in [-A, A] (default: 0, off)")
+    styles.add_argument("--fill-box", type=RANGES["fill_box"].parse, metavar="P",
+                        help="stretch this share of the digits to fill a square box, as scanners that do not keep "
+                             "the aspect ratio do (default: 0, off)")
+    styles.add_argument("--restroke", type=RANGES["restroke"].parse, metavar="P",
+                        help="redraw this share of the digits along their skeleton with a random round pen "
+                             "(skeletons cached once; default: 0, off)")
+    styles.add_argument("--synthetic", type=RANGES["synthetic"].parse, metavar="P",
+                        help="replace this share of each batch by synthetic digits of styles MNIST lacks "
+                             "(TrueType fonts, stroke templates; cached once; default: 0, off)")
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
                    help="batch-normalise the hidden layers (default: off)")
     p.add_argument("--dropout", type=RANGES["dropout"].parse, help="drop rate on the fully connected layers (default: 0)")
@@ -212,7 +224,8 @@ def _train_config(args):
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
              "augment_strength", "clean_epochs", "elastic_alpha", "elastic_sigma", "label_smoothing",
-             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper", "seed")
+             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper", "aspect", "fill_box",
+             "restroke", "synthetic", "seed")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
                    "init_stddev": args.init_stddev}
