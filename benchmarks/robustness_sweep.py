@@ -35,6 +35,12 @@ RECIPES = {
     "aug10-gamma": ["--augment", "--gamma", "0.5"],
     "aug10-paper": ["--augment", "--paper", "0.2"],
     "bn": ["--batch-norm"],
+    # style options (issue 21), 10 epochs, each on top of --augment, then all together
+    "aug10-aspect": ["--augment", "--aspect", "0.3"],
+    "aug10-fillbox": ["--augment", "--fill-box", "0.15"],
+    "aug10-restroke": ["--augment", "--restroke", "0.3"],
+    "aug10-synth": ["--augment", "--synthetic", "0.1"],
+    "aug10-styles": ["--augment", "--aspect", "0.3", "--fill-box", "0.15", "--restroke", "0.3", "--synthetic", "0.1"],
     # 30 epochs
     # (the previous preset best, before the capture distortions; the runs kept these explicit flags)
     "best-old": BEST_OLD,
