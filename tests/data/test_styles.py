@@ -3,19 +3,11 @@
 import numpy as np
 import pytest
 
-from lenet_tf.core.tf import tf, tf1
 from lenet_tf.data.augment import augment_images, fill_box
 from lenet_tf.data.strokes import DISTANCE_UNIT, restroke, skeleton_distances
 from lenet_tf.data.synthetic import TEMPLATES, font_files, synthetic_digits, template_digit
+from graph_run import run
 from synthetic import make_digits
-
-
-def run(build, *feeds):
-    with tf.Graph().as_default() as graph:
-        placeholders = [tf1.placeholder(tf.as_dtype(np.asarray(f).dtype), np.shape(f)) for f in feeds]
-        output = build(*placeholders)
-        with tf1.Session(graph=graph) as session:
-            return session.run(output, dict(zip(placeholders, feeds)))
 
 
 def bar(count=4):
