@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lenet_tf.core.tf import tf, tf1
+from lenet_tf.core.tf import tf
 from lenet_tf.data.augment import (augment_images, bilinear_sample, capture_distort, dilate, elastic_field, erode,
                               gaussian_blur, gaussian_matrix, ink_box, low_resolution)
 from graph_run import run
