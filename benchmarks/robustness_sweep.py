@@ -41,6 +41,8 @@ RECIPES = {
     "aug10-restroke": ["--augment", "--restroke", "0.3"],
     "aug10-synth": ["--augment", "--synthetic", "0.1"],
     "aug10-styles": ["--augment", "--aspect", "0.3", "--fill-box", "0.15", "--restroke", "0.3", "--synthetic", "0.1"],
+    "aug10-styles-cap": ["--augment", *CAPTURE_MILD, "--aspect", "0.3", "--fill-box", "0.15", "--restroke", "0.5",
+                         "--synthetic", "0.2"],
     # 30 epochs
     # (the previous preset best, before the capture distortions; the runs kept these explicit flags)
     "best-old": BEST_OLD,
