@@ -20,6 +20,7 @@ import numpy as np
 
 CAPTURE = ["--pen-width", "1", "--blur", "1", "--low-res", "0.5", "--gamma", "0.5", "--paper", "0.2"]
 CAPTURE_MILD = ["--pen-width", "0.5", "--blur", "0.7", "--low-res", "0.25", "--gamma", "0.3", "--paper", "0.1"]
+STYLES = ["--aspect", "0.3", "--fill-box", "0.15", "--restroke", "0.3", "--synthetic", "0.1"]
 # The previous --preset best (30 epochs, augmentation, last 10 clean, batch norm, dropout 0.3, lr 3e-3).
 BEST_OLD = ["--augment", "--clean-epochs", "10", "--batch-norm", "--dropout", "0.3", "--lr", "0.003", "--epochs", "30"]
 RECIPES = {
@@ -40,7 +41,12 @@ RECIPES = {
     "aug10-fillbox": ["--augment", "--fill-box", "0.15"],
     "aug10-restroke": ["--augment", "--restroke", "0.3"],
     "aug10-synth": ["--augment", "--synthetic", "0.1"],
-    "aug10-styles": ["--augment", "--aspect", "0.3", "--fill-box", "0.15", "--restroke", "0.3", "--synthetic", "0.1"],
+    "aug10-styles": ["--augment", *STYLES],
+    # the preset re-chosen for <= 120 s: the capture recipe and the styles in 12 or 15 epochs (3 or 4 clean)
+    "robust12-styles": ["--augment", "--clean-epochs", "3", "--batch-norm", "--dropout", "0.3", "--lr", "0.003",
+                        "--epochs", "12", *CAPTURE_MILD, "--pen-width", "1", *STYLES],
+    "robust15-styles": ["--augment", "--clean-epochs", "4", "--batch-norm", "--dropout", "0.3", "--lr", "0.003",
+                        "--epochs", "15", *CAPTURE_MILD, "--pen-width", "1", *STYLES],
     "aug10-styles-cap": ["--augment", *CAPTURE_MILD, "--aspect", "0.3", "--fill-box", "0.15", "--restroke", "0.5",
                          "--synthetic", "0.2"],
     # 30 epochs
