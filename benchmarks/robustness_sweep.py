@@ -3,7 +3,7 @@
     python benchmarks/robustness_sweep.py --out /work/results-robust RECIPE:SEED ...   # train + evaluate
     python benchmarks/robustness_sweep.py --out /work/results-robust --table            # markdown summary
 
-Each run trains in its own process into OUT/RECIPE-sSEED (skipped when already complete), then writes
+Each recipe's flags apply to --preset plain unless they name a preset. Each run trains in its own process into OUT/RECIPE-sSEED (skipped when already complete), then writes
 OUT/RECIPE-sSEED/robustness-valid.json (the run's validation digits: the numbers options are chosen on) and
 robustness-test.json (MNIST test, load_digits, test-side shifts: reported, never chosen on).
 """
@@ -26,6 +26,8 @@ BEST_OLD = ["--augment", "--clean-epochs", "10", "--batch-norm", "--dropout", "0
 RECIPES = {
     # 10-epoch screening (seed 0)
     "plain": [],
+    "default": ["--preset", "default"],  # what `lenet-tf train` trains (= aug10-styles)
+    "robust": ["--preset", "robust"],
     "aug10": ["--augment"],
     "aug10-cap": ["--augment", *CAPTURE],
     "aug10-cap-bn": ["--augment", *CAPTURE, "--batch-norm", "--dropout", "0.3", "--lr", "0.003"],
@@ -66,8 +68,9 @@ def run(recipe: str, seed: int, out: Path) -> Path:
     folder = out / f"{recipe}-s{seed}"
     record = folder / "run.json"
     if not (record.exists() and json.loads(record.read_text()).get("complete")):
+        flags = RECIPES[recipe] if "--preset" in RECIPES[recipe] else ["--preset", "plain", *RECIPES[recipe]]
         args = [sys.executable, "-m", "lenet_tf", "train", "--no-progress", "--json", "--seed", str(seed),
-                "--out", str(folder), *RECIPES[recipe]]
+                "--out", str(folder), *flags]
         with open(out / f"{recipe}-s{seed}.log", "w") as log:
             subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=True)
     from lenet_tf.evaluation.evaluate import evaluate_robustness

@@ -212,6 +212,9 @@ def train_worker(
     config.validate()
     if config.weight_averaging:
         raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
+    if config.styles:
+        raise ConfigError("--fill-box, --restroke and --synthetic are not available in distributed training; "
+                          "set them to 0 (or pass --preset plain)")
     out, previous = Path(out_dir), None
     if role.is_chief:
         out, previous = checkpoint.prepare_output_dir(out_dir, overwrite=overwrite)
