@@ -41,3 +41,17 @@ def test_flags_set_the_style_fields():
     assert (config.aspect, config.fill_box, config.restroke, config.synthetic) == (0.2, 0.1, 0.3, 0.15)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--synthetic", "2"])
+
+
+def test_the_command_line_default_is_robust_and_distributed_training_refuses_what_it_lacks(tmp_path):
+    from lenet_tf.training.cluster import parse_role, train_worker
+    from lenet_tf.training.presets import command_line_preset
+
+    default = TrainConfig(**command_line_preset(None))
+    assert default.augment and default.styles and TrainConfig(**command_line_preset("plain")) == TrainConfig()
+    distributed = TrainConfig(**command_line_preset(None, distributed=True))
+    assert distributed.augment and distributed.aspect and not distributed.styles
+    role = parse_role('{"ps": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}', "worker", 0)
+    with pytest.raises(ConfigError, match="--synthetic are not available in distributed training"):
+        train_worker(default, role, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
