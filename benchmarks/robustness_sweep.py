@@ -26,7 +26,7 @@ BEST_OLD = ["--augment", "--clean-epochs", "10", "--batch-norm", "--dropout", "0
 RECIPES = {
     # 10-epoch screening (seed 0)
     "plain": [],
-    "default": ["--preset", "default"],  # what `lenet-tf train` trains (= aug10-styles)
+    "default": ["--preset", "default"],  # what `lenet-tf train` trains
     "robust": ["--preset", "robust"],
     "aug10": ["--augment"],
     "aug10-cap": ["--augment", *CAPTURE],
@@ -44,6 +44,7 @@ RECIPES = {
     "aug10-restroke": ["--augment", "--restroke", "0.3"],
     "aug10-synth": ["--augment", "--synthetic", "0.1"],
     "aug10-styles": ["--augment", *STYLES],
+    "aug10-styles-nofill": ["--augment", *STYLES, "--fill-box", "0"],  # = --preset default
     # the preset re-chosen for <= 120 s: the capture recipe and the styles in 12 or 15 epochs (3 or 4 clean)
     "robust12-styles": ["--augment", "--clean-epochs", "3", "--batch-norm", "--dropout", "0.3", "--lr", "0.003",
                         "--epochs", "12", *CAPTURE_MILD, "--pen-width", "1", *STYLES],

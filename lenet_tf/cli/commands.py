@@ -86,7 +86,7 @@ def _add_train_parser(commands) -> None:
                         help="with --augment, scale each digit's width by exp(u), u uniform in [-A, A] (default preset: 0.3)")
     styles.add_argument("--fill-box", type=RANGES["fill_box"].parse, metavar="P",
                         help="stretch this share of the digits to fill a square box, as scanners that do not keep "
-                             "the aspect ratio do (default preset: 0.15)")
+                             "the aspect ratio do (default: 0, off)")
     styles.add_argument("--restroke", type=RANGES["restroke"].parse, metavar="P",
                         help="redraw this share of the digits along their skeleton with a random round pen "
                              "(skeletons cached once; default preset: 0.3)")
