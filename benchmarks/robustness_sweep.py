@@ -45,9 +45,10 @@ RECIPES = {
     "aug10-synth": ["--augment", "--synthetic", "0.1"],
     "aug10-styles": ["--augment", *STYLES],
     "aug10-styles-nofill": ["--augment", *STYLES, "--fill-box", "0"],  # = --preset default
-    # the preset re-chosen for <= 120 s: the capture recipe and the styles in 12 or 15 epochs (3 or 4 clean)
+    # the preset re-chosen for <= 120 s: the capture recipe and the styles in 12 epochs, 3 clean (= --preset robust)
     "robust12-styles": ["--augment", "--clean-epochs", "3", "--batch-norm", "--dropout", "0.3", "--lr", "0.003",
                         "--epochs", "12", *CAPTURE_MILD, "--pen-width", "1", *STYLES],
+    "robust-nofill": ["--preset", "robust", "--fill-box", "0"],
     "robust15-styles": ["--augment", "--clean-epochs", "4", "--batch-norm", "--dropout", "0.3", "--lr", "0.003",
                         "--epochs", "15", *CAPTURE_MILD, "--pen-width", "1", *STYLES],
     "aug10-styles-cap": ["--augment", *CAPTURE_MILD, "--aspect", "0.3", "--fill-box", "0.15", "--restroke", "0.5",

@@ -42,7 +42,9 @@ PRESETS: dict[str, dict] = {
     "best": {**_CAPTURE_RECIPE, "epochs": 30},
     # For predict/serve users: the capture recipe with the style options in 12 epochs (3 clean), ≤ 120 s on 2
     # cores; chosen on the validation-side suite (docs/robustness.md). Was the capture recipe for 40 epochs.
-    "robust": {**_CAPTURE_RECIPE, **_STYLES, "epochs": 12, "clean_epochs": 3},
+    # With batch norm and the capture distortions, --fill-box 0.15 did not cost load_digits and won on the stretched
+    # digits (97.6% against 94.6%) and the shifts' mean.
+    "robust": {**_CAPTURE_RECIPE, **_STYLES, "fill_box": 0.15, "epochs": 12, "clean_epochs": 3},
 }
 
 
