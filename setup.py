@@ -16,6 +16,7 @@ setup(
         "tensorflow>=2.16,<2.22",
         "numpy>=1.26",
         "scikit-learn>=1.4",
+        "scikit-image>=0.22",
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "pillow>=10.0",

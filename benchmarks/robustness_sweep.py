@@ -3,7 +3,7 @@
     python benchmarks/robustness_sweep.py --out /work/results-robust RECIPE:SEED ...   # train + evaluate
     python benchmarks/robustness_sweep.py --out /work/results-robust --table            # markdown summary
 
-Each run trains in its own process into OUT/RECIPE-sSEED (skipped when already complete), then writes
+Each recipe's flags apply to --preset plain unless they name a preset. Each run trains in its own process into OUT/RECIPE-sSEED (skipped when already complete), then writes
 OUT/RECIPE-sSEED/robustness-valid.json (the run's validation digits: the numbers options are chosen on) and
 robustness-test.json (MNIST test, load_digits, test-side shifts: reported, never chosen on).
 """
@@ -20,11 +20,14 @@ import numpy as np
 
 CAPTURE = ["--pen-width", "1", "--blur", "1", "--low-res", "0.5", "--gamma", "0.5", "--paper", "0.2"]
 CAPTURE_MILD = ["--pen-width", "0.5", "--blur", "0.7", "--low-res", "0.25", "--gamma", "0.3", "--paper", "0.1"]
+STYLES = ["--aspect", "0.3", "--fill-box", "0.15", "--restroke", "0.3", "--synthetic", "0.1"]
 # The previous --preset best (30 epochs, augmentation, last 10 clean, batch norm, dropout 0.3, lr 3e-3).
 BEST_OLD = ["--augment", "--clean-epochs", "10", "--batch-norm", "--dropout", "0.3", "--lr", "0.003", "--epochs", "30"]
 RECIPES = {
     # 10-epoch screening (seed 0)
     "plain": [],
+    "default": ["--preset", "default"],  # what `lenet-tf train` trains
+    "robust": ["--preset", "robust"],
     "aug10": ["--augment"],
     "aug10-cap": ["--augment", *CAPTURE],
     "aug10-cap-bn": ["--augment", *CAPTURE, "--batch-norm", "--dropout", "0.3", "--lr", "0.003"],
@@ -35,6 +38,21 @@ RECIPES = {
     "aug10-gamma": ["--augment", "--gamma", "0.5"],
     "aug10-paper": ["--augment", "--paper", "0.2"],
     "bn": ["--batch-norm"],
+    # style options (issue 21), 10 epochs, each on top of --augment, then all together
+    "aug10-aspect": ["--augment", "--aspect", "0.3"],
+    "aug10-fillbox": ["--augment", "--fill-box", "0.15"],
+    "aug10-restroke": ["--augment", "--restroke", "0.3"],
+    "aug10-synth": ["--augment", "--synthetic", "0.1"],
+    "aug10-styles": ["--augment", *STYLES],
+    "aug10-styles-nofill": ["--augment", *STYLES, "--fill-box", "0"],  # = --preset default
+    # the preset re-chosen for <= 120 s: the capture recipe and the styles in 12 epochs, 3 clean (= --preset robust)
+    "robust12-styles": ["--augment", "--clean-epochs", "3", "--batch-norm", "--dropout", "0.3", "--lr", "0.003",
+                        "--epochs", "12", *CAPTURE_MILD, "--pen-width", "1", *STYLES],
+    "robust-nofill": ["--preset", "robust", "--fill-box", "0"],
+    "robust15-styles": ["--augment", "--clean-epochs", "4", "--batch-norm", "--dropout", "0.3", "--lr", "0.003",
+                        "--epochs", "15", *CAPTURE_MILD, "--pen-width", "1", *STYLES],
+    "aug10-styles-cap": ["--augment", *CAPTURE_MILD, "--aspect", "0.3", "--fill-box", "0.15", "--restroke", "0.5",
+                         "--synthetic", "0.2"],
     # 30 epochs
     # (the previous preset best, before the capture distortions; the runs kept these explicit flags)
     "best-old": BEST_OLD,
@@ -52,8 +70,9 @@ def run(recipe: str, seed: int, out: Path) -> Path:
     folder = out / f"{recipe}-s{seed}"
     record = folder / "run.json"
     if not (record.exists() and json.loads(record.read_text()).get("complete")):
+        flags = RECIPES[recipe] if "--preset" in RECIPES[recipe] else ["--preset", "plain", *RECIPES[recipe]]
         args = [sys.executable, "-m", "lenet_tf", "train", "--no-progress", "--json", "--seed", str(seed),
-                "--out", str(folder), *RECIPES[recipe]]
+                "--out", str(folder), *flags]
         with open(out / f"{recipe}-s{seed}.log", "w") as log:
             subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=True)
     from lenet_tf.evaluation.evaluate import evaluate_robustness

@@ -56,7 +56,9 @@ def _add_train_parser(commands) -> None:
                             description="Train LeNet-5 on MNIST, keep the best epoch by validation accuracy, "
                                         "and report test accuracy.")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="recipe whose values the flags below override (default: plain)")
+                   help="recipe whose values the flags below override (default: 'default', which is 'plain' with "
+                        "--augment and the style options; in distributed training without --fill-box, --restroke "
+                        "and --synthetic)")
     p.add_argument("--epochs", type=RANGES["epochs"].parse, help="passes over the training set (default: 10)")
     p.add_argument("--batch-size", type=RANGES["batch_size"].parse, help="examples per Adam step (default: 128)")
     p.add_argument("--lr", type=RANGES["learning_rate"].parse, dest="learning_rate", help="Adam learning rate (default: 0.002)")
@@ -70,7 +72,7 @@ def _add_train_parser(commands) -> None:
                    help="validate, checkpoint and test an exponential moving average of the weights with "
                         "this decay per step, e.g. 0.999 (default: 0, off)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random shifts/rotations/shears/zooms in the graph (default: off)")
+                   help="random shifts/rotations/shears/zooms in the graph (default: on, from the 'default' preset)")
     p.add_argument("--augment-strength", type=RANGES["augment_strength"].parse,
                    help="factor on the augmentation's shift/rotation/shear/zoom limits (default: 1)")
     p.add_argument("--clean-epochs", type=RANGES["clean_epochs"].parse, metavar="N",
@@ -93,6 +95,18 @@ def _add_train_parser(commands) -> None:
                    help="with --augment, raise pixel values to exp(u), u uniform in [-G, G] (default: 0, off)")
     p.add_argument("--paper", type=RANGES["paper"].parse, metavar="LEVEL",
                    help="with --augment, grey paper up to LEVEL (0..1) inside each digit's box (default: 0, off)")
+    styles = p.add_argument_group("style options (lenet_tf.training.styles; off in the clean epochs)")
+    styles.add_argument("--aspect", type=RANGES["aspect"].parse, metavar="A",
+                        help="with --augment, scale each digit's width by exp(u), u uniform in [-A, A] (default preset: 0.3)")
+    styles.add_argument("--fill-box", type=RANGES["fill_box"].parse, metavar="P",
+                        help="stretch this share of the digits to fill a square box, as scanners that do not keep "
+                             "the aspect ratio do (default: 0, off)")
+    styles.add_argument("--restroke", type=RANGES["restroke"].parse, metavar="P",
+                        help="redraw this share of the digits along their skeleton with a random round pen "
+                             "(skeletons cached once; default preset: 0.3)")
+    styles.add_argument("--synthetic", type=RANGES["synthetic"].parse, metavar="P",
+                        help="replace this share of each batch by synthetic digits of styles MNIST lacks "
+                             "(TrueType fonts, stroke templates; cached once; default preset: 0.1)")
     p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
                    help="batch-normalise the hidden layers (default: off)")
     p.add_argument("--dropout", type=RANGES["dropout"].parse, help="drop rate on the fully connected layers (default: 0)")
@@ -277,18 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_config(args):
     """The run's configuration: the preset with the explicit flags, or with --resume the stored one with them."""
-    from lenet_tf.training.presets import preset_config, with_preset
-    from lenet_tf.training.trainer import resume_config
+    from lenet_tf.training.presets import command_line_preset, with_preset
+    from lenet_tf.training.trainer import TrainConfig, resume_config
 
     flags = ("epochs", "batch_size", "learning_rate", "schedule", "lr_decay", "weight_decay", "augment",
              "augment_strength", "clean_epochs", "elastic_alpha", "elastic_sigma", "label_smoothing",
-             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper", "seed", "ensemble")
+             "weight_averaging", "valid_size", "pen_width", "blur", "low_res", "gamma", "paper", "aspect", "fill_box",
+             "restroke", "synthetic", "seed", "ensemble")
     overrides = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     model_flags = {"batch_norm": args.batch_norm, "dropout": args.dropout, "activation": args.activation,
                    "init_stddev": args.init_stddev}
     overrides["model"] = {k: v for k, v in model_flags.items() if v is not None}
     if not args.resume:
-        return preset_config(args.preset or "plain", **overrides)
+        distributed = bool(args.cluster or os.environ.get("TF_CONFIG"))
+        base = command_line_preset(args.preset, distributed)
+        return TrainConfig(**{**base, **overrides, "model": {**base["model"], **overrides["model"]}})
     if args.preset:  # an explicit preset must agree with the stored run like any other flag
         overrides = with_preset(args.preset, **overrides)
     return resume_config(args.out, **overrides)

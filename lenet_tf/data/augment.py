@@ -70,6 +70,7 @@ def augment_images(
     max_scale: float = 0.1,
     elastic_alpha: float = 0.0,
     elastic_sigma: float = 4.0,
+    max_aspect: float = 0.0,
 ) -> tf.Tensor:
     """Applies an independent random affine map, then an optional elastic distortion, to each image.
 
@@ -84,6 +85,9 @@ def augment_images(
       max_scale: largest relative zoom in or out.
       elastic_alpha: scale of the elastic displacement field in pixels (0: no elastic distortion).
       elastic_sigma: smoothness of the elastic field (Gaussian stddev in pixels).
+      max_aspect: largest change of the aspect ratio: the width is scaled by ``exp(u)``, ``u`` uniform in
+        ``[-max_aspect, max_aspect]`` (0: the aspect ratio is kept; drawn from its own stream, so adding it
+        leaves the other draws unchanged).
 
     Returns:
       float32 ``[N, H, W, 1]``, bilinearly resampled, zero outside the original image.
@@ -101,6 +105,10 @@ def augment_images(
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     a00, a01 = cos, cos * shear - sin
     a10, a11 = sin, sin * shear + cos
+    if max_aspect > 0:  # the sampled x divided by the width's factor: the output is that much wider
+        widen = tf.exp(_uniform(tf.random.experimental.stateless_fold_in(seeds[5], 1), [count],
+                                strength * max_aspect))
+        a00, a01 = a00 / widen, a01 / widen
     centre_y, centre_x = (height - 1) / 2.0, (width - 1) / 2.0
     grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
     grid_x, grid_y = grid_x - centre_x, grid_y - centre_y
@@ -214,3 +222,46 @@ def capture_distort(
     # to_mnist rescales every file's darkest ink to full white: restore each image's peak the same way.
     images = images * (peak / tf.maximum(tf.reduce_max(images, axis=[1, 2, 3], keepdims=True), 1e-6))
     return tf.clip_by_value(images, 0.0, 1.0)
+
+
+def _extent(any_ink: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """First and last index (float32 ``[N]``) of True along axis 1 of bool ``[N, L]`` (0 and L-1 when none)."""
+    length = any_ink.shape[1]
+    seen = tf.cast(any_ink, tf.int32)
+    first = tf.argmax(seen, axis=1, output_type=tf.int32)
+    last = length - 1 - tf.argmax(tf.reverse(seen, [1]), axis=1, output_type=tf.int32)
+    return tf.cast(first, tf.float32), tf.cast(last, tf.float32)
+
+
+def fill_box(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor,
+             threshold: float = 0.1) -> tf.Tensor:
+    """Stretches a random ``probability`` share of the digits to fill a square box, as scanners that normalise
+    each digit to its box do (aspect ratio not kept): the shorter side of the ink's bounding box is stretched
+    to the longer one, about the box's centre.
+
+    Args:
+      images: float32 ``[N, H, W, 1]``, background 0.
+      seed: int ``[2]`` tensor seeding which images are stretched.
+      probability: share of stretched images, a float or a scalar tensor (0 leaves the images unchanged).
+      threshold: pixel value above which a pixel counts as ink.
+
+    Returns:
+      float32 ``[N, H, W, 1]``, bilinearly resampled where stretched.
+    """
+    count = tf.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    ink = images[..., 0] > threshold
+    top, bottom = _extent(tf.reduce_any(ink, axis=2))
+    left, right = _extent(tf.reduce_any(ink, axis=1))
+    box_h, box_w = bottom - top + 1, right - left + 1
+    side = tf.maximum(box_h, box_w)
+    chosen = tf.random.stateless_uniform([count], seed=tf.cast(seed, tf.int64)) < probability
+    stretch_x = tf.where(chosen, side / box_w, 1.0)[:, tf.newaxis, tf.newaxis]
+    stretch_y = tf.where(chosen, side / box_h, 1.0)[:, tf.newaxis, tf.newaxis]
+    centre_x = ((left + right) / 2)[:, tf.newaxis, tf.newaxis]
+    centre_y = ((top + bottom) / 2)[:, tf.newaxis, tf.newaxis]
+    grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
+    stretched = bilinear_sample(images, centre_x + (grid_x - centre_x) / stretch_x,
+                                centre_y + (grid_y - centre_y) / stretch_y)
+    stretched.set_shape(images.shape)
+    return stretched

@@ -130,9 +130,9 @@ def evaluate_robustness(
 
     ``suite="test"`` uses the MNIST test digits (and scikit-learn's digits); ``"valid"`` uses the checkpoint's
     own validation digits (its seed's split), for choosing training options. ``count`` overrides the suite's
-    number of digits per shift; ``tta`` averages over a few affine variants of each digit (see
-    :class:`lenet_tf.trained.TrainedModel`). :func:`lenet_tf.evaluation.robustness_figures.write_robustness_report`
-    draws its figures.
+    number of digits per shift (and per pendigits row); ``tta`` averages over a few affine variants of each digit
+    (see :class:`lenet_tf.trained.TrainedModel`).
+    :func:`lenet_tf.evaluation.robustness_figures.write_robustness_report` draws its figures.
     """
     mnist = load_mnist(data_dir, verify=verify_checksums)
     with TrainedModel(checkpoint_dir, which, precision, tta=tta) as model:
@@ -142,6 +142,8 @@ def evaluate_robustness(
             images, labels = splits.valid_images[:, 2:30, 2:30, 0], splits.valid_labels
         else:
             images, labels = mnist.test_images, mnist.test_labels
-        chosen = SUITES[suite] if count is None else replace(SUITES[suite], count=count)
+        chosen = SUITES[suite]
+        if count is not None:
+            chosen = replace(chosen, count=count, pendigits=min(count, chosen.pendigits))
         report = run_suite(model, chosen, images, labels, f"mnist {suite}")
     return report

@@ -5,9 +5,12 @@ Three kinds of rows:
 * ``mnist test``: the official test set as stored (no file round trip);
 * ``load_digits``: scikit-learn's 1,797 8x8 digits from other writers (values 0..16), drawn as dark ink on
   white paper, upscaled x8 (bilinear) to a 64x64 PNG and read back exactly like a ``predict`` file;
+* ``pendigits canvas`` / ``pendigits filled box`` (validation side): UCI pendigits' 30 writers drawn on a
+  280x280 canvas with a round brush of 8-28 px (:mod:`lenet_tf.data.pendigits`), taller than wide or stretched to
+  fill their box as the data set stores them, as PNG files read back like ``predict``;
 * one row per *capture shift*: MNIST digits re-drawn as dark ink on white paper at ``scale`` times their
   size, changed by the shift (thinner or thicker pen, blur, low resolution, rotation, grey noisy paper,
-  JPEG), encoded as a PNG/JPEG file in memory and read back with :func:`lenet_tf.data.images.grayscale` and
+  JPEG, or cropped to the ink and stretched to fill a 16x16 black-and-white box), encoded as a PNG/JPEG file in memory and read back with :func:`lenet_tf.data.images.grayscale` and
   :func:`lenet_tf.data.images.to_mnist`, as ``lenet-tf predict`` reads a file. A file the preprocessing
   rejects (e.g. a digit eroded to nothing) counts as an error.
 
@@ -19,6 +22,7 @@ for choosing training options). Everything is seeded and offline.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,8 +31,9 @@ from scipy import ndimage
 
 from lenet_tf.core.errors import LeNetError
 from lenet_tf.data.images import grayscale, to_mnist
+from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, canvas_digits, pendigits_dir
 
-KINDS = ("clean", "thin", "thick", "blur", "low_res", "rotate", "paper", "jpeg")
+KINDS = ("clean", "thin", "thick", "blur", "low_res", "rotate", "paper", "jpeg", "stretch")
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,9 @@ class Shift:
 
     thin/thick: pen radius removed/added (erosion/dilation); blur: Gaussian sigma; low_res: down-sampling
     factor (28 pixels become 28/strength); rotate: degrees, either way at random; paper: noise stddev in grey
-    levels on random grey paper with dark ink; jpeg: JPEG quality; clean: none (the file round trip only).
+    levels on random grey paper with dark ink; jpeg: JPEG quality; stretch: the side in pixels of the box the
+    ink is stretched to fill (aspect ratio not kept), then thresholded to black and white; clean: none (the file
+    round trip only).
     """
 
     name: str
@@ -58,7 +65,8 @@ class Suite:
     scale: int
     seed: int
     count: int  # digits per shift (a fixed random subset); 0 means all
-    load_digits: bool  # report scikit-learn's digits (test side only: never chosen on)
+    load_digits: bool  # report scikit-learn's digits
+    pendigits: int = 0  # pendigits drawn on a canvas, per row (a seeded subset; 0: no pendigits rows)
 
 
 TEST_SUITE = Suite("test", (
@@ -72,9 +80,11 @@ TEST_SUITE = Suite("test", (
     Shift("rotation 10°", "rotate", 10.0),
     Shift("grey noisy paper", "paper", 25.0),
     Shift("jpeg q15", "jpeg", 15),
+    Shift("stretched 16x16 b/w", "stretch", 16),
 ), scale=4, seed=20240, count=1000, load_digits=True)
 
-# Other strengths, another render scale and seed: choosing on these does not tune to the test rows.
+# Other strengths, another render scale and seed: choosing on these does not tune to the test rows. Real digits
+# of other writers to choose on: load_digits (the same digits as the test side's row) and pendigits.
 VALID_SUITE = Suite("valid", (
     Shift("clean capture", "clean"),
     Shift("thin pen 0.4", "thin", 0.4),
@@ -86,7 +96,8 @@ VALID_SUITE = Suite("valid", (
     Shift("rotation 12°", "rotate", 12.0),
     Shift("grey noisy paper", "paper", 20.0),
     Shift("jpeg q20", "jpeg", 20),
-), scale=5, seed=777, count=1000, load_digits=False)
+    Shift("stretched 16x16 b/w", "stretch", 16),
+), scale=5, seed=777, count=1000, load_digits=True, pendigits=2000)
 
 SUITES = {suite.name: suite for suite in (TEST_SUITE, VALID_SUITE)}
 LOAD_DIGITS_SCALE = 8
@@ -110,6 +121,14 @@ def apply_shift(paper: Image.Image, shift: Shift, scale: int, rng: np.random.Gen
     if shift.kind == "low_res":
         small = max(1, round(paper.width / (shift.strength * scale)))
         return paper.resize((small, small), Image.BOX).resize(paper.size, Image.BILINEAR)
+    if shift.kind == "stretch":
+        ink = np.asarray(paper) < 128
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        if not len(rows):
+            return paper
+        box = paper.crop((cols[0], rows[0], cols[-1] + 1, rows[-1] + 1))
+        side = int(shift.strength)
+        return box.resize((side, side), Image.BOX).point(lambda v: 255 if v >= 128 else 0)
     if shift.kind == "rotate":
         angle = shift.strength * rng.choice([-1.0, 1.0])
         return paper.rotate(angle, Image.BICUBIC, fillcolor=255)
@@ -137,6 +156,20 @@ def read_file_bytes(data: bytes, name: str = "image") -> np.ndarray:
         return to_mnist(grayscale(image), name)
 
 
+def read_files(papers, shift: Shift) -> tuple[np.ndarray, np.ndarray]:
+    """Images (dark ink on white) encoded as ``shift``'s file type and read back like ``predict``: prepared uint8
+    ``[N, 28, 28]`` (blank where the preprocessing rejected the file) and the bool ``[N]`` accepted mask."""
+    prepared = np.zeros((len(papers), 28, 28), np.uint8)
+    accepted = np.zeros(len(papers), bool)
+    for i, paper in enumerate(papers):
+        try:
+            prepared[i] = read_file_bytes(encode(paper, shift), f"{shift.name} #{i}")
+            accepted[i] = True
+        except LeNetError:
+            pass
+    return prepared, accepted
+
+
 def capture(digits: np.ndarray, shift: Shift, scale: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Re-captures uint8 digits ``[N, 28, 28]`` under ``shift`` and reads them back like ``predict``.
 
@@ -145,16 +178,7 @@ def capture(digits: np.ndarray, shift: Shift, scale: int, seed: int) -> tuple[np
       ``[N]`` mask of the files it accepted. The same ``seed`` gives the same images.
     """
     rng = np.random.default_rng([seed, KINDS.index(shift.kind), int(round(shift.strength * 100))])
-    prepared = np.zeros((len(digits), 28, 28), np.uint8)
-    accepted = np.zeros(len(digits), bool)
-    for i, digit in enumerate(digits):
-        data = encode(apply_shift(render(digit, scale), shift, scale, rng), shift)
-        try:
-            prepared[i] = read_file_bytes(data, f"{shift.name} #{i}")
-            accepted[i] = True
-        except LeNetError:
-            pass
-    return prepared, accepted
+    return read_files([apply_shift(render(digit, scale), shift, scale, rng) for digit in digits], shift)
 
 
 def load_digits_files() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,17 +188,21 @@ def load_digits_files() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     digits = load_digits()
     size = 8 * LOAD_DIGITS_SCALE
-    prepared = np.zeros((len(digits.target), 28, 28), np.uint8)
-    accepted = np.zeros(len(digits.target), bool)
-    for i, small in enumerate(digits.images):
-        paper = Image.fromarray(np.round(255 - small * (255 / 16)).astype(np.uint8), mode="L")
-        data = encode(paper.resize((size, size), Image.BILINEAR), Shift("load_digits", "clean"))
-        try:
-            prepared[i] = read_file_bytes(data, f"load_digits #{i}")
-            accepted[i] = True
-        except LeNetError:
-            pass
+    papers = [Image.fromarray(np.round(255 - small * (255 / 16)).astype(np.uint8), mode="L").resize(
+        (size, size), Image.BILINEAR) for small in digits.images]
+    prepared, accepted = read_files(papers, Shift("load_digits", "clean"))
     return prepared, digits.target.astype(np.int32), accepted
+
+
+PENDIGITS_ROWS = {"pendigits canvas": False, "pendigits filled box": True}  # row name -> keep the data's box
+
+
+def pendigits_files(count: int, seed: int, keep_box: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` pendigits drawn on a 280x280 canvas (:func:`lenet_tf.data.pendigits.canvas_digits`) as PNG files
+    read back like ``predict``: prepared uint8 ``[N, 28, 28]``, int labels ``[N]`` and the accepted mask."""
+    papers, labels = canvas_digits(count, seed, keep_box)
+    prepared, accepted = read_files(papers, Shift("pendigits", "clean"))
+    return prepared, labels, accepted
 
 
 @dataclass
@@ -201,8 +229,8 @@ class RobustnessReport:
 
     @property
     def shift_rows(self) -> list[Row]:
-        """The rows of capture shifts proper (not MNIST, load_digits, or the unshifted capture)."""
-        return [r for r in self.rows if r.kind not in ("mnist", "load_digits", "clean")]
+        """The rows of capture shifts proper (not MNIST, load_digits, pendigits, or the unshifted capture)."""
+        return [r for r in self.rows if r.kind not in ("mnist", "load_digits", "pendigits", "clean")]
 
     @property
     def mean_shift_accuracy(self) -> float:
@@ -244,6 +272,12 @@ def captured_rows(suite: Suite, images: np.ndarray, labels: np.ndarray) -> list[
         rows = []
         if suite.load_digits:
             rows.append((Shift("load_digits", "clean"), *load_digits_files()))
+        if suite.pendigits and not (pendigits_dir() / PENDIGITS_FILE).is_file():
+            warnings.warn(f"no pendigits rows: {pendigits_dir() / PENDIGITS_FILE} is missing "
+                          "(set $LENET_TF_PENDIGITS_DIR)", stacklevel=2)
+        elif suite.pendigits:
+            rows += [(Shift(name, "clean"), *pendigits_files(suite.pendigits, suite.seed, keep_box))
+                     for name, keep_box in PENDIGITS_ROWS.items()]
         chosen = _subset(suite.count, len(labels), suite.seed)
         for shift in suite.shifts:
             prepared, accepted = capture(images[chosen], shift, suite.scale, suite.seed)
@@ -271,7 +305,8 @@ def run_suite(model, suite: Suite, images: np.ndarray, labels: np.ndarray,
     rows = [(Shift(mnist_row, "clean"), images, labels, np.ones(len(labels), bool)),
             *captured_rows(suite, images, labels)]
     for i, (shift, prepared, truth, accepted) in enumerate(rows):
-        kind = "mnist" if i == 0 else "load_digits" if shift.name == "load_digits" else shift.kind
+        kind = ("mnist" if i == 0 else "load_digits" if shift.name == "load_digits"
+                else "pendigits" if shift.name in PENDIGITS_ROWS else shift.kind)
         probabilities = model.predict(prepared).probabilities
         right = (probabilities.argmax(axis=1) == truth) & accepted
         report.rows.append(Row(shift.name, kind, float(shift.strength), len(truth), float(right.mean()),

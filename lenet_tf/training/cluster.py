@@ -298,6 +298,9 @@ def train_worker(
     config.validate()
     if config.weight_averaging:
         raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
+    if config.styles:
+        raise ConfigError("--fill-box, --restroke and --synthetic are not available in distributed training; "
+                          "set them to 0 (or pass --preset plain)")
     folder_lock = lock.writing(out_dir, what="training folder") if role.is_chief else contextlib.nullcontext()
     with folder_lock:
         timings = start_timings()

@@ -16,6 +16,7 @@ from lenet_tf.data.augment import augment_images, capture_distort
 from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.core.errors import ConfigError
 from lenet_tf.inference import EVAL_BATCH_SIZE, MODEL_SCOPE, InferenceGraph, ensemble_members
+from lenet_tf.training.styles import StyleMix
 from lenet_tf.training.loop import RunRecorder, epoch_batches, restore_last, run_epoch, start_timings
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
@@ -47,6 +48,11 @@ class TrainConfig:
     low_res: float = 0.0  # probability of a coarse scan (down to 16 or 12 pixels and back)
     gamma: float = 0.0  # pixel values raised to exp(u), u uniform in [-gamma, gamma]
     paper: float = 0.0  # largest grey level of the paper in the digit's box
+    # Style options (lenet_tf.training.styles; 0: off), also off in the clean epochs. aspect works with augment.
+    aspect: float = 0.0  # the width scaled by exp(u), u uniform in [-aspect, aspect]
+    fill_box: float = 0.0  # share of digits stretched to fill a square box (aspect ratio not kept)
+    restroke: float = 0.0  # share of digits redrawn along their skeleton with a random round pen
+    synthetic: float = 0.0  # share of each batch replaced by synthetic digits (fonts, stroke templates)
     # Decay of an exponential moving average of the weights (0: off). When on, validation, checkpoints
     # and everything loaded from them use the averaged weights.
     weight_averaging: float = 0.0
@@ -87,9 +93,15 @@ class TrainConfig:
         return {"pen_width": self.pen_width, "blur": self.blur, "low_res": self.low_res, "gamma": self.gamma,
                 "paper": self.paper}
 
+    @property
+    def styles(self) -> bool:
+        """Whether a style option (fill box, restroke, synthetic) is on."""
+        return bool(self.fill_box or self.restroke or self.synthetic)
+
     def augments_epoch(self, epoch: int) -> bool:
-        """Whether (0-based) ``epoch`` trains on distorted images: with ``augment``, all but the clean epochs."""
-        return self.augment and epoch < self.epochs - self.clean_epochs
+        """Whether (0-based) ``epoch`` trains on distorted images: with ``augment`` or a style option, all but the
+        clean epochs."""
+        return (self.augment or self.styles) and epoch < self.epochs - self.clean_epochs
 
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate used throughout (0-based) ``epoch``."""
@@ -135,14 +147,15 @@ class Augmentation:
         if not self.config.augment:
             return images
         seed = tf.stack([self.config.seed, global_step])
-        images = augment_images(images, seed, self.strength,
-                                elastic_alpha=self.config.elastic_alpha, elastic_sigma=self.config.elastic_sigma)
+        images = augment_images(images, seed, self.strength, elastic_alpha=self.config.elastic_alpha,
+                                elastic_sigma=self.config.elastic_sigma, max_aspect=self.config.aspect)
         # The reversed seed gives the capture draws a stream of their own, independent of the affine ones.
         return capture_distort(images, seed[::-1], self.strength, **self.config.capture_distortions())
 
     def feed(self, augment: bool) -> dict:
         """The feed for a step: strength 0 to leave a step undistorted, else nothing (nor without ``augment``)."""
-        return {self.strength: 0.0} if self.config.augment and not augment else {}
+        distorts = self.config.augment or self.config.styles
+        return {self.strength: 0.0} if distorts and not augment else {}
 
 
 class TrainGraph:
@@ -165,6 +178,10 @@ class TrainGraph:
             batch_labels = tf.gather(labels, self.indices)
             self.global_step = tf1.train.get_or_create_global_step()
             self.augmentation = Augmentation(config)
+            self.styles = StyleMix(config, splits.train_images)
+            if config.styles:
+                batch_images, batch_labels = self.styles(batch_images, batch_labels, self.indices,
+                                                         self.augmentation.strength, self.global_step)
             batch_images = self.augmentation(batch_images, self.global_step)
             self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed},
                                             config.ensemble)
@@ -199,7 +216,8 @@ class TrainGraph:
         """Opens a session with fresh variables and the training set loaded into the graph."""
         session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
         report_use(self.precision)
-        session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels})
+        session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels,
+                                **self.styles.feed()})
         return session
 
     @contextlib.contextmanager

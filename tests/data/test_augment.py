@@ -2,19 +2,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lenet_tf.core.tf import tf, tf1
+from lenet_tf.core.tf import tf
 from lenet_tf.data.augment import (augment_images, bilinear_sample, capture_distort, dilate, elastic_field, erode,
                               gaussian_blur, gaussian_matrix, ink_box, low_resolution)
+from graph_run import run
 from synthetic import make_digits
-
-
-def run(build, *feeds):
-    """Builds ``build(*placeholders)`` in a fresh graph and evaluates it on ``feeds``."""
-    with tf.Graph().as_default() as graph:
-        placeholders = [tf1.placeholder(tf.as_dtype(np.asarray(f).dtype), np.shape(f)) for f in feeds]
-        output = build(*placeholders)
-        with tf1.Session(graph=graph) as session:
-            return session.run(output, dict(zip(placeholders, feeds)))
 
 
 def digits(count=16):

@@ -51,6 +51,9 @@ def test_shifts_change_the_image_in_the_intended_direction(mnist_digits):
             assert np.abs(np.diff(soft, axis=1)).max() < 0.6 * sharp  # edges are softer
         noisy = np.asarray(apply_shift(paper, Shift("p", "paper", 25), 4, rng), np.float32)
         assert noisy[:8].mean() < 225 and noisy[:8].std() > 10  # grey, noisy paper around the digit
+        stretched = np.asarray(apply_shift(paper, Shift("s", "stretch", 16), 4, rng))
+        assert stretched.shape == (16, 16) and set(np.unique(stretched)) <= {0, 255}
+        assert (stretched[:, 0] == 0).any() and (stretched[:, -1] == 0).any()  # the ink fills the box's width
         rotated = apply_shift(paper, Shift("r", "rotate", 10), 4, rng)
         assert ink(rotated) == pytest.approx(ink(paper), rel=0.05) and rotated.tobytes() != paper.tobytes()
     assert encode(paper, Shift("j", "jpeg", 15))[:2] == b"\xff\xd8"
@@ -108,7 +111,9 @@ def test_real_model_has_every_row_and_the_evaluate_accuracy(real_model_dir):
     assert test.row("load_digits").accuracy > 0.6 and test.mean_shift_accuracy > 0.8
     assert all(r.count == 100 for r in test.shift_rows)
     valid = evaluate_robustness(out, REAL_MNIST, suite="valid", count=100)
-    assert [r.name for r in valid.rows] == ["mnist valid"] + [s.name for s in VALID_SUITE.shifts]
+    assert [r.name for r in valid.rows] == (["mnist valid", "load_digits", "pendigits canvas", "pendigits filled box"]
+                                            + [s.name for s in VALID_SUITE.shifts])
+    assert valid.row("pendigits canvas").count == 100 and valid.row("pendigits canvas").accuracy > 0.5
     assert valid.row("mnist valid").accuracy == pytest.approx(result.valid_accuracy)
 
 

@@ -1,0 +1,107 @@
+"""Style options: aspect changes, stretching to a box, skeleton re-rendering, synthetic digits."""
+
+import numpy as np
+import pytest
+
+from lenet_tf.data.augment import augment_images, fill_box
+from lenet_tf.data.strokes import DISTANCE_UNIT, restroke, skeleton_distances
+from lenet_tf.data.synthetic import TEMPLATES, font_files, synthetic_digits, template_digit
+from graph_run import run
+from synthetic import make_digits
+
+
+def bar(count=4):
+    """Narrow vertical bars ``[count, 32, 32, 1]``: 3 pixels wide, 20 high."""
+    images = np.zeros((count, 32, 32, 1), np.float32)
+    images[:, 6:26, 14:17] = 1.0
+    return images
+
+
+def width(image, threshold=0.1):
+    cols = np.flatnonzero((image[..., 0] > threshold).any(axis=0))
+    return cols[-1] - cols[0] + 1
+
+
+def test_aspect_is_seeded_changes_widths_and_is_the_identity_at_strength_0():
+    images = bar(16)
+    def widened(seed, strength=1.0):
+        return run(lambda x, s: augment_images(x, s, strength, max_shift=0, max_rotation_degrees=0, max_shear=0,
+                                               max_scale=0, max_aspect=0.5), images, np.array(seed))
+    a, b = widened([0, 1]), widened([0, 1])
+    np.testing.assert_array_equal(a, b)
+    widths = [width(image) for image in a]
+    assert min(widths) < 3 + 1 and max(widths) > 3 + 1  # some narrower or kept, some wider
+    assert all(width(image, 0.5) <= 6 for image in a)  # exp(0.5) at most
+    np.testing.assert_allclose(widened([0, 1], 0.0), images, atol=1e-6)
+
+
+def test_fill_box_stretches_the_chosen_digits_to_a_square():
+    images = bar()
+    out = run(lambda x, s: fill_box(x, s, 1.0), images, np.array([0, 1]))
+    for image in out:
+        rows = np.flatnonzero((image[..., 0] > 0.1).any(axis=1))
+        assert width(image) >= 19 and len(rows) == 20  # 3 wide became about 20, the height kept
+    np.testing.assert_array_equal(run(lambda x, s: fill_box(x, s, 0.0), images, np.array([0, 1])), images)
+    half = run(lambda x, s: fill_box(x, s, 0.5), bar(64), np.array([3, 4]))
+    stretched = sum(width(image) > 10 for image in half)
+    assert 16 < stretched < 48
+    np.testing.assert_array_equal(half, run(lambda x, s: fill_box(x, s, 0.5), bar(64), np.array([3, 4])))
+
+
+def test_skeleton_distances_are_cached_and_zero_on_a_one_pixel_line():
+    images = (bar()[..., 0] * 255).astype(np.uint8)
+    distances = skeleton_distances(images)
+    assert distances.shape == (4, 32, 32) and distances.dtype == np.uint8
+    assert (distances[:, 8:24, 15] == 0).all() and (distances[:, 8:24, 14] == DISTANCE_UNIT).all()
+    np.testing.assert_array_equal(skeleton_distances(images), distances)  # read back from the cache
+    assert (skeleton_distances(np.zeros((1, 32, 32), np.uint8)) == 255).all()  # no ink, no skeleton
+
+
+def test_restroke_redraws_with_a_round_pen_of_random_radius():
+    images, _ = make_digits(8)
+    padded = np.pad(images, [(0, 0), (2, 2), (2, 2)])
+    distances = skeleton_distances(padded)
+    floats = padded[..., None].astype(np.float32) / 255
+    thin = run(lambda x, d, s: restroke(x, d, s, 1.0, (0.5, 0.5)), floats, distances, np.array([0, 1]))
+    thick = run(lambda x, d, s: restroke(x, d, s, 1.0, (2.0, 2.0)), floats, distances, np.array([0, 1]))
+    assert (thin.sum(axis=(1, 2, 3)) < thick.sum(axis=(1, 2, 3))).all()
+    assert ((thin > 0) <= (thick > 0)).all()  # a thicker pen covers every pixel of the thinner one
+    same = run(lambda x, d, s: restroke(x, d, s, 0.0), floats, distances, np.array([0, 1]))
+    np.testing.assert_array_equal(same, floats)
+    random = [run(lambda x, d, s: restroke(x, d, s, 1.0), floats, distances, np.array(seed)) for seed in
+              ([0, 1], [0, 1], [0, 2])]
+    np.testing.assert_array_equal(random[0], random[1])
+    assert not np.array_equal(random[0], random[2])
+
+
+def test_every_template_draws_a_centred_digit():
+    rng = np.random.default_rng(0)
+    for label in TEMPLATES:
+        digit = template_digit(label, rng)
+        assert digit.shape == (28, 28) and digit.dtype == np.uint8 and digit.max() == 255
+        rows = np.flatnonzero((digit > 64).any(axis=1))
+        assert rows[-1] - rows[0] >= 17  # to_mnist scales the longer side to 20 pixels
+
+
+def test_european_one_has_its_up_stroke():
+    one = template_digit(1, np.random.default_rng(0))
+    for seed in range(20):  # a seed that draws the European style (the second one)
+        rng = np.random.default_rng(seed)
+        if rng.integers(len(TEMPLATES[1])) == 1:
+            one = template_digit(1, np.random.default_rng(seed))
+            break
+    ink = one > 64
+    cols = np.flatnonzero(ink.any(axis=0))
+    assert cols[-1] - cols[0] >= 8  # much wider than a bar: the up-stroke reaches left
+
+
+def test_synthetic_digits_are_balanced_seeded_and_use_the_fonts():
+    images, labels = synthetic_digits(40, seed=3)
+    assert images.shape == (40, 28, 28) and images.dtype == np.uint8
+    assert np.bincount(labels, minlength=10).tolist() == [4] * 10
+    again, _ = synthetic_digits(40, seed=3)
+    np.testing.assert_array_equal(images, again)
+    assert not np.array_equal(images, synthetic_digits(40, seed=4)[0])
+    assert (images.reshape(40, -1).max(axis=1) == 255).all()
+    if not font_files():
+        pytest.skip("no TrueType fonts on this machine")
