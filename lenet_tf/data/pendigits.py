@@ -1,4 +1,4 @@
-"""UCI pendigits (30 writers on a tablet, ``/work/shared/data/pendigits``) drawn as a 280x280 drawing canvas would.
+"""UCI pendigits (30 writers on a tablet, shipped in ``data/pendigits/``) drawn as a 280x280 drawing canvas would.
 
 Each digit is 8 (x, y) points in 0..100 along the pen's whole trajectory (y up), stretched by the data set to fill
 its square box on both axes. :func:`render_canvas` draws them as a smooth curve with a round brush of a random
@@ -21,13 +21,16 @@ from lenet_tf.data.pen import draw_strokes
 
 CANVAS = 280
 BRUSH = (8.0, 28.0)  # the drawing page's brush diameters, in canvas pixels
-DEFAULT_DIR = Path("/work/shared/data/pendigits")
+DEFAULT_DIR = Path("data") / "pendigits"  # beside data/mnist, relative to the working folder as MNIST's
+REPOSITORY_DIR = Path(__file__).resolve().parents[2] / "data" / "pendigits"  # the checkout's, from anywhere
 FILE = "pendigits.tra.gz"
 
 
 def pendigits_dir() -> Path:
-    """The pendigits folder: ``$LENET_TF_PENDIGITS_DIR``, else ``/work/shared/data/pendigits``."""
-    return Path(os.environ.get("LENET_TF_PENDIGITS_DIR", DEFAULT_DIR))
+    """The pendigits folder: ``$LENET_TF_PENDIGITS_DIR``, else ``./data/pendigits``, else the checkout's."""
+    if os.environ.get("LENET_TF_PENDIGITS_DIR"):
+        return Path(os.environ["LENET_TF_PENDIGITS_DIR"])
+    return DEFAULT_DIR if (DEFAULT_DIR / FILE).is_file() else REPOSITORY_DIR
 
 
 def load_pendigits(folder: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
