@@ -36,8 +36,9 @@ PRESETS: dict[str, dict] = {
     # The seed article's network and optimiser, with the learning-rate decay chosen on validation accuracy.
     "plain": {},
     # What `lenet-tf train` trains without --preset: plain's network and schedule, with augmentation and the style
-    # options (other people's handwriting), at about plain's cost.
-    "default": {"augment": True, **_STYLES},
+    # options (other people's handwriting). 8 epochs: on the validation side (seeds 0/1/2) as good as 10 on every
+    # robustness row and within 0.06 points of MNIST validation, in 1.2x plain's 10-epoch wall time instead of 1.45x.
+    "default": {"augment": True, **_STYLES, "epochs": 8},
     # The highest MNIST validation accuracy among the recipes at least as good as plain on every robustness row.
     "best": {**_CAPTURE_RECIPE, "epochs": 30},
     # For predict/serve users: the capture recipe with the style options in 12 epochs (3 clean), ≤ 120 s on 2
