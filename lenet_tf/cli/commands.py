@@ -341,7 +341,11 @@ def _run_train(args) -> int:
                   file=sys.stderr)
         else:  # the chief's training folder keeps its last epoch; the other roles write nothing
             print("lenet-tf: interrupted" + (f"; the last finished epoch stays in {args.out}"
-                                            if getattr(args, "chief", False) else ""), file=sys.stderr)
+                                            if getattr(args, "chief", False) else ""), file=sys.stderr, flush=True)
+            # A TF1 gRPC server cannot be shut down, and an interpreter exit can block on it: end here, as the
+            # watchdog does when the signal reaches it first (lenet_tf.training.watchdog).
+            sys.stdout.flush()
+            os._exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     summary = {
         "out": str(result.out_dir), "best_epoch": result.best_epoch, "valid_accuracy": result.valid_accuracy,

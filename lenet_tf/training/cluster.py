@@ -328,6 +328,17 @@ def train_worker(
     return TrainResult.from_run(out, run) if run else None
 
 
+def _final_step(session: tf1.Session, global_step: tf.Tensor, last_step: int, wait_s: float = 5.0) -> int:
+    """The shared step count once the last synchronous update has landed on the parameter server, or as it stands
+    after ``wait_s`` seconds: a worker's final gradient may return before the step it completes is applied."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        reached = int(session.run(global_step, options=tf1.RunOptions(timeout_in_ms=5000)))
+        if reached >= last_step or time.monotonic() >= deadline:
+            return reached
+        time.sleep(0.05)
+
+
 def _run_session(worker: _WorkerGraph, config: TrainConfig, splits: Splits, server: tf1.train.Server,
                  watchdog: Watchdog, recorder: RunRecorder | None, progress: bool) -> dict | None:
     """The monitored training session of :func:`train_worker`; returns the chief's finished run record."""
@@ -355,8 +366,8 @@ def _run_session(worker: _WorkerGraph, config: TrainConfig, splits: Splits, serv
             recorder.close()
         with worker.graph.as_default(), tf1.Session(server.target, config=_filters(role)) as done_session:
             with contextlib.suppress(tf.errors.OpError):  # a parameter server that is gone needs no report
-                reached, _ = done_session.run([worker.global_step, worker.done],
-                                              options=tf1.RunOptions(timeout_in_ms=5000))
+                reached = _final_step(done_session, worker.global_step, last_step, 0.0 if role.is_chief else 5.0)
+                done_session.run(worker.done, options=tf1.RunOptions(timeout_in_ms=5000))
     if not role.is_chief and reached < last_step:
         raise TrainingError(f"the run ended at step {reached} of {last_step}: the chief stopped it")
     if role.is_chief and run is None:
