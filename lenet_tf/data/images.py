@@ -9,6 +9,7 @@ placed in a 28x28 frame so that its centre of mass is at the centre.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import warnings
@@ -144,9 +145,8 @@ def decode_picture(stream: BinaryIO, name: str) -> Picture:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise ImageTooLarge(f"{name}: image too large ({width}x{height} pixels; {limit})")
-            if image.format != "TIFF":
-                return read_picture(image, name)
-            with quiet_stderr(replay=False):  # libtiff and libjpeg print their warnings themselves
+            # libtiff prints its warnings itself, on the process's stderr
+            with quiet_stderr(replay=False) if image.format == "TIFF" else contextlib.nullcontext():
                 return read_picture(image, name)
     except Image.DecompressionBombError:  # PIL's own, higher, limit fires inside Image.open
         raise ImageTooLarge(f"{name}: image too large ({limit})") from None
