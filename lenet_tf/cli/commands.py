@@ -371,13 +371,11 @@ def _run_train(args) -> int:
 
 def _train_in_cluster(args, config):
     """Runs this process's part of a distributed run; returns the result on the chief, else ``None``."""
-    from lenet_tf.training.cluster import parse_role, run_parameter_server, train_worker
+    from lenet_tf.training.cluster import check_distributable, parse_role, run_parameter_server, train_worker
 
     role = parse_role(args.cluster, args.job, args.task if args.cluster else None)
     args.chief = role.is_chief
-    config.validate()
-    if config.ensemble > 1:
-        raise ConfigError("--ensemble is not available in cluster mode: train an ensemble in one process")
+    check_distributable(config)  # by every role, the parameter servers too
     timeouts = {"join_timeout": args.join_timeout, "member_timeout": args.member_timeout}
     if role.job == "ps":
         run_parameter_server(role, **timeouts)

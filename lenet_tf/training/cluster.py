@@ -125,6 +125,19 @@ def _done_queue(role: Role, name: str = _DONE_QUEUE) -> tf1.FIFOQueue:
         return tf1.FIFOQueue(role.workers, tf.int32, shapes=[], shared_name=name, name=name.replace("lenet_tf_", ""))
 
 
+def check_distributable(config: TrainConfig) -> None:
+    """Raises :class:`ConfigError` for a configuration out of range or using what the cluster graph lacks; every
+    role calls it before its server starts, so that a refused run starts nowhere."""
+    config.validate()
+    if config.weight_averaging:
+        raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
+    if config.styles:
+        raise ConfigError("--fill-box, --restroke and --synthetic are not available in distributed training; "
+                          "set them to 0 (or pass --preset plain)")
+    if config.ensemble > 1:
+        raise ConfigError("--ensemble is not available in cluster mode: train an ensemble in one process")
+
+
 def run_parameter_server(role: Role, *, join_timeout: float = JOIN_TIMEOUT_SECONDS,
                          member_timeout: float = MEMBER_TIMEOUT_SECONDS) -> None:
     """Serves variables until every worker has reported that it is done.
@@ -295,12 +308,7 @@ def train_worker(
     Raises:
       MemberError: a member never came or is gone (the message names it).
     """
-    config.validate()
-    if config.weight_averaging:
-        raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
-    if config.styles:
-        raise ConfigError("--fill-box, --restroke and --synthetic are not available in distributed training; "
-                          "set them to 0 (or pass --preset plain)")
+    check_distributable(config)
     folder_lock = lock.writing(out_dir, what="training folder") if role.is_chief else contextlib.nullcontext()
     with folder_lock:
         timings = start_timings()
