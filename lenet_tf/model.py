@@ -8,6 +8,7 @@ import os
 from typing import Callable
 
 from lenet_tf.core import fast_ops, options
+from lenet_tf.core.shards import concat as _concat, shard_batch
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.runs.checkpoint import describe_tf_error, resolve_checkpoint
 from lenet_tf.data.mnist import INPUT_SHAPE, NUM_CLASSES
@@ -29,19 +30,6 @@ _TRUNCATED_NORMAL_STD = 0.87962566103423978  # stddev of a unit normal truncated
 # 5-9x slower on AVX-512 (TensorFlow's ExtractImagePatches), "forward_grad" within 4% (benchmarks/profile_step.py
 # --kernels K measures them on your CPU).
 KERNELS = ("nn", "forward_grad", "matmul")
-
-
-def shard_batch(batch: tf.Tensor, shards: int) -> list[tf.Tensor]:
-    """Splits a batch of any size into ``shards`` nearly equal consecutive parts."""
-    if shards == 1:
-        return [batch]
-    size = tf.shape(batch)[0]
-    bounds = [size * k // shards for k in range(shards + 1)]
-    return tf.split(batch, tf.stack([bounds[k + 1] - bounds[k] for k in range(shards)]), num=shards)
-
-
-def _concat(parts: list[tf.Tensor]) -> tf.Tensor:
-    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
 
 
 def _moments(shards: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from lenet_tf.core.shards import concat, shard_batch
 from lenet_tf.core.tf import tf
 
 
@@ -60,6 +61,25 @@ def bilinear_sample(images: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return (top * (1 - wy) + bottom * wy)[..., tf.newaxis]
 
 
+def affine_sample(images: tf.Tensor, maps: tf.Tensor, shards: int = 1) -> tf.Tensor:
+    """Samples ``images`` ``[N, H, W, 1]`` bilinearly where the affine ``maps`` ``[N, 6]`` send each output pixel:
+    output ``(x, y)`` reads the input at ``(m0*x + m1*y + m2, m3*x + m4*y + m5)``, 0 outside the image.
+
+    The same values as :func:`bilinear_sample` on those coordinates (tested bit for bit), from one native kernel
+    (``ImageProjectiveTransformV3``) instead of four gathers and the coordinate arithmetic. ``shards`` > 1 splits
+    the batch into that many independent kernels (one per core when ops get one thread each, as in training);
+    the values do not depend on it.
+    """
+    height, width = images.shape[1], images.shape[2]
+    transforms = tf.concat([maps, tf.zeros([tf.shape(maps)[0], 2], maps.dtype)], axis=1)
+    warped = concat([tf.raw_ops.ImageProjectiveTransformV3(
+        images=part, transforms=part_maps, output_shape=[height, width], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+        for part, part_maps in zip(shard_batch(images, shards), shard_batch(transforms, shards))])
+    warped.set_shape(images.shape)
+    return warped
+
+
 def augment_images(
     images: tf.Tensor,
     seed: tf.Tensor,
@@ -71,6 +91,7 @@ def augment_images(
     elastic_alpha: float = 0.0,
     elastic_sigma: float = 4.0,
     max_aspect: float = 0.0,
+    shards: int = 1,
 ) -> tf.Tensor:
     """Applies an independent random affine map, then an optional elastic distortion, to each image.
 
@@ -88,6 +109,7 @@ def augment_images(
       max_aspect: largest change of the aspect ratio: the width is scaled by ``exp(u)``, ``u`` uniform in
         ``[-max_aspect, max_aspect]`` (0: the aspect ratio is kept; drawn from its own stream, so adding it
         leaves the other draws unchanged).
+      shards: resample in that many parts (see :func:`affine_sample`); the values do not depend on it.
 
     Returns:
       float32 ``[N, H, W, 1]``, bilinearly resampled, zero outside the original image.
@@ -110,17 +132,19 @@ def augment_images(
                                 strength * max_aspect))
         a00, a01 = a00 / widen, a01 / widen
     centre_y, centre_x = (height - 1) / 2.0, (width - 1) / 2.0
+    if elastic_alpha <= 0:  # x = a00 (gx - cx) + a01 (gy - cy) + cx + shift_x, and y alike: one affine map
+        return affine_sample(images, tf.stack([
+            a00, a01, centre_x + shift_x - a00 * centre_x - a01 * centre_y,
+            a10, a11, centre_y + shift_y - a10 * centre_x - a11 * centre_y], axis=1), shards)
     grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
     grid_x, grid_y = grid_x - centre_x, grid_y - centre_y
 
     def per_image(v: tf.Tensor) -> tf.Tensor:
         return v[:, tf.newaxis, tf.newaxis]
 
-    x = per_image(a00) * grid_x + per_image(a01) * grid_y + per_image(centre_x + shift_x)
-    y = per_image(a10) * grid_x + per_image(a11) * grid_y + per_image(centre_y + shift_y)
-    if elastic_alpha > 0:
-        field = elastic_field(seeds[5], count, height, width, elastic_alpha, elastic_sigma) * strength
-        x, y = x + field[0], y + field[1]
+    field = elastic_field(seeds[5], count, height, width, elastic_alpha, elastic_sigma) * strength
+    x = per_image(a00) * grid_x + per_image(a01) * grid_y + per_image(centre_x + shift_x) + field[0]
+    y = per_image(a10) * grid_x + per_image(a11) * grid_y + per_image(centre_y + shift_y) + field[1]
     warped = bilinear_sample(images, x, y)
     warped.set_shape(images.shape)
     return warped
@@ -234,7 +258,7 @@ def _extent(any_ink: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def fill_box(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor,
-             threshold: float = 0.1) -> tf.Tensor:
+             threshold: float = 0.1, shards: int = 1) -> tf.Tensor:
     """Stretches a random ``probability`` share of the digits to fill a square box, as scanners that normalise
     each digit to its box do (aspect ratio not kept): the shorter side of the ink's bounding box is stretched
     to the longer one, about the box's centre.
@@ -244,6 +268,7 @@ def fill_box(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor,
       seed: int ``[2]`` tensor seeding which images are stretched.
       probability: share of stretched images, a float or a scalar tensor (0 leaves the images unchanged).
       threshold: pixel value above which a pixel counts as ink.
+      shards: resample in that many parts (see :func:`affine_sample`); the values do not depend on it.
 
     Returns:
       float32 ``[N, H, W, 1]``, bilinearly resampled where stretched.
@@ -256,12 +281,9 @@ def fill_box(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor,
     box_h, box_w = bottom - top + 1, right - left + 1
     side = tf.maximum(box_h, box_w)
     chosen = tf.random.stateless_uniform([count], seed=tf.cast(seed, tf.int64)) < probability
-    stretch_x = tf.where(chosen, side / box_w, 1.0)[:, tf.newaxis, tf.newaxis]
-    stretch_y = tf.where(chosen, side / box_h, 1.0)[:, tf.newaxis, tf.newaxis]
-    centre_x = ((left + right) / 2)[:, tf.newaxis, tf.newaxis]
-    centre_y = ((top + bottom) / 2)[:, tf.newaxis, tf.newaxis]
-    grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
-    stretched = bilinear_sample(images, centre_x + (grid_x - centre_x) / stretch_x,
-                                centre_y + (grid_y - centre_y) / stretch_y)
-    stretched.set_shape(images.shape)
-    return stretched
+    shrink_x = tf.where(chosen, box_w / side, 1.0)  # x = cx + (gx - cx) / stretch, and y alike
+    shrink_y = tf.where(chosen, box_h / side, 1.0)
+    centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    zero = tf.zeros_like(shrink_x)
+    return affine_sample(images, tf.stack([shrink_x, zero, centre_x * (1 - shrink_x),
+                                           zero, shrink_y, centre_y * (1 - shrink_y)], axis=1), shards)

@@ -137,8 +137,10 @@ class TrainResult:
 class Augmentation:
     """A config's in-graph augmentation of training batches, switched off for the clean epochs by a feed."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, shards: int = 1) -> None:
+        """``shards``: how many parts resampling is split into (one per core; the values do not depend on it)."""
         self.config = config
+        self.shards = shards
         # Fed 0 for the clean epochs, which leaves the images unchanged.
         self.strength = tf1.placeholder_with_default(float(config.augment_strength), [], name="augment_strength")
 
@@ -148,7 +150,8 @@ class Augmentation:
             return images
         seed = tf.stack([self.config.seed, global_step])
         images = augment_images(images, seed, self.strength, elastic_alpha=self.config.elastic_alpha,
-                                elastic_sigma=self.config.elastic_sigma, max_aspect=self.config.aspect)
+                                elastic_sigma=self.config.elastic_sigma, max_aspect=self.config.aspect,
+                                shards=self.shards)
         # The reversed seed gives the capture draws a stream of their own, independent of the affine ones.
         return capture_distort(images, seed[::-1], self.strength, **self.config.capture_distortions())
 
@@ -177,8 +180,9 @@ class TrainGraph:
             batch_images = scale_images(tf.gather(images, self.indices))
             batch_labels = tf.gather(labels, self.indices)
             self.global_step = tf1.train.get_or_create_global_step()
-            self.augmentation = Augmentation(config)
-            self.styles = StyleMix(config, splits.train_images)
+            self.towers = config.towers or default_towers(config.batch_size)
+            self.augmentation = Augmentation(config, self.towers)
+            self.styles = StyleMix(config, splits.train_images, self.towers)
             if config.styles:
                 batch_images, batch_labels = self.styles(batch_images, batch_labels, self.indices,
                                                          self.augmentation.strength, self.global_step)
@@ -186,7 +190,6 @@ class TrainGraph:
             self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed},
                                             config.ensemble)
             self.net = self.members[0]
-            self.towers = config.towers or default_towers(config.batch_size)
             # Data parallelism inside one step: the batch is split into one shard per tower, whose ops run on
             # their own core; the loss is the mean over the whole batch and batch norm's statistics are the
             # whole batch's, so the loss and gradient are those of one batch, whatever the number of towers.

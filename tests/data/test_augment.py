@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage
 
 from lenet_tf.core.tf import tf
-from lenet_tf.data.augment import (augment_images, bilinear_sample, capture_distort, dilate, elastic_field, erode,
+from lenet_tf.data.augment import (affine_sample, augment_images, bilinear_sample, capture_distort, dilate, elastic_field, erode,
                               gaussian_blur, gaussian_matrix, ink_box, low_resolution)
 from graph_run import run
 from synthetic import make_digits
@@ -24,6 +24,29 @@ def test_bilinear_sample_shifts_and_interpolates_with_zero_border():
     framed = np.pad(images[..., 0], [(0, 0), (1, 0), (0, 2)])  # zeros above and to the right
     expected = 0.5 * (framed[:, :6, 1:6] + framed[:, :6, 2:7])
     np.testing.assert_allclose(sampled, expected, atol=1e-6)
+
+
+def test_affine_sample_is_bilinear_sample_bit_for_bit_however_sharded():
+    """The native kernel reads the same four pixels with the same weights as the gathers; shards change nothing."""
+    rng = np.random.default_rng(3)
+    images = rng.random((7, 32, 32, 1)).astype(np.float32)
+    maps = (rng.normal(0, 0.3, (7, 6)) + [1, 0, 0, 0, 1, 0]).astype(np.float32)
+    maps[:, [2, 5]] *= 20  # some maps send part of the image outside the frame: zeros there
+    grid_y, grid_x = np.mgrid[0:32, 0:32].astype(np.float32)
+    x = maps[:, 0, None, None] * grid_x + maps[:, 1, None, None] * grid_y + maps[:, 2, None, None]
+    y = maps[:, 3, None, None] * grid_x + maps[:, 4, None, None] * grid_y + maps[:, 5, None, None]
+    gathered = run(bilinear_sample, images, x, y)
+    assert (gathered == 0).mean() > 0.05 and (gathered > 0).mean() > 0.3
+    for shards in (1, 2, 3):
+        np.testing.assert_array_equal(run(lambda i, m: affine_sample(i, m, shards), images, maps), gathered)
+
+
+def test_augmentation_does_not_depend_on_the_shards():
+    images = digits(9)
+    one, three = (run(lambda x, s: augment_images(x, s, max_aspect=0.3, shards=shards), images, np.array([4, 2]))
+                  for shards in (1, 3))
+    np.testing.assert_array_equal(one, three)
+    assert np.abs(one - images).max() > 0.1
 
 
 def test_gaussian_matrix_equals_zero_padded_convolution():
