@@ -7,7 +7,7 @@ import math
 import os
 from typing import Callable
 
-from lenet_tf.core import fast_ops, options
+from lenet_tf.core import fast_ops, native_ops, options
 from lenet_tf.core.shards import concat as _concat, shard_batch
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.runs.checkpoint import describe_tf_error, resolve_checkpoint
@@ -26,10 +26,12 @@ _TRUNCATED_NORMAL_STD = 0.87962566103423978  # stddev of a unit normal truncated
 # The kernels of the convolutions and poolings, the same function either way (docs/speed.md): "nn" are
 # tf.nn.conv2d / max_pool2d (oneDNN's kernels); "forward_grad" the same, but a convolution's input gradient is a
 # forward convolution (lenet_tf.core.fast_ops.conv2d_forward_input_grad); "matmul" are lenet_tf.core.fast_ops'
-# im2col + one matmul and reshape + max with a select for its gradient. "nn" is the default: "matmul" measured
-# 5-9x slower on AVX-512 (TensorFlow's ExtractImagePatches), "forward_grad" within 4% (benchmarks/profile_step.py
-# --kernels K measures them on your CPU).
-KERNELS = ("nn", "forward_grad", "matmul")
+# im2col + one matmul and reshape + max with a select for its gradient; "native" computes the first block's
+# convolution and pooling in training as one op compiled for this CPU (lenet_tf.core.native_ops), the rest as
+# "nn". "nn" is the default of a LeNet5 (its graphs need nothing but TensorFlow, so they export anywhere);
+# `lenet-tf train` measures "native" against it on the machine and takes the faster (docs/speed.md).
+# benchmarks/profile_step.py --kernels K measures each on your CPU.
+KERNELS = ("nn", "forward_grad", "matmul", "native")
 
 
 def _moments(shards: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
@@ -100,6 +102,8 @@ class LeNet5:
             raise ValueError(f"bn_momentum must lie in (0, 1), got {bn_momentum!r}")
         if kernels not in KERNELS:
             raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+        if kernels == "native" and native_ops.load() is None:
+            raise ValueError(f"kernels 'native' is not available here: {native_ops.unavailable_reason()}")
         if not input_std > 0:
             raise ValueError(f"input_std must be > 0, got {input_std!r}")
         self.name = name
@@ -115,7 +119,8 @@ class LeNet5:
         self.seed = seed
         self._conv2d, self._max_pool = {"nn": (self.conv2d, self.max_pool),
                                          "forward_grad": (fast_ops.conv2d_forward_input_grad, self.max_pool),
-                                         "matmul": (fast_ops.conv2d, fast_ops.max_pool)}[kernels]
+                                         "matmul": (fast_ops.conv2d, fast_ops.max_pool),
+                                         "native": (self.conv2d, self.max_pool)}[kernels]
         self.kernels = kernels
         self._scope: tf1.VariableScope | None = None
         self._graph: tf.Graph | None = None
@@ -158,6 +163,13 @@ class LeNet5:
     def max_pool(inputs: tf.Tensor) -> tf.Tensor:
         """2x2 max pooling with stride 2: ``[N, H, W, C]`` → ``[N, H/2, W/2, C]``."""
         return tf.nn.max_pool2d(inputs, ksize=2, strides=2, padding="VALID")
+
+    def _conv_pool(self, inputs: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+        """Convolution then 2x2 max pooling, with this instance's kernels (one native op for a one-channel
+        input with ``kernels="native"``)."""
+        if self.kernels == "native" and inputs.shape[-1] == 1:
+            return native_ops.conv_pool(inputs, weights)
+        return self._max_pool(self._conv2d(inputs, weights))
 
     @staticmethod
     def flatten(inputs: tf.Tensor) -> tf.Tensor:
@@ -204,9 +216,9 @@ class LeNet5:
         """
         weights = self.conv_weights(shards[0].shape[-1], out_channels, seed_offset=seed_offset)
         activation = ACTIVATIONS[self.activation]
-        convolved = [self._conv2d(x, weights) for x in shards]
         if training or self.batch_norm:
-            return [activation(x) for x in self._normalise([self._max_pool(x) for x in convolved], training)]
+            return [activation(x) for x in self._normalise([self._conv_pool(x, weights) for x in shards], training)]
+        convolved = [self._conv2d(x, weights) for x in shards]
         # Inference without batch norm: TensorFlow fuses conv + bias + ReLU into one oneDNN kernel, which
         # beats pooling first when no gradient is needed (benchmarks/throughput.py).
         return [self._max_pool(activation(x)) for x in self._normalise(convolved, training)]

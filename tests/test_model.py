@@ -212,7 +212,7 @@ def test_get_config_rebuilds_the_same_network(graph):
     ({"init_stddev": 0}, "init_stddev must be a finite number > 0"),
     ({"name": ""}, "name must be a non-empty string"),
     ({"input_std": 0}, "input_std must be > 0"),
-    ({"kernels": "fft"}, "kernels must be one of nn, forward_grad, matmul"),
+    ({"kernels": "fft"}, "kernels must be one of nn, forward_grad, matmul, native"),
 ])
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -237,7 +237,7 @@ def test_an_instance_is_bound_to_one_graph():
         net(images_placeholder())
 
 
-@pytest.mark.parametrize("kernels", ["matmul", "forward_grad"])
+@pytest.mark.parametrize("kernels", ["matmul", "forward_grad", "native"])
 def test_other_kernels_give_the_same_logits_loss_and_gradients(graph, kernels):
     """The im2col/reshape and forward-gradient kernels against tf.nn's and the NumPy reference, same variables."""
     x, labels = images_placeholder(), tf1.placeholder(tf.int32, [None])

@@ -21,6 +21,7 @@ from lenet_tf.training.loop import RunRecorder, epoch_batches, restore_last, run
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
 from lenet_tf.core.options import RANGES, SCHEDULES
+from lenet_tf.core import native_ops
 from lenet_tf.core.precision import PRECISIONS, choose, report_use
 
 
@@ -161,6 +162,16 @@ class Augmentation:
         return {self.strength: 0.0} if distorts and not augment else {}
 
 
+def choose_kernels(model: dict, precision: str) -> dict:
+    """The :class:`LeNet5` kernels training uses, and why: ``model["kernels"]`` when given, else the native
+    first block where it builds and was measured faster than TensorFlow's kernels on this machine
+    (:func:`lenet_tf.core.native_ops.faster_than_tf`), else ``"nn"``."""
+    if "kernels" in model:
+        return {"used": model["kernels"], "reason": "as asked"}
+    faster, reason = native_ops.faster_than_tf(precision)
+    return {"used": "native" if faster else "nn", "reason": reason}
+
+
 class TrainGraph:
     """The training graph: the training set lives in the graph, each step is fed only batch indices."""
 
@@ -187,8 +198,9 @@ class TrainGraph:
                 batch_images, batch_labels = self.styles(batch_images, batch_labels, self.indices,
                                                          self.augmentation.strength, self.global_step)
             batch_images = self.augmentation(batch_images, self.global_step)
-            self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed},
-                                            config.ensemble)
+            self.kernels = choose_kernels(config.model, self.precision.used)
+            self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed,
+                                             "kernels": self.kernels["used"]}, config.ensemble)
             self.net = self.members[0]
             # Data parallelism inside one step: the batch is split into one shard per tower, whose ops run on
             # their own core; the loss is the mean over the whole batch and batch norm's statistics are the
@@ -382,7 +394,7 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
         graph = TrainGraph(config, splits)
     recorder = RunRecorder(out, config, graph.net.get_config(), splits, graph.graph,
                            precision=graph.precision.to_dict(), previous=previous, replaced=replaced, logdir=logdir,
-                           timings=timings)
+                           extra={"kernels": graph.kernels}, timings=timings)
     try:
         with recorder.timings.phase("session"):
             session = graph.start(splits)

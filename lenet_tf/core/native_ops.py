@@ -1,0 +1,230 @@
+"""LeNet-5's first block as a native TensorFlow op, compiled once per machine: a 5x5 VALID convolution of a
+one-channel image followed by 2x2 max pooling, with its gradients (``native/conv_pool.cc``).
+
+oneDNN's kernels are slow on that shape (one input channel, six outputs, a full-resolution tensor between the
+convolution and the pooling): on an Intel Xeon with AMX they took more than half of a training step. The op
+computes each pooled value and where its maximum was in one pass, and the filter's gradient from the pooled
+gradient without a full-resolution tensor in the graph.
+
+The library is built with the machine's C++ compiler against the installed TensorFlow, for this CPU
+(``-march=native``), into ``$XDG_CACHE_HOME/lenet_tf/native/<key>/`` (the key hashes the source, TensorFlow's
+version, the compiler and the CPU's flags), under a file lock so that concurrent processes build it once.
+Where it cannot be built (no compiler, no headers) :func:`load` returns None with the reason, and the model
+keeps TensorFlow's kernels. Whether it is used is decided by measuring both on this machine
+(:func:`faster_than_tf`), never assumed; ``LENET_TF_NATIVE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lenet_tf.core.precision import cpu_flags
+from lenet_tf.core.tf import session_config, tf, tf1
+
+SOURCE = Path(__file__).with_name("native") / "conv_pool.cc"
+NATIVE_ENV = "LENET_TF_NATIVE"  # "0": never build nor use the native op
+_LIBRARY = "conv_pool.so"
+_CHOICE = "choice.json"
+_BUILD_SECONDS = 300  # a build (or another process's) taking longer is given up
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+def _flags() -> list[str]:
+    """The compile and link flags: TensorFlow's own, optimised for this CPU. ``-mno-avx512fp16``: the Eigen
+    headers TensorFlow ships do not compile with GCC 12's AVX512-FP16 (Sapphire Rapids) types."""
+    flags = ["-shared", "-fPIC", "-O3", "-march=native", "-Wno-deprecated-declarations"]
+    if "avx512_fp16" in cpu_flags():
+        flags.append("-mno-avx512fp16")
+    return flags + tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags()
+
+
+def _version(compiler: str) -> str:
+    try:
+        return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def build_dir(compiler: str) -> Path:
+    """The folder of this source built with ``compiler`` for this TensorFlow and CPU."""
+    identity = [SOURCE.read_text(encoding="utf-8"), tf.__version__, _version(compiler), sorted(cpu_flags()), _flags()]
+    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lenet_tf" / "native" / key
+
+
+def _build(compiler: str, folder: Path) -> Path:
+    """The library in ``folder``, compiled first if absent (once across processes: a file lock, then a rename)."""
+    library = folder / _LIBRARY
+    if library.is_file():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process building waits here, then finds the library
+        if library.is_file():
+            return library
+        handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-lenet_tf-", suffix=".so")
+        os.close(handle)
+        try:
+            done = subprocess.run([compiler, str(SOURCE), "-o", tmp, *_flags()], capture_output=True, text=True,
+                                  timeout=_BUILD_SECONDS)
+            if done.returncode != 0:
+                errors = [line for line in done.stderr.splitlines() if "error" in line]
+                raise RuntimeError((errors or done.stderr.splitlines() or ["no output"])[0].strip())
+            os.replace(tmp, library)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return library
+
+
+@functools.lru_cache(maxsize=None)
+def _load() -> tuple[object | None, str, Path | None]:
+    if os.environ.get(NATIVE_ENV) == "0":
+        return None, f"{NATIVE_ENV}=0", None
+    compiler = _compiler()
+    if compiler is None:
+        return None, "no C++ compiler (g++) on this machine", None
+    try:
+        folder = build_dir(compiler)
+        library = tf.load_op_library(str(_build(compiler, folder)))
+    except (OSError, RuntimeError, subprocess.SubprocessError, tf.errors.OpError) as err:
+        return None, f"the native op did not build: {err}", None
+    tf1.RegisterGradient("LenetConvPool")(_conv_pool_grad)
+    return library, "built for this CPU", folder
+
+
+def load():
+    """The op library (``lenet_conv_pool`` and its gradients), or None where it cannot be built here."""
+    return _load()[0]
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`load` gives None (None when the op is there)."""
+    library, reason, _ = _load()
+    return None if library is not None else reason
+
+
+def _conv_pool_grad(op: tf.Operation, dpooled: tf.Tensor, _dargmax: tf.Tensor):
+    x, w = op.inputs
+    argmax = op.outputs[1]
+    library = load()
+    return (library.lenet_conv_pool_input_grad(w, argmax, dpooled, height=x.shape[1], width=x.shape[2]),
+            library.lenet_conv_pool_filter_grad(x, argmax, dpooled))
+
+
+def conv_pool(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
+    """``max_pool2d(conv2d(x, filters, VALID), 2, 2)`` for ``x`` float32 ``[N, H, W, 1]`` (H-4 and W-4 even,
+    W-4 ≤ 32) and ``filters`` ``[5, 5, 1, K]``: float32 ``[N, (H-4)/2, (W-4)/2, K]``, differentiable in both.
+
+    Raises:
+      RuntimeError: the op is not available here (see :func:`unavailable_reason`).
+    """
+    library = load()
+    if library is None:
+        raise RuntimeError(f"the native conv+pool op is not available: {unavailable_reason()}")
+    return library.lenet_conv_pool(tf.cast(x, tf.float32), filters)[0]
+
+
+def _time_block(build, precision: str, images: int, repeats: int) -> float:
+    """Median seconds of one forward + filter-gradient run of ``build(x, w)`` on ``images`` images."""
+    import numpy as np
+
+    with tf.Graph().as_default() as graph:
+        rng = np.random.default_rng(0)
+        x = tf.constant(rng.random((images, 32, 32, 1), dtype=np.float32))
+        w = tf1.Variable(rng.normal(0, 0.2, (5, 5, 1, 6)).astype(np.float32))
+        pooled = build(x, w)
+        grad = tf.gradients(tf.reduce_sum(tf.nn.relu(pooled)), w)[0]
+        # One thread per op, as each tower of a training step runs.
+        with tf1.Session(graph=graph, config=session_config(2, precision)) as session:
+            session.run(w.initializer)
+            for _ in range(5):
+                session.run(grad)
+            times = []
+            for _ in range(repeats):
+                began = time.perf_counter()
+                session.run(grad)
+                times.append(time.perf_counter() - began)
+    return sorted(times)[len(times) // 2]
+
+
+def _measure(precision: str) -> dict:
+    """Medians of interleaved runs, in ms: the native op and TensorFlow's kernels on 64 images."""
+    native, nn = [], []
+    for _ in range(3):
+        native.append(_time_block(conv_pool, precision, 64, 15))
+        nn.append(_time_block(lambda x, w: tf.nn.max_pool2d(tf.nn.conv2d(x, w, 1, "VALID"), 2, 2, "VALID"),
+                              precision, 64, 15))
+    return {"native_ms": round(sorted(native)[1] * 1e3, 4), "tf_ms": round(sorted(nn)[1] * 1e3, 4)}
+
+
+def faster_than_tf(precision: str = "fp32") -> tuple[bool, str]:
+    """Whether the native op beats ``tf.nn.conv2d`` + ``max_pool2d`` on this machine in ``precision`` (forward
+    and filter gradient of 64 images, one thread per op as in training), and why.
+
+    Measured once per machine and precision in a process of its own (oneDNN's thread settings are per process:
+    a measurement in the training process would change how its training runs), then read from the build folder.
+    """
+    library, reason, folder = _load()
+    if library is None:
+        return False, reason
+    path = folder / _CHOICE
+
+    def stored() -> dict | None:
+        try:
+            measured = json.loads(path.read_text(encoding="utf-8")).get(precision)
+        except (OSError, ValueError, AttributeError):
+            return None
+        return measured if isinstance(measured, dict) else None
+
+    measured = stored()
+    if measured is None:
+        try:
+            subprocess.run([sys.executable, "-m", "lenet_tf.core.native_ops", precision], capture_output=True,
+                           timeout=_BUILD_SECONDS, check=True)
+        except (OSError, subprocess.SubprocessError):
+            pass
+        measured = stored()
+    if measured is None:
+        return False, "the native op could not be measured against TensorFlow's kernels"
+    faster = measured["native_ms"] < measured["tf_ms"]
+    return faster, (f"native conv+pool {measured['native_ms']:.3f} ms vs TensorFlow's {measured['tf_ms']:.3f} ms "
+                    f"per 64 images ({precision})")
+
+
+def _record_measurement(precision: str) -> None:
+    """Measures in this process and stores the result beside the library (see :func:`faster_than_tf`)."""
+    library, reason, folder = _load()
+    if library is None:
+        raise SystemExit(reason)
+    path = folder / _CHOICE
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            choices = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            choices = {}
+        if not isinstance(choices, dict):
+            choices = {}
+        choices[precision] = _measure(precision)
+        tmp = path.with_name(f".tmp-lenet_tf-{os.getpid()}.json")
+        tmp.write_text(json.dumps(choices, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+if __name__ == "__main__":  # python -m lenet_tf.core.native_ops [fp32|bf16]: build, measure, store
+    _record_measurement(sys.argv[1] if len(sys.argv) > 1 else "fp32")

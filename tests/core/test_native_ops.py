@@ -1,0 +1,125 @@
+"""The native conv+pool op: the same values and gradients as tf.nn's kernels, its refusals, its build and its choice."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet_tf.core import native_ops
+from lenet_tf.core.tf import tf, tf1
+from lenet_tf.model import LeNet5
+from lenet_tf.training.trainer import choose_kernels
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def reference_and_native(images: np.ndarray, filters: np.ndarray, upstream: np.ndarray):
+    """(pooled, d images, d filters) from tf.nn's kernels and from the native op, in fp32."""
+    with tf.Graph().as_default():
+        x, w = tf.constant(images), tf.constant(filters)
+        results = []
+        for build in (lambda: tf.nn.max_pool2d(tf.nn.conv2d(x, w, 1, "VALID"), 2, 2, "VALID"),
+                      lambda: native_ops.conv_pool(x, w)):
+            pooled = build()
+            results.append([pooled, *tf.gradients(pooled, [x, w], grad_ys=tf.constant(upstream))])
+        with tf1.Session() as session:
+            return session.run(results)
+
+
+@pytest.mark.parametrize("count, height, width, channels", [(5, 32, 32, 6), (3, 12, 20, 4), (2, 36, 36, 1)])
+def test_values_and_both_gradients_equal_tf_nn(count, height, width, channels):
+    rng = np.random.default_rng(count)
+    images = rng.random((count, height, width, 1), dtype=np.float32)
+    filters = rng.normal(0, 0.5, (5, 5, 1, channels)).astype(np.float32)
+    pooled_shape = (count, (height - 4) // 2, (width - 4) // 2, channels)
+    upstream = rng.normal(0, 1, pooled_shape).astype(np.float32)
+    (pooled, d_images, d_filters), (n_pooled, n_images, n_filters) = reference_and_native(images, filters, upstream)
+    assert n_pooled.shape == pooled_shape
+    np.testing.assert_allclose(n_pooled, pooled, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(n_images, d_images, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(n_filters, d_filters, rtol=1e-4, atol=1e-3)
+    assert np.abs(d_filters).max() > 1  # a real gradient, not zeros on both sides
+
+
+def test_the_gradient_goes_to_the_first_maximum_of_a_window_as_max_pool_s():
+    images = np.zeros((1, 8, 8, 1), np.float32)  # a constant convolution output: all four values of a window tie
+    filters = np.ones((5, 5, 1, 1), np.float32)
+    upstream = np.ones((1, 2, 2, 1), np.float32)
+    (pooled, d_images, d_filters), (n_pooled, n_images, n_filters) = reference_and_native(images + 1, filters,
+                                                                                        upstream)
+    np.testing.assert_array_equal(n_pooled, pooled)
+    np.testing.assert_array_equal(n_images, d_images)
+    np.testing.assert_array_equal(n_filters, d_filters)
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((1, 32, 32, 2), "x must be \\[N, H, W, 1\\]"),
+    ((1, 31, 32, 1), "even sides"),
+    ((1, 40, 40, 1), "at most 32 columns"),
+])
+def test_shapes_it_cannot_compute_are_refused(shape, message):
+    """At run time (shapes unknown when the graph was built): a clear error, no crash, no out-of-bounds read."""
+    with tf.Graph().as_default(), tf1.Session() as session:
+        images = tf1.placeholder(tf.float32, None)
+        pooled = native_ops.conv_pool(images, tf.zeros([5, 5, 1, 6]))
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            session.run(pooled, {images: np.zeros(shape, np.float32)})
+
+
+def run_python(code: str, cache: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "XDG_CACHE_HOME": str(cache), **env})
+
+
+def test_switched_off_it_is_neither_built_nor_chosen_and_asking_for_it_says_why(tmp_path):
+    done = run_python(
+        "from lenet_tf.model import LeNet5\n"
+        "from lenet_tf.training.trainer import choose_kernels\n"
+        "print(choose_kernels({}, 'fp32'))\n"
+        "LeNet5(kernels='native')\n", tmp_path, LENET_TF_NATIVE="0")
+    assert "{'used': 'nn', 'reason': 'LENET_TF_NATIVE=0'}" in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ValueError: kernels 'native' is not available here: LENET_TF_NATIVE=0")
+    assert not (tmp_path / "lenet_tf" / "native").exists()
+
+
+def test_processes_starting_together_build_it_once_and_leave_no_temporary_file(tmp_path):
+    code = "from lenet_tf.core import native_ops; assert native_ops.load() is not None, native_ops.unavailable_reason()"
+    processes = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)}) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()
+    (folder,) = (tmp_path / "lenet_tf" / "native").iterdir()
+    assert sorted(path.name for path in folder.iterdir()) == [".lock", "conv_pool.so"]
+
+
+def test_training_takes_what_was_measured_faster_here_and_says_so():
+    chosen = choose_kernels({}, "fp32")
+    faster, reason = native_ops.faster_than_tf("fp32")
+    assert chosen == {"used": "native" if faster else "nn", "reason": reason}
+    measured = json.loads((native_ops._load()[2] / "choice.json").read_text())["fp32"]
+    assert reason.startswith(f"native conv+pool {measured['native_ms']:.3f} ms vs TensorFlow's")
+    assert choose_kernels({"kernels": "matmul"}, "fp32") == {"used": "matmul", "reason": "as asked"}
+
+
+def test_a_native_network_restores_into_an_nn_network_with_the_same_outputs(tmp_path):
+    """The kernels are how a machine computes the network: checkpoints are the same variables either way."""
+    images = np.random.default_rng(0).random((4, 32, 32, 1), dtype=np.float32)
+    outputs = []
+    for kernels in ("native", "nn"):
+        with tf.Graph().as_default():
+            net = LeNet5(kernels=kernels, seed=3, batch_norm=True)
+            x = tf.constant(images)
+            logits = net(x)
+            with tf1.Session() as session:
+                session.run(tf1.global_variables_initializer())
+                if kernels == "nn":
+                    net.saver().restore(session, str(tmp_path / "ckpt"))
+                else:
+                    net.saver().save(session, str(tmp_path / "ckpt"))
+                outputs.append(session.run(logits))
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
