@@ -165,11 +165,20 @@ class LeNet5:
         return tf.nn.max_pool2d(inputs, ksize=2, strides=2, padding="VALID")
 
     def _conv_pool(self, inputs: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-        """Convolution then 2x2 max pooling, with this instance's kernels (one native op for a one-channel
-        input with ``kernels="native"``)."""
-        if self.kernels == "native" and inputs.shape[-1] == 1:
-            return native_ops.conv_pool(inputs, weights)
+        """Convolution then 2x2 max pooling, with this instance's kernels."""
         return self._max_pool(self._conv2d(inputs, weights))
+
+    def _native_block(self, shards: list[tf.Tensor], weights: tf.Tensor, training: bool) -> list[tf.Tensor]:
+        """:meth:`conv_block` on one-channel shards as the native op (lenet_tf.core.native_ops): conv, pool,
+        bias and ReLU in one kernel; with batch norm, conv and pool, then batch norm and the activation."""
+        activation = ACTIVATIONS[self.activation]
+        if self.batch_norm:
+            pooled = [native_ops.conv_pool(x, weights) for x in shards]
+            return [activation(x) for x in self._normalise(pooled, training)]
+        biases = self.bias(weights.shape[-1])
+        relu = self.activation == "relu"
+        outputs = [native_ops.conv_pool(x, weights, biases, relu=relu) for x in shards]
+        return outputs if relu else [activation(x) for x in outputs]
 
     @staticmethod
     def flatten(inputs: tf.Tensor) -> tf.Tensor:
@@ -216,6 +225,8 @@ class LeNet5:
         """
         weights = self.conv_weights(shards[0].shape[-1], out_channels, seed_offset=seed_offset)
         activation = ACTIVATIONS[self.activation]
+        if (training or self.batch_norm) and self.kernels == "native" and shards[0].shape[-1] == 1:
+            return self._native_block(shards, weights, training)
         if training or self.batch_norm:
             return [activation(x) for x in self._normalise([self._conv_pool(x, weights) for x in shards], training)]
         convolved = [self._conv2d(x, weights) for x in shards]

@@ -119,16 +119,19 @@ def unavailable_reason() -> str | None:
 
 
 def _conv_pool_grad(op: tf.Operation, dpooled: tf.Tensor, _dargmax: tf.Tensor):
-    x, w = op.inputs
+    x, w, _ = op.inputs
     argmax = op.outputs[1]
     library = load()
+    d_filters, d_biases = library.lenet_conv_pool_filter_grad(x, argmax, dpooled)
     return (library.lenet_conv_pool_input_grad(w, argmax, dpooled, height=x.shape[1], width=x.shape[2]),
-            library.lenet_conv_pool_filter_grad(x, argmax, dpooled))
+            d_filters, d_biases)
 
 
-def conv_pool(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
-    """``max_pool2d(conv2d(x, filters, VALID), 2, 2)`` for ``x`` float32 ``[N, H, W, 1]`` (H-4 and W-4 even,
-    W-4 ≤ 32) and ``filters`` ``[5, 5, 1, K]``: float32 ``[N, (H-4)/2, (W-4)/2, K]``, differentiable in both.
+def conv_pool(x: tf.Tensor, filters: tf.Tensor, biases: tf.Tensor | None = None, relu: bool = False) -> tf.Tensor:
+    """``max_pool2d(conv2d(x, filters, VALID), 2, 2) + biases``, then ``relu`` if asked, for ``x`` float32
+    ``[N, H, W, 1]`` (H-4 and W-4 even, W-4 ≤ 32), ``filters`` ``[5, 5, 1, K]`` and ``biases`` ``[K]`` (None:
+    zeros): float32 ``[N, (H-4)/2, (W-4)/2, K]``, differentiable in all three. Pooling before the bias and the
+    ReLU is the same function as after them (both are non-decreasing).
 
     Raises:
       RuntimeError: the op is not available here (see :func:`unavailable_reason`).
@@ -136,7 +139,9 @@ def conv_pool(x: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
     library = load()
     if library is None:
         raise RuntimeError(f"the native conv+pool op is not available: {unavailable_reason()}")
-    return library.lenet_conv_pool(tf.cast(x, tf.float32), filters)[0]
+    if biases is None:
+        biases = tf.zeros(filters.shape[-1:], tf.float32)
+    return library.lenet_conv_pool(tf.cast(x, tf.float32), filters, biases, relu=relu)[0]
 
 
 def _time_block(build, precision: str, images: int, repeats: int) -> float:

@@ -17,43 +17,50 @@ from lenet_tf.training.trainer import choose_kernels
 REPO = Path(__file__).resolve().parents[2]
 
 
-def reference_and_native(images: np.ndarray, filters: np.ndarray, upstream: np.ndarray):
-    """(pooled, d images, d filters) from tf.nn's kernels and from the native op, in fp32."""
+def reference_and_native(images: np.ndarray, filters: np.ndarray, upstream: np.ndarray, biases=None,
+                          relu: bool = False):
+    """(output, d images, d filters, d biases) from tf.nn's kernels and from the native op, in fp32."""
+    biases = np.zeros(filters.shape[-1], np.float32) if biases is None else biases
     with tf.Graph().as_default():
-        x, w = tf.constant(images), tf.constant(filters)
+        x, w, b = tf.constant(images), tf.constant(filters), tf.constant(biases)
+
+        def reference():
+            out = tf.nn.bias_add(tf.nn.max_pool2d(tf.nn.conv2d(x, w, 1, "VALID"), 2, 2, "VALID"), b)
+            return tf.nn.relu(out) if relu else out
+
         results = []
-        for build in (lambda: tf.nn.max_pool2d(tf.nn.conv2d(x, w, 1, "VALID"), 2, 2, "VALID"),
-                      lambda: native_ops.conv_pool(x, w)):
-            pooled = build()
-            results.append([pooled, *tf.gradients(pooled, [x, w], grad_ys=tf.constant(upstream))])
+        for build in (reference, lambda: native_ops.conv_pool(x, w, b, relu=relu)):
+            out = build()
+            results.append([out, *tf.gradients(out, [x, w, b], grad_ys=tf.constant(upstream))])
         with tf1.Session() as session:
             return session.run(results)
 
 
-@pytest.mark.parametrize("count, height, width, channels", [(5, 32, 32, 6), (3, 12, 20, 4), (2, 36, 36, 1)])
-def test_values_and_both_gradients_equal_tf_nn(count, height, width, channels):
+@pytest.mark.parametrize("count, height, width, channels, relu", [
+    (5, 32, 32, 6, True), (5, 32, 32, 6, False), (3, 12, 20, 4, True), (2, 36, 36, 1, False)])
+def test_values_and_all_gradients_equal_tf_nn(count, height, width, channels, relu):
+    """conv -> pool -> bias (-> ReLU) against tf.nn's kernels: outputs, and gradients for images, filters, biases."""
     rng = np.random.default_rng(count)
     images = rng.random((count, height, width, 1), dtype=np.float32)
     filters = rng.normal(0, 0.5, (5, 5, 1, channels)).astype(np.float32)
+    biases = rng.normal(0, 1, channels).astype(np.float32)
     pooled_shape = (count, (height - 4) // 2, (width - 4) // 2, channels)
     upstream = rng.normal(0, 1, pooled_shape).astype(np.float32)
-    (pooled, d_images, d_filters), (n_pooled, n_images, n_filters) = reference_and_native(images, filters, upstream)
-    assert n_pooled.shape == pooled_shape
-    np.testing.assert_allclose(n_pooled, pooled, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(n_images, d_images, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(n_filters, d_filters, rtol=1e-4, atol=1e-3)
-    assert np.abs(d_filters).max() > 1  # a real gradient, not zeros on both sides
+    reference, native = reference_and_native(images, filters, upstream, biases, relu)
+    assert native[0].shape == pooled_shape
+    if relu:
+        assert 0.1 < (reference[0] == 0).mean() < 0.9  # the ReLU is off in places and on in others
+    for name, ours, theirs in zip(("output", "d images", "d filters", "d biases"), native, reference):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-3, err_msg=name)
+    assert np.abs(reference[2]).max() > 1 and np.abs(reference[3]).max() > 0.5  # real gradients
 
 
 def test_the_gradient_goes_to_the_first_maximum_of_a_window_as_max_pool_s():
     images = np.zeros((1, 8, 8, 1), np.float32)  # a constant convolution output: all four values of a window tie
     filters = np.ones((5, 5, 1, 1), np.float32)
     upstream = np.ones((1, 2, 2, 1), np.float32)
-    (pooled, d_images, d_filters), (n_pooled, n_images, n_filters) = reference_and_native(images + 1, filters,
-                                                                                        upstream)
-    np.testing.assert_array_equal(n_pooled, pooled)
-    np.testing.assert_array_equal(n_images, d_images)
-    np.testing.assert_array_equal(n_filters, d_filters)
+    for ours, theirs in zip(*reversed(reference_and_native(images + 1, filters, upstream))):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.parametrize("shape, message", [

@@ -2,10 +2,12 @@
 // 2x2 max pooling (stride 2), with its gradients. oneDNN's kernels are slow on this shape (one input channel,
 // six outputs): most of a training step went into them and into the full-resolution tensors between them.
 //
-//   LenetConvPool(x [N, H, W, 1], w [5, 5, 1, K]) -> pooled [N, (H-4)/2, (W-4)/2, K] float32,
-//                                                    argmax [N, (H-4)/2, (W-4)/2, K] uint8 (2*row + column
-//                                                    of the window's first maximum, as MaxPool's gradient)
-//   LenetConvPoolFilterGrad(x, argmax, dpooled) -> dw [5, 5, 1, K]
+//   LenetConvPool(x [N, H, W, 1], w [5, 5, 1, K], b [K], relu) -> pooled [N, (H-4)/2, (W-4)/2, K] float32,
+//       argmax [N, (H-4)/2, (W-4)/2, K] uint8: pooled = max over the window + b (then max(., 0) with relu);
+//       argmax = 2*row + column of the window's first maximum, as MaxPool's gradient, or 4 where the ReLU
+//       is off (no gradient flows there). Pooling before the bias and ReLU is the same function, since both
+//       are non-decreasing.
+//   LenetConvPoolFilterGrad(x, argmax, dpooled) -> dw [5, 5, 1, K], db [K]
 //   LenetConvPoolInputGrad(w, argmax, dpooled, H, W) -> dx [N, H, W, 1]
 //
 // Each image's convolution is computed per output channel as rows of contiguous columns, which the compiler
@@ -42,6 +44,8 @@ constexpr int kPadded = kLanes + kSize - 1 + 4;  // a padded image row: every ta
 REGISTER_OP("LenetConvPool")
     .Input("x: float")
     .Input("w: float")
+    .Input("b: float")
+    .Attr("relu: bool = false")
     .Output("pooled: float")
     .Output("argmax: uint8")
     .SetShapeFn([](InferenceContext* c) {
@@ -64,10 +68,12 @@ REGISTER_OP("LenetConvPoolFilterGrad")
     .Input("argmax: uint8")
     .Input("dpooled: float")
     .Output("dw: float")
+    .Output("db: float")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle d;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 4, &d));
       c->set_output(0, c->MakeShape({kSize, kSize, 1, c->Dim(d, 3)}));
+      c->set_output(1, c->MakeShape({c->Dim(d, 3)}));
       return Status();
     });
 
@@ -132,8 +138,10 @@ void PadImage(const Geometry& g, const float* image, float* padded) {
 
 // One pooling row (kLanes / 2 windows) of one channel: the two convolution rows under it, row0 and row1, read the
 // six padded image rows from `lines` on, each tap times a row shifted by v columns; then each 2x2 window's
-// maximum and the position of its first maximum in the order (0,0), (0,1), (1,0), (1,1), as MaxPool's gradient.
-inline void PooledRow(const float* __restrict lines, const float* __restrict taps, float* best, int32_t* where) {
+// maximum plus the bias (then the ReLU) and the position of its first maximum in the order (0,0), (0,1), (1,0),
+// (1,1), as MaxPool's gradient, or 4 where the ReLU is off. Branch-free: the ReLU's sign is unpredictable.
+inline void PooledRow(const float* __restrict lines, const float* __restrict taps, float bias, bool relu,
+                      float* best, int32_t* where) {
   Vec a0 = {}, b0 = {}, a1 = {}, b1 = {};
 #pragma GCC unroll 6
   for (int t = 0; t <= kSize; ++t) {
@@ -162,6 +170,12 @@ inline void PooledRow(const float* __restrict lines, const float* __restrict tap
   for (int i = 1; i < 4; ++i) {
     at = window[i] > m ? Ints{} + i : at;
     m = window[i] > m ? window[i] : m;
+  }
+  m += bias;
+  if (relu) {
+    const Ints off = !(m > 0.0f);
+    at = off ? Ints{} + 4 : at;
+    m = off ? Vec{} : m;
   }
   Store(best, m);
   std::memcpy(where, &at, sizeof at);
@@ -199,13 +213,19 @@ void ScatterToMaxima(const Geometry& g, const float* dpooled, const uint8_t* arg
 
 class ConvPoolOp : public OpKernel {
  public:
-  explicit ConvPoolOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit ConvPoolOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("relu", &relu_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
     const Tensor& w = ctx->input(1);
+    const Tensor& b = ctx->input(2);
     OP_REQUIRES(ctx, w.dims() == 4 && w.dim_size(0) == kSize && w.dim_size(1) == kSize && w.dim_size(2) == 1,
                 tensorflow::errors::InvalidArgument("w must be [5, 5, 1, K], got ", w.shape().DebugString()));
+    OP_REQUIRES(ctx, b.shape() == TensorShape({w.dim_size(3)}),
+                tensorflow::errors::InvalidArgument("b must be [K], got ", b.shape().DebugString()));
+    const float* biases = b.flat<float>().data();
     Geometry g;
     if (!CheckImages(ctx, x.shape(), w.dim_size(3), &g)) return;
     Tensor *pooled, *argmax;
@@ -227,7 +247,8 @@ class ConvPoolOp : public OpKernel {
       PadImage(g, images + n * g.h * g.w, padded.data());
       for (int64_t p = 0; p < g.ho; ++p) {
         for (int64_t c = 0; c < g.k; ++c) {
-          PooledRow(padded.data() + 2 * p * kPadded, taps.data() + c * kSize * kSize, best, where);
+          PooledRow(padded.data() + 2 * p * kPadded, taps.data() + c * kSize * kSize, biases[c], relu_, best,
+                    where);
           for (int64_t q = 0; q < g.wo; ++q) {
             const int64_t at = ((n * g.ho + p) * g.wo + q) * g.k + c;
             pooled_out[at] = best[q];
@@ -237,6 +258,9 @@ class ConvPoolOp : public OpKernel {
       }
     }
   }
+
+ private:
+  bool relu_;
 };
 
 class ConvPoolFilterGradOp : public OpKernel {
@@ -252,8 +276,16 @@ class ConvPoolFilterGradOp : public OpKernel {
     const TensorShape expected({g.n, g.ho, g.wo, g.k});
     OP_REQUIRES(ctx, dpooled.shape() == expected && argmax.shape() == expected,
                 tensorflow::errors::InvalidArgument("dpooled and argmax must be ", expected.DebugString()));
-    Tensor* dw;
+    Tensor *dw, *db;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({kSize, kSize, 1, g.k}), &dw));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({g.k}), &db));
+    // The bias's gradient: the pooled gradient where it flows (argmax < 4), summed per channel in a fixed order.
+    const float* d_all = dpooled.flat<float>().data();
+    const uint8_t* at_all = argmax.flat<uint8_t>().data();
+    float* d_bias = db->flat<float>().data();
+    std::fill(d_bias, d_bias + g.k, 0.0f);
+    for (int64_t i = 0; i < g.n * g.ho * g.wo; ++i)
+      for (int64_t c = 0; c < g.k; ++c) d_bias[c] += d_all[i * g.k + c] * (at_all[i * g.k + c] < 4);
     const int64_t ch = g.conv_h();
     std::vector<float> rows(g.k * ch * kLanes), padded(g.h * kPadded), scratch(g.k * g.ho * kLanes / 2);
     std::vector<int32_t> where(g.k * g.ho * kLanes / 2);
