@@ -221,11 +221,12 @@ class LeNet5:
 
         Without batch norm, training pools first (the same function, less work; see the note on ACTIVATIONS)
         and inference keeps the textbook order, which oneDNN fuses; with batch norm the block is conv → pool →
-        batch norm → activation in both modes.
+        batch norm → activation in both modes. With ``kernels="native"`` a one-channel block is one native op
+        in both modes (:meth:`_native_block`).
         """
         weights = self.conv_weights(shards[0].shape[-1], out_channels, seed_offset=seed_offset)
         activation = ACTIVATIONS[self.activation]
-        if (training or self.batch_norm) and self.kernels == "native" and shards[0].shape[-1] == 1:
+        if self.kernels == "native" and shards[0].shape[-1] == 1:
             return self._native_block(shards, weights, training)
         if training or self.batch_norm:
             return [activation(x) for x in self._normalise([self._conv_pool(x, weights) for x in shards], training)]

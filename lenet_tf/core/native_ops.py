@@ -1,17 +1,19 @@
-"""LeNet-5's first block as a native TensorFlow op, compiled once per machine: a 5x5 VALID convolution of a
-one-channel image followed by 2x2 max pooling, with its gradients (``native/conv_pool.cc``).
+"""Two native TensorFlow ops for the hot spots of a training step, compiled once per machine:
 
-oneDNN's kernels are slow on that shape (one input channel, six outputs, a full-resolution tensor between the
-convolution and the pooling): on an Intel Xeon with AMX they took more than half of a training step. The op
-computes each pooled value and where its maximum was in one pass, and the filter's gradient from the pooled
-gradient without a full-resolution tensor in the graph.
+* ``conv_pool`` (``native/conv_pool.cc``): LeNet-5's first block, a 5x5 VALID convolution of a one-channel image,
+  2x2 max pooling, bias and ReLU, with its gradients. oneDNN's kernels are slow on that shape (one input channel,
+  six outputs, a full-resolution tensor between convolution and pooling): on an Intel Xeon with AMX they took
+  more than half of a training step. The op computes each pooled value and where its maximum was in one pass,
+  and the gradients from the pooled gradient without a full-resolution tensor in the graph.
+* ``affine_warp`` (``native/affine_warp.cc``): the augmentation's bilinear resampling under one affine map per
+  image, vectorised, where TensorFlow's ImageProjectiveTransformV3 takes about 11 ns a pixel.
 
 The library is built with the machine's C++ compiler against the installed TensorFlow, for this CPU
 (``-march=native``), into ``$XDG_CACHE_HOME/lenet_tf/native/<key>/`` (the key hashes the source, TensorFlow's
 version, the compiler and the CPU's flags), under a file lock so that concurrent processes build it once.
-Where it cannot be built (no compiler, no headers) :func:`load` returns None with the reason, and the model
-keeps TensorFlow's kernels. Whether it is used is decided by measuring both on this machine
-(:func:`faster_than_tf`), never assumed; ``LENET_TF_NATIVE=0`` turns it off.
+Where it cannot be built (no compiler, no headers) :func:`load` returns None with the reason, and training
+keeps TensorFlow's kernels. Whether each op is used is decided by measuring it against TensorFlow's on this machine
+(:func:`faster_than_tf`, per op), never assumed; ``LENET_TF_NATIVE=0`` turns them off.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from lenet_tf.core.precision import cpu_flags
 from lenet_tf.core.tf import session_config, tf, tf1
 
-SOURCE = Path(__file__).with_name("native") / "conv_pool.cc"
+SOURCES = tuple(Path(__file__).with_name("native") / name for name in ("conv_pool.cc", "affine_warp.cc"))
 NATIVE_ENV = "LENET_TF_NATIVE"  # "0": never build nor use the native op
-_LIBRARY = "conv_pool.so"
+_LIBRARY = "lenet_ops.so"
 _CHOICE = "choice.json"
 _BUILD_SECONDS = 300  # a build (or another process's) taking longer is given up
 
@@ -60,7 +64,7 @@ def _version(compiler: str) -> str:
 
 def build_dir(compiler: str) -> Path:
     """The folder of this source built with ``compiler`` for this TensorFlow and CPU."""
-    identity = [SOURCE.read_text(encoding="utf-8"), tf.__version__, _version(compiler), sorted(cpu_flags()), _flags()]
+    identity = [[source.read_text(encoding="utf-8") for source in SOURCES], tf.__version__, _version(compiler), sorted(cpu_flags()), _flags()]
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lenet_tf" / "native" / key
@@ -79,7 +83,7 @@ def _build(compiler: str, folder: Path) -> Path:
         handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-lenet_tf-", suffix=".so")
         os.close(handle)
         try:
-            done = subprocess.run([compiler, str(SOURCE), "-o", tmp, *_flags()], capture_output=True, text=True,
+            done = subprocess.run([compiler, *map(str, SOURCES), "-o", tmp, *_flags()], capture_output=True, text=True,
                                   timeout=_BUILD_SECONDS)
             if done.returncode != 0:
                 errors = [line for line in done.stderr.splitlines() if "error" in line]
@@ -144,42 +148,83 @@ def conv_pool(x: tf.Tensor, filters: tf.Tensor, biases: tf.Tensor | None = None,
     return library.lenet_conv_pool(tf.cast(x, tf.float32), filters, biases, relu=relu)[0]
 
 
-def _time_block(build, precision: str, images: int, repeats: int) -> float:
-    """Median seconds of one forward + filter-gradient run of ``build(x, w)`` on ``images`` images."""
-    import numpy as np
+def affine_warp(images: tf.Tensor, maps: tf.Tensor) -> tf.Tensor:
+    """``images`` float32 ``[N, H, W, 1]`` resampled bilinearly where the affine ``maps`` ``[N, 6]`` send each
+    output pixel: ``(x, y)`` reads the input at ``(m0*x + m1*y + m2, m3*x + m4*y + m5)``, 0 outside (the same
+    values as ``ImageProjectiveTransformV3``'s to float rounding).
 
-    with tf.Graph().as_default() as graph:
-        rng = np.random.default_rng(0)
-        x = tf.constant(rng.random((images, 32, 32, 1), dtype=np.float32))
+    Raises:
+      RuntimeError: the op is not available here (see :func:`unavailable_reason`).
+    """
+    library = load()
+    if library is None:
+        raise RuntimeError(f"the native affine warp op is not available: {unavailable_reason()}")
+    return library.lenet_affine_warp(images, maps)
+
+
+def _tf_conv_pool(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+    return tf.nn.max_pool2d(tf.nn.conv2d(x, w, 1, "VALID"), 2, 2, "VALID")
+
+
+def _tf_affine_warp(images: tf.Tensor, maps: tf.Tensor) -> tf.Tensor:
+    transforms = tf.concat([maps, tf.zeros([tf.shape(maps)[0], 2])], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=transforms, output_shape=[32, 32],
+                                                 fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+# What each op does in a training step, built for the measurement: a run's fetch from 64 random images.
+def _conv_pool_step(build):
+    def fetch(rng):
+        x = tf1.Variable(rng.random((64, 32, 32, 1), dtype=np.float32))
         w = tf1.Variable(rng.normal(0, 0.2, (5, 5, 1, 6)).astype(np.float32))
-        pooled = build(x, w)
-        grad = tf.gradients(tf.reduce_sum(tf.nn.relu(pooled)), w)[0]
+        return tf.gradients(tf.reduce_sum(tf.nn.relu(build(x, w))), w)[0]  # forward and filter gradient
+    return fetch
+
+
+def _warp_step(build):
+    def fetch(rng):  # variables, not constants: a graph of constants would be folded before it runs
+        images = tf1.Variable(rng.random((64, 32, 32, 1), dtype=np.float32))
+        maps = tf1.Variable((rng.normal(0, 0.1, (64, 6)) + [1, 0, 0, 0, 1, 0]).astype(np.float32))
+        return build(images, maps)
+    return fetch
+
+
+OPS = {"conv_pool": (conv_pool, _tf_conv_pool, _conv_pool_step),
+       "affine_warp": (affine_warp, _tf_affine_warp, _warp_step)}
+
+
+def _time(fetch, precision: str, repeats: int) -> float:
+    """Median seconds of ``repeats`` runs of ``fetch(rng)``'s result."""
+    with tf.Graph().as_default() as graph:
+        result = fetch(np.random.default_rng(0))
         # One thread per op, as each tower of a training step runs.
         with tf1.Session(graph=graph, config=session_config(2, precision)) as session:
-            session.run(w.initializer)
+            session.run(tf1.global_variables_initializer())
             for _ in range(5):
-                session.run(grad)
+                session.run(result)
             times = []
             for _ in range(repeats):
                 began = time.perf_counter()
-                session.run(grad)
+                session.run(result)
                 times.append(time.perf_counter() - began)
     return sorted(times)[len(times) // 2]
 
 
 def _measure(precision: str) -> dict:
-    """Medians of interleaved runs, in ms: the native op and TensorFlow's kernels on 64 images."""
-    native, nn = [], []
-    for _ in range(3):
-        native.append(_time_block(conv_pool, precision, 64, 15))
-        nn.append(_time_block(lambda x, w: tf.nn.max_pool2d(tf.nn.conv2d(x, w, 1, "VALID"), 2, 2, "VALID"),
-                              precision, 64, 15))
-    return {"native_ms": round(sorted(native)[1] * 1e3, 4), "tf_ms": round(sorted(nn)[1] * 1e3, 4)}
+    """Per op, medians of interleaved runs in ms: the native op and TensorFlow's kernels on 64 images."""
+    measured = {}
+    for name, (native, theirs, step) in OPS.items():
+        times = {"native_ms": [], "tf_ms": []}
+        for _ in range(3):
+            times["native_ms"].append(_time(step(native), precision, 15))
+            times["tf_ms"].append(_time(step(theirs), precision, 15))
+        measured[name] = {key: round(sorted(values)[1] * 1e3, 4) for key, values in times.items()}
+    return measured
 
 
-def faster_than_tf(precision: str = "fp32") -> tuple[bool, str]:
-    """Whether the native op beats ``tf.nn.conv2d`` + ``max_pool2d`` on this machine in ``precision`` (forward
-    and filter gradient of 64 images, one thread per op as in training), and why.
+def faster_than_tf(op: str, precision: str = "fp32") -> tuple[bool, str]:
+    """Whether the native ``op`` (a key of :data:`OPS`) beats TensorFlow's kernels for it on this machine in
+    ``precision`` (64 images, one thread per op as in training), and why.
 
     Measured once per machine and precision in a process of its own (oneDNN's thread settings are per process:
     a measurement in the training process would change how its training runs), then read from the build folder.
@@ -191,8 +236,8 @@ def faster_than_tf(precision: str = "fp32") -> tuple[bool, str]:
 
     def stored() -> dict | None:
         try:
-            measured = json.loads(path.read_text(encoding="utf-8")).get(precision)
-        except (OSError, ValueError, AttributeError):
+            measured = json.loads(path.read_text(encoding="utf-8"))[precision][op]
+        except (OSError, ValueError, TypeError, KeyError):
             return None
         return measured if isinstance(measured, dict) else None
 
@@ -207,7 +252,7 @@ def faster_than_tf(precision: str = "fp32") -> tuple[bool, str]:
     if measured is None:
         return False, "the native op could not be measured against TensorFlow's kernels"
     faster = measured["native_ms"] < measured["tf_ms"]
-    return faster, (f"native conv+pool {measured['native_ms']:.3f} ms vs TensorFlow's {measured['tf_ms']:.3f} ms "
+    return faster, (f"native {op} {measured['native_ms']:.3f} ms vs TensorFlow's {measured['tf_ms']:.3f} ms "
                     f"per 64 images ({precision})")
 
 

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from lenet_tf.core import native_ops
 from lenet_tf.core.shards import concat, shard_batch
 from lenet_tf.core.tf import tf
 
@@ -61,21 +62,28 @@ def bilinear_sample(images: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return (top * (1 - wy) + bottom * wy)[..., tf.newaxis]
 
 
-def affine_sample(images: tf.Tensor, maps: tf.Tensor, shards: int = 1) -> tf.Tensor:
+def affine_sample(images: tf.Tensor, maps: tf.Tensor, shards: int = 1, native: bool = False) -> tf.Tensor:
     """Samples ``images`` ``[N, H, W, 1]`` bilinearly where the affine ``maps`` ``[N, 6]`` send each output pixel:
     output ``(x, y)`` reads the input at ``(m0*x + m1*y + m2, m3*x + m4*y + m5)``, 0 outside the image.
 
     The same values as :func:`bilinear_sample` on those coordinates (tested bit for bit), from one native kernel
     (``ImageProjectiveTransformV3``) instead of four gathers and the coordinate arithmetic. ``shards`` > 1 splits
     the batch into that many independent kernels (one per core when ops get one thread each, as in training);
-    the values do not depend on it.
+    the values do not depend on it. ``native``: the vectorised op of :mod:`lenet_tf.core.native_ops` instead,
+    the same values to float rounding (training uses it where it was measured faster).
     """
     height, width = images.shape[1], images.shape[2]
     transforms = tf.concat([maps, tf.zeros([tf.shape(maps)[0], 2], maps.dtype)], axis=1)
-    warped = concat([tf.raw_ops.ImageProjectiveTransformV3(
-        images=part, transforms=part_maps, output_shape=[height, width], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="CONSTANT")
-        for part, part_maps in zip(shard_batch(images, shards), shard_batch(transforms, shards))])
+
+    def warp(part: tf.Tensor, part_transforms: tf.Tensor) -> tf.Tensor:
+        if native:
+            return native_ops.affine_warp(part, part_transforms[:, :6])
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=part, transforms=part_transforms, output_shape=[height, width], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="CONSTANT")
+
+    warped = concat([warp(part, part_maps)
+                     for part, part_maps in zip(shard_batch(images, shards), shard_batch(transforms, shards))])
     warped.set_shape(images.shape)
     return warped
 
@@ -92,6 +100,7 @@ def augment_images(
     elastic_sigma: float = 4.0,
     max_aspect: float = 0.0,
     shards: int = 1,
+    native: bool = False,
 ) -> tf.Tensor:
     """Applies an independent random affine map, then an optional elastic distortion, to each image.
 
@@ -109,7 +118,7 @@ def augment_images(
       max_aspect: largest change of the aspect ratio: the width is scaled by ``exp(u)``, ``u`` uniform in
         ``[-max_aspect, max_aspect]`` (0: the aspect ratio is kept; drawn from its own stream, so adding it
         leaves the other draws unchanged).
-      shards: resample in that many parts (see :func:`affine_sample`); the values do not depend on it.
+      shards, native: how :func:`affine_sample` resamples (without ``elastic_alpha``).
 
     Returns:
       float32 ``[N, H, W, 1]``, bilinearly resampled, zero outside the original image.
@@ -135,7 +144,7 @@ def augment_images(
     if elastic_alpha <= 0:  # x = a00 (gx - cx) + a01 (gy - cy) + cx + shift_x, and y alike: one affine map
         return affine_sample(images, tf.stack([
             a00, a01, centre_x + shift_x - a00 * centre_x - a01 * centre_y,
-            a10, a11, centre_y + shift_y - a10 * centre_x - a11 * centre_y], axis=1), shards)
+            a10, a11, centre_y + shift_y - a10 * centre_x - a11 * centre_y], axis=1), shards, native)
     grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
     grid_x, grid_y = grid_x - centre_x, grid_y - centre_y
 
@@ -258,7 +267,7 @@ def _extent(any_ink: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def fill_box(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor,
-             threshold: float = 0.1, shards: int = 1) -> tf.Tensor:
+             threshold: float = 0.1, shards: int = 1, native: bool = False) -> tf.Tensor:
     """Stretches a random ``probability`` share of the digits to fill a square box, as scanners that normalise
     each digit to its box do (aspect ratio not kept): the shorter side of the ink's bounding box is stretched
     to the longer one, about the box's centre.
@@ -268,7 +277,7 @@ def fill_box(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor,
       seed: int ``[2]`` tensor seeding which images are stretched.
       probability: share of stretched images, a float or a scalar tensor (0 leaves the images unchanged).
       threshold: pixel value above which a pixel counts as ink.
-      shards: resample in that many parts (see :func:`affine_sample`); the values do not depend on it.
+      shards, native: how :func:`affine_sample` resamples.
 
     Returns:
       float32 ``[N, H, W, 1]``, bilinearly resampled where stretched.
@@ -286,4 +295,4 @@ def fill_box(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor,
     centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
     zero = tf.zeros_like(shrink_x)
     return affine_sample(images, tf.stack([shrink_x, zero, centre_x * (1 - shrink_x),
-                                           zero, shrink_y, centre_y * (1 - shrink_y)], axis=1), shards)
+                                           zero, shrink_y, centre_y * (1 - shrink_y)], axis=1), shards, native)

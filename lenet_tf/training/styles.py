@@ -29,11 +29,11 @@ SYNTHETIC_COUNT = 10000  # the pool of synthetic digits (1,000 per class) batche
 class StyleMix:
     """A config's style options, as graph ops on a batch; ``arrays()`` gives the data its variables start from."""
 
-    def __init__(self, config, train_images: np.ndarray, shards: int = 1) -> None:
+    def __init__(self, config, train_images: np.ndarray, shards: int = 1, native_warp: bool = False) -> None:
         """``config``: a :class:`lenet_tf.training.trainer.TrainConfig`; ``train_images``: uint8 ``[N, 32, 32, 1]``;
-        ``shards``: how many parts resampling is split into (one per core; the values do not depend on it)."""
+        ``shards``, ``native_warp``: how resampling runs (:func:`lenet_tf.data.augment.affine_sample`)."""
         self.config = config
-        self.shards = shards
+        self.shards, self.native_warp = shards, native_warp
         self._arrays: dict[tf.Tensor, np.ndarray] = {}
         local = [tf1.GraphKeys.LOCAL_VARIABLES]
         if config.restroke:
@@ -71,5 +71,6 @@ class StyleMix:
             images = tf.where(chosen[:, tf.newaxis, tf.newaxis, tf.newaxis], typed, images)
             labels = tf.where(chosen, tf.gather(self.synthetic_labels, picks), labels)
         if config.fill_box:
-            images = fill_box(images, seeds[3], share * config.fill_box, shards=self.shards)
+            images = fill_box(images, seeds[3], share * config.fill_box, shards=self.shards,
+                              native=self.native_warp)
         return images, labels

@@ -138,10 +138,10 @@ class TrainResult:
 class Augmentation:
     """A config's in-graph augmentation of training batches, switched off for the clean epochs by a feed."""
 
-    def __init__(self, config: TrainConfig, shards: int = 1) -> None:
-        """``shards``: how many parts resampling is split into (one per core; the values do not depend on it)."""
+    def __init__(self, config: TrainConfig, shards: int = 1, native_warp: bool = False) -> None:
+        """``shards``, ``native_warp``: how resampling runs (:func:`lenet_tf.data.augment.affine_sample`)."""
         self.config = config
-        self.shards = shards
+        self.shards, self.native_warp = shards, native_warp
         # Fed 0 for the clean epochs, which leaves the images unchanged.
         self.strength = tf1.placeholder_with_default(float(config.augment_strength), [], name="augment_strength")
 
@@ -152,7 +152,7 @@ class Augmentation:
         seed = tf.stack([self.config.seed, global_step])
         images = augment_images(images, seed, self.strength, elastic_alpha=self.config.elastic_alpha,
                                 elastic_sigma=self.config.elastic_sigma, max_aspect=self.config.aspect,
-                                shards=self.shards)
+                                shards=self.shards, native=self.native_warp)
         # The reversed seed gives the capture draws a stream of their own, independent of the affine ones.
         return capture_distort(images, seed[::-1], self.strength, **self.config.capture_distortions())
 
@@ -168,8 +168,17 @@ def choose_kernels(model: dict, precision: str) -> dict:
     (:func:`lenet_tf.core.native_ops.faster_than_tf`), else ``"nn"``."""
     if "kernels" in model:
         return {"used": model["kernels"], "reason": "as asked"}
-    faster, reason = native_ops.faster_than_tf(precision)
+    faster, reason = native_ops.faster_than_tf("conv_pool", precision)
     return {"used": "native" if faster else "nn", "reason": reason}
+
+
+def choose_warp(config: TrainConfig, precision: str) -> dict:
+    """How augmentation resamples, and why: the native affine warp where it builds and was measured faster than
+    TensorFlow's ImageProjectiveTransformV3 here, else that (``"tf"``); nothing to choose without resampling."""
+    if not ((config.augment and not config.elastic_alpha) or config.fill_box):
+        return {"used": "tf", "reason": "no affine resampling in this configuration"}
+    faster, reason = native_ops.faster_than_tf("affine_warp", precision)
+    return {"used": "native" if faster else "tf", "reason": reason}
 
 
 class TrainGraph:
@@ -192,13 +201,15 @@ class TrainGraph:
             batch_labels = tf.gather(labels, self.indices)
             self.global_step = tf1.train.get_or_create_global_step()
             self.towers = config.towers or default_towers(config.batch_size)
-            self.augmentation = Augmentation(config, self.towers)
-            self.styles = StyleMix(config, splits.train_images, self.towers)
+            self.kernels = choose_kernels(config.model, self.precision.used)
+            self.warp = choose_warp(config, self.precision.used)
+            native_warp = self.warp["used"] == "native"
+            self.augmentation = Augmentation(config, self.towers, native_warp)
+            self.styles = StyleMix(config, splits.train_images, self.towers, native_warp)
             if config.styles:
                 batch_images, batch_labels = self.styles(batch_images, batch_labels, self.indices,
                                                          self.augmentation.strength, self.global_step)
             batch_images = self.augmentation(batch_images, self.global_step)
-            self.kernels = choose_kernels(config.model, self.precision.used)
             self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed,
                                              "kernels": self.kernels["used"]}, config.ensemble)
             self.net = self.members[0]
@@ -394,7 +405,7 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
         graph = TrainGraph(config, splits)
     recorder = RunRecorder(out, config, graph.net.get_config(), splits, graph.graph,
                            precision=graph.precision.to_dict(), previous=previous, replaced=replaced, logdir=logdir,
-                           extra={"kernels": graph.kernels}, timings=timings)
+                           extra={"kernels": graph.kernels, "warp": graph.warp}, timings=timings)
     try:
         with recorder.timings.phase("session"):
             session = graph.start(splits)

@@ -1,4 +1,4 @@
-"""The native conv+pool op: the same values and gradients as tf.nn's kernels, its refusals, its build and its choice."""
+"""The native ops: the same values and gradients as TensorFlow's kernels, their refusals, build and choice."""
 
 import json
 import os
@@ -11,8 +11,11 @@ import pytest
 
 from lenet_tf.core import native_ops
 from lenet_tf.core.tf import tf, tf1
+from lenet_tf.data.augment import affine_sample
 from lenet_tf.model import LeNet5
-from lenet_tf.training.trainer import choose_kernels
+from lenet_tf.training.trainer import TrainConfig, choose_kernels, choose_warp
+
+from graph_run import run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,10 +88,11 @@ def run_python(code: str, cache: Path, **env) -> subprocess.CompletedProcess:
 def test_switched_off_it_is_neither_built_nor_chosen_and_asking_for_it_says_why(tmp_path):
     done = run_python(
         "from lenet_tf.model import LeNet5\n"
-        "from lenet_tf.training.trainer import choose_kernels\n"
-        "print(choose_kernels({}, 'fp32'))\n"
+        "from lenet_tf.training.trainer import TrainConfig, choose_kernels, choose_warp\n"
+        "print(choose_kernels({}, 'fp32'), choose_warp(TrainConfig(augment=True), 'fp32'))\n"
         "LeNet5(kernels='native')\n", tmp_path, LENET_TF_NATIVE="0")
-    assert "{'used': 'nn', 'reason': 'LENET_TF_NATIVE=0'}" in done.stdout
+    assert done.stdout.strip() == ("{'used': 'nn', 'reason': 'LENET_TF_NATIVE=0'} "
+                                   "{'used': 'tf', 'reason': 'LENET_TF_NATIVE=0'}")
     assert done.stderr.strip().splitlines()[-1] == (
         "ValueError: kernels 'native' is not available here: LENET_TF_NATIVE=0")
     assert not (tmp_path / "lenet_tf" / "native").exists()
@@ -101,16 +105,32 @@ def test_processes_starting_together_build_it_once_and_leave_no_temporary_file(t
     for process in processes:
         assert process.wait(timeout=300) == 0, process.stderr.read()
     (folder,) = (tmp_path / "lenet_tf" / "native").iterdir()
-    assert sorted(path.name for path in folder.iterdir()) == [".lock", "conv_pool.so"]
+    assert sorted(path.name for path in folder.iterdir()) == [".lock", "lenet_ops.so"]
 
 
 def test_training_takes_what_was_measured_faster_here_and_says_so():
-    chosen = choose_kernels({}, "fp32")
-    faster, reason = native_ops.faster_than_tf("fp32")
-    assert chosen == {"used": "native" if faster else "nn", "reason": reason}
+    chosen = choose_kernels({}, "fp32"), choose_warp(TrainConfig(augment=True), "fp32")
     measured = json.loads((native_ops._load()[2] / "choice.json").read_text())["fp32"]
-    assert reason.startswith(f"native conv+pool {measured['native_ms']:.3f} ms vs TensorFlow's")
+    for choice, op, theirs in zip(chosen, ("conv_pool", "affine_warp"), ("nn", "tf")):
+        faster, reason = native_ops.faster_than_tf(op, "fp32")
+        assert choice == {"used": "native" if faster else theirs, "reason": reason}
+        assert reason.startswith(f"native {op} {measured[op]['native_ms']:.3f} ms vs TensorFlow's")
+        assert faster == (measured[op]["native_ms"] < measured[op]["tf_ms"])
     assert choose_kernels({"kernels": "matmul"}, "fp32") == {"used": "matmul", "reason": "as asked"}
+    assert choose_warp(TrainConfig(), "fp32")["used"] == "tf"  # no augmentation: nothing resampled
+
+
+def test_the_native_warp_gives_tensorflow_s_values_with_zeros_outside_and_no_crash_on_nan():
+    rng = np.random.default_rng(5)
+    images = rng.random((6, 32, 32, 1), dtype=np.float32)
+    maps = (rng.normal(0, 0.3, (6, 6)) + [1, 0, 0, 0, 1, 0]).astype(np.float32)
+    maps[:, [2, 5]] *= 30  # parts of several outputs fall outside the input
+    maps[5] = np.nan
+    native, theirs = (run(lambda i, m: affine_sample(i, m, shards=2, native=native), images, maps)
+                      for native in (True, False))
+    assert 0.05 < (theirs[:5] == 0).mean() < 0.9
+    np.testing.assert_allclose(native[:5], theirs[:5], atol=1e-5)  # float rounding (fused multiply-adds)
+    assert np.isnan(native[5]).all()
 
 
 def test_a_native_network_restores_into_an_nn_network_with_the_same_outputs(tmp_path):

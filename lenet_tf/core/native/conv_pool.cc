@@ -127,28 +127,44 @@ inline Vec Load(const float* p) {
 }
 inline void Store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
-// One image copied into rows of kPadded floats, zero beyond its width: [H, kPadded].
-void PadImage(const Geometry& g, const float* image, float* padded) {
-  for (int64_t i = 0; i < g.h; ++i) {
-    float* row = padded + i * kPadded;
-    std::copy(image + i * g.w, image + (i + 1) * g.w, row);
-    std::fill(row + g.w, row + kPadded, 0.0f);
+// One image as its rows shifted left by 0..4 columns, zero beyond its width: [H, 5, kLanes], so that every
+// load of the convolution loops is a whole aligned vector (shifted loads straddle cache lines and halve the
+// loads per cycle).
+class ShiftedImage {
+ public:
+  explicit ShiftedImage(int64_t height) : storage_(height * kSize * kLanes + 16) {
+    rows_ = storage_.data() + (16 - reinterpret_cast<uintptr_t>(storage_.data()) / sizeof(float) % 16) % 16;
   }
-}
+  void Fill(const Geometry& g, const float* image) {
+    float padded[kPadded];
+    for (int64_t i = 0; i < g.h; ++i) {
+      std::copy(image + i * g.w, image + (i + 1) * g.w, padded);
+      std::fill(padded + g.w, padded + kPadded, 0.0f);
+      for (int v = 0; v < kSize; ++v) std::copy(padded + v, padded + v + kLanes, Row(i, v));
+    }
+  }
+  // Row i of the image shifted left by v columns (kLanes floats, 64-byte aligned).
+  const float* Row(int64_t i, int v) const { return rows_ + (i * kSize + v) * kLanes; }
+  float* Row(int64_t i, int v) { return rows_ + (i * kSize + v) * kLanes; }
 
-// One pooling row (kLanes / 2 windows) of one channel: the two convolution rows under it, row0 and row1, read the
-// six padded image rows from `lines` on, each tap times a row shifted by v columns; then each 2x2 window's
+ private:
+  std::vector<float> storage_;
+  float* rows_;
+};
+
+// One pooling row p (kLanes / 2 windows) of one channel: the two convolution rows under it, row0 and row1, sum
+// the six image rows from 2p on, each shifted by v columns times its tap; then each 2x2 window's
 // maximum plus the bias (then the ReLU) and the position of its first maximum in the order (0,0), (0,1), (1,0),
 // (1,1), as MaxPool's gradient, or 4 where the ReLU is off. Branch-free: the ReLU's sign is unpredictable.
-inline void PooledRow(const float* __restrict lines, const float* __restrict taps, float bias, bool relu,
+inline void PooledRow(const ShiftedImage& image, int64_t p, const float* __restrict taps, float bias, bool relu,
                       float* best, int32_t* where) {
   Vec a0 = {}, b0 = {}, a1 = {}, b1 = {};
 #pragma GCC unroll 6
   for (int t = 0; t <= kSize; ++t) {
-    const float* line = lines + t * kPadded;
 #pragma GCC unroll 5
     for (int v = 0; v < kSize; ++v) {
-      const Vec x = Load(line + v), y = Load(line + v + 16);
+      const float* line = image.Row(2 * p + t, v);
+      const Vec x = Load(line), y = Load(line + 16);
       if (t < kSize) {
         const float tap = taps[t * kSize + v];
         a0 += tap * x;
@@ -236,7 +252,7 @@ class ConvPoolOp : public OpKernel {
     const float* filters = w.flat<float>().data();  // [u][v][k]
     float* pooled_out = pooled->flat<float>().data();
     uint8_t* argmax_out = argmax->flat<uint8_t>().data();
-    std::vector<float> padded(g.h * kPadded);
+    ShiftedImage shifted(g.h);
     // The taps of each channel contiguous: [K, 25].
     std::vector<float> taps(g.k * kSize * kSize);
     for (int64_t c = 0; c < g.k; ++c)
@@ -244,11 +260,10 @@ class ConvPoolOp : public OpKernel {
     alignas(64) float best[kLanes / 2];
     alignas(64) int32_t where[kLanes / 2];
     for (int64_t n = 0; n < g.n; ++n) {
-      PadImage(g, images + n * g.h * g.w, padded.data());
+      shifted.Fill(g, images + n * g.h * g.w);
       for (int64_t p = 0; p < g.ho; ++p) {
         for (int64_t c = 0; c < g.k; ++c) {
-          PooledRow(padded.data() + 2 * p * kPadded, taps.data() + c * kSize * kSize, biases[c], relu_, best,
-                    where);
+          PooledRow(shifted, p, taps.data() + c * kSize * kSize, biases[c], relu_, best, where);
           for (int64_t q = 0; q < g.wo; ++q) {
             const int64_t at = ((n * g.ho + p) * g.wo + q) * g.k + c;
             pooled_out[at] = best[q];
@@ -287,7 +302,8 @@ class ConvPoolFilterGradOp : public OpKernel {
     for (int64_t i = 0; i < g.n * g.ho * g.wo; ++i)
       for (int64_t c = 0; c < g.k; ++c) d_bias[c] += d_all[i * g.k + c] * (at_all[i * g.k + c] < 4);
     const int64_t ch = g.conv_h();
-    std::vector<float> rows(g.k * ch * kLanes), padded(g.h * kPadded), scratch(g.k * g.ho * kLanes / 2);
+    std::vector<float> rows(g.k * ch * kLanes), scratch(g.k * g.ho * kLanes / 2);
+    ShiftedImage shifted(g.h);
     std::vector<int32_t> where(g.k * g.ho * kLanes / 2);
     // Per (k, u, v) one accumulator per column lane, summed once at the end: vectorised and deterministic.
     std::vector<float> lanes(g.k * kSize * kSize * kLanes, 0.0f);
@@ -296,18 +312,18 @@ class ConvPoolFilterGradOp : public OpKernel {
       const int64_t offset = n * g.ho * g.wo * g.k;
       ScatterToMaxima(g, dpooled.flat<float>().data() + offset, argmax.flat<uint8_t>().data() + offset,
                       rows.data(), scratch.data(), where.data());
-      PadImage(g, images + n * g.h * g.w, padded.data());
+      shifted.Fill(g, images + n * g.h * g.w);
       for (int64_t c = 0; c < g.k; ++c) {
         for (int u = 0; u < kSize; ++u) {
           Vec lo[kSize] = {}, hi[kSize] = {};
           for (int64_t i = 0; i < ch; ++i) {
             const float* grad = rows.data() + (c * ch + i) * kLanes;
             const Vec g_lo = Load(grad), g_hi = Load(grad + 16);
-            const float* line = padded.data() + (i + u) * kPadded;
 #pragma GCC unroll 5
             for (int v = 0; v < kSize; ++v) {
-              lo[v] += g_lo * Load(line + v);
-              hi[v] += g_hi * Load(line + v + 16);
+              const float* line = shifted.Row(i + u, v);
+              lo[v] += g_lo * Load(line);
+              hi[v] += g_hi * Load(line + 16);
             }
           }
           for (int v = 0; v < kSize; ++v) {
