@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lenet_tf.core.shards import select_rows
 from lenet_tf.core.tf import tf
 from lenet_tf.data.array_cache import array_key, cached_arrays
 
@@ -59,4 +60,4 @@ def restroke(images: tf.Tensor, distances: tf.Tensor, seed: tf.Tensor, probabili
     redrawn = tf.clip_by_value(radius[:, tf.newaxis, tf.newaxis, tf.newaxis] + 0.5 - distance, 0.0, 1.0)
     has_skeleton = tf.equal(tf.reduce_min(distances, axis=[1, 2]), 0)  # (== on tensors is identity in graphs)
     chosen = (tf.random.stateless_uniform([count], seed=seeds[1]) < probability) & has_skeleton
-    return tf.where(chosen[:, tf.newaxis, tf.newaxis, tf.newaxis], redrawn, images)
+    return select_rows(chosen, redrawn, images)

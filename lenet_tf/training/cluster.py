@@ -330,10 +330,17 @@ def train_worker(
                 recorder = RunRecorder(out, config, worker.net.get_config(), splits, worker.graph,
                                        precision=precision.to_dict(), replaced=previous, logdir=logdir,
                                        extra={"cluster": {"ps": len(role.cluster["ps"]), "workers": role.workers,
-                                                          "joined": list(role.cluster["worker"])}},
+                                                          "joined": list(role.cluster["worker"])},
+                                              **CLUSTER_KERNELS},
                                        timings=timings)
             run = _run_session(worker, config, splits, server, watchdog, recorder, progress)
     return TrainResult.from_run(out, run) if run else None
+
+
+# A cluster's workers build TensorFlow's kernels only: its graph runs on TensorFlow's distributed runtime, which
+# every member would need the native ops loaded into (recorded in run.json as a single-process run records them).
+CLUSTER_KERNELS = {"kernels": {"used": "nn", "reason": "cluster mode: TensorFlow's kernels only"},
+                   "warp": {"used": "tf", "reason": "cluster mode: TensorFlow's kernels only"}}
 
 
 def _final_step(session: tf1.Session, global_step: tf.Tensor, last_step: int, wait_s: float = 5.0) -> int:

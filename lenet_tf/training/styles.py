@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lenet_tf.core.shards import select_rows
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.data.augment import fill_box
 from lenet_tf.data.mnist import pad_images
@@ -68,7 +69,7 @@ class StyleMix:
             chosen = tf.random.stateless_uniform([count], seed=seeds[1]) < share * config.synthetic
             picks = tf.random.stateless_uniform([count], seed=seeds[2], maxval=SYNTHETIC_COUNT, dtype=tf.int32)
             typed = scale_images(tf.gather(self.synthetic_images, picks))
-            images = tf.where(chosen[:, tf.newaxis, tf.newaxis, tf.newaxis], typed, images)
+            images = select_rows(chosen, typed, images)
             labels = tf.where(chosen, tf.gather(self.synthetic_labels, picks), labels)
         if config.fill_box:
             images = fill_box(images, seeds[3], share * config.fill_box, shards=self.shards,
