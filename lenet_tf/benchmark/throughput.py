@@ -148,6 +148,8 @@ TORCH_VARIANTS = {"fp32": {"torch": "eager", "torch channels_last": "channels_la
                   "bf16": {"torch bf16": "bf16", "torch channels_last bf16": "channels_last_bf16"}}
 # The literal port as TensorFlow runs it with oneDNN off: its default on CPUs without AVX-512.
 ONEDNN_OFF = "feed_dict_onednn_off"
+# lenet_tf with TensorFlow's kernels only (LENET_TF_NATIVE=0): what the native ops bring, in the same run.
+NATIVE_OFF = "lenet_tf_native_off"
 
 
 def row_name(contender: str, precision: str) -> str:
@@ -167,6 +169,8 @@ def _start(contender: str, precision: str, args: argparse.Namespace) -> list[Wor
     name = row_name(contender, precision)
     if contender == ONEDNN_OFF:
         contender, env["TF_ENABLE_ONEDNN_OPTS"] = "feed_dict", "0"
+    if contender == NATIVE_OFF:
+        contender, env["LENET_TF_NATIVE"] = "lenet_tf", "0"
     command = [sys.executable, "-m", "lenet_tf.benchmark.throughput", "--worker", contender,
                "--precision", precision, *common]
     return [Worker(name, precision, command, env)]
@@ -190,7 +194,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     """Runs the selected contenders on MNIST, each in its own process, in interleaved rounds; returns images/s
     (medians over the rounds) and the ratios of the shipped lenet_tf (in the precision ``auto`` picks)."""
     precisions = _precisions(args)
-    rows = [(name, p) for name in (args.only or CONTENDERS) for p in precisions]
+    rows = []
+    for name in args.only or CONTENDERS:
+        rows += [(name, p) for p in precisions]
+        rows += [(NATIVE_OFF, precisions[-1])] if name == "lenet_tf" else []  # the same, TensorFlow's kernels only
     rows += [] if args.no_default_env else [(ONEDNN_OFF, "fp32")]
     workers, notes = [], {}
     for worker in (w for contender, p in rows for w in _start(contender, p, args)):

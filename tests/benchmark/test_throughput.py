@@ -18,9 +18,10 @@ def test_benchmark_smoke_run_writes_json(tmp_path, real_mnist):
         torch_rows = set()
     else:  # PyTorch runs in its own process, away from TensorFlow
         assert report["best_torch"]["train"]["row"] in torch_rows and "best PyTorch variant" in done.stdout
-    assert set(report["results"]) == {"lenet_tf", "feed_dict"} | torch_rows
+    assert set(report["results"]) == {"lenet_tf", "lenet_tf_native_off", "feed_dict"} | torch_rows
     assert all(r["train"] > 0 and r["inference"] > 0 for r in report["results"].values())
-    assert set(report["ratios"]) == {"feed_dict"} | torch_rows and report["ratios"]["feed_dict"]["train"] > 0
+    assert set(report["ratios"]) == {"lenet_tf_native_off", "feed_dict"} | torch_rows
+    assert report["ratios"]["feed_dict"]["train"] > 0
     assert "lenet_tf ×train" in done.stdout and "feed_dict" in done.stdout
 
 
@@ -52,8 +53,8 @@ def test_benchmark_bf16_rows_and_cpu_features(tmp_path, real_mnist):
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert report["settings"]["precisions"] == ["fp32", "bf16"] and report["settings"]["interleaved"]
-    assert {name: r["precision"] for name, r in report["results"].items()} == {"lenet_tf": "fp32",
-                                                                               "lenet_tf bf16": "bf16"}
+    assert {name: r["precision"] for name, r in report["results"].items()} == {
+        "lenet_tf": "fp32", "lenet_tf bf16": "bf16", "lenet_tf_native_off bf16": "bf16"}
     assert set(report["machine"]["cpu_features"]) == {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
-    assert set(report["ratios"]) == {"lenet_tf", "lenet_tf bf16"} - {report["reference"]}
+    assert set(report["ratios"]) == {"lenet_tf", "lenet_tf bf16", "lenet_tf_native_off bf16"} - {report["reference"]}
     assert "avx512_bf16" in done.stdout and "lenet_tf bf16" in done.stdout
