@@ -320,6 +320,10 @@ def _run_train(args) -> int:
         from lenet_tf.data.mnist import preload_mnist
 
         preload_mnist(args.data_dir, verify=not args.skip_checksum)
+        from lenet_tf.core.native_ops import on_build
+
+        on_build(lambda folder: print(f"lenet-tf: compiling the native ops for this CPU, once (about 10 s), into "
+                                      f"{folder}", file=sys.stderr, flush=True))
     if in_cluster and args.resume:
         raise ConfigError("--resume is not available in cluster mode: a cluster run starts from scratch (resume it "
                           "in one process with `lenet-tf train --resume`, or train a new run with another --out)")
@@ -513,6 +517,7 @@ def _announce_precision(args) -> None:
     choose()  # an impossible choice (bf16 on a GPU) is refused at once
     if args.command in _ANNOUNCE_PRECISION:
         on_first_use(lambda precision: print(f"lenet-tf: {precision.describe()}", file=sys.stderr, flush=True))
+
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:

@@ -47,12 +47,36 @@ def _compiler() -> str | None:
 
 
 def _flags() -> list[str]:
-    """The compile and link flags: TensorFlow's own, optimised for this CPU. ``-mno-avx512fp16``: the Eigen
-    headers TensorFlow ships do not compile with GCC 12's AVX512-FP16 (Sapphire Rapids) types."""
-    flags = ["-shared", "-fPIC", "-O3", "-march=native", "-Wno-deprecated-declarations"]
+    """The compile flags: TensorFlow's own, optimised for this CPU. ``-mno-avx512fp16``: the Eigen headers
+    TensorFlow ships do not compile with GCC 12's AVX512-FP16 (Sapphire Rapids) types."""
+    flags = ["-fPIC", "-O3", "-march=native", "-Wno-deprecated-declarations"]
     if "avx512_fp16" in cpu_flags():
         flags.append("-mno-avx512fp16")
-    return flags + tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags()
+    return flags + tf.sysconfig.get_compile_flags()
+
+
+def _run_compiler(commands: list[list[str]]) -> None:
+    """Runs the compiler commands side by side (one per core is what a build of two sources needs).
+
+    Raises:
+      RuntimeError: one failed, with its first error line.
+    """
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for command in commands]
+    failures = []
+    for process in processes:
+        try:
+            _, stderr = process.communicate(timeout=_BUILD_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+            failures.append(f"the compiler took more than {_BUILD_SECONDS} s")
+            continue
+        if process.returncode != 0:
+            errors = [line for line in stderr.splitlines() if "error" in line] or stderr.splitlines()
+            failures.append((errors or [f"the compiler failed ({process.returncode})"])[0].strip())
+    if failures:
+        raise RuntimeError(failures[0])
 
 
 def _version(compiler: str) -> str:
@@ -64,10 +88,20 @@ def _version(compiler: str) -> str:
 
 def build_dir(compiler: str) -> Path:
     """The folder of this source built with ``compiler`` for this TensorFlow and CPU."""
-    identity = [[source.read_text(encoding="utf-8") for source in SOURCES], tf.__version__, _version(compiler), sorted(cpu_flags()), _flags()]
+    identity = [[source.read_text(encoding="utf-8") for source in SOURCES], tf.__version__, _version(compiler),
+                sorted(cpu_flags()), _flags(), tf.sysconfig.get_link_flags()]
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lenet_tf" / "native" / key
+
+
+_build_listeners: list = []
+
+
+def on_build(callback) -> None:
+    """Calls ``callback(folder)`` when this process starts compiling the ops (the command line says so: it takes
+    a few seconds, once per machine)."""
+    _build_listeners.append(callback)
 
 
 def _build(compiler: str, folder: Path) -> Path:
@@ -80,18 +114,18 @@ def _build(compiler: str, folder: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process building waits here, then finds the library
         if library.is_file():
             return library
-        handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-lenet_tf-", suffix=".so")
-        os.close(handle)
+        for callback in _build_listeners:
+            callback(folder)
+        work = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-lenet_tf-"))
         try:
-            done = subprocess.run([compiler, *map(str, SOURCES), "-o", tmp, *_flags()], capture_output=True, text=True,
-                                  timeout=_BUILD_SECONDS)
-            if done.returncode != 0:
-                errors = [line for line in done.stderr.splitlines() if "error" in line]
-                raise RuntimeError((errors or done.stderr.splitlines() or ["no output"])[0].strip())
-            os.replace(tmp, library)
+            objects = [work / f"{source.stem}.o" for source in SOURCES]
+            _run_compiler([[compiler, "-c", str(source), "-o", str(target), *_flags()]
+                           for source, target in zip(SOURCES, objects)])
+            _run_compiler([[compiler, "-shared", *map(str, objects), "-o", str(work / _LIBRARY),
+                            *tf.sysconfig.get_link_flags()]])
+            os.replace(work / _LIBRARY, library)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            shutil.rmtree(work, ignore_errors=True)
     return library
 
 

@@ -98,6 +98,17 @@ def test_switched_off_it_is_neither_built_nor_chosen_and_asking_for_it_says_why(
     assert not (tmp_path / "lenet_tf" / "native").exists()
 
 
+def test_a_compiler_that_fails_leaves_training_on_tensorflow_s_kernels_and_no_debris(tmp_path):
+    done = run_python(
+        "from lenet_tf.core import native_ops\n"
+        "from lenet_tf.training.trainer import choose_kernels\n"
+        "print(native_ops.unavailable_reason())\n"
+        "print(choose_kernels({}, 'fp32')['used'])\n", tmp_path, CXX="false")
+    assert done.stdout.splitlines() == ["the native op did not build: the compiler failed (1)", "nn"], done.stderr
+    (folder,) = (tmp_path / "lenet_tf" / "native").iterdir()
+    assert [path.name for path in folder.iterdir()] == [".lock"]  # no library, no temporary build folder
+
+
 def test_processes_starting_together_build_it_once_and_leave_no_temporary_file(tmp_path):
     code = "from lenet_tf.core import native_ops; assert native_ops.load() is not None, native_ops.unavailable_reason()"
     processes = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True,
