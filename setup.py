@@ -11,7 +11,7 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["lenet_tf", "lenet_tf.*"]),
-    package_data={"lenet_tf.serving": ["static/*"], "lenet_tf.core": ["native/*.cc"]},
+    package_data={"lenet_tf.serving": ["static/*"], "lenet_tf.core": ["native/*.cc", "native/*.h"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "numpy>=1.26",

@@ -36,6 +36,7 @@ from lenet_tf.core.precision import cpu_flags
 from lenet_tf.core.tf import session_config, tf, tf1
 
 SOURCES = tuple(Path(__file__).with_name("native") / name for name in ("conv_pool.cc", "affine_warp.cc"))
+HEADERS = (Path(__file__).with_name("native") / "tf_op.h",)
 NATIVE_ENV = "LENET_TF_NATIVE"  # "0": never build nor use the native op
 _LIBRARY = "lenet_ops.so"
 _CHOICE = "choice.json"
@@ -88,8 +89,8 @@ def _version(compiler: str) -> str:
 
 def build_dir(compiler: str) -> Path:
     """The folder of this source built with ``compiler`` for this TensorFlow and CPU."""
-    identity = [[source.read_text(encoding="utf-8") for source in SOURCES], tf.__version__, _version(compiler),
-                sorted(cpu_flags()), _flags(), tf.sysconfig.get_link_flags()]
+    texts = [path.read_text(encoding="utf-8") for path in SOURCES + HEADERS]
+    identity = [texts, tf.__version__, _version(compiler), sorted(cpu_flags()), _flags(), tf.sysconfig.get_link_flags()]
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lenet_tf" / "native" / key

@@ -18,21 +18,10 @@
 #include <immintrin.h>
 #endif
 
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/shape_inference.h"
+#include "tf_op.h"
 
+namespace lenet_ops {
 namespace {
-
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Status;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
 
 REGISTER_OP("LenetAffineWarp")
     .Input("images: float")
@@ -150,3 +139,4 @@ class AffineWarpOp : public OpKernel {
 REGISTER_KERNEL_BUILDER(Name("LenetAffineWarp").Device(DEVICE_CPU), AffineWarpOp);
 
 }  // namespace
+}  // namespace lenet_ops

@@ -20,22 +20,10 @@
 #include <cstring>
 #include <vector>
 
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/shape_inference.h"
+#include "tf_op.h"
 
+namespace lenet_ops {
 namespace {
-
-using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Status;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-using tensorflow::shape_inference::DimensionHandle;
-using tensorflow::shape_inference::InferenceContext;
-using tensorflow::shape_inference::ShapeHandle;
 
 constexpr int kSize = 5;       // the filters are 5x5
 constexpr int kLanes = 32;     // a convolution row is computed as 32 columns (two AVX-512 vectors); W - 4 <= 32
@@ -404,3 +392,4 @@ REGISTER_KERNEL_BUILDER(Name("LenetConvPoolFilterGrad").Device(DEVICE_CPU), Conv
 REGISTER_KERNEL_BUILDER(Name("LenetConvPoolInputGrad").Device(DEVICE_CPU), ConvPoolInputGradOp);
 
 }  // namespace
+}  // namespace lenet_ops
