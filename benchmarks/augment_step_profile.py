@@ -60,7 +60,7 @@ def main() -> None:
         per_type: dict[str, float] = collections.Counter()
         for batch in batches[:10]:
             metadata = tf1.RunMetadata()
-            feed = {graph.indices: batch, graph.learning_rate: 1e-3}
+            feed = {graph.indices: batch[None], graph.learning_rate: 1e-3}  # one step per call
             session.run(graph.train_op, feed, options=options, run_metadata=metadata)
             for device in metadata.step_stats.dev_stats:
                 for node in device.node_stats:

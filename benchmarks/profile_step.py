@@ -25,7 +25,7 @@ from lenet_tf.core.precision import cpu_features, cpu_model  # noqa: E402
 from lenet_tf.core.tf import tf, tf1  # noqa: E402
 from lenet_tf.data.mnist import load_mnist, split  # noqa: E402
 from lenet_tf.training.presets import PRESETS, preset_config  # noqa: E402
-from lenet_tf.training.trainer import TrainGraph  # noqa: E402
+from lenet_tf.training.trainer import STEPS_PER_CALL, TrainGraph  # noqa: E402
 
 
 def op_times(step_stats) -> tuple[dict[str, float], dict[str, int]]:
@@ -54,17 +54,18 @@ def profile(preset: str, precision: str | None, kernels: str | None, traces: int
     order = np.random.default_rng(0).permutation(len(splits.train_labels)).astype(np.int32)
     batches = [order[i:i + config.batch_size] for i in range(0, len(order) - config.batch_size, config.batch_size)]
     session = graph.start(splits)
-    for k in range(warmup):
-        graph.step(session, batches[k % len(batches)], 1e-3)
+    chunks = [batches[k:k + STEPS_PER_CALL] for k in range(0, warmup, STEPS_PER_CALL)]  # as training runs them
+    for chunk in chunks:
+        graph.steps(session, chunk, 1e-3)
     began = time.perf_counter()
-    for k in range(warmup):
-        graph.step(session, batches[k % len(batches)], 1e-3)
-    untraced = (time.perf_counter() - began) / warmup
+    for chunk in chunks:
+        graph.steps(session, chunk, 1e-3)
+    untraced = (time.perf_counter() - began) / sum(map(len, chunks))
     options = tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE)
     total, counts = collections.Counter(), {}
     for k in range(traces):
         meta = tf1.RunMetadata()
-        feed = {graph.indices: batches[k % len(batches)], graph.learning_rate: 1e-3}
+        feed = {graph.indices: batches[k % len(batches)][None], graph.learning_rate: 1e-3}  # one step per call
         session.run(graph.train_op, feed, options=options, run_metadata=meta)
         seconds, counts = op_times(meta.step_stats)
         total.update(seconds)
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default: as training would choose")
     parser.add_argument("--kernels", help="LeNet5 kernels variant (default: the model's default)")
     parser.add_argument("--traces", type=int, default=20, help="traced steps averaged (default: 20)")
-    parser.add_argument("--warmup", type=int, default=30, help="untraced steps first (default: 30)")
+    parser.add_argument("--warmup", type=int, default=64,
+                        help="untraced steps, twice: warm-up, then timed (default: 64)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     result = profile(args.preset, args.precision, args.kernels, args.traces, args.warmup)

@@ -29,17 +29,28 @@ def rate(run: Callable[[], int]) -> float:
     return images / (time.perf_counter() - began)
 
 
-def cycling_steps(count: int, step: Callable[[slice], None], steps: int) -> Callable[..., int]:
-    """``run_steps(n=steps)``: n training steps on consecutive batches, wrapping around ``count`` examples."""
+def cycling_steps(count: int, step: Callable, steps: int, per_call: int = 1) -> Callable[..., int]:
+    """``run_steps(n=steps)``: n training steps on consecutive batches, wrapping around ``count`` examples;
+    ``step(slice)`` runs one, or with ``per_call`` > 1 ``step([slice, ...])`` runs up to that many at once."""
     position = 0
 
-    def run_steps(n: int = steps) -> int:
+    def next_batch() -> slice:
         nonlocal position
-        for _ in range(n):
-            if position + BATCH > count:
-                position = 0
-            step(slice(position, position + BATCH))
-            position += BATCH
+        if position + BATCH > count:
+            position = 0
+        position += BATCH
+        return slice(position - BATCH, position)
+
+    def run_steps(n: int = steps) -> int:
+        done = 0
+        while done < n:
+            if per_call == 1:
+                step(next_batch())
+                done += 1
+            else:
+                chunk = [next_batch() for _ in range(min(per_call, n - done))]
+                step(chunk)
+                done += len(chunk)
         return n * BATCH
 
     return run_steps

@@ -37,7 +37,7 @@ from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.inference import EVAL_BATCH_SIZE
 from lenet_tf.core.outputs import check_new_files, write_atomic
 from lenet_tf.core.precision import choose, cpu_features, cpu_model
-from lenet_tf.training.trainer import TrainConfig, TrainGraph
+from lenet_tf.training.trainer import STEPS_PER_CALL, TrainConfig, TrainGraph
 
 # Multiply-accumulates of one forward pass: conv1, conv2, fc1, fc2, logits.
 FORWARD_MACS = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 150 + 400 * 120 + 120 * 84 + 84 * 10
@@ -64,7 +64,8 @@ def bench_lenet_tf(splits: Splits, steps: int, warmup: int, precision: str):
     graph = TrainGraph(TrainConfig(precision=precision), splits)
     order = np.random.default_rng(0).permutation(len(splits.train_labels)).astype(np.int32)
     session = graph.start(splits)
-    run_steps = cycling_steps(len(order), lambda batch: graph.step(session, order[batch], 1e-3), steps)
+    run_steps = cycling_steps(len(order), lambda chunk: graph.steps(session, [order[b] for b in chunk], 1e-3), steps,
+                              per_call=STEPS_PER_CALL)  # as lenet-tf train runs them
     run_steps(warmup)
     images = splits.test_images
     graph.inference.run(session, images[:EVAL_BATCH_SIZE])

@@ -1,8 +1,10 @@
 """The single place the package imports TensorFlow, with its CPU and logging settings applied first."""
 
+import contextlib
 import os
 import sys
 import time
+from typing import Iterator
 
 from lenet_tf.core.quiet import import_tensorflow
 
@@ -104,3 +106,20 @@ def enable_bf16(config: tf1.ConfigProto) -> None:
     _add_to_env_list(_LIST_ENV + "INFERLIST_REMOVE", _KEEP_FP32)  # an op in two lists disables the rewrite
     _add_to_env_list(_LIST_ENV + "CLEARLIST_REMOVE", _KEEP_FP32)
     config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+
+
+@contextlib.contextmanager
+def graph_control_flow() -> Iterator[None]:
+    """Within the block, ``tf.while_loop`` and ``tf.TensorArray`` build TF1 control flow: the loop's body lives in
+    the graph itself (Enter/Exit frames), as the graph API's other ops do, where TF2 would build it as a function
+    graph of its own (which ``LeNet5`` refuses to be called in, and whose body the oneDNN bf16 rewrite is not known
+    to reach). The switch is TensorFlow's own (``tf.compat.v1.disable_control_flow_v2`` sets it for the whole
+    process); here it is set only while the block builds."""
+    from tensorflow.python.ops import control_flow_util
+
+    saved = control_flow_util.ENABLE_CONTROL_FLOW_V2
+    control_flow_util.ENABLE_CONTROL_FLOW_V2 = False
+    try:
+        yield
+    finally:
+        control_flow_util.ENABLE_CONTROL_FLOW_V2 = saved

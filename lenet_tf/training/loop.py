@@ -28,6 +28,7 @@ from lenet_tf.inference import InferenceGraph
 
 # One training step on a batch of training-set indices: returns the batch's loss, accuracy and the global step.
 Step = Callable[[np.ndarray], tuple[float, float, int]]
+Steps = Callable[[list[np.ndarray]], list[tuple[float, float, int]]]  # several batches in one call
 _BATCH_SUMMARY_EVERY = 25
 _RUN_LOGS = re.compile(r"run-\d{8}-\d{6}-[0-9a-f]{6}")
 
@@ -195,11 +196,30 @@ def restore_last(saver: tf1.train.Saver, session: tf1.Session, out: Path, run: d
                               f"({checkpoint.describe_tf_error(err)})") from None
 
 
-def run_epoch(step: Step, batches: list[np.ndarray], *, epoch: int, epochs: int, learning_rate: float,
+def _results(step: Step | Steps, batches: list[np.ndarray], per_call: int, should_stop: Callable[[], bool]):
+    """(batch, its step's result) for each batch until ``should_stop()`` (asked before each call); with
+    ``per_call`` > 1, ``step`` takes up to that many consecutive batches of one size per call."""
+    if per_call == 1:
+        for batch in batches:
+            if should_stop():
+                return
+            yield batch, step(batch)
+        return
+    start = 0
+    while start < len(batches) and not should_stop():
+        end = start + 1
+        while end < len(batches) and end - start < per_call and len(batches[end]) == len(batches[start]):
+            end += 1
+        yield from zip(batches[start:end], step(batches[start:end]))
+        start = end
+
+
+def run_epoch(step: Step | Steps, batches: list[np.ndarray], *, epoch: int, epochs: int, learning_rate: float,
               recorder: RunRecorder | None, finish: Callable[[dict], None] | None = None, progress: bool = True,
-              should_stop: Callable[[], bool] = lambda: False) -> dict:
+              should_stop: Callable[[], bool] = lambda: False, per_call: int = 1) -> dict:
     """Runs ``step`` over the epoch's ``batches`` with a progress bar, then ``finish(stats)`` (validation and the
-    epoch's record) while the bar is still open; returns the epoch's statistics.
+    epoch's record) while the bar is still open; returns the epoch's statistics. With ``per_call`` > 1, ``step``
+    is a :data:`Steps` that runs up to that many batches per call.
 
     ``should_stop`` ends the epoch early (a cluster's shared step count reached); ``finish`` may correct the
     images counted (a cluster's chief counts those of every worker).
@@ -207,15 +227,14 @@ def run_epoch(step: Step, batches: list[np.ndarray], *, epoch: int, epochs: int,
     Raises:
       TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
     """
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=True,
-               dynamic_ncols=True)
+    bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress,
+               leave=True, dynamic_ncols=True)
     loss_sum = correct_sum = 0.0
     seen = 0
     began = time.perf_counter()
-    for i, batch in enumerate(bar):
-        if should_stop():
-            break
-        batch_loss, batch_accuracy, global_step = step(batch)
+    results = _results(step, batches, per_call, should_stop)
+    for i, (batch, (batch_loss, batch_accuracy, global_step)) in enumerate(results):
+        bar.update(1)
         if not math.isfinite(batch_loss):
             raise TrainingError(f"loss became {batch_loss} at epoch {epoch + 1}, step {global_step}; try a lower "
                                 "--lr (the last good checkpoint is kept)")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_tf.runs import checkpoint, lock
-from lenet_tf.core.tf import default_towers, session_config, tf, tf1
+from lenet_tf.core.tf import default_towers, graph_control_flow, session_config, tf, tf1
 from lenet_tf.data.augment import augment_images, capture_distort
 from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.core.errors import ConfigError
@@ -162,6 +162,9 @@ class Augmentation:
         return {self.strength: 0.0} if distorts and not augment else {}
 
 
+STEPS_PER_CALL = 16  # training steps per session call (TrainGraph.steps): 0.13-0.2 ms per call, 16 steps ≈ 40 ms
+
+
 def choose_kernels(model: dict, precision: str) -> dict:
     """The :class:`LeNet5` kernels training uses, and why: ``model["kernels"]`` when given, else the native
     first block where it builds and was measured faster than TensorFlow's kernels on this machine
@@ -195,10 +198,10 @@ class TrainGraph:
             local = [tf1.GraphKeys.LOCAL_VARIABLES]
             images = tf1.Variable(self._images_init, trainable=False, collections=local, name="train_images")
             labels = tf1.Variable(self._labels_init, trainable=False, collections=local, name="train_labels")
-            self.indices = tf1.placeholder(tf.int32, [None], name="batch_indices")
+            # A session call runs several steps, one row of batch indices each, in an in-graph loop: a call costs
+            # 0.13-0.2 ms whatever it runs, 5-8% of a step (docs/speed.md).
+            self.indices = tf1.placeholder(tf.int32, [None, None], name="batch_indices")  # [steps, batch]
             self.learning_rate = tf1.placeholder(tf.float32, [], name="learning_rate")
-            batch_images = scale_images(tf.gather(images, self.indices))
-            batch_labels = tf.gather(labels, self.indices)
             self.global_step = tf1.train.get_or_create_global_step()
             self.towers = config.towers or default_towers(config.batch_size)
             self.kernels = choose_kernels(config.model, self.precision.used)
@@ -206,35 +209,32 @@ class TrainGraph:
             native_warp = self.warp["used"] == "native"
             self.augmentation = Augmentation(config, self.towers, native_warp)
             self.styles = StyleMix(config, splits.train_images, self.towers, native_warp)
-            if config.styles:
-                batch_images, batch_labels = self.styles(batch_images, batch_labels, self.indices,
-                                                         self.augmentation.strength, self.global_step)
-            batch_images = self.augmentation(batch_images, self.global_step)
             self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed,
                                              "kernels": self.kernels["used"]}, config.ensemble)
             self.net = self.members[0]
-            # Data parallelism inside one step: the batch is split into one shard per tower, whose ops run on
-            # their own core; the loss is the mean over the whole batch and batch norm's statistics are the
-            # whole batch's, so the loss and gradient are those of one batch, whatever the number of towers.
-            logits = [net(batch_images, training=True, shards=self.towers) for net in self.members]
-            losses = [tf.reduce_mean(cross_entropy(x, batch_labels, config.label_smoothing)) for x in logits]
-            # An ensemble minimises the sum of its members' losses: each member gets its own gradient, as alone.
-            total = losses[0] if len(losses) == 1 else tf.add_n(losses)
-            self.loss = total if len(losses) == 1 else total * (1.0 / len(losses))  # reported: the members' mean
-            scores = logits[0] if len(logits) == 1 else tf.add_n([tf.nn.softmax(x) for x in logits])
-            self.accuracy = tf.reduce_mean(correct(scores, batch_labels))
-            variables = [v for net in self.members for v in net.trainable_variables]
-            self.train_op = training_op(
-                total, self.learning_rate, variables, [op for net in self.members for op in net.update_ops],
-                config.weight_decay, self.global_step)
-            self._swap_averages = None
-            if config.weight_averaging:
-                self.train_op, self._swap_averages = _weight_averaging(
-                    self.train_op, variables, config.weight_averaging, self.global_step)
+            self._averager = None
+
+            def body(i, losses, accuracies):
+                with self.graph.name_scope(None):  # the step's ops and Adam's variables named as outside a loop
+                    loss, accuracy, train_op = self._step_ops(config, images, labels, self.indices[i])
+                with tf.control_dependencies([train_op]):  # the next step reads the variables this one wrote
+                    return i + 1, losses.write(i, loss), accuracies.write(i, accuracy)
+
+            steps = tf.shape(self.indices)[0]
+            with graph_control_flow():
+                _, losses, accuracies = tf.while_loop(
+                    lambda i, *_: i < steps, body,
+                    [tf.constant(0), tf.TensorArray(tf.float32, steps), tf.TensorArray(tf.float32, steps)],
+                    parallel_iterations=1, back_prop=False, name="steps")
+                self.losses, self.accuracies = losses.stack(), accuracies.stack()
+            with tf.control_dependencies([self.losses, self.accuracies]):
+                steps_done = tf.identity(self.global_step.read_value())
+            self.train_op = steps_done.op
+            self._swap_averages = _swap_averages(self._averager, self.members) if self._averager else None
             self.inference = InferenceGraph(self.members, default_towers(EVAL_BATCH_SIZE))
             self.saver = tf1.train.Saver(max_to_keep=None)
             self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
-            self._step_fetches = [self.train_op, self.loss, self.accuracy, self.global_step]
+            self._step_fetches = [self.losses, self.accuracies, steps_done]
         self.graph.finalize()
         self.first_step_seconds = None  # the first step also optimises the graph and builds the kernels
 
@@ -258,33 +258,66 @@ class TrainGraph:
         finally:
             session.run(self._swap_averages)
 
+    def _step_ops(self, config: TrainConfig, images: tf.Variable, labels: tf.Variable, indices: tf.Tensor
+                  ) -> tuple[tf.Tensor, tf.Tensor, tf.Operation]:
+        """One training step on the training images at ``indices``: its loss, accuracy and update op."""
+        batch_images = scale_images(tf.gather(images, indices))
+        batch_labels = tf.gather(labels, indices)
+        if config.styles:
+            batch_images, batch_labels = self.styles(batch_images, batch_labels, indices,
+                                                     self.augmentation.strength, self.global_step)
+        batch_images = self.augmentation(batch_images, self.global_step)
+        # Data parallelism inside one step: the batch is split into one shard per tower, whose ops run on
+        # their own core; the loss is the mean over the whole batch and batch norm's statistics are the
+        # whole batch's, so the loss and gradient are those of one batch, whatever the number of towers.
+        logits = [net(batch_images, training=True, shards=self.towers) for net in self.members]
+        losses = [tf.reduce_mean(cross_entropy(x, batch_labels, config.label_smoothing)) for x in logits]
+        # An ensemble minimises the sum of its members' losses: each member gets its own gradient, as alone.
+        total = losses[0] if len(losses) == 1 else tf.add_n(losses)
+        loss = total if len(losses) == 1 else total * (1.0 / len(losses))  # reported: the members' mean
+        scores = logits[0] if len(logits) == 1 else tf.add_n([tf.nn.softmax(x) for x in logits])
+        accuracy = tf.reduce_mean(correct(scores, batch_labels))
+        variables = [v for net in self.members for v in net.trainable_variables]
+        train_op = training_op(total, self.learning_rate, variables,
+                               [op for net in self.members for op in net.update_ops], config.weight_decay,
+                               self.global_step)
+        if config.weight_averaging:
+            # num_updates makes the early averages follow the weights closely (decay (1+t)/(10+t) at step t).
+            self._averager = tf1.train.ExponentialMovingAverage(config.weight_averaging,
+                                                                num_updates=self.global_step)
+            with tf.control_dependencies([train_op]):
+                train_op = self._averager.apply(variables)
+        return loss, accuracy, train_op
+
+    def steps(self, session: tf1.Session, batches: list[np.ndarray], learning_rate: float,
+              augment: bool = True) -> list[tuple[float, float, int]]:
+        """One Adam step per batch of training-image indices (batches of one size), all in one session call,
+        undistorted when not ``augment``; returns each step's batch loss, accuracy and step number."""
+        feed = {self.indices: np.stack(batches), self.learning_rate: learning_rate,
+                **self.augmentation.feed(augment)}
+        began = time.perf_counter()
+        losses, accuracies, last = session.run(self._step_fetches, feed)
+        if self.first_step_seconds is None:
+            self.first_step_seconds = time.perf_counter() - began
+        first = int(last) - len(batches) + 1
+        return [(float(loss), float(accuracy), first + k) for k, (loss, accuracy) in enumerate(zip(losses, accuracies))]
+
     def step(self, session: tf1.Session, indices: np.ndarray, learning_rate: float,
              augment: bool = True) -> tuple[float, float, int]:
         """One Adam step on the training images at ``indices`` (undistorted when not ``augment``);
         returns the batch loss, accuracy and step."""
-        feed = {self.indices: indices, self.learning_rate: learning_rate, **self.augmentation.feed(augment)}
-        began = time.perf_counter()
-        _, batch_loss, batch_accuracy, step = session.run(self._step_fetches, feed)
-        if self.first_step_seconds is None:
-            self.first_step_seconds = time.perf_counter() - began
-        return float(batch_loss), float(batch_accuracy), int(step)
+        return self.steps(session, [indices], learning_rate, augment)[0]
 
 
-def _weight_averaging(train_op: tf.Operation, variables: list[tf.Variable], decay: float,
-                      global_step: tf.Variable) -> tuple[tf.Operation, tf.Operation]:
-    """Follows every training step with an update of the variables' moving averages; returns that
-    training op and an op that exchanges the variables' values with their averages."""
-    # num_updates makes the early averages follow the weights closely (decay (1+t)/(10+t) at step t).
-    averager = tf1.train.ExponentialMovingAverage(decay, num_updates=global_step)
-    with tf.control_dependencies([train_op]):
-        train_op = averager.apply(variables)
+def _swap_averages(averager: tf1.train.ExponentialMovingAverage, members: list[LeNet5]) -> tf.Operation:
+    """An op that exchanges the networks' trainable variables with their moving averages (weight averaging)."""
+    variables = [v for net in members for v in net.trainable_variables]
     averages = [averager.average(v) for v in variables]
     weight_values = [tf.identity(v.read_value()) for v in variables]
     average_values = [tf.identity(a.read_value()) for a in averages]
     with tf.control_dependencies(weight_values + average_values):  # read everything before overwriting
-        swap = tf.group(*(v.assign(a) for v, a in zip(variables, average_values)),
+        return tf.group(*(v.assign(a) for v, a in zip(variables, average_values)),
                         *(a.assign(w) for a, w in zip(averages, weight_values)))
-    return train_op, swap
 
 
 def load_splits(config: TrainConfig, data_dir: str | Path | None, verify: bool) -> Splits:
@@ -425,9 +458,9 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
                 learning_rate, augment = config.learning_rate_at(epoch), config.augments_epoch(epoch)
                 batches = epoch_batches(np.arange(len(splits.train_labels)), config.batch_size,
                                         [config.seed, epoch], min_last=graph.towers)
-                run_epoch(lambda batch: graph.step(session, batch, learning_rate, augment), batches,
+                run_epoch(lambda chunk: graph.steps(session, chunk, learning_rate, augment), batches,
                           epoch=epoch, epochs=config.epochs, learning_rate=learning_rate, recorder=recorder,
-                          finish=validate_and_record, progress=progress)
+                          finish=validate_and_record, progress=progress, per_call=STEPS_PER_CALL)
             if graph.first_step_seconds is not None:  # out of the epochs: mostly one-off graph optimisation
                 recorder.timings.add("epochs", -graph.first_step_seconds)
                 recorder.timings.add("first_step", graph.first_step_seconds)
