@@ -293,6 +293,9 @@ class TrainGraph:
               augment: bool = True) -> list[tuple[float, float, int]]:
         """One Adam step per batch of training-image indices (batches of one size), all in one session call,
         undistorted when not ``augment``; returns each step's batch loss, accuracy and step number."""
+        if self.first_step_seconds is None and len(batches) > 1:  # time the first step (graph set-up) alone
+            return (self.steps(session, batches[:1], learning_rate, augment)
+                    + self.steps(session, batches[1:], learning_rate, augment))
         feed = {self.indices: np.stack(batches), self.learning_rate: learning_rate,
                 **self.augmentation.feed(augment)}
         began = time.perf_counter()
