@@ -283,7 +283,6 @@ def fill_box(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor,
       float32 ``[N, H, W, 1]``, bilinearly resampled where stretched.
     """
     count = tf.shape(images)[0]
-    height, width = images.shape[1], images.shape[2]
     ink = images[..., 0] > threshold
     top, bottom = _extent(tf.reduce_any(ink, axis=2))
     left, right = _extent(tf.reduce_any(ink, axis=1))
