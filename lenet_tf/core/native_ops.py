@@ -18,6 +18,7 @@ keeps TensorFlow's kernels. Whether each op is used is decided by measuring it a
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -29,9 +30,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
+from lenet_tf.core.outputs import cache_home, write_atomic
 from lenet_tf.core.precision import cpu_flags
 from lenet_tf.core.tf import session_config, tf, tf1
 
@@ -92,8 +95,7 @@ def build_dir(compiler: str) -> Path:
     texts = [path.read_text(encoding="utf-8") for path in SOURCES + HEADERS]
     identity = [texts, tf.__version__, _version(compiler), sorted(cpu_flags()), _flags(), tf.sysconfig.get_link_flags()]
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lenet_tf" / "native" / key
+    return cache_home() / "native" / key
 
 
 _build_listeners: list = []
@@ -105,14 +107,21 @@ def on_build(callback) -> None:
     _build_listeners.append(callback)
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Holds ``folder``'s exclusive lock (``.lock``, flock): one process builds or measures at a time."""
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def _build(compiler: str, folder: Path) -> Path:
     """The library in ``folder``, compiled first if absent (once across processes: a file lock, then a rename)."""
     library = folder / _LIBRARY
     if library.is_file():
         return library
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process building waits here, then finds the library
+    with _folder_lock(folder):  # another process building waits here, then finds the library
         if library.is_file():
             return library
         for callback in _build_listeners:
@@ -298,8 +307,7 @@ def _record_measurement(precision: str) -> None:
     if library is None:
         raise SystemExit(reason)
     path = folder / _CHOICE
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _folder_lock(folder):
         try:
             choices = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -309,9 +317,7 @@ def _record_measurement(precision: str) -> None:
         if isinstance(choices.get(precision), dict) and set(choices[precision]) == set(OPS):
             return  # another process measured while this one waited (delete choice.json to measure again)
         choices[precision] = _measure(precision)
-        tmp = path.with_name(f".tmp-lenet_tf-{os.getpid()}.json")
-        tmp.write_text(json.dumps(choices, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: tmp.write_text(json.dumps(choices, indent=1), encoding="utf-8"))
 
 
 if __name__ == "__main__":  # python -m lenet_tf.core.native_ops [fp32|bf16]: build, measure, store

@@ -24,6 +24,11 @@ def current_umask() -> int:
     return mask
 
 
+def cache_home() -> Path:
+    """The folder lenet_tf caches into: ``$XDG_CACHE_HOME/lenet_tf``, else ``~/.cache/lenet_tf``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")) / "lenet_tf"
+
+
 def make_folder(folder: str | os.PathLike) -> Path:
     """Creates ``folder`` (and its parents) if needed.
 

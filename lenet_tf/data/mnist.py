@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_tf.core.errors import ConfigError, DataError, OutputError
-from lenet_tf.core.outputs import make_folder, write_atomic
+from lenet_tf.core.outputs import cache_home, make_folder, write_atomic
 from lenet_tf.data.idx import parse_idx, read_bytes
 
 DATA_DIR_ENV = "LENET_TF_DATA_DIR"
@@ -79,8 +79,7 @@ class Splits:
 
 def cache_dir() -> Path:
     """The per-user fallback location for downloaded MNIST files."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lenet_tf" / "mnist"
+    return cache_home() / "mnist"
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
