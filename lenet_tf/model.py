@@ -164,10 +164,6 @@ class LeNet5:
         """2x2 max pooling with stride 2: ``[N, H, W, C]`` → ``[N, H/2, W/2, C]``."""
         return tf.nn.max_pool2d(inputs, ksize=2, strides=2, padding="VALID")
 
-    def _conv_pool(self, inputs: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-        """Convolution then 2x2 max pooling, with this instance's kernels."""
-        return self._max_pool(self._conv2d(inputs, weights))
-
     def _native_block(self, shards: list[tf.Tensor], weights: tf.Tensor, training: bool) -> list[tf.Tensor]:
         """:meth:`conv_block` on one-channel shards as the native op (lenet_tf.core.native_ops): conv, pool,
         bias and ReLU in one kernel; with batch norm, conv and pool, then batch norm and the activation."""
@@ -228,9 +224,9 @@ class LeNet5:
         activation = ACTIVATIONS[self.activation]
         if self.kernels == "native" and shards[0].shape[-1] == 1:
             return self._native_block(shards, weights, training)
-        if training or self.batch_norm:
-            return [activation(x) for x in self._normalise([self._conv_pool(x, weights) for x in shards], training)]
         convolved = [self._conv2d(x, weights) for x in shards]
+        if training or self.batch_norm:
+            return [activation(x) for x in self._normalise([self._max_pool(x) for x in convolved], training)]
         # Inference without batch norm: TensorFlow fuses conv + bias + ReLU into one oneDNN kernel, which
         # beats pooling first when no gradient is needed (benchmarks/throughput.py).
         return [self._max_pool(activation(x)) for x in self._normalise(convolved, training)]

@@ -519,7 +519,6 @@ def _announce_precision(args) -> None:
         on_first_use(lambda precision: print(f"lenet-tf: {precision.describe()}", file=sys.stderr, flush=True))
 
 
-
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 

@@ -73,17 +73,18 @@ def affine_sample(images: tf.Tensor, maps: tf.Tensor, shards: int = 1, native: b
     the same values to float rounding (training uses it where it was measured faster).
     """
     height, width = images.shape[1], images.shape[2]
-    transforms = tf.concat([maps, tf.zeros([tf.shape(maps)[0], 2], maps.dtype)], axis=1)
 
-    def warp(part: tf.Tensor, part_transforms: tf.Tensor) -> tf.Tensor:
+    def warp(part: tf.Tensor, part_maps: tf.Tensor) -> tf.Tensor:
         if native:
-            return native_ops.affine_warp(part, part_transforms[:, :6])
+            return native_ops.affine_warp(part, part_maps)
+        # A projective transform with a zero projective row is the affine map.
+        transforms = tf.concat([part_maps, tf.zeros([tf.shape(part_maps)[0], 2], part_maps.dtype)], axis=1)
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=part, transforms=part_transforms, output_shape=[height, width], fill_value=0.0,
+            images=part, transforms=transforms, output_shape=[height, width], fill_value=0.0,
             interpolation="BILINEAR", fill_mode="CONSTANT")
 
     warped = concat([warp(part, part_maps)
-                     for part, part_maps in zip(shard_batch(images, shards), shard_batch(transforms, shards))])
+                     for part, part_maps in zip(shard_batch(images, shards), shard_batch(maps, shards))])
     warped.set_shape(images.shape)
     return warped
 

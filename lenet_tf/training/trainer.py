@@ -212,11 +212,14 @@ class TrainGraph:
             self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed,
                                              "kernels": self.kernels["used"]}, config.ensemble)
             self.net = self.members[0]
-            self._averager = None
+            # Weight averaging: num_updates makes the early averages follow the weights closely (decay
+            # (1+t)/(10+t) at step t); each step updates the averages, the swap op exchanges them with the weights.
+            averager = (tf1.train.ExponentialMovingAverage(config.weight_averaging, num_updates=self.global_step)
+                        if config.weight_averaging else None)
 
             def body(i, losses, accuracies):
                 with self.graph.name_scope(None):  # the step's ops and Adam's variables named as outside a loop
-                    loss, accuracy, train_op = self._step_ops(config, images, labels, self.indices[i])
+                    loss, accuracy, train_op = self._step_ops(config, images, labels, self.indices[i], averager)
                 with tf.control_dependencies([train_op]):  # the next step reads the variables this one wrote
                     return i + 1, losses.write(i, loss), accuracies.write(i, accuracy)
 
@@ -230,7 +233,7 @@ class TrainGraph:
             with tf.control_dependencies([self.losses, self.accuracies]):
                 steps_done = tf.identity(self.global_step.read_value())
             self.train_op = steps_done.op
-            self._swap_averages = _swap_averages(self._averager, self.members) if self._averager else None
+            self._swap_averages = _swap_averages(averager, self.members) if averager else None
             self.inference = InferenceGraph(self.members, default_towers(EVAL_BATCH_SIZE))
             self.saver = tf1.train.Saver(max_to_keep=None)
             self.init = [tf1.global_variables_initializer(), tf1.local_variables_initializer()]
@@ -258,9 +261,10 @@ class TrainGraph:
         finally:
             session.run(self._swap_averages)
 
-    def _step_ops(self, config: TrainConfig, images: tf.Variable, labels: tf.Variable, indices: tf.Tensor
-                  ) -> tuple[tf.Tensor, tf.Tensor, tf.Operation]:
-        """One training step on the training images at ``indices``: its loss, accuracy and update op."""
+    def _step_ops(self, config: TrainConfig, images: tf.Variable, labels: tf.Variable, indices: tf.Tensor,
+                  averager: tf1.train.ExponentialMovingAverage | None) -> tuple[tf.Tensor, tf.Tensor, tf.Operation]:
+        """One training step on the training images at ``indices``: its loss, accuracy and update op (followed by
+        the ``averager``'s update, with weight averaging)."""
         batch_images = scale_images(tf.gather(images, indices))
         batch_labels = tf.gather(labels, indices)
         if config.styles:
@@ -281,12 +285,9 @@ class TrainGraph:
         train_op = training_op(total, self.learning_rate, variables,
                                [op for net in self.members for op in net.update_ops], config.weight_decay,
                                self.global_step)
-        if config.weight_averaging:
-            # num_updates makes the early averages follow the weights closely (decay (1+t)/(10+t) at step t).
-            self._averager = tf1.train.ExponentialMovingAverage(config.weight_averaging,
-                                                                num_updates=self.global_step)
+        if averager:
             with tf.control_dependencies([train_op]):
-                train_op = self._averager.apply(variables)
+                train_op = averager.apply(variables)
         return loss, accuracy, train_op
 
     def steps(self, session: tf1.Session, batches: list[np.ndarray], learning_rate: float,
