@@ -1,4 +1,7 @@
+import os
+import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,25 @@ from lenet_tf.data.mnist import load_mnist, split  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MNIST = REPO / "data" / "mnist"
+
+
+def pytest_runtest_setup(item):
+    """Tests marked ``native`` need lenet_tf's native ops: where they cannot be built here (no C++ compiler, no
+    TensorFlow headers, ``LENET_TF_NATIVE=0``) the test is skipped with the reason ``native_ops`` gives."""
+    if item.get_closest_marker("native"):
+        from lenet_tf.core import native_ops
+
+        reason = native_ops.unavailable_reason()
+        if reason is not None:
+            pytest.skip(f"the native ops are not available here: {reason}")
+
+
+# How the trained fixtures compute, fixed: left to itself training picks its kernels by timing them on this machine
+# (native or TensorFlow's) and its precision from the CPU, and either changes the trained weights in their last
+# bits, so accuracies that tests compare to thresholds would depend on the machine's load.
+def deterministic() -> dict:
+    """The TrainConfig fields that fix how training computes (a new dict each time: ``model`` is mutable)."""
+    return {"precision": "fp32", "towers": 2, "model": {"kernels": "nn"}}
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +59,8 @@ def synthetic_model_dir(tmp_path_factory, synthetic_splits) -> Path:
     from lenet_tf.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("synthetic-model") / "model"
-    train(TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3, valid_size=100), out, splits=synthetic_splits,
-          progress=False)
+    train(TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3, valid_size=100, **deterministic()), out,
+          splits=synthetic_splits, progress=False)
     return out
 
 
@@ -48,7 +70,7 @@ def real_model_dir(tmp_path_factory, real_mnist):
     from lenet_tf.training.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("real") / "model"
-    result = train(TrainConfig(epochs=2), out, splits=split(real_mnist, 5000, 0), progress=False)
+    result = train(TrainConfig(epochs=2, **deterministic()), out, splits=split(real_mnist, 5000, 0), progress=False)
     return out, result
 
 
@@ -73,6 +95,40 @@ def tmpfs(tmp_path):
     yield mount
     for folder in mounts:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+@dataclass
+class CliRun:
+    """What ``lenet-tf ARGS`` did, shaped like ``subprocess.CompletedProcess``."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capfd):
+    """Runs ``lenet-tf ARGS`` in this process: ``cli("train", ...)`` returns a :class:`CliRun` of its exit status
+    and what it wrote on stdout/stderr (file descriptors 1 and 2: TensorFlow's C++ log lines too). For tests that are about a command's behaviour, not about a fresh process
+    (those keep ``subprocess``: restoring in a fresh process, signals, the console script, servers). The
+    environment and the SIGTERM handler a command changes are put back afterwards."""
+    from lenet_tf.cli import main
+
+    environment, handler = dict(os.environ), signal.getsignal(signal.SIGTERM)
+
+    def run(*args) -> CliRun:
+        capfd.readouterr()
+        try:
+            status = main([str(arg) for arg in args])
+        except SystemExit as exit:  # argparse: --help (0) and bad flags (2)
+            status = exit.code
+        out, err = capfd.readouterr()
+        return CliRun(status, out, err)
+
+    yield run
+    signal.signal(signal.SIGTERM, handler)
+    os.environ.clear()
+    os.environ.update(environment)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -237,7 +237,7 @@ def test_an_instance_is_bound_to_one_graph():
         net(images_placeholder())
 
 
-@pytest.mark.parametrize("kernels", ["matmul", "forward_grad", "native"])
+@pytest.mark.parametrize("kernels", ["matmul", "forward_grad", pytest.param("native", marks=pytest.mark.native)])
 def test_other_kernels_give_the_same_logits_loss_and_gradients(graph, kernels):
     """The im2col/reshape and forward-gradient kernels against tf.nn's and the NumPy reference, same variables."""
     x, labels = images_placeholder(), tf1.placeholder(tf.int32, [None])

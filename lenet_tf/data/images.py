@@ -118,9 +118,9 @@ def read_picture(image: Image.Image, name: str = "image") -> Picture:
     image.load()
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        gray = Image.fromarray(full_range(np.asarray(image), name), mode="F")
+        gray = Image.fromarray(full_range(np.asarray(image), name))
     elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        gray = Image.fromarray(_alpha_composited(image).astype(np.float32), mode="F")
+        gray = Image.fromarray(_alpha_composited(image).astype(np.float32))
     else:
         gray = image.convert("L")
     factor = -(-max(gray.size) // WORKING_SIDE)
@@ -244,7 +244,7 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     crop = crop * (255.0 / crop.max())
     scale = 20.0 / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-    digit = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(size, Image.LANCZOS))
+    digit = np.asarray(Image.fromarray(crop.astype(np.float32)).resize(size, Image.LANCZOS))
     digit = np.clip(digit, 0, 255)
     frame = np.zeros((28, 28), np.float32)
     total = digit.sum()

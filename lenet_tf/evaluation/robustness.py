@@ -105,7 +105,7 @@ LOAD_DIGITS_SCALE = 8
 
 def render(digit: np.ndarray, scale: int) -> Image.Image:
     """A uint8 MNIST digit ``[28, 28]`` (white ink on black) as dark ink on white paper, ``scale`` times larger."""
-    paper = Image.fromarray(255 - np.asarray(digit, np.uint8), mode="L")
+    paper = Image.fromarray(255 - np.asarray(digit, np.uint8))
     return paper.resize((paper.width * scale, paper.height * scale), Image.BICUBIC)
 
 
@@ -188,7 +188,7 @@ def load_digits_files() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     digits = load_digits()
     size = 8 * LOAD_DIGITS_SCALE
-    papers = [Image.fromarray(np.round(255 - small * (255 / 16)).astype(np.uint8), mode="L").resize(
+    papers = [Image.fromarray(np.round(255 - small * (255 / 16)).astype(np.uint8)).resize(
         (size, size), Image.BILINEAR) for small in digits.images]
     prepared, accepted = read_files(papers, Shift("load_digits", "clean"))
     return prepared, digits.target.astype(np.int32), accepted

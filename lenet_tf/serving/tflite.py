@@ -16,10 +16,10 @@ moving averages, folded into constants; the members of a ``--ensemble N`` run wi
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
 from lenet_tf.core.tf import session_config, tf, tf1
 from lenet_tf.core.errors import CheckpointError, ConfigError
@@ -161,15 +161,13 @@ def _check_writable_target(out: Path, overwrite: bool) -> None:
         raise CheckpointError(f"{out}: exists and is not a TFLite model; not replacing it")
 
 
-def interpreter(model: str | os.PathLike | bytes) -> tf.lite.Interpreter:
-    """A TFLite interpreter of a ``.tflite`` file or its bytes, its tensors not yet allocated."""
-    # TensorFlow 2.21 still ships tf.lite.Interpreter but asks to move to LiteRT (the ai_edge_litert package);
-    # which interpreter runs the file is no concern of our callers, so that notice is not passed on.
-    with quiet_stderr(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
+def interpreter(model: str | os.PathLike | bytes) -> Interpreter:
+    """A LiteRT interpreter (``ai_edge_litert``, the successor of ``tf.lite.Interpreter``) of a ``.tflite`` file
+    or its bytes, its tensors not yet allocated."""
+    with quiet_stderr():
         if isinstance(model, bytes):
-            return tf.lite.Interpreter(model_content=model)
-        return tf.lite.Interpreter(model_path=str(model))
+            return Interpreter(model_content=model)
+        return Interpreter(model_path=str(model))
 
 
 def tflite_probabilities(model: str | os.PathLike | bytes, images: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ def reference_and_native(images: np.ndarray, filters: np.ndarray, upstream: np.n
             return session.run(results)
 
 
+@pytest.mark.native
 @pytest.mark.parametrize("count, height, width, channels, relu", [
     (5, 32, 32, 6, True), (5, 32, 32, 6, False), (3, 12, 20, 4, True), (2, 36, 36, 1, False)])
 def test_values_and_all_gradients_equal_tf_nn(count, height, width, channels, relu):
@@ -58,6 +59,7 @@ def test_values_and_all_gradients_equal_tf_nn(count, height, width, channels, re
     assert np.abs(reference[2]).max() > 1 and np.abs(reference[3]).max() > 0.5  # real gradients
 
 
+@pytest.mark.native
 def test_the_gradient_goes_to_the_first_maximum_of_a_window_as_max_pool_s():
     images = np.zeros((1, 8, 8, 1), np.float32)  # a constant convolution output: all four values of a window tie
     filters = np.ones((5, 5, 1, 1), np.float32)
@@ -66,6 +68,7 @@ def test_the_gradient_goes_to_the_first_maximum_of_a_window_as_max_pool_s():
         np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.native
 @pytest.mark.parametrize("shape, message", [
     ((1, 32, 32, 2), "x must be \\[N, H, W, 1\\]"),
     ((1, 31, 32, 1), "even sides"),
@@ -109,6 +112,7 @@ def test_a_compiler_that_fails_leaves_training_on_tensorflow_s_kernels_and_no_de
     assert [path.name for path in folder.iterdir()] == [".lock"]  # no library, no temporary build folder
 
 
+@pytest.mark.native
 def test_processes_starting_together_build_it_once_and_leave_no_temporary_file(tmp_path):
     code = "from lenet_tf.core import native_ops; assert native_ops.load() is not None, native_ops.unavailable_reason()"
     processes = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True,
@@ -119,6 +123,7 @@ def test_processes_starting_together_build_it_once_and_leave_no_temporary_file(t
     assert sorted(path.name for path in folder.iterdir()) == [".lock", "lenet_ops.so"]
 
 
+@pytest.mark.native
 def test_training_takes_what_was_measured_faster_here_and_says_so():
     chosen = choose_kernels({}, "fp32"), choose_warp(TrainConfig(augment=True), "fp32")
     measured = json.loads((native_ops._load()[2] / "choice.json").read_text())["fp32"]
@@ -131,6 +136,7 @@ def test_training_takes_what_was_measured_faster_here_and_says_so():
     assert choose_warp(TrainConfig(), "fp32")["used"] == "tf"  # no augmentation: nothing resampled
 
 
+@pytest.mark.native
 def test_the_native_warp_gives_tensorflow_s_values_with_zeros_outside_and_no_crash_on_nan():
     rng = np.random.default_rng(5)
     images = rng.random((6, 32, 32, 1), dtype=np.float32)
@@ -144,6 +150,7 @@ def test_the_native_warp_gives_tensorflow_s_values_with_zeros_outside_and_no_cra
     assert np.isnan(native[5]).all()
 
 
+@pytest.mark.native
 def test_a_native_network_restores_into_an_nn_network_with_the_same_outputs(tmp_path):
     """The kernels are how a machine computes the network: checkpoints are the same variables either way."""
     images = np.random.default_rng(0).random((4, 32, 32, 1), dtype=np.float32)

@@ -61,7 +61,7 @@ def test_grey_16_bit_scan_is_scaled_not_clipped(tmp_path):
 def test_32_bit_integer_tiff_is_stretched_to_its_range(tmp_path):
     levels = np.int32(3_000_000 - 2_500_000 * seven())  # counts beyond 16 bits
     path = tmp_path / "scan32.tif"
-    Image.fromarray(levels, mode="I").save(path)
+    Image.fromarray(levels).save(path)
     assert Image.open(path).mode == "I"
     assert similarity(prepared(path), reference()) > 0.99
 
@@ -69,7 +69,7 @@ def test_32_bit_integer_tiff_is_stretched_to_its_range(tmp_path):
 @pytest.mark.parametrize("paper, ink", [(1.0, 0.0), (0.8, 0.45), (0.0, 1.0)])
 def test_float_tiff_in_0_to_1_is_read(tmp_path, paper, ink):
     path = tmp_path / "float.tif"
-    Image.fromarray(np.float32(paper + (ink - paper) * seven()), mode="F").save(path)
+    Image.fromarray(np.float32(paper + (ink - paper) * seven())).save(path)
     assert Image.open(path).mode == "F"
     assert similarity(prepared(path), reference()) > 0.99
 
@@ -78,7 +78,7 @@ def test_nan_in_a_float_tiff_is_refused_in_one_line(tmp_path):
     values = np.float32(1 - seven())
     values[0, 0] = np.nan
     path = tmp_path / "nan.tif"
-    Image.fromarray(values, mode="F").save(path)
+    Image.fromarray(values).save(path)
     with pytest.raises(DataError, match="NaN or infinite") as err:
         load_picture(path)
     assert "\n" not in str(err.value)
@@ -91,7 +91,7 @@ def test_a_digit_on_a_transparent_background_stays_visible_whatever_its_colour(t
     alpha = np.uint8(255 * seven())
     rgb = np.where(alpha[..., None] > 0, np.uint8(colour), np.uint8(hidden))
     path = tmp_path / "transparent.png"
-    Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA").save(path)
+    Image.fromarray(np.dstack([rgb, alpha])).save(path)
     assert similarity(prepared(path), reference()) > 0.99
 
 
@@ -102,7 +102,7 @@ def test_transparent_corners_of_an_opaque_picture_become_its_paper(tmp_path):
     corner = np.add.outer(np.arange(SIZE) - SIZE / 2, np.zeros(SIZE)) ** 2
     alpha[np.sqrt(corner + corner.T) > 0.68 * SIZE] = 0
     path = tmp_path / "rounded.png"
-    Image.fromarray(np.dstack([gray, gray, gray, alpha]), mode="RGBA").save(path)
+    Image.fromarray(np.dstack([gray, gray, gray, alpha])).save(path)
     assert similarity(prepared(path), reference()) > 0.99
 
 
@@ -110,7 +110,7 @@ def test_a_digit_cut_out_of_an_opaque_sheet(tmp_path):
     """The strokes are transparent holes in a sheet of one colour: the alpha is all there is."""
     alpha = np.uint8(255 * (1 - seven()))
     path = tmp_path / "stencil.png"
-    Image.fromarray(np.dstack([np.full((SIZE, SIZE, 3), 40, np.uint8), alpha]), mode="RGBA").save(path)
+    Image.fromarray(np.dstack([np.full((SIZE, SIZE, 3), 40, np.uint8), alpha])).save(path)
     assert similarity(prepared(path), reference()) > 0.99
 
 

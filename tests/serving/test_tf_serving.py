@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
+from asgi import asgi_client  # noqa: E402
 
 from lenet_tf.serving.server import MAX_UPLOAD_BYTES, checkpoint_model, create_app, saved_model_model  # noqa: E402
 from lenet_tf.serving.tf_serving import predict_response  # noqa: E402
@@ -25,7 +25,7 @@ def expected(real_model_dir, real_mnist):
 
 @pytest.fixture(scope="module")
 def client(real_model_dir):
-    return TestClient(create_app(checkpoint_model(real_model_dir[0])))
+    return asgi_client(create_app(checkpoint_model(real_model_dir[0])))
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +72,11 @@ def test_row_and_columnar_predictions_equal_the_trained_model(client, expected):
 
 def test_saved_model_backend_and_version_folders(exported, expected):
     digits, predictions = expected
-    plain = TestClient(create_app(saved_model_model(exported / "lenet5")))
+    plain = asgi_client(create_app(saved_model_model(exported / "lenet5")))
     post_both_formats(plain, "/v1/models/lenet5/versions/1:predict", digits, predictions)
     assert plain.get("/health").json() == {"status": "ok", "model": "lenet5", "version": 1, "source": "saved_model",
                                            "epoch": None}
-    versioned = TestClient(create_app(saved_model_model(exported / "base")))  # serves base/3, as TF Serving would
+    versioned = asgi_client(create_app(saved_model_model(exported / "base")))  # serves base/3, as TF Serving would
     assert versioned.get("/v1/models/lenet5").json()["model_version_status"][0]["version"] == "3"
     post_both_formats(versioned, "/v1/models/lenet5/versions/3:predict", digits[:10], predictions)
     assert versioned.post("/v1/models/lenet5/versions/1:predict", json={"instances": digits[:1].tolist()}
