@@ -1,7 +1,7 @@
-"""The command line in real subprocesses: train, evaluate in a fresh process, errors, interruption."""
+"""The command line: train, evaluate in a fresh process, errors, interruption. Commands run in this process (the
+``cli`` fixture) except where a fresh process or a signal is what the test is about."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,9 +23,9 @@ def error_line(result):
     return lines[-1]
 
 
-def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir):
+def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir, cli):
     out = tmp_path / "model"
-    trained = lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 2, "--out", out, "--json", *SMALL)
+    trained = cli("train", "--data-dir", synthetic_dir, "--epochs", 2, "--out", out, "--json", *SMALL)
     assert trained.returncode == 0, trained.stderr
     summary = json.loads(trained.stdout)
     evaluated = lenet_tf("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum", "--json")
@@ -34,32 +34,32 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir):
     assert report["accuracy"] == pytest.approx(summary["test_accuracy"])
     assert report["count"] == 200 and sum(map(sum, report["confusion"])) == 200
     assert report["epoch"] == summary["best_epoch"]
-    text = lenet_tf("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
-    assert f"accuracy {summary['test_accuracy']:.4%}" in text.stdout and "confusion matrix" in text.stdout
+    text = cli("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
+    assert text.returncode == 0 and f"accuracy {summary['test_accuracy']:.4%}" in text.stdout and "confusion matrix" in text.stdout
 
 
-def test_an_ensemble_run_predicts_with_tta_and_notes_a_multi_frame_file(tmp_path, synthetic_dir):
+def test_an_ensemble_run_predicts_with_tta_and_notes_a_multi_frame_file(tmp_path, synthetic_dir, cli):
     from PIL import Image, ImageDraw
 
     out = tmp_path / "ensemble"
-    trained = lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 1, "--ensemble", 2, "--out", out, *SMALL)
+    trained = cli("train", "--data-dir", synthetic_dir, "--epochs", 1, "--ensemble", 2, "--out", out, *SMALL)
     assert trained.returncode == 0, trained.stderr
     assert json.loads((out / "run.json").read_text())["train"]["ensemble"] == 2
     frames = [Image.new("L", (60, 80), "white") for _ in range(2)]
     for frame, x in zip(frames, (20, 40)):
         ImageDraw.Draw(frame).line([(x, 10), (x, 70)], fill="black", width=7)
     frames[0].save(tmp_path / "animated.gif", save_all=True, append_images=frames[1:])
-    predicted = lenet_tf("predict", tmp_path / "animated.gif", "--checkpoint", out, "--tta", "--json")
+    predicted = cli("predict", tmp_path / "animated.gif", "--checkpoint", out, "--tta", "--json")
     assert predicted.returncode == 0, predicted.stderr
     [result] = json.loads(predicted.stdout)
     assert result["note"] == "2 frames: read the first" and 0 <= result["digit"] <= 9
-    text = lenet_tf("predict", tmp_path / "animated.gif", "--checkpoint", out)
+    text = cli("predict", tmp_path / "animated.gif", "--checkpoint", out)
     assert text.returncode == 0 and text.stdout.rstrip().endswith("(2 frames: read the first)")
 
 
-def test_flags_override_the_preset(tmp_path, synthetic_dir):
+def test_flags_override_the_preset(tmp_path, synthetic_dir, cli):
     out = tmp_path / "m"
-    result = lenet_tf("train", "--data-dir", synthetic_dir, "--preset", "best", "--epochs", 1, "--out", out,
+    result = cli("train", "--data-dir", synthetic_dir, "--preset", "best", "--epochs", 1, "--out", out,
                       "--elastic", 20, "--dropout", 0.1, *SMALL)
     assert result.returncode == 0, result.stderr
     run = json.loads((out / "run.json").read_text())
@@ -67,8 +67,8 @@ def test_flags_override_the_preset(tmp_path, synthetic_dir):
     assert run["model"]["batch_norm"] and run["model"]["dropout"] == 0.1
 
 
-def test_target_accuracy_guard(tmp_path, synthetic_dir):
-    result = lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", tmp_path / "m",
+def test_target_accuracy_guard(tmp_path, synthetic_dir, cli):
+    result = cli("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", tmp_path / "m",
                       "--target-accuracy", 1.01, *SMALL)
     assert result.returncode == 1
     assert "is below the target" in error_line(result)
@@ -85,43 +85,44 @@ def test_target_accuracy_guard(tmp_path, synthetic_dir):
     (["train", "--ensemble", "0"], "--ensemble: must be ≥ 1, got 0"),
     (["train", "--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
-def test_bad_arguments_exit_2_with_usage(args, message):
-    result = lenet_tf(*args)
+def test_bad_arguments_exit_2_with_usage(args, message, cli):
+    result = cli(*args)
     assert result.returncode == 2 and message in result.stderr
 
 
-def test_data_and_checkpoint_errors_are_one_line(tmp_path, synthetic_dir):
+def test_data_and_checkpoint_errors_are_one_line(tmp_path, synthetic_dir, cli, monkeypatch):
     # Downloads go through a proxy that refuses at once, so the test never waits on the network.
-    offline = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
-    offline.update(https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
-    missing = lenet_tf("train", "--data-dir", tmp_path / "nothing", "--out", tmp_path / "m", "--no-progress",
-                       env=offline)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    missing = cli("train", "--data-dir", tmp_path / "nothing", "--out", tmp_path / "m", "--no-progress")
     assert missing.returncode == 1
     assert error_line(missing).startswith("lenet-tf: error: ") and "pass --data-dir" in error_line(missing)
-    checksum = lenet_tf("train", "--data-dir", synthetic_dir, "--out", tmp_path / "m", "--no-progress")
+    checksum = cli("train", "--data-dir", synthetic_dir, "--out", tmp_path / "m", "--no-progress")
     assert checksum.returncode == 1 and "does not match the official MNIST" in error_line(checksum)
-    no_checkpoint = lenet_tf("evaluate", "--checkpoint", tmp_path / "none", "--data-dir", synthetic_dir,
-                             "--skip-checksum")
+    no_checkpoint = cli("evaluate", "--checkpoint", tmp_path / "none", "--data-dir", synthetic_dir,
+                        "--skip-checksum")
     assert no_checkpoint.returncode == 1 and "no such checkpoint folder" in error_line(no_checkpoint)
-    debug = lenet_tf("--debug", "evaluate", "--checkpoint", tmp_path / "none", "--data-dir", synthetic_dir,
-                     "--skip-checksum")
+    debug = cli("--debug", "evaluate", "--checkpoint", tmp_path / "none", "--data-dir", synthetic_dir,
+                "--skip-checksum")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
-def test_partial_checkpoint_is_reported(tmp_path, synthetic_dir):
+def test_partial_checkpoint_is_reported(tmp_path, synthetic_dir, cli):
     out = tmp_path / "m"
-    assert lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", out, *SMALL).returncode == 0
+    assert cli("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", out, *SMALL).returncode == 0
     for data_file in out.glob("epoch-*/ckpt.data-*"):
         data_file.write_bytes(data_file.read_bytes()[:100])
-    result = lenet_tf("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
+    result = cli("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
     assert result.returncode == 1 and error_line(result).startswith("lenet-tf: error: ")
     for index in out.glob("epoch-*/ckpt.index"):
         index.unlink()
-    result = lenet_tf("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
+    result = cli("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
     assert result.returncode == 1 and "checkpoint files are missing" in error_line(result)
 
 
-def test_sigterm_mid_training_keeps_the_last_epoch_and_resume_finishes(tmp_path, synthetic_dir):
+def test_sigterm_mid_training_keeps_the_last_epoch_and_resume_finishes(tmp_path, synthetic_dir, cli):
     out = tmp_path / "m"
     args = ["train", "--data-dir", synthetic_dir, "--out", out, "--skip-checksum", "--valid-size", "100",
             "--batch-size", "4", "--no-progress"]
@@ -138,7 +139,7 @@ def test_sigterm_mid_training_keeps_the_last_epoch_and_resume_finishes(tmp_path,
     record = json.loads((out / "run.json").read_text())
     saved = record["last"]["epoch"]
     assert 1 <= saved < 200 and not record["complete"]
-    resumed = lenet_tf(*args, "--epochs", saved + 1, "--resume", "--json")
+    resumed = cli(*args, "--epochs", saved + 1, "--resume", "--json")
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads((out / "run.json").read_text())
     assert [h["epoch"] for h in final["history"]] == list(range(1, saved + 2))

@@ -5,6 +5,7 @@ import pytest
 
 from lenet_tf.data.augment import augment_images, fill_box
 from lenet_tf.data.strokes import DISTANCE_UNIT, restroke, skeleton_distances
+from lenet_tf.data import synthetic
 from lenet_tf.data.synthetic import TEMPLATES, font_files, synthetic_digits, template_digit
 from graph_run import run
 from synthetic import make_digits
@@ -95,7 +96,7 @@ def test_european_one_has_its_up_stroke():
     assert cols[-1] - cols[0] >= 8  # much wider than a bar: the up-stroke reaches left
 
 
-def test_synthetic_digits_are_balanced_seeded_and_use_the_fonts():
+def test_synthetic_digits_are_balanced_and_seeded():
     images, labels = synthetic_digits(40, seed=3)
     assert images.shape == (40, 28, 28) and images.dtype == np.uint8
     assert np.bincount(labels, minlength=10).tolist() == [4] * 10
@@ -103,5 +104,21 @@ def test_synthetic_digits_are_balanced_seeded_and_use_the_fonts():
     np.testing.assert_array_equal(images, again)
     assert not np.array_equal(images, synthetic_digits(40, seed=4)[0])
     assert (images.reshape(40, -1).max(axis=1) == 255).all()
-    if not font_files():
-        pytest.skip("no TrueType fonts on this machine")
+
+
+@pytest.mark.skipif(not font_files(), reason="no TrueType fonts on this machine: every synthetic digit is drawn")
+def test_synthetic_digits_type_their_share_in_the_machine_s_fonts(monkeypatch):
+    calls = []
+
+    def recording(label, font, rng):
+        digit = real(label, font, rng)
+        calls.append((label, font, digit))
+        return digit
+
+    real = synthetic.font_digit
+    monkeypatch.setattr(synthetic, "font_digit", recording)
+    images, labels = synthetic_digits(30, seed=11)  # a count and seed no other test caches
+    typed = np.flatnonzero(np.random.default_rng([11, 21]).random(30) < synthetic.FONT_SHARE)  # its first draw
+    assert len(typed) >= 5 and [label for label, _, _ in calls] == labels[typed].tolist()
+    assert {font for _, font, _ in calls} <= set(font_files())
+    np.testing.assert_array_equal(images[typed], np.stack([digit for _, _, digit in calls]))

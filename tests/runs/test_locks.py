@@ -185,14 +185,14 @@ def test_fifos_where_our_files_go_are_refused_without_blocking(tmp_path, finishe
     assert (out / "run.json").is_fifo() and target.is_fifo()
 
 
-def test_a_logdir_that_is_a_file_or_a_link_is_one_line(tmp_path, synthetic_dir):
+def test_a_logdir_that_is_a_file_or_a_link_is_one_line(tmp_path, synthetic_dir, cli):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("mine")
     (tmp_path / "link").symlink_to(tmp_path)
     for logdir, message in ((blocker, "is a file, expected a TensorBoard folder"),
                             (tmp_path / "link", "is a symbolic link, not a TensorBoard folder")):
-        result = lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", tmp_path / "out",
-                          "--logdir", logdir, *SMALL)
+        result = cli("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", tmp_path / "out", "--logdir",
+                     logdir, *SMALL)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.strip().splitlines()[-1] == f"lenet-tf: error: {logdir}: {message}" + (
             "; it is left alone" if "link" in message else "")

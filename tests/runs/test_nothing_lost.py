@@ -1,8 +1,6 @@
 """Commands that write never destroy a run or a user's files (docs/reliability.md, "What is never lost")."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -189,48 +187,43 @@ def test_export_replaces_only_an_earlier_export_of_ours(tmp_path, finished):
 # ------------------------------------------------------------------------------- the command line, one line
 
 
-def lenet_tf(*args):
-    return subprocess.run([sys.executable, "-m", "lenet_tf", *map(str, args)], capture_output=True, text=True,
-                          timeout=180)
-
-
 def one_error_line(result) -> str:
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     return result.stderr.strip().splitlines()[-1]
 
 
-def test_cli_errors_are_one_line(tmp_path, finished, synthetic_dir):
+def test_cli_errors_are_one_line(tmp_path, finished, synthetic_dir, cli):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    line = one_error_line(lenet_tf("export", "--checkpoint", finished, "--out", blocker / "export"))
+    line = one_error_line(cli("export", "--checkpoint", finished, "--out", blocker / "export"))
     assert line.startswith("lenet-tf: error:") and "is a file, expected an output folder" in line
-    line = one_error_line(lenet_tf("evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir,
-                                   "--skip-checksum", "--report", blocker))
+    line = one_error_line(cli("evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir, "--skip-checksum",
+                              "--report", blocker))
     assert "is a file, expected a folder" in line
-    line = one_error_line(lenet_tf("train", "--cluster", '{"ps": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}',
-                                   "--job", "chief", "--resume", "--out", finished))
+    line = one_error_line(cli("train", "--cluster", '{"ps": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}',
+                              "--job", "chief", "--resume", "--out", finished))
     assert "--resume is not available in cluster mode" in line
     out = copy_run(finished, tmp_path / "run")
     before = snapshot(out)
-    line = one_error_line(lenet_tf("train", "--out", out, "--resume", "--weight-averaging", "0.999",
-                                   "--data-dir", synthetic_dir, "--skip-checksum"))
+    line = one_error_line(cli("train", "--out", out, "--resume", "--weight-averaging", "0.999",
+                              "--data-dir", synthetic_dir, "--skip-checksum"))
     assert "weight_averaging 0.999 (stored 0.0)" in line
-    finished_again = lenet_tf("train", "--out", out, "--resume", "--data-dir", synthetic_dir, "--skip-checksum")
+    finished_again = cli("train", "--out", out, "--resume", "--data-dir", synthetic_dir, "--skip-checksum")
     assert finished_again.returncode == 0, finished_again.stderr
     assert "the run is complete (2 of 2 epochs); pass --epochs N > 2" in finished_again.stderr
     assert snapshot(out) == before
 
 
-def test_report_figures_are_not_replaced_without_overwrite(tmp_path, finished, synthetic_dir):
+def test_report_figures_are_not_replaced_without_overwrite(tmp_path, finished, synthetic_dir, cli):
     figures = tmp_path / "figures"
     figures.mkdir()
     (figures / "per_digit.png").write_bytes(b"my own figure")
     args = ["evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir, "--skip-checksum", "--report", figures]
-    line = one_error_line(lenet_tf(*args))
+    line = one_error_line(cli(*args))
     assert "per_digit.png: already exists; pass --overwrite" in line
     assert sorted(p.name for p in figures.iterdir()) == ["per_digit.png"]
-    assert lenet_tf(*args, "--overwrite").returncode == 0
+    assert cli(*args, "--overwrite").returncode == 0
     assert (figures / "per_digit.png").read_bytes().startswith(b"\x89PNG")
 
 

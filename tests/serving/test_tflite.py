@@ -1,8 +1,5 @@
 """TFLite export: the converted model classifies the real MNIST test set like the checkpoint; files are safe."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from conftest import REAL_MNIST
@@ -45,23 +42,18 @@ def synthetic_model(synthetic_model_dir):
     return synthetic_model_dir
 
 
-def lenet_tf(*args):
-    return subprocess.run([sys.executable, "-m", "lenet_tf", *map(str, args)], capture_output=True, text=True,
-                          timeout=180)
-
-
-def test_export_refuses_an_existing_file_unless_overwrite(tmp_path, synthetic_model, synthetic_dir):
+def test_export_refuses_an_existing_file_unless_overwrite(tmp_path, synthetic_model, synthetic_dir, cli):
     target = tmp_path / "out" / "digits.tflite"
-    first = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--out", target)
+    first = cli("export", "--checkpoint", synthetic_model, "--format", "tflite", "--out", target)
     assert first.returncode == 0 and first.stderr == "" and "float32" in first.stdout
     written = target.read_bytes()
-    refused = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--quantize", "int8",
-                       "--out", target, "--data-dir", synthetic_dir, "--skip-checksum")
+    refused = cli("export", "--checkpoint", synthetic_model, "--format", "tflite", "--quantize", "int8",
+                  "--out", target, "--data-dir", synthetic_dir, "--skip-checksum")
     assert refused.returncode == 1 and refused.stderr == (
         f"lenet-tf: error: {target}: already exists; pass --overwrite to replace it\n")
     assert target.read_bytes() == written
-    replaced = lenet_tf("export", "--checkpoint", synthetic_model, "--format", "tflite", "--quantize", "int8",
-                        "--out", target, "--overwrite", "--data-dir", synthetic_dir, "--skip-checksum")
+    replaced = cli("export", "--checkpoint", synthetic_model, "--format", "tflite", "--quantize", "int8",
+                   "--out", target, "--overwrite", "--data-dir", synthetic_dir, "--skip-checksum")
     assert replaced.returncode == 0 and replaced.stderr == "" and "uint8 (p = q/256)" in replaced.stdout
     assert target.read_bytes() != written
     assert interpreter(target).get_output_details()[0]["dtype"] == np.uint8
@@ -76,19 +68,18 @@ def test_overwrite_never_replaces_a_file_that_is_not_a_tflite_model(tmp_path, sy
     assert target.read_bytes() == b"somebody else's file" and len(list(tmp_path.iterdir())) == 1
 
 
-def test_export_errors_are_one_line(tmp_path, synthetic_model):
-    wrong_format = lenet_tf("export", "--checkpoint", synthetic_model, "--quantize", "dynamic", "--out", tmp_path / "x")
+def test_export_errors_are_one_line(tmp_path, synthetic_model, cli):
+    wrong_format = cli("export", "--checkpoint", synthetic_model, "--quantize", "dynamic", "--out", tmp_path / "x")
     assert wrong_format.returncode == 1 and wrong_format.stderr == "lenet-tf: error: --quantize needs --format tflite\n"
     with pytest.raises(CheckpointError, match="is a folder"):
         export_tflite(synthetic_model, tmp_path, "none")
     assert not list(tmp_path.glob("*.tflite"))
 
 
-def test_default_file_names_per_quantization(tmp_path, synthetic_model):
+def test_default_file_names_per_quantization(tmp_path, synthetic_model, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     for quantize, name in [("none", "lenet5.tflite"), ("dynamic", "lenet5-dynamic.tflite")]:
-        done = subprocess.run([sys.executable, "-m", "lenet_tf", "export", "--checkpoint", str(synthetic_model),
-                               "--format", "tflite", "--quantize", quantize], capture_output=True, text=True,
-                              timeout=180, cwd=tmp_path)
+        done = cli("export", "--checkpoint", synthetic_model, "--format", "tflite", "--quantize", quantize)
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "export" / name).stat().st_size > 0
 

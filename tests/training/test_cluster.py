@@ -1,4 +1,5 @@
-"""A real cluster of separate processes on 127.0.0.1: one parameter server and two workers."""
+"""A real cluster of separate processes on 127.0.0.1: one parameter server and two workers, on the small synthetic
+digits."""
 
 import json
 import subprocess
@@ -19,12 +20,13 @@ def summary_tags(logdir):
             for event in tf1.train.summary_iterator(str(events)) for value in event.summary.value}
 
 
-def test_one_ps_two_workers_train_real_mnist_and_stop_by_themselves(tmp_path, real_mnist, real_model_dir):
+def test_one_ps_two_workers_train_and_stop_by_themselves(tmp_path, synthetic_dir, synthetic_model_dir, cli):
     ps, *workers = (f"127.0.0.1:{port}" for port in free_ports(3))
     cluster = json.dumps({"ps": [ps], "worker": workers})
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "lenet_tf", "train", "--cluster", cluster, "--epochs", "1", "--out", str(out),
-               "--no-progress", "--json"]
+    command = [sys.executable, "-m", "lenet_tf", "train", "--cluster", cluster, "--epochs", "2", "--out", str(out),
+               "--data-dir", str(synthetic_dir), "--skip-checksum", "--valid-size", "100", "--batch-size", "16",
+               "--lr", "0.003", "--no-progress", "--json"]
     roles = [["--job", "ps"], ["--job", "chief"], ["--job", "worker", "--task", "1"]]
     processes = [subprocess.Popen(command + role, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for role in roles]
@@ -42,18 +44,17 @@ def test_one_ps_two_workers_train_real_mnist_and_stop_by_themselves(tmp_path, re
     assert [p.returncode for p in processes] == [0, 0, 0], errors
     assert not any("Traceback" in e or "Error" in e for e in errors), errors
     summary = json.loads(outputs[1])
-    assert summary["test_accuracy"] >= 0.95
+    assert summary["test_accuracy"] >= 0.9  # the synthetic digits are easy: a working cluster learns them
     record = json.loads((out / "run.json").read_text())
     assert record["cluster"] == {"ps": 1, "workers": 2, "joined": workers} and record["complete"]
     # The same run record and TensorBoard logs as a single-process run (the shared trainer of lenet_tf.training.loop).
-    local = json.loads((real_model_dir[0] / "run.json").read_text())
+    local = json.loads((synthetic_model_dir / "run.json").read_text())
     assert set(record) - {"cluster"} == set(local) and set(record["history"][0]) == set(local["history"][0])
     # images fed to a step by either worker (counted on the ps): both shards, and at most each image twice (a
     # synchronous step drops gradients computed on stale weights, which the workers then compute again)
-    assert 50000 <= record["history"][0]["images"] <= 110000 and 0.5 < record["history"][0]["train_accuracy"] < 1
-    assert summary_tags(out / "logs") == summary_tags(real_model_dir[0] / "logs") != set()
-    evaluated = subprocess.run([sys.executable, "-m", "lenet_tf", "evaluate", "--checkpoint", str(out), "--json"],
-                               capture_output=True, text=True, timeout=120)
+    assert 500 <= record["history"][0]["images"] <= 1000 and record["history"][0]["train_accuracy"] < 1
+    assert summary_tags(out / "logs") == summary_tags(synthetic_model_dir / "logs") != set()
+    evaluated = cli("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(summary["test_accuracy"])
 

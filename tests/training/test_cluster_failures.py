@@ -14,6 +14,7 @@ from ports import free_ports
 from lenet_tf.core.errors import ConfigError
 from lenet_tf.runs import checkpoint
 from lenet_tf.training.cluster import parse_role
+from lenet_tf.training.watchdog import reachable
 
 MEMBER_TIMEOUT = 2  # seconds a member may stop answering (the default is 5)
 GRACE = 3  # lenet_tf.training.watchdog.EXIT_GRACE_SECONDS
@@ -29,7 +30,7 @@ def start_cluster(tmp_path, synthetic_dir, roles=tuple(ROLES), epochs=300, join_
                "--member-timeout", str(MEMBER_TIMEOUT)]
     processes = {role: subprocess.Popen(command + ROLES[role], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True) for role in roles}
-    return processes, out, workers
+    return processes, out, ps, workers
 
 
 def ends(processes, timeout):
@@ -69,7 +70,7 @@ def assert_last_epoch_kept(out):
 
 
 def test_a_killed_worker_ends_the_chief_and_the_ps_naming_it(tmp_path, synthetic_dir):
-    processes, out, workers = start_cluster(tmp_path, synthetic_dir)
+    processes, out, _, workers = start_cluster(tmp_path, synthetic_dir)
     wait_for_epochs(out, processes)
     processes.pop("worker 1").kill()  # kill -9
     results = ends(processes, timeout=MEMBER_TIMEOUT + GRACE + 20)
@@ -81,7 +82,7 @@ def test_a_killed_worker_ends_the_chief_and_the_ps_naming_it(tmp_path, synthetic
 
 
 def test_sigterm_ends_the_chief_in_seconds_keeping_its_last_epoch_and_the_others_follow(tmp_path, synthetic_dir):
-    processes, out, workers = start_cluster(tmp_path, synthetic_dir)
+    processes, out, _, workers = start_cluster(tmp_path, synthetic_dir)
     wait_for_epochs(out, processes)
     chief = processes.pop("chief")
     chief.send_signal(signal.SIGTERM)
@@ -97,15 +98,18 @@ def test_sigterm_ends_the_chief_in_seconds_keeping_its_last_epoch_and_the_others
 
 
 def test_a_member_that_never_comes_is_named_and_sigint_ends_a_waiting_ps(tmp_path, synthetic_dir):
-    processes, out, workers = start_cluster(tmp_path, synthetic_dir, roles=("ps", "chief"), join_timeout=4)
+    processes, out, _, workers = start_cluster(tmp_path, synthetic_dir, roles=("ps", "chief"), join_timeout=4)
     results = ends(processes, timeout=90)
     for role in ("ps", "chief"):
         status, line, _ = results[role]
         assert status == 1 and line.startswith(f"lenet-tf: error: worker 1 ({workers[1]}) never came within 4 s"), line
     assert not (out / "run.json").exists()
 
-    processes, _, _ = start_cluster(tmp_path, synthetic_dir, roles=("ps",), join_timeout=600)
-    time.sleep(8)  # started, waiting for its workers
+    processes, _, ps, _ = start_cluster(tmp_path, synthetic_dir, roles=("ps",), join_timeout=600)
+    deadline = time.monotonic() + 120
+    while not reachable(ps) and time.monotonic() < deadline:  # its server is up: it waits
+        assert processes["ps"].poll() is None, processes["ps"].communicate()[1]
+        time.sleep(0.05)
     processes["ps"].send_signal(signal.SIGINT)
     (status, line, seconds), = ends(processes, timeout=GRACE + 10).values()
     assert status == 130 and line == "lenet-tf: interrupted"
