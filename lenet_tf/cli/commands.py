@@ -13,7 +13,7 @@ import traceback
 
 from lenet_tf.core.errors import ConfigError, LeNetError
 from lenet_tf.core.quiet import DEBUG_ENV
-from lenet_tf.core.timing import STARTED  # noqa: F401  (first import: the clock of `--verbose` starts here)
+from lenet_tf.core import timing  # imported first: `lenet-tf`'s clock starts with the process
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -531,6 +531,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug:
         os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.core.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
+    # run.json's timing counts from the process's start for `lenet-tf ...`, from this call for main([...]).
+    with timing.command(timing.STARTED if argv is None else None):
+        return _run_command(args)
+
+
+def _run_command(args) -> int:
+    """Runs the parsed command; errors become one line (exit 1), Ctrl-C and SIGTERM exit 130."""
     try:
         if args.command == "train" and not (args.cluster or os.environ.get("TF_CONFIG")):
             from lenet_tf.runs.lock import refuse_if_written

@@ -40,9 +40,9 @@ def _import_tensorflow():
     return tensorflow
 
 
-_began = time.perf_counter()
+IMPORT_STARTED = time.perf_counter()
 tf = import_tensorflow(_import_tensorflow)  # without its start-up log lines (lenet_tf.core.quiet)
-IMPORT_SECONDS = time.perf_counter() - _began  # reported in the timing of `lenet-tf train`
+IMPORT_SECONDS = time.perf_counter() - IMPORT_STARTED  # reported in the timing of `lenet-tf train`
 tf1 = tf.compat.v1
 
 __all__ = ["default_towers", "enable_bf16", "gpu_available", "session_config", "tf", "tf1"]

@@ -6,19 +6,37 @@ import contextlib
 import time
 from typing import Iterator
 
-STARTED = time.perf_counter()  # when lenet_tf.core.timing was first imported: the start of a `lenet-tf` command
+STARTED = time.perf_counter()  # when lenet_tf.core.timing was first imported: the start of a `lenet-tf` process
+
+_commands: list[float] = []  # the start of each command running in this process, innermost last
 
 
-def since_start() -> float:
-    """Seconds since this module was imported (for ``lenet-tf``, since the command started)."""
-    return time.perf_counter() - STARTED
+@contextlib.contextmanager
+def command(started: float | None = None) -> Iterator[None]:
+    """Marks a command as running: within the block :func:`command_started` is ``started`` (default: now)."""
+    _commands.append(time.perf_counter() if started is None else started)
+    try:
+        yield
+    finally:
+        _commands.pop()
+
+
+def command_started() -> float | None:
+    """When the running command started (:func:`command`), or None outside any (a library call from Python)."""
+    return _commands[-1] if _commands else None
 
 
 class Timings:
-    """Accumulates seconds per phase, keeping the order in which phases first appear."""
+    """Accumulates seconds per phase from ``started`` on (default: now), keeping the order in which phases first
+    appear."""
 
-    def __init__(self) -> None:
+    def __init__(self, started: float | None = None) -> None:
+        self.started = time.perf_counter() if started is None else started  # a time.perf_counter() value
         self.seconds: dict[str, float] = {}
+
+    def elapsed(self) -> float:
+        """Seconds since ``started``."""
+        return time.perf_counter() - self.started
 
     def add(self, phase: str, seconds: float) -> None:
         """Adds ``seconds`` to ``phase``."""

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from lenet_tf.runs import checkpoint
 from lenet_tf.core import timing
-from lenet_tf.core.tf import IMPORT_SECONDS, tf, tf1
+from lenet_tf.core.tf import IMPORT_SECONDS, IMPORT_STARTED, tf, tf1
 from lenet_tf.data.mnist import Splits
 from lenet_tf.core.errors import CheckpointError, TrainingError
 from lenet_tf.core.regular_files import check_folder, describe
@@ -45,10 +45,14 @@ def epoch_batches(indices: np.ndarray, batch_size: int, seed: list[int], min_las
 
 
 def start_timings() -> timing.Timings:
-    """A command's wall-time record, with what came before the trainer: start-up and TensorFlow's import."""
-    timings = timing.Timings()
-    timings.add("startup", max(0.0, timing.since_start() - IMPORT_SECONDS))
-    timings.add("tf_import", IMPORT_SECONDS)
+    """A wall-time record from the start of the ``lenet-tf`` command that trains (:func:`timing.command`), with what
+    came before the trainer: start-up, and TensorFlow's import if the command did it. Training called from Python
+    outside a command is timed from the call (both 0)."""
+    started = timing.command_started()
+    timings = timing.Timings(started)
+    tf_import = IMPORT_SECONDS if started is not None and IMPORT_STARTED >= started else 0.0
+    timings.add("startup", max(0.0, timings.elapsed() - tf_import))
+    timings.add("tf_import", tf_import)
     return timings
 
 
@@ -172,8 +176,9 @@ class RunRecorder:
             seconds=seconds,
             images_per_second=sum(h["images"] for h in history) / seconds,
         )
-        self.timings.add("other", timing.since_start() - sum(self.timings.seconds.values()))
-        self.run["timing"] = {**self.timings.to_dict(), "total": round(timing.since_start(), 3)}
+        total = self.timings.elapsed()
+        self.timings.add("other", total - sum(self.timings.seconds.values()))
+        self.run["timing"] = {**self.timings.to_dict(), "total": round(total, 3)}
         checkpoint.write_json_atomic(self.out / checkpoint.RUN_FILE, self.run)
         return self.run
 
