@@ -1,6 +1,7 @@
 """The single place the package imports TensorFlow, with its CPU and logging settings applied first."""
 
 import contextlib
+import importlib.util
 import os
 import sys
 import time
@@ -33,11 +34,23 @@ def _import_tensorflow():
         if hide and sys.modules.get("keras", 0) is None:
             del sys.modules["keras"]
     if hide and None in tensorflow.__path__:  # where TensorFlow looked Keras up, it found nothing: redo that
-        from tensorflow.python.tools.module_util import get_parent_dir_for_name
-
-        keras_dirs = [get_parent_dir_for_name(name) for name in ("keras.api._v2.keras", "keras._tf_keras.keras")]
-        tensorflow.__path__[:] = [d for d in keras_dirs if d] + [d for d in tensorflow.__path__ if d is not None]
+        tensorflow.__path__[:] = keras_dirs() + [d for d in tensorflow.__path__ if d is not None]
     return tensorflow
+
+
+# Where TensorFlow's __init__ finds the Keras it serves as tf.keras (Keras 2's and Keras 3's layout); private
+# module paths of Keras, so tests/core/test_private_apis.py fails with a clear message when they move.
+TF_KERAS_MODULES = ("keras.api._v2.keras", "keras._tf_keras.keras")
+
+
+def keras_dirs() -> list[str]:
+    """The folders holding :data:`TF_KERAS_MODULES` that exist, found without importing Keras."""
+    spec = importlib.util.find_spec("keras")
+    if spec is None or not spec.origin:
+        return []
+    base = os.path.dirname(spec.origin)
+    folders = [os.path.join(base, *name.split(".")[1:-1]) for name in TF_KERAS_MODULES]
+    return [folder for folder in folders if os.path.isdir(folder)]
 
 
 IMPORT_STARTED = time.perf_counter()
@@ -100,12 +113,11 @@ def enable_bf16(config: tf1.ConfigProto) -> None:
     The op lists are read from the environment whenever a session optimises a graph, so they are set here,
     before any bf16 session runs.
     """
-    from tensorflow.core.protobuf import rewriter_config_pb2
-
     _add_to_env_list(_LIST_ENV + "DENYLIST_ADD", _KEEP_FP32)
     _add_to_env_list(_LIST_ENV + "INFERLIST_REMOVE", _KEEP_FP32)  # an op in two lists disables the rewrite
     _add_to_env_list(_LIST_ENV + "CLEARLIST_REMOVE", _KEEP_FP32)
-    config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+    rewrite = config.graph_options.rewrite_options  # a RewriterConfig message: its enum values are its attributes
+    rewrite.auto_mixed_precision_onednn_bfloat16 = rewrite.ON
 
 
 @contextlib.contextmanager
