@@ -1,4 +1,5 @@
 import os
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -95,6 +96,14 @@ def tmpfs(tmp_path):
     yield mount
     for folder in mounts:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def console_script() -> str:
+    """The ``lenet-tf`` script pip installed beside this Python (its ``bin`` folder need not be on PATH)."""
+    beside = Path(sys.executable).parent / "lenet-tf"
+    script = str(beside) if beside.is_file() else shutil.which("lenet-tf")
+    assert script, "the lenet-tf console script is not installed: pip install -e . (setup.py's entry_points)"
+    return script
 
 
 @dataclass

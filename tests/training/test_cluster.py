@@ -24,7 +24,7 @@ def test_one_ps_two_workers_train_and_stop_by_themselves(tmp_path, synthetic_dir
     ps, *workers = (f"127.0.0.1:{port}" for port in free_ports(3))
     cluster = json.dumps({"ps": [ps], "worker": workers})
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "lenet_tf", "train", "--cluster", cluster, "--epochs", "2", "--out", str(out),
+    command = [sys.executable, "-m", "lenet_tf", "train", "--cluster", cluster, "--epochs", "1", "--out", str(out),
                "--data-dir", str(synthetic_dir), "--skip-checksum", "--valid-size", "100", "--batch-size", "16",
                "--lr", "0.003", "--no-progress", "--json"]
     roles = [["--job", "ps"], ["--job", "chief"], ["--job", "worker", "--task", "1"]]
