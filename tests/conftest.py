@@ -118,9 +118,10 @@ class CliRun:
 @pytest.fixture
 def cli(capfd):
     """Runs ``lenet-tf ARGS`` in this process: ``cli("train", ...)`` returns a :class:`CliRun` of its exit status
-    and what it wrote on stdout/stderr (file descriptors 1 and 2: TensorFlow's C++ log lines too). For tests that are about a command's behaviour, not about a fresh process
-    (those keep ``subprocess``: restoring in a fresh process, signals, the console script, servers). The
-    environment and the SIGTERM handler a command changes are put back afterwards."""
+    and what it wrote on stdout/stderr (file descriptors 1 and 2: TensorFlow's C++ log lines too). For tests about
+    a command's behaviour, not about a fresh process (those keep ``subprocess``: restoring in a fresh process,
+    signals, the console script, servers). The environment and the SIGTERM handler a command changes are put back
+    afterwards."""
     from lenet_tf.cli import main
 
     environment, handler = dict(os.environ), signal.getsignal(signal.SIGTERM)

@@ -35,7 +35,8 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir, cli):
     assert report["count"] == 200 and sum(map(sum, report["confusion"])) == 200
     assert report["epoch"] == summary["best_epoch"]
     text = cli("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum")
-    assert text.returncode == 0 and f"accuracy {summary['test_accuracy']:.4%}" in text.stdout and "confusion matrix" in text.stdout
+    assert text.returncode == 0 and f"accuracy {summary['test_accuracy']:.4%}" in text.stdout
+    assert "confusion matrix" in text.stdout
 
 
 def test_an_ensemble_run_predicts_with_tta_and_notes_a_multi_frame_file(tmp_path, synthetic_dir, cli):

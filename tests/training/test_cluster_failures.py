@@ -2,6 +2,7 @@
 small synthetic digits; every wait is bounded."""
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -93,8 +94,15 @@ def test_sigterm_ends_the_chief_in_seconds_keeping_its_last_epoch_and_the_others
     status, line, _ = results["worker 1"]
     assert status == 1, line
     assert f"chief (worker 0) ({workers[0]}) stopped answering" in line or "the chief stopped it" in line, line
-    status, line, _ = results["ps"]  # 0 if both workers could still report to it, else it names one gone
-    assert status == 0 or (status == 1 and "stopped answering" in line), line
+    # The ps ends 0 when both workers still reported to it; it names the one that could not when the chief was
+    # stopped inside a synchronous step (its watchdog then ends it, and worker 1, without a report). Which of the
+    # two happens depends on where the signal found the chief: making it one outcome is a change to the cluster's
+    # shutdown (lenet_tf.training.cluster), not to this test.
+    status, line, _ = results["ps"]
+    gone = (rf"lenet-tf: error: (worker 1|chief \(worker 0\)) \(127\.0\.0\.1:\d+\) stopped answering for "
+            rf"{MEMBER_TIMEOUT} s; the cluster cannot go on without it")
+    assert (status, line) == (0, "parameter server 0: every worker is done") or (
+        status == 1 and re.fullmatch(gone, line)), line
 
 
 def test_a_member_that_never_comes_is_named_and_sigint_ends_a_waiting_ps(tmp_path, synthetic_dir):
