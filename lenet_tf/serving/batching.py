@@ -82,14 +82,22 @@ class Batcher:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
+    def alive(self) -> bool:
+        """Whether the batching thread runs (or has yet to start with the first request)."""
+        thread = self._thread
+        return not self._stopping and (thread is None or thread.is_alive())
+
     def submit(self, digits: np.ndarray) -> asyncio.Future:
         """Queues uint8 digits ``[n, 28, 28]``; the future gets their probabilities float32 ``[n, 10]``.
 
         Raises:
-          QueueFull: the queue holds ``max_enqueued_batches`` batches of digits already.
+          QueueFull: the queue holds ``max_enqueued_batches`` batches of digits already, or the batching thread
+            has stopped (nothing would ever answer).
         """
         future = asyncio.get_running_loop().create_future()
         with self._ready:
+            if not self.alive():
+                raise QueueFull("the model's batching thread has stopped")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lenet-batcher", daemon=True)
                 self._thread.start()
