@@ -202,6 +202,8 @@ class Service:
         try:
             async with asyncio.timeout(self.options.request_timeout):
                 return await future
+        except QueueFull as err:  # the batching thread died with these digits queued
+            raise RequestError(503, f"server unavailable: {err}") from None
         except TimeoutError:
             raise RequestError(504, f"no answer within {self.options.request_timeout:g} s: the model is "
                                     "overloaded") from None
