@@ -131,7 +131,7 @@ def read_picture(image: Image.Image, name: str = "image") -> Picture:
     Images wider or taller than WORKING_SIDE come back reduced by an integer factor to at most that side.
     """
     frames = _frame_count(image)
-    note = f"{frames} frames: read the first" if frames > 1 else None
+    note = f"{frames} frames: read the first" if frames != 1 else None
     image.draft(None, (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes at 1/2..1/8 scale directly; others: no-op
     image.load()
     image = _reduced(ImageOps.exif_transpose(image))
