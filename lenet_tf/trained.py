@@ -114,7 +114,8 @@ class TrainedModel:
         self.close()
 
 
-_SHAPES = f"[N, {MNIST_SIZE}, {MNIST_SIZE}], [N, {MNIST_SIZE}, {MNIST_SIZE}, 1] or [N, {', '.join(map(str, INPUT_SHAPE))}]"
+_SHAPES = (f"[N, {MNIST_SIZE}, {MNIST_SIZE}], [N, {MNIST_SIZE}, {MNIST_SIZE}, 1] or "
+           f"[N, {', '.join(map(str, INPUT_SHAPE))}]")
 
 
 def checked_digits(images, scaled: bool = False) -> np.ndarray:
@@ -148,7 +149,7 @@ def checked_digits(images, scaled: bool = False) -> np.ndarray:
             raise ValueError(f"images are floats in [0, 1] ({low:g}..{high:g}): pass scaled=True, or give grey "
                              "levels 0..255")
         if (images != np.round(images)).any():
-            raise ValueError(f"images must be grey levels 0..255: got fractional floats (pass scaled=True for "
+            raise ValueError("images must be grey levels 0..255: got fractional floats (pass scaled=True for "
                              "floats in [0, 1])")
     elif scaled:
         raise ValueError(f"scaled=True is for floats in [0, 1], got dtype {images.dtype}")

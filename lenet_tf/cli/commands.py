@@ -465,7 +465,7 @@ def _run_export(args) -> int:
 
     path = export_saved_model(args.checkpoint, args.out or "export/lenet5", overwrite=args.overwrite)
     print(f"SavedModel written to {path} (signatures serving_default: images uint8 [N,28,28], and "
-          "predict_images: encoded PNG/JPEG strings [N] -> classes, probabilities)")
+          "predict_images: encoded PNG/JPEG/GIF/BMP/WebP strings [N] -> classes (-1: no digit), probabilities)")
     return 0
 
 

@@ -23,9 +23,10 @@ def test_uvicorn_still_has_the_callbacks_the_header_deadline_overrides():
                          "header deadline must be adapted to this uvicorn")
     protocol = header_deadline_protocol(1.0)
     assert issubclass(protocol, HttpToolsProtocol) and all(name in vars(protocol) for name in overridden)
+    names = HttpToolsProtocol.__init__.__code__.co_names + HttpToolsProtocol.connection_made.__code__.co_names
     for attribute in ("loop", "transport"):  # set by uvicorn's __init__/connection_made, read by the deadline
-        assert attribute in HttpToolsProtocol.__init__.__code__.co_names + HttpToolsProtocol.connection_made.__code__.co_names, (
-            f"uvicorn's HttpToolsProtocol no longer sets self.{attribute}: adapt lenet_tf/serving/connections.py")
+        assert attribute in names, (f"uvicorn's HttpToolsProtocol no longer sets self.{attribute}: adapt "
+                                    "lenet_tf/serving/connections.py")
 
 
 def damaged_tiffs() -> list[bytes]:

@@ -108,7 +108,11 @@ def test_picture_preparation_has_a_deadline(monkeypatch):
     import lenet_tf.serving.server as server
 
     release = threading.Event()
-    monkeypatch.setattr(server, "image_upload", lambda body: (release.wait(10), (np.zeros((28, 28), np.uint8), None))[1])
+    def slow_upload(body):
+        release.wait(10)
+        return np.zeros((28, 28), np.uint8), None
+
+    monkeypatch.setattr(server, "image_upload", slow_upload)
     client = TestClient(create_app(FLAT, ServerOptions(prepare_timeout=0.3, prepare_threads=1)))
     began = time.monotonic()
     slow = {}

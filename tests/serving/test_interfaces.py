@@ -2,7 +2,6 @@
 ``predict_images`` in plain TensorFlow (each format), ``TrainedModel.predict``'s input checks, and `lenet-tf
 predict` on a folder of damaged files."""
 
-import io
 import json
 import random
 
