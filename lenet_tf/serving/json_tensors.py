@@ -19,6 +19,19 @@ class TensorError(ValueError):
     """A JSON value that is not the dense tensor of numbers asked for; the message is the reason alone."""
 
 
+def check_containers(body: bytes, limit: int) -> None:
+    """Refuses a JSON body holding more than ``limit`` lists and objects, counted on its bytes before parsing (each
+    becomes a Python object of 56+ bytes once parsed; brackets inside strings count too, which only errs on the safe
+    side).
+
+    Raises:
+      TensorError: too many.
+    """
+    containers = body.count(b"[") + body.count(b"{")
+    if containers > limit:
+        raise TensorError(f"{containers} lists and objects, more than the {limit} a request may hold")
+
+
 def leading_shape(value) -> tuple[int, ...]:
     """The shape a nested list claims, read down its first items (a scalar: ``()``; deeper than MAX_RANK: cut)."""
     shape = []

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lenet_tf.serving.json_tensors import MAX_RANK, TensorError, integer_array, leading_shape
+from lenet_tf.serving.json_tensors import MAX_RANK, TensorError, check_containers, integer_array, leading_shape
 
 MODEL_NAME = "lenet5"
 SIGNATURE_NAME = "serving_default"
@@ -83,10 +83,11 @@ def parse_predict_request(body: bytes) -> PredictRequest:
         more than MAX_CONTAINERS lists and objects, or values that are not integers in 0..255 (booleans
         included; ``predict_images``: values that are not ``{"b64": "..."}`` base64 strings).
     """
-    containers = body.count(b"[") + body.count(b"{")  # each a Python object once parsed: counted before
-    if containers > MAX_CONTAINERS:
-        raise BadRequest(f"JSON Value: {containers} lists and objects, more than the {MAX_CONTAINERS} a request may "
-                         "hold (send digits as [N,28,28] rather than [N,28,28,1] in large batches)")
+    try:
+        check_containers(body, MAX_CONTAINERS)
+    except TensorError as err:
+        raise BadRequest(f"JSON Value: {err} (send digits as [N,28,28] rather than [N,28,28,1] in large batches)"
+                         ) from None
     request = parse_json(body)
     if not isinstance(request, dict):
         raise BadRequest("JSON Value: the request must be a JSON object")

@@ -16,7 +16,7 @@ import numpy as np
 from lenet_tf.core.errors import LeNetError
 from lenet_tf.data.images import ImageTooLarge, decode_picture, mnist_or_blank
 from lenet_tf.serving.bodies import RequestError
-from lenet_tf.serving.json_tensors import TensorError, leading_shape, number_array
+from lenet_tf.serving.json_tensors import TensorError, check_containers, leading_shape, number_array
 
 _EXPECTED_JSON = 'expected JSON {"pixels": [[28 numbers] x 28]} with grey levels 0..255'
 
@@ -50,6 +50,7 @@ def pixels_digit(data: bytes) -> np.ndarray:
     """JSON ``{"pixels": [[...] x 28]}`` grey levels as a uint8 MNIST digit [28, 28] (all zeros when blank),
     checked as a 28x28 tensor of numbers before any array is made."""
     try:
+        check_containers(data, 64)  # a 28x28 array is 29 lists in an object
         pixels = json.loads(data)["pixels"]
     except (ValueError, KeyError, TypeError, RecursionError):
         raise RequestError(422, _EXPECTED_JSON) from None

@@ -78,7 +78,7 @@ def test_a_mutated_tf_serving_body_is_parsed_or_refused_with_400(rng):
     check_body(mutated_body(rng))
 
 
-@SHORT
+@settings(SHORT, max_examples=100)
 @given(JSON, st.sampled_from(["instances", "inputs"]), st.sampled_from(["", "predict_images"]))
 def test_any_json_value_as_the_tensor_is_parsed_or_refused_with_400(value, key, signature):
     check_body(json.dumps({key: value, "signature_name": signature}).encode())
