@@ -14,6 +14,10 @@ thread runs the model on the requests queued together; a request not answered wi
 
 The two predict routes (``/predict`` and TF Serving's ``:predict``) are answered by plain ASGI code in front of
 FastAPI, which serves everything else: FastAPI's per-request machinery alone would cost more than the model does.
+They answer other methods 405 with ``Allow``, and :mod:`lenet_tf.serving.openapi_doc` describes them in
+``/openapi.json``. Every refusal is 4xx JSON; a response sent before its body was read closes the connection
+(:func:`lenet_tf.serving.connections.close_unless_body_read`); pictures are prepared within ``prepare_timeout``;
+``/health`` answers 503 once the batching thread has died.
 """
 
 from __future__ import annotations
