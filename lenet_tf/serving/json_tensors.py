@@ -8,6 +8,7 @@ and its size is then the shape's. The checks run at C speed (``map``/``set`` ove
 
 from __future__ import annotations
 
+from array import array as Array
 from itertools import chain
 
 import numpy as np
@@ -67,20 +68,29 @@ def _kinds(types: set[type]) -> str:
     return "lists nested deeper than the shape" if list in types else "values of mixed types"
 
 
-def integer_array(value, shape: tuple[int, ...], low: int, high: int) -> np.ndarray:
+def integer_array(value, shape: tuple[int, ...], low: int, high: int, may_hold_booleans: bool = True) -> np.ndarray:
     """``value`` (nested lists of ``shape``) as an int64 array, its leaves integers (not booleans) in low..high.
+
+    ``may_hold_booleans``: whether the JSON text spelt ``true`` or ``false`` anywhere; when not, the leaves are
+    converted by ``array.array`` (which refuses anything but integers, and takes booleans for integers) without
+    first listing their types, a third of the time for one digit.
 
     Raises:
       TensorError: not dense, other leaves (floats, booleans, strings…), or integers outside low..high.
     """
     leaves = dense_leaves(value, shape)
-    types = set(map(type, leaves))
-    if types - {int}:
-        raise TensorError(f"its values must be integers {low}..{high}, got {_kinds(types)}")
     try:
-        array = np.array(leaves, dtype=np.int64).reshape(shape)
-    except OverflowError:
-        raise TensorError(f"its values must be integers {low}..{high}, got integers beyond 64 bits") from None
+        if may_hold_booleans:
+            raise TypeError
+        array = np.frombuffer(Array("q", leaves), np.int64).reshape(shape)
+    except (TypeError, OverflowError):
+        types = set(map(type, leaves))
+        if types - {int}:
+            raise TensorError(f"its values must be integers {low}..{high}, got {_kinds(types)}") from None
+        try:
+            array = np.array(leaves, dtype=np.int64).reshape(shape)
+        except OverflowError:
+            raise TensorError(f"its values must be integers {low}..{high}, got integers beyond 64 bits") from None
     if array.size and (array.min() < low or array.max() > high):
         raise TensorError(f"its values must lie in {low}..{high}, got {array.min()}..{array.max()}")
     return array

@@ -110,7 +110,7 @@ def parse_predict_request(body: bytes) -> PredictRequest:
         raise BadRequest("Missing 'inputs' or 'instances' key")
     if encoded:
         return PredictRequest(_encoded_images(values, where), columnar, IMAGES_SIGNATURE_NAME)
-    return PredictRequest(_images(values, where), columnar)
+    return PredictRequest(_images(values, where, b"true" in body or b"false" in body), columnar)
 
 
 def _is_b64(value) -> bool:
@@ -158,9 +158,10 @@ def _encoded_images(values, where: str) -> list[bytes]:
     return pictures
 
 
-def _images(value, where: str) -> np.ndarray:
+def _images(value, where: str, may_hold_booleans: bool = True) -> np.ndarray:
     """Nested lists of grey levels as uint8 digits ``[N, 28, 28]`` (a trailing channel axis of 1 is dropped),
-    checked for shape, count and types before any array is made (:mod:`lenet_tf.serving.json_tensors`)."""
+    checked for shape, count and types before any array is made (:mod:`lenet_tf.serving.json_tensors`);
+    ``may_hold_booleans``: whether the body spelt ``true`` or ``false`` anywhere."""
     shape = leading_shape(value)
     if shape[1:] not in (DIGIT_SHAPE, (*DIGIT_SHAPE, 1)) or not shape[0]:
         raise BadRequest(f"{where}: input '{INPUT_NAME}' must have shape [N,28,28] or [N,28,28,1], "
@@ -168,7 +169,7 @@ def _images(value, where: str) -> np.ndarray:
     if shape[0] > MAX_INSTANCES:
         raise BadRequest(f"{where}: at most {MAX_INSTANCES} digits per request, got {shape[0]}")
     try:
-        array = integer_array(value, shape, 0, 255)
+        array = integer_array(value, shape, 0, 255, may_hold_booleans)
     except TensorError as err:
         detail = f"input '{INPUT_NAME}' is uint8: {err}" if "values" in str(err) else str(err)
         raise BadRequest(f"{where}: {detail}") from None
