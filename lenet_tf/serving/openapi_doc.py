@@ -20,7 +20,8 @@ def _errors(key: str, statuses: dict[int, str]) -> dict:
     return {str(status): _error(key, text) for status, text in statuses.items()}
 
 
-_BODY_ERRORS = {400: "malformed request (bad JSON, multipart form or Content-Length; TF Serving: bad tensor)",
+_BODY_ERRORS = {400: "malformed request (bad JSON, multipart form or Content-Length; TF Serving: a bad tensor or a "
+                     "picture that cannot be read)",
                 405: "a method other than POST (the `Allow` header says POST)",
                 408: "the body did not arrive in time (the connection is closed)",
                 413: "the body or the picture is too large (bytes or pixels)",
@@ -82,7 +83,6 @@ def _tf_predict(summary: str, parameters: list[dict]) -> dict:
         "requestBody": {"required": True, "content": {"application/json": {"schema": _TF_REQUEST}}},
         "responses": {"200": _json_ok("predictions (row format) or outputs (columnar)", _TF_RESPONSE),
                       **_errors("error", {**_BODY_ERRORS, 404: "no such model or version",
-                                          415: "a picture that cannot be read",
                                           422: "the pictures took too long to prepare"})}}}
 
 

@@ -225,7 +225,8 @@ class Service:
 
 def _upload_digit(deadline: float, scope: dict, body: bytes) -> tuple[np.ndarray, str | None]:
     """The digit of a /predict body (JSON pixels, a multipart form's ``file``, or the raw image; all zeros when
-    blank) and the picture's note (a multi-frame file's), else ``None``."""
+    blank) and the picture's note (a multi-frame file's), else ``None`` (one picture: ``deadline`` is not needed
+    between pictures)."""
     kind = media_type(scope)
     if kind == "application/json":
         return pixels_digit(body), None
