@@ -9,6 +9,7 @@ placed in a 28x28 frame so that its centre of mass is at the centre.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import warnings
@@ -21,11 +22,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lenet_tf.core.options import MAX_IMAGE_PIXELS
 from lenet_tf.core.errors import DataError
-from lenet_tf.core.quiet import silence_libtiff
+from lenet_tf.core.quiet import debugging, silence_libtiff
 
 # PIL warns about damaged files it still reads ("Corrupt EXIF data", "Truncated File Read"): a file that cannot
 # be read is reported once as an error; one that can is simply read.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+# PIL also logs some refusals before raising them ("More samples per pixel than can be decoded"): the error it
+# raises is reported, as the file's, so its log records stay unseen unless LENET_TF_DEBUG asks for everything.
+if not debugging():
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # The formats the docs promise, and the only PIL plugins a file is ever offered to (PIL would also try EPS through
