@@ -91,15 +91,32 @@ def mean_probabilities(nets: Sequence[LeNet5], images: tf.Tensor, *, shards: int
 
 @dataclass(frozen=True)
 class Predictions:
-    """Softmax probabilities ``[N, C]`` and, when labels were given, per-example losses ``[N]``."""
+    """What a model says of ``N`` examples (returned by :meth:`lenet_tf.trained.TrainedModel.predict`).
+
+    Attributes:
+      probabilities: float32 ``[N, C]``, the softmax probabilities (of an ensemble or with TTA, averaged).
+      losses: float32 ``[N]`` per-example cross-entropy, when labels were given; else ``None``.
+      blank: bool ``[N]``, the examples whose input holds no ink (no digit to classify), when the caller checked
+        (``TrainedModel.predict`` does); else ``None``.
+
+    :attr:`classes` is the most probable class of each example (what accuracy counts); :attr:`digits` is the same
+    with -1 for blank inputs, as the exported SavedModel and the TF Serving API answer.
+    """
 
     probabilities: np.ndarray
     losses: np.ndarray | None = None
+    blank: np.ndarray | None = None
 
     @property
     def classes(self) -> np.ndarray:
         """The predicted class of each example, int ``[N]``."""
         return self.probabilities.argmax(axis=1)
+
+    @property
+    def digits(self) -> np.ndarray:
+        """The predicted digit of each example, int ``[N]``, -1 where :attr:`blank`."""
+        classes = self.classes
+        return classes if self.blank is None else np.where(self.blank, -1, classes)
 
     def accuracy(self, labels: np.ndarray) -> float:
         """Fraction of examples whose predicted class equals ``labels``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from lenet_tf.runs import checkpoint, lock
 from lenet_tf.core.tf import default_towers, session_config, tf, tf1
 from lenet_tf.data.mnist import INPUT_SHAPE, MNIST_SIZE, pad_images
 from lenet_tf.core.errors import CheckpointError
+from lenet_tf.data.images import blank_digits
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions, ensemble_members, restore_members
 from lenet_tf.model import LeNet5
 from lenet_tf.core.precision import choose, report_use
@@ -80,15 +82,26 @@ class TrainedModel:
         return {"run": run, "checkpoint": str(prefix), "epoch": int(epoch.group(1)) if epoch else None,
                 "model": run["model"], "members": members}
 
-    def predict(self, images: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
-        """Classifies uint8 digits ``[N, 28, 28]`` or padded ``[N, 32, 32, 1]``."""
-        images = np.asarray(images, dtype=np.uint8)
-        if images.ndim == 3 and images.shape[1:] == (MNIST_SIZE, MNIST_SIZE):
+    def predict(self, images: np.ndarray, labels: np.ndarray | None = None, *, scaled: bool = False
+                ) -> Predictions:
+        """Classifies MNIST-style digits (white ink on black): ``[N, 28, 28]``, ``[N, 28, 28, 1]`` or padded
+        ``[N, 32, 32, 1]`` grey levels 0..255, checked as the HTTP API checks them (:func:`checked_digits`).
+
+        ``scaled``: the images are floats in [0, 1] (multiplied by 255 and rounded here); without it, floats must
+        be whole numbers 0..255, so that an array in [0, 1] is refused rather than classified as near-blank.
+        ``labels`` (int ``[N]``) adds per-example losses. Returns :class:`Predictions` (its ``blank`` marks the
+        digits with no ink).
+
+        Raises:
+          ValueError: another shape, booleans, values outside 0..255 (or [0, 1] when ``scaled``), NaN.
+        """
+        images = checked_digits(images, scaled)
+        blank = blank_digits(images)
+        if images.ndim == 4 and images.shape[1:] == (MNIST_SIZE, MNIST_SIZE, 1):
+            images = images[..., 0]
+        if images.ndim == 3:
             images = pad_images(images)
-        if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE:
-            raise ValueError(f"images must be [N, {MNIST_SIZE}, {MNIST_SIZE}] or [N, {', '.join(map(str, INPUT_SHAPE))}], "
-                             f"got {images.shape}")
-        return self.inference.run(self.session, images, labels)
+        return replace(self.inference.run(self.session, images, labels), blank=blank)
 
     def close(self) -> None:
         """Releases the session."""
@@ -99,3 +112,47 @@ class TrainedModel:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_SHAPES = (f"[N, {MNIST_SIZE}, {MNIST_SIZE}], [N, {MNIST_SIZE}, {MNIST_SIZE}, 1] or "
+           f"[N, {', '.join(map(str, INPUT_SHAPE))}]")
+
+
+def checked_digits(images, scaled: bool = False) -> np.ndarray:
+    """``images`` as uint8 grey levels of one of the shapes :meth:`TrainedModel.predict` takes.
+
+    Integers must lie in 0..255; floats must be whole numbers 0..255, or with ``scaled`` lie in [0, 1]; booleans
+    are refused (as TF Serving's API refuses them for a uint8 input).
+
+    Raises:
+      ValueError: with the reason, in one line.
+    """
+    images = np.asarray(images)
+    shape = images.shape
+    if not (len(shape) in (3, 4) and (shape[1:] in ((MNIST_SIZE, MNIST_SIZE), (MNIST_SIZE, MNIST_SIZE, 1),
+                                                    INPUT_SHAPE))):
+        raise ValueError(f"images must be {_SHAPES}, got {shape}")
+    kind = images.dtype.kind
+    if kind not in "iuf":
+        raise ValueError(f"images must be grey levels 0..255 (uint8), got dtype {images.dtype}")
+    if images.size == 0:
+        return images.astype(np.uint8)
+    low, high = images.min(), images.max()
+    if kind == "f":
+        if not np.isfinite(images).all():
+            raise ValueError("images hold NaN or infinite values")
+        if scaled:
+            if low < 0 or high > 1:
+                raise ValueError(f"scaled images must lie in [0, 1], got {low:g}..{high:g}")
+            return np.round(images * 255.0).astype(np.uint8)
+        if high <= 1 and high > 0:
+            raise ValueError(f"images are floats in [0, 1] ({low:g}..{high:g}): pass scaled=True, or give grey "
+                             "levels 0..255")
+        if (images != np.round(images)).any():
+            raise ValueError("images must be grey levels 0..255: got fractional floats (pass scaled=True for "
+                             "floats in [0, 1])")
+    elif scaled:
+        raise ValueError(f"scaled=True is for floats in [0, 1], got dtype {images.dtype}")
+    if low < 0 or high > 255:
+        raise ValueError(f"images must be grey levels 0..255, got {low:g}..{high:g}")
+    return images.astype(np.uint8)

@@ -149,3 +149,15 @@ def suite_environment(tmp_path_factory):
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
         patch.setenv("LENET_TF_PRECISION", "fp32")
         yield
+
+
+@pytest.fixture(scope="session")
+def live(synthetic_model_dir):
+    """``lenet-tf serve`` of the synthetic model on a free loopback port (a 2 s header deadline), shared by the
+    tests that need real sockets (tests/serving/live.py); its stderr lines after start-up are in ``live.log``."""
+    from live import start_server
+
+    server = start_server("--checkpoint", str(synthetic_model_dir), "--header-timeout", "2")
+    server.header_timeout = 2.0
+    yield server
+    server.stop()

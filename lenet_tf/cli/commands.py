@@ -170,8 +170,10 @@ def _add_predict_parser(commands) -> None:
     from lenet_tf.core.options import MAX_IMAGE_PIXELS
 
     p = commands.add_parser("predict", help="classify your own digit images",
-                            description="Classify PNG/JPEG/BMP digit images (files or folders), prepared like MNIST. "
-                                        f"Images over {MAX_IMAGE_PIXELS:,} pixels are refused.")
+                            description="Classify PNG/JPEG/BMP/GIF/TIFF/WebP digit images (files or folders), prepared "
+                                        f"like MNIST. Images over {MAX_IMAGE_PIXELS:,} pixels are refused. Every "
+                                        "file is reported (a blank one as 'no digit'); the exit status is 1 when "
+                                        "any could not be read.")
     p.add_argument("images", nargs="+", help="image files or folders of images (a folder's non-regular files, "
                    "such as FIFOs, are skipped)")
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
@@ -263,6 +265,11 @@ def _add_serving_limit_flags(p) -> None:
                    help=f"bytes per second that extend --body-timeout by one second (default: {body.min_rate:g})")
     p.add_argument("--request-timeout", type=positive(float), default=30.0,
                    help="seconds from a complete request to its answer, else 504 (default: 30)")
+    p.add_argument("--max-upload-bytes", type=positive(int), default=body.max_bytes,
+                   help=f"largest request body, else 413; the default takes a 12-megapixel phone JPEG "
+                        f"(default: {body.max_bytes}, {body.max_bytes / 2 ** 20:g} MiB)")
+    p.add_argument("--prepare-timeout", type=positive(float), default=10.0,
+                   help="seconds to decode and prepare a request's pictures, else 422 (default: 10)")
 
 
 def _add_benchmark_parser(commands) -> None:
@@ -436,11 +443,15 @@ def _run_predict(args) -> int:
     if args.json:
         print(json.dumps([vars(r) for r in results], indent=2))
     for result in results:
+        note = f"  ({result.note})" if result.note else ""
         if result.error:
             print(f"lenet-tf: error: {result.error}", file=sys.stderr)
-        elif not args.json:
+        elif args.json:
+            pass
+        elif result.digit is None:
+            print(f"{result.file}: no digit: {result.reason}{note}")
+        else:
             top3 = ", ".join(f"{digit} {p:.3f}" for digit, p in result.top3)
-            note = f"  ({result.note})" if result.note else ""
             print(f"{result.file}: {result.digit} (p={result.probability:.3f})  top-3: {top3}{note}")
     return EXIT_ERROR if any(r.error for r in results) else 0
 
@@ -454,7 +465,7 @@ def _run_export(args) -> int:
 
     path = export_saved_model(args.checkpoint, args.out or "export/lenet5", overwrite=args.overwrite)
     print(f"SavedModel written to {path} (signatures serving_default: images uint8 [N,28,28], and "
-          "predict_images: encoded PNG/JPEG strings [N] -> classes, probabilities)")
+          "predict_images: encoded PNG/JPEG/GIF/BMP/WebP strings [N] -> classes (-1: no digit), probabilities)")
     return 0
 
 
@@ -483,8 +494,9 @@ def _run_serve(args) -> int:
 
     options = ServerOptions(
         BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches),
-        BodyLimits(timeout=args.body_timeout, min_rate=args.body_min_rate),
-        header_timeout=args.header_timeout, request_timeout=args.request_timeout)
+        BodyLimits(max_bytes=args.max_upload_bytes, timeout=args.body_timeout, min_rate=args.body_min_rate),
+        header_timeout=args.header_timeout, request_timeout=args.request_timeout,
+        prepare_timeout=args.prepare_timeout)
     serve(args.checkpoint, args.saved_model, args.host, args.port,
           ready=lambda url: print(f"serving on {url} in {choose().used} (Ctrl-C stops)", file=sys.stderr,
                                   flush=True), tta=args.tta, options=options)

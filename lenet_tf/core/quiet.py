@@ -6,12 +6,19 @@ file descriptor 2 redirected into a temporary file, which is replayed only if th
 is turned down with ``TF_CPP_MIN_LOG_LEVEL=3`` (unless you set it), TensorFlow's Python logger and absl to errors,
 and Python warnings raised inside TensorFlow/Keras are ignored.
 
+libtiff, which PIL uses for compressed TIFF files, prints its warnings and errors on stderr too; its handlers are
+unset once, process-wide (:func:`silence_libtiff`), so that decoding needs no redirection and no lock: PIL reports
+the failure itself.
+
 Set ``LENET_TF_DEBUG=1`` (``lenet-tf --debug`` does) to see all of it again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -66,6 +73,34 @@ def quiet_stderr(replay: bool = True) -> Iterator[None]:
                 sink.seek(0)
                 sys.stderr.write(sink.read().decode(errors="replace"))
                 sys.stderr.flush()
+
+
+@functools.cache
+def silence_libtiff() -> bool:
+    """Unsets libtiff's error and warning handlers (its public ``TIFFSetErrorHandler``/``TIFFSetWarningHandler``)
+    in the copy PIL has loaded, once; returns whether it was found. Thread-safe and fd-free: the handlers are
+    process-wide settings, not a redirection of stderr. Nothing is changed when :func:`debugging`."""
+    if debugging():
+        return False
+    from PIL import Image  # noqa: F401 - loads PIL's C module, and with it the libtiff it links
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:  # PIL's wheels bundle a renamed libtiff
+            paths = {line.split()[-1] for line in maps if "/libtiff" in line}
+    except OSError:  # not Linux
+        paths = set()
+    found = False
+    for path in sorted(paths) or filter(None, [ctypes.util.find_library("tiff")]):
+        try:
+            library = ctypes.CDLL(path)
+            library.TIFFSetErrorHandler.restype = library.TIFFSetWarningHandler.restype = ctypes.c_void_p
+            library.TIFFSetErrorHandler.argtypes = library.TIFFSetWarningHandler.argtypes = [ctypes.c_void_p]
+            library.TIFFSetErrorHandler(None)
+            library.TIFFSetWarningHandler(None)
+            found = True
+        except (OSError, AttributeError):
+            continue
+    return found
 
 
 def import_tensorflow(importer: Callable[[], ModuleType] | None = None) -> ModuleType:

@@ -9,7 +9,7 @@ placed in a 28x28 frame so that its centre of mass is at the centre.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import stat
 import warnings
@@ -22,24 +22,50 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lenet_tf.core.options import MAX_IMAGE_PIXELS
 from lenet_tf.core.errors import DataError
-from lenet_tf.core.quiet import quiet_stderr
+from lenet_tf.core.quiet import debugging, silence_libtiff
 
 # PIL warns about damaged files it still reads ("Corrupt EXIF data", "Truncated File Read"): a file that cannot
 # be read is reported once as an error; one that can is simply read.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+# PIL also logs some refusals before raising them ("More samples per pixel than can be decoded"): the error it
+# raises is reported, as the file's, so its log records stay unseen unless LENET_TF_DEBUG asks for everything.
+if not debugging():
+    logging.getLogger("PIL").setLevel(logging.CRITICAL)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# The formats the docs promise, and the only PIL plugins a file is ever offered to (PIL would also try EPS through
+# Ghostscript, PSD, DDS and dozens more, each a parser of its own to attack).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+FRAMES_COUNTED = 100  # frames of a multi-frame file counted for its note: a TIFF's pages are a chain to walk
 # Larger pictures are refused from their header, before decoding: a 60 KB PNG can declare 20000x20000 pixels
 # (400 MB decoded, gigabytes once converted), and a digit needs nothing near this resolution.
 # Bigger pictures are box-reduced to about this side before the float work (the digit ends up 20x20 anyway):
 # preparing a 4096x4096 picture then takes 0.1-0.5 s and 20-90 MB instead of up to 1 s and 200 MB.
 WORKING_SIDE = 1024
-_INK_FRACTION = 0.1  # a pixel is ink when it is this far from the background towards the darkest ink
-_PAPER_NOISE = 3.5  # the paper's noise stddevs subtracted with its level (2.5/3/3.5/4/5 tried on the valid-side suite)
+INK_FRACTION = 0.1  # a pixel is ink when it is this far from the background towards the darkest ink
+PAPER_NOISE = 3.5  # the paper's noise stddevs subtracted with its level (2.5/3/3.5/4/5 tried on the valid-side suite)
+
+
+BLANK_LEVEL = 32  # ink below this contrast (of 255) is paper texture or JPEG noise, not a digit
+BLANK_REASON = "blank image (no digit found)"
 
 
 class ImageTooLarge(DataError):
     """An image declares more than :data:`MAX_IMAGE_PIXELS` pixels."""
+
+
+class BlankImage(DataError):
+    """A picture with no ink to be found: no digit to classify (:data:`BLANK_REASON`)."""
+
+
+def blank_digits(digits: np.ndarray) -> np.ndarray:
+    """Which of the digits ``[N, H, W]`` or ``[N, H, W, 1]`` (0..255, white ink on black) hold no ink: bool ``[N]``.
+
+    A digit :func:`to_mnist` prepares always peaks at 255; a blank picture is prepared as all zeros. The same test
+    runs in the exported graph (:mod:`lenet_tf.serving.saved_model`) and in the TF Serving API.
+    """
+    digits = np.asarray(digits)
+    return digits.reshape(len(digits), -1).max(axis=1, initial=0) < BLANK_LEVEL
 
 
 @dataclass(frozen=True)
@@ -109,22 +135,48 @@ def read_picture(image: Image.Image, name: str = "image") -> Picture:
     multi-frame file (animated GIF, multi-page TIFF) the first frame is read, and :attr:`Picture.note` says so.
     Images wider or taller than WORKING_SIDE come back reduced by an integer factor to at most that side.
     """
-    frames = getattr(image, "n_frames", 1)
-    note = None
-    if frames > 1:
-        image.seek(0)
-        note = f"{frames} frames: read the first"
+    frames = _frame_count(image)
+    note = f"{frames} frames: read the first" if frames != 1 else None
     image.draft(None, (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes at 1/2..1/8 scale directly; others: no-op
     image.load()
-    image = ImageOps.exif_transpose(image)
+    image = _reduced(ImageOps.exif_transpose(image))
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        gray = Image.fromarray(full_range(np.asarray(image), name))
+        gray = full_range(np.asarray(image), name)
     elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        gray = Image.fromarray(_alpha_composited(image).astype(np.float32))
+        gray = _alpha_composited(image)
     else:
         gray = image.convert("L")
-    factor = -(-max(gray.size) // WORKING_SIDE)
-    return Picture(np.asarray(gray.reduce(factor) if factor > 1 else gray, dtype=np.float32), note)
+    return Picture(np.asarray(gray, dtype=np.float32), note)
+
+
+def _frame_count(image: Image.Image) -> int | str:
+    """How many frames ``image`` holds (``"over N"`` past :data:`FRAMES_COUNTED`); left at the first frame."""
+    if not getattr(image, "is_animated", False):
+        return 1
+    if image.format != "TIFF":  # GIF, APNG and WebP count their frames without decoding them
+        return image.n_frames
+    count = 1  # a TIFF's n_frames walks every page of the chain: 20,000 pages of a 2 MiB file took 2.7 s
+    try:
+        while count <= FRAMES_COUNTED:
+            image.seek(count)
+            count += 1
+    except EOFError:
+        pass
+    image.seek(0)
+    return count if count <= FRAMES_COUNTED else f"over {FRAMES_COUNTED}"
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """``image`` box-reduced by an integer factor to at most WORKING_SIDE a side, before any float work: a 4096x4096
+    RGBA PNG then costs 64 MB of decoded pixels and little more, instead of 600 MB of float32 copies."""
+    factor = -(-max(image.size) // WORKING_SIDE)
+    if factor <= 1:
+        return image
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F") or "transparency" in image.info:  # Image.reduce's
+        kind = ("RGBA" if image.mode in ("P", "PA", "RGBa") or "transparency" in image.info else
+                "I" if image.mode.startswith("I;16") else "LA" if image.mode == "La" else "RGB")
+        image = image.convert(kind)
+    return image.reduce(factor)
 
 
 def grayscale(image: Image.Image) -> np.ndarray:
@@ -135,26 +187,38 @@ def grayscale(image: Image.Image) -> np.ndarray:
 def decode_picture(stream: BinaryIO, name: str) -> Picture:
     """Decodes an image from a binary stream (see :func:`read_picture`).
 
+    Only the formats of :data:`IMAGE_FORMATS` are read. Whatever a damaged file makes PIL or its C libraries raise
+    (``SyntaxError``, ``KeyError``, ``TypeError``, ``struct.error``…) becomes the file's one-line error.
+
     Raises:
       ImageTooLarge: the header declares more than MAX_IMAGE_PIXELS pixels (nothing is decoded).
-      DataError: the bytes are not an image PIL can read, or hold NaN or infinite values.
+      DataError: the bytes are not an image of those formats PIL can read, or hold NaN or infinite values.
     """
     limit = f"the limit is {MAX_IMAGE_PIXELS:,} pixels, e.g. 4096x4096"
+    silence_libtiff()  # libtiff prints its warnings itself, on the process's stderr
     try:
-        with Image.open(stream) as image:  # lazy: reads the header only
+        with Image.open(stream, formats=IMAGE_FORMATS) as image:  # lazy: reads the header only
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise ImageTooLarge(f"{name}: image too large ({width}x{height} pixels; {limit})")
-            # libtiff prints its warnings itself, on the process's stderr
-            with quiet_stderr(replay=False) if image.format == "TIFF" else contextlib.nullcontext():
-                return read_picture(image, name)
+            return read_picture(image, name)
+    except DataError:
+        raise
     except Image.DecompressionBombError:  # PIL's own, higher, limit fires inside Image.open
         raise ImageTooLarge(f"{name}: image too large ({limit})") from None
     except UnidentifiedImageError:  # PIL's message names the stream object (<_io.BufferedReader name=3>)
         raise DataError(f"{name}: not a readable image (unknown format; PNG, JPEG, BMP, GIF, TIFF or WebP "
                         "expected)") from None
-    except (OSError, ValueError) as err:
-        raise DataError(f"{name}: not a readable image ({err})") from None
+    except MemoryError:
+        raise DataError(f"{name}: not a readable image (its decoding ran out of memory)") from None
+    except Exception as err:  # noqa: BLE001 - any decoder failure is this file's error, never the caller's crash
+        raise DataError(f"{name}: not a readable image ({_one_line(err)})") from None
+
+
+def _one_line(err: BaseException) -> str:
+    """``err`` as a short single line: its message (or, without one, its type's name)."""
+    text = " ".join(str(err).split())[:200]
+    return text if isinstance(err, (OSError, ValueError)) and text else f"{type(err).__name__}: {text}".rstrip(": ")
 
 
 def decode_grayscale(stream: BinaryIO, name: str) -> np.ndarray:
@@ -202,7 +266,7 @@ def paper_removed(gray: np.ndarray) -> np.ndarray:
     The paper is the border's median grey; the ink is the side of it where the picture reaches farther (dark
     ink on light paper, or light on dark, whatever the paper's own grey). The paper's noise level, estimated
     robustly from the border (1.4826 × its median absolute deviation, which ignores strokes that touch the
-    border), is subtracted too: :data:`_PAPER_NOISE` of it, so that a grey, noisy photo of paper leaves no
+    border), is subtracted too: :data:`PAPER_NOISE` of it, so that a grey, noisy photo of paper leaves no
     speckle to widen the digit's box or pull its centre of mass.
     """
     border = _border(gray)
@@ -210,13 +274,13 @@ def paper_removed(gray: np.ndarray) -> np.ndarray:
     darkest, lightest = np.percentile(gray, [1, 99])
     ink = paper - gray if paper - darkest >= lightest - paper else gray - paper
     noise = 1.4826 * float(np.median(np.abs(border - paper)))
-    return np.clip(ink - _PAPER_NOISE * noise, 0, None)
+    return np.clip(ink - PAPER_NOISE * noise, 0, None)
 
 
 def ink_box(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows and columns ``[K]`` that hold ink in ``ink`` ``[H, W]``: pixels over :data:`_INK_FRACTION` of the
+    """The rows and columns ``[K]`` that hold ink in ``ink`` ``[H, W]``: pixels over :data:`INK_FRACTION` of the
     darkest, leaving out isolated ones (speckle of a noisy photo) unless nothing else is there."""
-    mask = ink > _INK_FRACTION * ink.max()
+    mask = ink > INK_FRACTION * ink.max()
     padded = np.pad(mask, 1).astype(np.int8)
     height, width = mask.shape
     neighbours = sum(padded[dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3))
@@ -226,19 +290,28 @@ def ink_box(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
 
 
+def mnist_or_blank(gray: np.ndarray, name: str = "image") -> np.ndarray:
+    """:func:`to_mnist`, but a blank picture gives an all-zero digit (which :func:`blank_digits` reports)."""
+    try:
+        return to_mnist(gray, name)
+    except BlankImage:
+        return np.zeros((28, 28), np.uint8)
+
+
 def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
     """Converts grey levels [H, W] (any size, either polarity, any paper grey) to a uint8 MNIST digit [28, 28]
     (see :func:`paper_removed` and :func:`ink_box`).
 
     Raises:
-      DataError: the image is blank (no ink to be found).
+      BlankImage: the image is blank (no ink to be found).
+      DataError: not a 2-D image.
     """
     gray = np.asarray(gray, dtype=np.float32)
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise DataError(f"{name}: expected a 2-D grey image, got shape {gray.shape}")
     ink = paper_removed(gray)
-    if ink.max() < 32:  # less contrast than this is paper texture or JPEG noise, not a digit
-        raise DataError(f"{name}: blank image (no digit found)")
+    if ink.max() < BLANK_LEVEL:
+        raise BlankImage(f"{name}: {BLANK_REASON}")
     rows, cols = ink_box(ink)
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     crop = crop * (255.0 / crop.max())

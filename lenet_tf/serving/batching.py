@@ -49,7 +49,10 @@ class BatchingOptions:
 
 
 class QueueFull(Exception):
-    """The batching queue holds ``max_enqueued_batches`` batches already."""
+    """The batching queue holds ``max_enqueued_batches`` batches already, or the batching thread has stopped."""
+
+
+STOPPED = "the model's batching thread has stopped"
 
 
 @dataclass
@@ -82,14 +85,22 @@ class Batcher:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
+    def alive(self) -> bool:
+        """Whether the batching thread runs (or has yet to start with the first request)."""
+        thread = self._thread
+        return not self._stopping and (thread is None or thread.is_alive())
+
     def submit(self, digits: np.ndarray) -> asyncio.Future:
         """Queues uint8 digits ``[n, 28, 28]``; the future gets their probabilities float32 ``[n, 10]``.
 
         Raises:
-          QueueFull: the queue holds ``max_enqueued_batches`` batches of digits already.
+          QueueFull: the queue holds ``max_enqueued_batches`` batches of digits already, or the batching thread
+            has stopped (nothing would ever answer).
         """
         future = asyncio.get_running_loop().create_future()
         with self._ready:
+            if not self.alive():
+                raise QueueFull(STOPPED)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lenet-batcher", daemon=True)
                 self._thread.start()
@@ -122,11 +133,18 @@ class Batcher:
             return batch
 
     def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            if batch:
-                _resolve(batch, self._classify_apart(batch))
-        with self._ready:
-            _resolve(list(self._tasks), [asyncio.CancelledError()] * len(self._tasks))
+        batch: list[_Task] = []
+        try:
+            while (batch := self._next_batch()) is not None:
+                if batch:
+                    _resolve(batch, self._classify_apart(batch))
+                    batch = []
+        finally:  # stopped, or killed by what no request can be handed (SystemExit, MemoryError in the loop)
+            with self._ready:
+                left = [*(batch or []), *self._tasks]
+                self._tasks.clear()
+            stopped = self._stopping and not batch
+            _resolve(left, [asyncio.CancelledError() if stopped else QueueFull(STOPPED)] * len(left))
 
     def _classify_apart(self, batch: list[_Task]) -> list[np.ndarray | BaseException]:
         """Each task's probabilities (or the exception its digits raise) from one classifier call, or from one

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # also bounds a TF Serving request: 790 MNIST digits as json.dumps writes them
+# A 12-megapixel phone JPEG is 3-6 MB (8 MB at high quality); also bounds a TF Serving request: ~3,000 MNIST digits
+# as json.dumps writes them, or a dozen phone pictures in base64. `lenet-tf serve --max-upload-bytes` sets it.
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)

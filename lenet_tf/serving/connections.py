@@ -1,7 +1,16 @@
-"""uvicorn's httptools connection with a header deadline: a request's headers must arrive within
+"""What a connection may hold: a header deadline, and no keep-alive past a body left unread.
+
+:func:`header_deadline_protocol`: uvicorn's httptools connection whose requests must send their headers within
 ``header_timeout`` seconds (from the connection's opening, or from the first byte of a later request on a kept-alive
 connection); otherwise the client gets 408 and the connection is closed. Idle kept-alive connections are closed
-after uvicorn's ``timeout_keep_alive``; bodies have their own deadline (:mod:`lenet_tf.serving.bodies`).
+after uvicorn's ``timeout_keep_alive``; bodies have their own deadline (:mod:`lenet_tf.serving.bodies`). This is the
+one place that relies on uvicorn's protocol class (its ``connection_made``/``on_message_begin``/
+``on_headers_complete`` callbacks); ``tests/serving/test_connections.py`` fails by name if uvicorn changes them.
+
+:func:`close_unless_body_read` (plain ASGI): a response sent before its request's body was read says
+``connection: close``, so uvicorn closes the connection once it is sent. Otherwise the body's remaining bytes would
+sit between two requests, where no deadline watches them: a client that declared ``Content-Length: 100`` on
+``GET /health`` and then sent one byte a minute held its connection for ever.
 """
 
 from __future__ import annotations
@@ -53,3 +62,34 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
             super().connection_lost(exc)
 
     return HeaderDeadlineProtocol
+
+
+def _declares_body(scope: dict) -> bool:
+    for key, value in scope["headers"]:
+        if key == b"transfer-encoding" or (key == b"content-length" and value.strip() not in (b"0", b"")):
+            return True
+    return False
+
+
+def close_unless_body_read(scope: dict, receive, send):
+    """ASGI ``receive`` and ``send`` for an HTTP request such that a response started before the request's body was
+    read to its end carries ``connection: close`` (requests without a body pass unchanged)."""
+    if not _declares_body(scope):
+        return receive, send
+    read = False
+
+    async def tracked_receive():
+        nonlocal read
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            read = True
+        return message
+
+    async def closing_send(message):
+        if message["type"] == "http.response.start" and not read:
+            headers = list(message.get("headers", ()))
+            if not any(key.lower() == b"connection" for key, _ in headers):
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return tracked_receive, closing_send

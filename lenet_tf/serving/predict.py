@@ -1,4 +1,4 @@
-"""Classifying the user's own digit images with a trained checkpoint."""
+"""Classifying the user's own digit images with a trained checkpoint, and the one result every interface gives."""
 
 from __future__ import annotations
 
@@ -8,18 +8,36 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lenet_tf.core.errors import LeNetError
-from lenet_tf.data.images import image_files, load_picture, to_mnist
+from lenet_tf.data.images import BLANK_REASON, blank_digits, image_files, load_picture, mnist_or_blank
 from lenet_tf.trained import TrainedModel
 
 
 @dataclass
-class FilePrediction:
-    """The digit predicted for one file, or the reason there is none."""
+class DigitResult:
+    """What the model says of one picture: the ``digit`` (``None`` when the picture holds none, ``reason`` then
+    says why, e.g. :data:`~lenet_tf.data.images.BLANK_REASON`), its ``probability`` (``None`` likewise), the
+    ``top3`` classes and all ten ``probabilities`` (always there: what the network computed for its input)."""
 
-    file: str
     digit: int | None = None
     probability: float | None = None
     top3: list[tuple[int, float]] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+    reason: str | None = None
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, blank: bool) -> DigitResult:
+        """The result of float32 ``probabilities`` ``[10]`` for a digit that is ``blank`` or not."""
+        top3 = top_k(probabilities)
+        if blank:
+            return cls(None, None, top3, probabilities.tolist(), BLANK_REASON)
+        return cls(top3[0][0], top3[0][1], top3, probabilities.tolist())
+
+
+@dataclass
+class FilePrediction(DigitResult):
+    """The :class:`DigitResult` of one file, or the ``error`` that kept it from being read."""
+
+    file: str = ""
     error: str | None = None
     note: str | None = None  # what of the file was not read, e.g. "3 frames: read the first"
 
@@ -33,20 +51,22 @@ def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
 def predict_files(paths: list[str | os.PathLike], model: TrainedModel) -> list[FilePrediction]:
     """Prepares each image (or each image in a folder) like MNIST and classifies it.
 
-    A file that cannot be read or holds no digit gets ``error`` set; the others are still classified. Of a
-    multi-frame file the first frame is read, and ``note`` says so.
+    Every file gets a result: a file that cannot be read gets ``error`` set (whatever its decoder raised), a blank
+    one ``digit=None`` and ``reason``; the others are classified. Of a multi-frame file the first frame is read,
+    and ``note`` says so.
     """
     results, digits = [], []
     for path in image_files(paths):
         try:
             picture = load_picture(path)
-            digits.append(to_mnist(picture.gray, str(path)))
-            results.append(FilePrediction(str(path), note=picture.note))
+            digits.append(mnist_or_blank(picture.gray, str(path)))
+            results.append(FilePrediction(file=str(path), note=picture.note))
         except LeNetError as err:
-            results.append(FilePrediction(str(path), error=str(err)))
+            results.append(FilePrediction(file=str(path), error=str(err)))
     if digits:
-        probabilities = model.predict(np.stack(digits)).probabilities
-        for result, p in zip([r for r in results if r.error is None], probabilities):
-            result.top3 = top_k(p)
-            result.digit, result.probability = result.top3[0]
+        digits = np.stack(digits)
+        probabilities = model.predict(digits).probabilities
+        read = [r for r in results if r.error is None]
+        for result, p, blank in zip(read, probabilities, blank_digits(digits)):
+            vars(result).update(vars(DigitResult.of(p, bool(blank))))
     return results

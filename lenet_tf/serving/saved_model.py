@@ -1,11 +1,12 @@
 """Exporting a trained checkpoint as a TensorFlow SavedModel for serving.
 
 The ``serving_default`` signature takes ``images``: uint8 ``[N, 28, 28]`` or ``[N, 28, 28, 1]`` raw MNIST-style
-digits (white ink on black), and returns ``classes`` (int64 ``[N]``) and ``probabilities`` (float32 ``[N, 10]``;
-of a ``--ensemble N`` run, its members' probabilities averaged in the graph).
-The ``predict_images`` signature takes ``images``: a string vector ``[N]`` of encoded PNG/JPEG/BMP/GIF pictures
-(TF Serving's ``{"b64": ...}``), prepared in the graph by :func:`encoded_inputs` the way ``lenet-tf predict``
-prepares a file, and returns the same outputs.
+digits (white ink on black), and returns ``classes`` (int64 ``[N]``; -1 for a digit with no ink, i.e. no digit)
+and ``probabilities`` (float32 ``[N, 10]``; of a ``--ensemble N`` run, its members' probabilities averaged in the
+graph). The ``predict_images`` signature takes ``images``: a string vector ``[N]`` of encoded PNG, JPEG, GIF, BMP
+or WebP pictures (TF Serving's ``{"b64": ...}``; TIFF is not among TensorFlow's decoders), prepared in the graph by
+:func:`encoded_inputs` the way ``lenet-tf predict`` prepares a file (a blank picture: class -1), and returns the
+same outputs. Both run in plain TensorFlow (``tf.saved_model.load``, ``saved_model_cli``, TF Serving).
 
 The graph is always float32, whatever ``--precision`` says: bfloat16 is a session option, not part of a graph, so
 each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``--precision``).
@@ -22,7 +23,9 @@ from pathlib import Path
 from lenet_tf.core.tf import session_config, tf, tf1
 from lenet_tf.runs import lock
 from lenet_tf.runs.checkpoint import describe_tf_error
+from lenet_tf.data.images import INK_FRACTION, PAPER_NOISE, BLANK_LEVEL, WORKING_SIDE
 from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
+from lenet_tf.serving.tf_serving import NO_DIGIT
 from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.outputs import TMP_PREFIX, describe_os_error
 from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
@@ -47,29 +50,100 @@ def serving_inputs_of(digits: tf.Tensor) -> tf.Tensor:
     return scale_images(padded)
 
 
+def _median(values: tf.Tensor) -> tf.Tensor:
+    """The (upper) median of a float32 vector, as ``np.median`` of an odd count gives it."""
+    ordered = tf.sort(values)
+    return ordered[tf.size(ordered) // 2]
+
+
+def _border(image: tf.Tensor) -> tf.Tensor:
+    return tf.concat([image[0], image[-1], image[:, 0], image[:, -1]], axis=0)
+
+
+def _starts_with(encoded: tf.Tensor, offset: int, magic: bytes) -> tf.Tensor:
+    head = tf.strings.substr(tf.strings.join([encoded, b"\0" * 16]), offset, len(magic))  # padded: never too short
+    return tf.equal(head, magic)
+
+
+def _decoded_rgba(encoded: tf.Tensor) -> tf.Tensor:
+    """One encoded PNG, JPEG, GIF (its first frame), BMP or WebP picture as float32 RGBA ``[H, W, 4]`` in 0..255.
+
+    ``tf.io.decode_image`` gives 4 channels of PNG and BMP only (JPEG and GIF have no alpha; it reads WebP as
+    RGB), so the alpha comes from ``decode_image`` for PNG/BMP, from ``decode_webp`` for WebP, and is opaque
+    otherwise. Pictures larger than WORKING_SIDE are area-reduced to about that side, as the PIL path reduces them.
+    """
+    webp = _starts_with(encoded, 0, b"RIFF") & _starts_with(encoded, 8, b"WEBP")
+    with_alpha = _starts_with(encoded, 0, b"\x89PNG\r\n\x1a\n") | _starts_with(encoded, 0, b"BM")
+
+    def opaque(rgb: tf.Tensor) -> tf.Tensor:  # uint8 [H, W, 3] or [H, W, 4] -> [H, W, 4]
+        alpha = tf.fill(tf.concat([tf.shape(rgb)[:2], [1]], 0), tf.constant(255, tf.uint8))
+        return tf.cond(tf.shape(rgb)[-1] < 4, lambda: tf.concat([rgb[..., :3], alpha], -1), lambda: rgb)
+
+    picture = tf.case([(webp, lambda: opaque(tf.io.decode_webp(encoded, channels=0)[0])),  # 3 or 4 channels
+                       (with_alpha, lambda: tf.io.decode_image(encoded, channels=4, expand_animations=False))],
+                      default=lambda: opaque(tf.io.decode_image(encoded, channels=3, expand_animations=False)))
+    picture = tf.cast(tf.ensure_shape(picture, [None, None, 4]), tf.float32)
+    size = tf.shape(picture)[:2]
+    factor = (tf.reduce_max(size) + WORKING_SIDE - 1) // WORKING_SIDE
+    return tf.cond(factor > 1, lambda: tf.image.resize(picture, size // factor, method="area"), lambda: picture)
+
+
+def _grey(rgba: tf.Tensor) -> tf.Tensor:
+    """Grey levels ``[H, W]`` of float32 RGBA ``[H, W, 4]``: the graph form of
+    :func:`lenet_tf.data.images._alpha_composited` (the alpha is the ink where it is the digit's mask, else
+    transparent areas take the paper's grey)."""
+    alpha = rgba[..., 3]
+    gray = tf.reduce_sum(rgba[..., :3] * [0.299, 0.587, 0.114], axis=-1)  # PIL's convert("L")
+
+    def composited():
+        opaque = alpha >= 128.0
+        mask_is_ink = (_median(_border(alpha)) < 128.0) & (tf.reduce_mean(tf.cast(opaque, tf.float32)) < 0.5)
+        paper = tf.cond(tf.reduce_any(opaque), lambda: _median(tf.boolean_mask(gray, opaque)),
+                        lambda: tf.constant(255.0))
+        mixed = (gray * alpha + paper * (255.0 - alpha)) / 255.0
+        shows_nothing = tf.reduce_max(tf.abs(mixed - paper)) < 32.0
+        return tf.where(mask_is_ink | shows_nothing, 255.0 - alpha, mixed)
+
+    return tf.cond(tf.reduce_min(alpha) >= 255.0, lambda: gray, composited)
+
+
+def _ink(gray: tf.Tensor) -> tf.Tensor:
+    """The graph form of :func:`lenet_tf.data.images.paper_removed`: the paper's level (the border's median) and
+    PAPER_NOISE times its noise subtracted, on the side of it where the picture reaches farther."""
+    border = _border(gray)
+    paper = _median(border)
+    ordered = tf.sort(tf.reshape(gray, [-1]))
+    last = tf.cast(tf.size(ordered) - 1, tf.float32)
+    darkest = ordered[tf.cast(tf.round(0.01 * last), tf.int32)]
+    lightest = ordered[tf.cast(tf.round(0.99 * last), tf.int32)]
+    ink = tf.cond(paper - darkest >= lightest - paper, lambda: paper - gray, lambda: gray - paper)
+    noise = 1.4826 * _median(tf.abs(border - paper))
+    return tf.nn.relu(ink - PAPER_NOISE * noise)
+
+
+def _ink_mask(ink: tf.Tensor, peak: tf.Tensor) -> tf.Tensor:
+    """:func:`lenet_tf.data.images.ink_box`'s mask: ink over INK_FRACTION of the peak, isolated pixels left out
+    unless nothing else is there."""
+    mask = ink > INK_FRACTION * peak
+    neighbours = tf.nn.conv2d(tf.cast(mask, tf.float32)[None, ..., None], tf.ones([3, 3, 1, 1]), 1, "SAME")[0, ..., 0]
+    kept = mask & (neighbours >= 2.0)
+    return tf.cond(tf.reduce_any(kept), lambda: kept, lambda: mask)
+
+
 def _centred_digit(encoded: tf.Tensor) -> tf.Tensor:
     """One encoded picture as a float32 MNIST digit [28, 28] in 0..255: the graph form of
-    :func:`lenet_tf.data.images.to_mnist` (polarity and background from the border's median, the ink's bounding
-    box scaled to fit 20x20 with Lanczos, placed by its centre of mass). A blank picture gives a blank digit."""
-    picture = tf.io.decode_image(encoded, channels=4, expand_animations=False)
-    rgb, alpha = tf.cast(picture[..., :3], tf.float32), tf.cast(picture[..., 3:], tf.float32) / 255.0
-    rgb = rgb * alpha + 255.0 * (1.0 - alpha)  # transparent areas are white paper
-    gray = tf.reduce_sum(rgb * [0.299, 0.587, 0.114], axis=-1)  # PIL's convert("L")
-
-    def border_median(image):
-        border = tf.concat([image[0], image[-1], image[:, 0], image[:, -1]], axis=0)
-        ordered = tf.sort(border)
-        return ordered[tf.size(ordered) // 2]
-
-    ink = tf.cond(border_median(gray) > 127.0, lambda: 255.0 - gray, lambda: gray)
-    ink = tf.nn.relu(ink - border_median(ink))
+    :func:`lenet_tf.data.images.to_mnist` after :func:`~lenet_tf.data.images.read_picture` (alpha, paper level and
+    noise, the ink's bounding box scaled to fit 20x20 with Lanczos, placed by its centre of mass). A blank picture
+    gives an all-zero digit, which the signature's ``classes`` reports as -1."""
+    ink = _ink(_grey(_decoded_rgba(encoded)))
     peak = tf.reduce_max(ink)
-    inked = ink > 0.1 * peak
+    inked = _ink_mask(ink, peak)
     rows = tf.where(tf.reduce_any(inked, axis=1))[:, 0]
     cols = tf.where(tf.reduce_any(inked, axis=0))[:, 0]
 
     def place():
-        crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] * (255.0 / peak)
+        crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        crop = crop * (255.0 / tf.reduce_max(crop))
         height, width = tf.cast(tf.shape(crop)[0], tf.float32), tf.cast(tf.shape(crop)[1], tf.float32)
         scale = 20.0 / tf.maximum(height, width)
         size = tf.cast(tf.maximum(1.0, tf.round([height * scale, width * scale])), tf.int32)
@@ -83,7 +157,15 @@ def _centred_digit(encoded: tf.Tensor) -> tf.Tensor:
         return tf.pad(digit, [[top, MNIST_SIZE - size[0] - top], [left, MNIST_SIZE - size[1] - left]])
 
     blank = tf.zeros([MNIST_SIZE, MNIST_SIZE])
-    return tf.cond(peak >= 32.0, place, lambda: blank)
+    return tf.cond(peak >= float(BLANK_LEVEL), place, lambda: blank)
+
+
+def digit_classes(probabilities: tf.Tensor, digits: tf.Tensor, name: str) -> tf.Tensor:
+    """int64 ``[N]``: the most probable class of each digit, or -1 (:data:`lenet_tf.serving.tf_serving.NO_DIGIT`)
+    where the uint8 digit ``[N, ...]`` holds no ink (:func:`lenet_tf.data.images.blank_digits`' rule)."""
+    peaks = tf.reduce_max(tf.reshape(digits, [tf.shape(digits)[0], -1]), axis=1)
+    return tf.where(peaks < BLANK_LEVEL, tf.constant(NO_DIGIT, tf.int64), tf.argmax(probabilities, axis=1),
+                    name=name)
 
 
 def encoded_inputs() -> tuple[tf.Tensor, tf.Tensor]:
@@ -160,14 +242,14 @@ def export_saved_model(checkpoint_dir: str | os.PathLike, export_dir: str | os.P
 def _build(config: dict, path: Path) -> None:
     """Writes the SavedModel of a training folder's configuration and checkpoint to ``path``."""
     with tf.Graph().as_default() as graph:
-        raw, images = serving_inputs()
+        raw, _ = serving_inputs()
         encoded, prepared = encoded_inputs()
         nets = ensemble_members(config["model"], config["members"])  # one network, or an ensemble averaged
         signatures = {}
-        for name, inputs, scaled, prefix in [(SIGNATURE, raw, images, ""),
-                                             (IMAGES_SIGNATURE, encoded, serving_inputs_of(prepared), "encoded_")]:
-            probabilities = mean_probabilities(nets, scaled, name=f"{prefix}probabilities")
-            classes = tf.argmax(probabilities, axis=1, name=f"{prefix}classes")
+        for name, inputs, digits, prefix in [(SIGNATURE, raw, raw, ""), (IMAGES_SIGNATURE, encoded, prepared,
+                                                                          "encoded_")]:
+            probabilities = mean_probabilities(nets, serving_inputs_of(digits), name=f"{prefix}probabilities")
+            classes = digit_classes(probabilities, digits, f"{prefix}classes")
             signatures[name] = tf1.saved_model.predict_signature_def(
                 inputs={"images": inputs}, outputs={"classes": classes, "probabilities": probabilities})
         with tf1.Session(graph=graph, config=session_config()) as session:

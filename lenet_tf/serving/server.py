@@ -14,14 +14,20 @@ thread runs the model on the requests queued together; a request not answered wi
 
 The two predict routes (``/predict`` and TF Serving's ``:predict``) are answered by plain ASGI code in front of
 FastAPI, which serves everything else: FastAPI's per-request machinery alone would cost more than the model does.
+They answer other methods 405 with ``Allow``, and :mod:`lenet_tf.serving.openapi_doc` describes them in
+``/openapi.json``. Every refusal is 4xx JSON; a response sent before its body was read closes the connection
+(:func:`lenet_tf.serving.connections.close_unless_body_read`); pictures are prepared within ``prepare_timeout``;
+``/health`` answers 503 once the batching thread has died.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import socket
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -38,11 +44,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
 from lenet_tf.core.errors import CheckpointError, ConfigError
-from lenet_tf.serving import tf_serving
+from lenet_tf.data.images import blank_digits
+from lenet_tf.serving import openapi_doc, tf_serving
 from lenet_tf.serving.batching import Batcher, BatchingOptions, Classifier, QueueFull
 from lenet_tf.serving.bodies import (MAX_UPLOAD_BYTES, BodyLimits, ClientGone, RequestError, header,  # noqa: F401
                                      media_type, read_body)
-from lenet_tf.serving.predict import top_k
+from lenet_tf.serving.connections import close_unless_body_read
+from lenet_tf.serving.predict import DigitResult
 from lenet_tf.serving.uploads import image_digit, image_upload, multipart_file, pixels_digit
 
 try:
@@ -55,7 +63,9 @@ except ImportError:  # pragma: no cover - orjson comes with the 'serve' extra
 
 INLINE_PARSE_BYTES = 16 * 1024  # TF Serving bodies up to this (5 digits) are parsed on the event loop: < 0.3 ms
 INLINE_RENDER_DIGITS = 16  # answers of up to this many digits are written on the event loop
+_log = logging.getLogger("lenet_tf.serving")
 _TF_PREDICT = re.compile(r"/v1/models/([^/]+?)(?:/versions/([^/]+))?:predict")
+_TF_STATUS = re.compile(r"models/[^/:]+(?:/versions/[^/]+)?(?:/metadata)?")  # the GET routes, below /v1/
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class ServerOptions:
     body: BodyLimits = field(default_factory=BodyLimits)
     header_timeout: float = 10.0  # seconds for a request's headers
     request_timeout: float = 30.0  # seconds from a complete body to the answer (504 after)
+    prepare_timeout: float = 10.0  # seconds to decode and prepare a request's pictures (422 after; 503 unstarted)
     keep_alive_timeout: int = 5  # seconds an idle kept-alive connection stays open
     max_connections: int = 2048  # open connections (and requests in progress) before uvicorn answers 503
     prepare_threads: int = max(2, os.cpu_count() or 1)  # threads decoding and preparing uploads
@@ -159,6 +170,33 @@ class Service:
         """``work(*args)`` in the preparation thread pool."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
 
+    async def prepare_pictures(self, work: Callable[..., object], *args):
+        """``work(deadline, *args)`` in the preparation thread pool, answered within ``prepare_timeout`` seconds:
+        503 when the pool did not even start it by then (busy), 422 when the pictures themselves took longer.
+        ``deadline`` (``time.monotonic()`` seconds) lets ``work`` stop between pictures; a picture being decoded
+        when the answer goes finishes in the background (its pixels are bounded by MAX_IMAGE_PIXELS)."""
+        limit = self.options.prepare_timeout
+        deadline, started = time.monotonic() + limit, []
+
+        def timed():
+            started.append(True)
+            return work(deadline, *args)
+
+        try:
+            return await asyncio.wait_for(self.prepare(timed), limit)
+        except TimeoutError:
+            if not started:
+                raise RequestError(503, f"server busy: no thread free to read the pictures within {limit:g} s, "
+                                        "retry shortly") from None
+            raise RequestError(422, f"the pictures took over {limit:g} s to prepare") from None
+
+    def health(self) -> tuple[int, dict]:
+        """``/health``'s status code and answer: 503 when the model's batching thread has died."""
+        if self.batcher.alive():
+            return 200, {"status": "ok", **self.model.describe()}
+        return 503, {"status": "unavailable", "reason": "the model's batching thread has stopped",
+                     **self.model.describe()}
+
     async def classify(self, digits: np.ndarray) -> np.ndarray:
         """Probabilities float32 ``[n, 10]`` of uint8 digits ``[n, 28, 28]``, computed in a shared batch."""
         try:
@@ -168,6 +206,8 @@ class Service:
         try:
             async with asyncio.timeout(self.options.request_timeout):
                 return await future
+        except QueueFull as err:  # the batching thread died with these digits queued
+            raise RequestError(503, f"server unavailable: {err}") from None
         except TimeoutError:
             raise RequestError(504, f"no answer within {self.options.request_timeout:g} s: the model is "
                                     "overloaded") from None
@@ -183,9 +223,10 @@ class Service:
             raise RequestError(404, f"Servable not found for request: {wanted}")
 
 
-def _upload_digit(scope: dict, body: bytes) -> tuple[np.ndarray, str | None]:
-    """The digit of a /predict body (JSON pixels, a multipart form's ``file``, or the raw image) and the picture's
-    note (a multi-frame file's), else ``None``."""
+def _upload_digit(deadline: float, scope: dict, body: bytes) -> tuple[np.ndarray, str | None]:
+    """The digit of a /predict body (JSON pixels, a multipart form's ``file``, or the raw image; all zeros when
+    blank) and the picture's note (a multi-frame file's), else ``None`` (one picture: ``deadline`` is not needed
+    between pictures)."""
     kind = media_type(scope)
     if kind == "application/json":
         return pixels_digit(body), None
@@ -194,13 +235,18 @@ def _upload_digit(scope: dict, body: bytes) -> tuple[np.ndarray, str | None]:
     return image_upload(body)
 
 
-def _image_digits(pictures: list[bytes]) -> np.ndarray:
+def _image_digits(deadline: float, pictures: list[bytes]) -> np.ndarray:
     """The encoded pictures of a ``predict_images`` request as uint8 digits [N, 28, 28] (TF Serving's 400 for any
-    that cannot be read)."""
-    try:
-        return np.stack([image_digit(picture, f"image {k}") for k, picture in enumerate(pictures)])
-    except RequestError as err:
-        raise RequestError(400, err.message) from None
+    that cannot be read); stops between pictures once ``deadline`` (``time.monotonic()``) has passed."""
+    digits = []
+    for k, picture in enumerate(pictures):
+        if time.monotonic() > deadline:
+            raise RequestError(422, f"the pictures took too long to prepare: {k} of {len(pictures)} done")
+        try:
+            digits.append(image_digit(picture, f"image {k}"))
+        except RequestError as err:
+            raise RequestError(400, err.message) from None
+    return np.stack(digits)
 
 
 def _parse_tf_serving(body: bytes) -> tf_serving.PredictRequest:
@@ -210,12 +256,13 @@ def _parse_tf_serving(body: bytes) -> tf_serving.PredictRequest:
         raise RequestError(400, str(err)) from None
 
 
-def _render_tf_serving(probabilities: np.ndarray, columnar: bool) -> bytes:
-    return _dumps(tf_serving.predict_response(probabilities, columnar))
+def _render_tf_serving(probabilities: np.ndarray, blank: np.ndarray, columnar: bool) -> bytes:
+    return _dumps(tf_serving.predict_response(probabilities, columnar, blank))
 
 
-async def _send_json(send, status: int, body: bytes, close: bool = False) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _send_json(send, status: int, body: bytes, close: bool = False,
+                     extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     if close:  # rather than read and discard the rest of a refused upload
         headers.append((b"connection", b"close"))
     if status == 503:
@@ -232,12 +279,20 @@ class ServingApp:
         self.api = _fastapi_app(self.service)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            if scope["path"] == "/predict":
-                return await self._answer(scope, receive, send, self.predict, "detail")
-            if match := _TF_PREDICT.fullmatch(scope["path"]):
-                return await self._answer(scope, receive, send, self.tf_predict, "error", *match.groups())
-        await self.api(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.api(scope, receive, send)
+        receive, send = close_unless_body_read(scope, receive, send)
+        path = scope["path"]
+        if path == "/predict":
+            handler, error_key, args = self.predict, "detail", ()
+        elif match := _TF_PREDICT.fullmatch(path):
+            handler, error_key, args = self.tf_predict, "error", match.groups()
+        else:
+            return await self.api(scope, receive, send)
+        if scope["method"] != "POST":
+            return await _send_json(send, 405, _dumps({error_key: "Method Not Allowed"}),
+                                    extra=((b"allow", b"POST"),))
+        await self._answer(scope, receive, send, handler, error_key, *args)
 
     async def _answer(self, scope, receive, send, handler, error_key: str, *args) -> None:
         try:
@@ -246,6 +301,9 @@ class ServingApp:
             await _send_json(send, err.status, _dumps({error_key: err.message}), close=err.close)
         except ClientGone:
             return  # nobody to answer, nothing to log
+        except Exception as err:  # noqa: BLE001 - a bug of ours: one line in the log, JSON for the client
+            _log.error("%s %s failed: %s: %s", scope["method"], scope["path"][:200], type(err).__name__, err)
+            await _send_json(send, 500, _dumps({error_key: f"internal error ({type(err).__name__})"}))
         else:
             await _send_json(send, 200, body)
 
@@ -254,12 +312,10 @@ class ServingApp:
         service = self.service
         body = await read_body(scope, receive, service.options.body)
         with service.admit():
-            digit, note = await service.prepare(_upload_digit, scope, body)
+            digit, note = await service.prepare_pictures(_upload_digit, scope, body)
             probabilities = (await service.classify(digit[np.newaxis]))[0]
-        top3 = top_k(probabilities)
-        return _dumps({"digit": top3[0][0], "probability": top3[0][1], "top3": top3,
-                       "probabilities": probabilities.tolist(), "input": digit.tolist(),
-                       **({"note": note} if note else {})})
+        result = DigitResult.of(probabilities, bool(blank_digits(digit[np.newaxis])[0]))
+        return _dumps({**vars(result), "input": digit.tolist(), **({"note": note} if note else {})})
 
     async def tf_predict(self, scope, receive, name: str, version: str | None) -> bytes:
         """TF Serving's predict, on ``serving_default`` (uint8 digits) or ``predict_images`` (encoded pictures)."""
@@ -273,29 +329,12 @@ class ServingApp:
                 request = await service.prepare(_parse_tf_serving, body)
             digits = request.images
             if request.signature == tf_serving.IMAGES_SIGNATURE_NAME:
-                digits = await service.prepare(_image_digits, digits)
+                digits = await service.prepare_pictures(_image_digits, digits)
             probabilities = await service.classify(digits)
+        blank = blank_digits(digits)
         if len(probabilities) <= INLINE_RENDER_DIGITS:
-            return _render_tf_serving(probabilities, request.columnar)
-        return await service.prepare(_render_tf_serving, probabilities, request.columnar)
-
-
-_PREDICT_ROUTES_DOC = {  # the routes ServingApp answers itself, described for /docs
-    "/predict": {"post": {
-        "summary": "Classify one digit",
-        "description": "A raw PNG/JPEG/BMP/GIF body, a multipart upload (field `file`), or JSON "
-                       '`{"pixels": [[28 grey levels 0..255] x 28]}`. Answers the digit, its probability, the top 3, '
-                       "all 10 probabilities and the 28x28 input the network saw.",
-        "responses": {"200": {"description": "the prediction"}}}},
-    "/v1/models/{name}:predict": {"post": {
-        "tags": ["TensorFlow Serving"], "summary": "TF Serving predict",
-        "description": '`{"instances": [...]}` (row) or `{"inputs": ...}` (columnar) uint8 digits; with '
-                       '`"signature_name": "predict_images"`, encoded pictures as `{"b64": "..."}`.',
-        "responses": {"200": {"description": "predictions or outputs: classes and probabilities"}}}},
-    "/v1/models/{name}/versions/{version}:predict": {"post": {
-        "tags": ["TensorFlow Serving"], "summary": "TF Serving predict on a given version",
-        "responses": {"200": {"description": "predictions or outputs: classes and probabilities"}}}},
-}
+            return _render_tf_serving(probabilities, blank, request.columnar)
+        return await service.prepare(_render_tf_serving, probabilities, blank, request.columnar)
 
 
 def _fastapi_app(service: Service) -> FastAPI:
@@ -314,34 +353,50 @@ def _fastapi_app(service: Service) -> FastAPI:
     async def index() -> str:
         return page
 
-    @app.get("/health")
-    async def health() -> dict:
-        """Liveness and which model is loaded (name, version, source, epoch)."""
-        return {"status": "ok", **model.describe()}
+    @app.get("/health", responses=openapi_doc.HEALTH_RESPONSES)
+    async def health() -> JSONResponse:
+        """Liveness (503 once the model's batching thread has died) and which model is loaded (name, version,
+        source, epoch)."""
+        status, answer = service.health()
+        return JSONResponse(answer, status)
 
-    @app.get("/v1/models/{name}", tags=["TensorFlow Serving"])
-    @app.get("/v1/models/{name}/versions/{version}", tags=["TensorFlow Serving"])
-    async def tf_serving_status(name: str, version: str | None = None) -> dict:
-        """TF Serving model status (of one version): the loaded version, AVAILABLE."""
+    tf_doc = {"tags": ["TensorFlow Serving"], "responses": openapi_doc.TF_SERVING_RESPONSES}
+
+    @app.get("/v1/models/{name}", **tf_doc)
+    async def tf_serving_status(name: str) -> dict:
+        """TF Serving model status: the loaded version, AVAILABLE."""
+        service.check_servable(name, None)
+        return tf_serving.model_status(model.version)
+
+    @app.get("/v1/models/{name}/versions/{version}", **tf_doc)
+    async def tf_serving_version_status(name: str, version: str) -> dict:
+        """TF Serving model status of one version: AVAILABLE when it is the loaded one."""
         service.check_servable(name, version)
         return tf_serving.model_status(model.version)
 
-    @app.get("/v1/models/{name}/metadata", tags=["TensorFlow Serving"])
-    @app.get("/v1/models/{name}/versions/{version}/metadata", tags=["TensorFlow Serving"])
-    async def tf_serving_metadata(name: str, version: str | None = None) -> dict:
-        """TF Serving model metadata (of one version): the ``serving_default`` and ``predict_images`` signatures."""
+    @app.get("/v1/models/{name}/metadata", **tf_doc)
+    async def tf_serving_metadata(name: str) -> dict:
+        """TF Serving model metadata: the ``serving_default`` and ``predict_images`` signatures."""
+        service.check_servable(name, None)
+        return tf_serving.model_metadata(model.version)
+
+    @app.get("/v1/models/{name}/versions/{version}/metadata", **tf_doc)
+    async def tf_serving_version_metadata(name: str, version: str) -> dict:
+        """TF Serving model metadata of one version (the loaded one)."""
         service.check_servable(name, version)
         return tf_serving.model_metadata(model.version)
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST"], include_in_schema=False)
-    async def tf_serving_unknown(path: str, request: Request) -> None:
+    async def tf_serving_unknown(path: str, request: Request) -> JSONResponse:
+        if _TF_STATUS.fullmatch(path):  # a POST to the status or metadata of a model: those are GET only
+            return JSONResponse({"detail": "Method Not Allowed"}, 405, headers={"Allow": "GET"})
         raise RequestError(400, f"Malformed request: {request.method} /v1/{path[:200]} (this server implements "
                                 "status, metadata and :predict of model lenet5)")
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            schema["paths"].update(_PREDICT_ROUTES_DOC)
+            openapi_doc.complete(schema, service.options.body.max_bytes, model.version)
             app.openapi_schema = schema
         return app.openapi_schema
 

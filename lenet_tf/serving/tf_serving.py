@@ -6,7 +6,8 @@ The signature (see :mod:`lenet_tf.serving.saved_model`) has one input, ``images`
 model's probabilities into the response TensorFlow Serving would send, following its documented REST API
 (https://www.tensorflow.org/tfx/serving/api_rest): row format ``{"instances": [...]}`` answers
 ``{"predictions": [{"classes": c, "probabilities": [...]}, ...]}``, columnar format ``{"inputs": ...}`` answers
-``{"outputs": {"classes": [...], "probabilities": [[...]]}}``.
+``{"outputs": {"classes": [...], "probabilities": [[...]]}}``. A digit with no ink (a blank picture) gets class
+``-1`` (:data:`NO_DIGIT`), its probabilities as the network computed them.
 
 The second signature, ``predict_images``, takes the same input name with encoded PNG/JPEG pictures (DT_STRING
 ``[N]``, sent as ``{"b64": "..."}``) and returns the same outputs. No HTTP here: :mod:`lenet_tf.serving.server` routes.
@@ -20,11 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lenet_tf.serving.json_tensors import MAX_RANK, TensorError, check_containers, integer_array, leading_shape
+
 MODEL_NAME = "lenet5"
 SIGNATURE_NAME = "serving_default"
 IMAGES_SIGNATURE_NAME = "predict_images"  # encoded PNG/JPEG bytes in, the same outputs
 INPUT_NAME = "images"
 DIGIT_SHAPE = (28, 28)
+NO_DIGIT = -1  # the class answered for a digit with no ink (a blank picture)
+MAX_INSTANCES = 8192  # digits or pictures per predict request
+MAX_CONTAINERS = 1 << 20  # JSON lists and objects per request body (~60 MB once parsed): 1,290 digits as [N,28,28,1]
 
 try:  # orjson parses a digit's 784 numbers several times faster; json gives the reference messages
     from orjson import loads as _fast_loads
@@ -67,11 +73,21 @@ def parse_json(body: bytes):
 def parse_predict_request(body: bytes) -> PredictRequest:
     """Reads a predict request body (JSON) into uint8 digits, or into encoded pictures for ``predict_images``.
 
+    The body's lists and objects are counted before it is parsed, and the tensor's shape, count and leaf types
+    are checked before any array is made: no body within the upload limit makes this allocate more than a few
+    times its size.
+
     Raises:
       BadRequest: not JSON, not an object, an unknown signature or input name, both or neither of ``instances``
-        and ``inputs``, a shape other than [N,28,28] / [N,28,28,1], or values that are not integers in 0..255
-        (``predict_images``: values that are not ``{"b64": "..."}`` base64 strings).
+        and ``inputs``, a shape other than [N,28,28] / [N,28,28,1], more than MAX_INSTANCES digits or pictures,
+        more than MAX_CONTAINERS lists and objects, or values that are not integers in 0..255 (booleans
+        included; ``predict_images``: values that are not ``{"b64": "..."}`` base64 strings).
     """
+    try:
+        check_containers(body, MAX_CONTAINERS)
+    except TensorError as err:
+        raise BadRequest(f"JSON Value: {err} (send digits as [N,28,28] rather than [N,28,28,1] in large batches)"
+                         ) from None
     request = parse_json(body)
     if not isinstance(request, dict):
         raise BadRequest("JSON Value: the request must be a JSON object")
@@ -128,6 +144,8 @@ def _encoded_images(values, where: str) -> list[bytes]:
     if not isinstance(values, list) or not values:
         raise BadRequest(f"{where}: input '{INPUT_NAME}' of {IMAGES_SIGNATURE_NAME} is a list of encoded "
                          'PNG/JPEG images, each {"b64": "<base64>"}')
+    if len(values) > MAX_INSTANCES:
+        raise BadRequest(f"{where}: at most {MAX_INSTANCES} pictures per request, got {len(values)}")
     pictures = []
     for k, value in enumerate(values):
         if not (_is_b64(value) and isinstance(value["b64"], str)):
@@ -140,41 +158,22 @@ def _encoded_images(values, where: str) -> list[bytes]:
     return pictures
 
 
-def _holds_a_boolean(value) -> bool:
-    if isinstance(value, list):
-        return any(_holds_a_boolean(item) for item in value)
-    return isinstance(value, bool)
-
-
 def _images(value, where: str, may_hold_booleans: bool = True) -> np.ndarray:
-    """Nested lists of grey levels as uint8 digits ``[N, 28, 28]`` (a trailing channel axis of 1 is dropped).
-
-    ``may_hold_booleans``: whether the body spelt ``true`` or ``false`` somewhere (NumPy reads them as 1 and 0
-    among integers; TensorFlow Serving refuses them for a uint8 input).
-    """
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError, OverflowError, RecursionError):
-        raise BadRequest(f"{where}: not a dense tensor (nested lists of unequal lengths, or nested too deeply)"
-                         ) from None
-    shape = array.shape[:-1] if array.ndim == 4 and array.shape[-1] == 1 else array.shape
-    if len(shape) != 3 or shape[1:] != DIGIT_SHAPE:
+    """Nested lists of grey levels as uint8 digits ``[N, 28, 28]`` (a trailing channel axis of 1 is dropped),
+    checked for shape, count and types before any array is made (:mod:`lenet_tf.serving.json_tensors`);
+    ``may_hold_booleans``: whether the body spelt ``true`` or ``false`` anywhere."""
+    shape = leading_shape(value)
+    if shape[1:] not in (DIGIT_SHAPE, (*DIGIT_SHAPE, 1)) or not shape[0]:
         raise BadRequest(f"{where}: input '{INPUT_NAME}' must have shape [N,28,28] or [N,28,28,1], "
-                         f"got [{','.join(map(str, array.shape))}]")
-    if array.dtype.kind in "iu" and may_hold_booleans and _holds_a_boolean(value):
-        array = array.astype(bool)  # reported as booleans below
-    if array.dtype.kind not in "iu":  # floats, booleans, strings, objects and integers beyond 64 bits
-        raise BadRequest(f"{where}: input '{INPUT_NAME}' is uint8: its values must be integers 0..255, "
-                         f"got {_describe(array.dtype)}")
-    low, high = array.min(), array.max()
-    if low < 0 or high > 255:
-        raise BadRequest(f"{where}: input '{INPUT_NAME}' is uint8: its values must lie in 0..255, "
-                         f"got {low}..{high}")
+                         f"got [{','.join(map(str, shape))}{',...' if len(shape) > MAX_RANK else ''}]")
+    if shape[0] > MAX_INSTANCES:
+        raise BadRequest(f"{where}: at most {MAX_INSTANCES} digits per request, got {shape[0]}")
+    try:
+        array = integer_array(value, shape, 0, 255, may_hold_booleans)
+    except TensorError as err:
+        detail = f"input '{INPUT_NAME}' is uint8: {err}" if "values" in str(err) else str(err)
+        raise BadRequest(f"{where}: {detail}") from None
     return array.reshape(-1, *DIGIT_SHAPE).astype(np.uint8)
-
-
-def _describe(dtype: np.dtype) -> str:
-    return {"f": "decimal numbers", "b": "booleans", "U": "strings"}.get(dtype.kind, "values of mixed types")
 
 
 def _float32(value: np.float32) -> float:
@@ -188,10 +187,12 @@ def _float32(value: np.float32) -> float:
     return float(text)
 
 
-def predict_response(probabilities: np.ndarray, columnar: bool) -> dict:
-    """The response to a predict request, from float32 probabilities ``[N, 10]``."""
+def predict_response(probabilities: np.ndarray, columnar: bool, blank: np.ndarray | None = None) -> dict:
+    """The response to a predict request, from float32 probabilities ``[N, 10]``; the class of a ``blank`` digit
+    (bool ``[N]``: no ink, see :func:`lenet_tf.data.images.blank_digits`) is -1, as the exported graph says it."""
     probabilities = np.asarray(probabilities, dtype=np.float32)
-    classes = probabilities.argmax(axis=1).tolist()
+    classes = probabilities.argmax(axis=1)
+    classes = (classes if blank is None else np.where(blank, NO_DIGIT, classes)).tolist()
     rows = [[_float32(p) for p in row] for row in probabilities]
     if columnar:
         return {"outputs": {"classes": classes, "probabilities": rows}}

@@ -14,20 +14,27 @@ import json
 import numpy as np
 
 from lenet_tf.core.errors import LeNetError
-from lenet_tf.data.images import ImageTooLarge, decode_picture, to_mnist
+from lenet_tf.data.images import ImageTooLarge, decode_picture, mnist_or_blank
 from lenet_tf.serving.bodies import RequestError
+from lenet_tf.serving.json_tensors import TensorError, check_containers, leading_shape, number_array
 
 _EXPECTED_JSON = 'expected JSON {"pixels": [[28 numbers] x 28]} with grey levels 0..255'
 
 
 def image_digit(data: bytes, name: str = "upload") -> np.ndarray:
-    """An encoded picture as a uint8 MNIST digit [28, 28] (decode, then :func:`to_mnist`)."""
+    """An encoded picture as a uint8 MNIST digit [28, 28] (decode, then :func:`mnist_or_blank`: all zeros when
+    blank)."""
     return image_upload(data, name)[0]
 
 
 def image_upload(data: bytes, name: str = "upload") -> tuple[np.ndarray, str | None]:
-    """An encoded picture as a uint8 MNIST digit [28, 28] and the picture's note (e.g. "3 frames: read the
-    first"), else ``None``."""
+    """An encoded picture as a uint8 MNIST digit [28, 28] (all zeros when blank) and the picture's note (e.g.
+    "3 frames: read the first"), else ``None``.
+
+    Raises:
+      RequestError: 400 empty, 413 too many pixels, 415 not a readable PNG/JPEG/BMP/GIF/TIFF/WebP (whatever the
+        decoder raised).
+    """
     if not data:
         raise RequestError(400, f"empty {name}: send a PNG or JPEG image")
     try:
@@ -40,13 +47,20 @@ def image_upload(data: bytes, name: str = "upload") -> tuple[np.ndarray, str | N
 
 
 def pixels_digit(data: bytes) -> np.ndarray:
-    """JSON ``{"pixels": [[...] x 28]}`` grey levels as a uint8 MNIST digit [28, 28]."""
+    """JSON ``{"pixels": [[...] x 28]}`` grey levels as a uint8 MNIST digit [28, 28] (all zeros when blank),
+    checked as a 28x28 tensor of numbers before any array is made."""
     try:
-        pixels = np.asarray(json.loads(data)["pixels"], dtype=np.float64)
-    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+        check_containers(data, 64)  # a 28x28 array is 29 lists in an object
+        pixels = json.loads(data)["pixels"]
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise RequestError(422, _EXPECTED_JSON) from None
-    if pixels.shape != (28, 28):
-        raise RequestError(422, f"pixels must be a 28x28 array, got shape {list(pixels.shape)}")
+    shape = leading_shape(pixels)
+    if shape != (28, 28):
+        raise RequestError(422, f"pixels must be a 28x28 array, got shape {list(shape)}")
+    try:
+        pixels = number_array(pixels, shape)
+    except TensorError as err:
+        raise RequestError(422, f"pixels: {err}") from None
     if not np.isfinite(pixels).all():
         raise RequestError(400, "pixels must be finite numbers: NaN or Infinity found")
     if pixels.min() < 0 or pixels.max() > 255:
@@ -59,6 +73,8 @@ def multipart_file(content_type: str, body: bytes) -> bytes:
     from python_multipart import parse_form
     from python_multipart.exceptions import FormParserError
 
+    if "boundary=" not in content_type.lower():  # python_multipart would log an error of its own first
+        raise RequestError(400, "bad multipart body (no boundary in its Content-Type)")
     files: dict[bytes, bytes] = {}
 
     def on_file(upload) -> None:
@@ -76,6 +92,6 @@ def multipart_file(content_type: str, body: bytes) -> bytes:
 
 def _prepare(gray: np.ndarray, name: str) -> np.ndarray:
     try:
-        return to_mnist(gray, name)
+        return mnist_or_blank(gray, name)
     except LeNetError as err:
         raise RequestError(422, str(err).removeprefix(f"{name}: ")) from None

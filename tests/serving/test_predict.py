@@ -93,7 +93,8 @@ def test_blank_and_unreadable_files_are_reported_per_file(tmp_path, real_model_d
     hand_drawn(1, tmp_path / "c_one.png")
     with TrainedModel(out) as model:
         results = predict_files([tmp_path], model)
-    assert "blank image" in results[0].error and results[0].digit is None
+    assert results[0].error is None and results[0].digit is None and results[0].reason == "blank image (no digit found)"
+    assert len(results[0].probabilities) == 10
     assert "not a readable image" in results[1].error
     assert results[2].digit == 1 and results[2].error is None
     with pytest.raises(DataError, match="file not found"):
@@ -163,11 +164,11 @@ def test_predict_command_prints_each_file_and_fails_at_the_end(tmp_path, real_mo
     results = {r["file"].rsplit("/", 1)[1]: r for r in json.loads(done.stdout)}
     assert sorted(results) == sorted(["empty.png", "huge.png", "zero.png"] + (["pipe.png"] if named else []))
     assert results["zero.png"]["digit"] == 0 and len(results["zero.png"]["top3"]) == 3
-    assert "blank image" in results["empty.png"]["error"]
+    assert results["empty.png"]["digit"] is None and "blank image" in results["empty.png"]["reason"]
     assert "image too large" in results["huge.png"]["error"]
     if named:
         assert "not a regular file" in results["pipe.png"]["error"]
-    assert "lenet-tf: error:" in done.stderr and "empty.png" in done.stderr and "huge.png" in done.stderr
+    assert "lenet-tf: error:" in done.stderr and "empty.png" not in done.stderr and "huge.png" in done.stderr
 
 
 def test_exported_saved_model_matches_the_checkpoint_in_a_fresh_process(tmp_path, real_model_dir, real_mnist, cli):
@@ -208,5 +209,5 @@ def test_a_multi_frame_file_is_classified_by_its_first_frame_with_a_note(tmp_pat
     with TrainedModel(out) as model:
         animated, still = predict_files([tmp_path / "animated.gif", tmp_path / "seven.png"], model)
     assert (animated.digit, animated.note) == (7, "2 frames: read the first")
-    assert still.note is None and [digit for digit, _ in animated.top3] == [digit for digit, _ in still.top3]
-    assert [p for _, p in animated.top3] == pytest.approx([p for _, p in still.top3], abs=0.05)
+    assert still.note is None and [c for c, _ in animated.top3] == [c for c, _ in still.top3]
+    assert animated.probabilities == pytest.approx(still.probabilities, abs=0.05)

@@ -1,0 +1,164 @@
+"""Requests and files meant to crash, stall or fool the server and `lenet-tf predict` (issue 31): each gets a 4xx
+JSON answer or a per-file error, the connection is closed in time, and nothing reaches the server's log."""
+
+import io
+import json
+import random
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from fuzzing import mutated_picture
+from PIL import Image, ImageDraw
+
+fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+httpx = pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from lenet_tf.serving.batching import BatchingOptions  # noqa: E402
+from lenet_tf.serving.bodies import MAX_UPLOAD_BYTES  # noqa: E402
+from lenet_tf.serving.server import ServedModel, ServerOptions, create_app  # noqa: E402
+
+FLAT = ServedModel(lambda digits: np.full((len(digits), 10), 0.1, np.float32), "test")
+
+
+def exchange(address, request: bytes, then: bytes = b"", timeout: float = 10) -> tuple[bytes, float]:
+    """Sends ``request``, reads the answer's first bytes, sends ``then``, and reads until the server closes the
+    connection; returns the answer and the seconds from the first answer to the close."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(request)
+        answer = sock.recv(65536)
+        answered = time.monotonic()
+        try:
+            sock.sendall(then)
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+        return answer, time.monotonic() - answered
+
+
+def test_a_body_left_unread_closes_the_connection_after_the_answer(live):
+    # The issue's client: GET /health declaring a body, reading the answer, then trickling one byte.
+    answer, seconds = exchange(live.address, b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", b"x")
+    assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" in answer.lower()
+    assert seconds < live.header_timeout, "closed within the header deadline"
+    refused, seconds = exchange(live.address, b"POST /v1/models/other:predict HTTP/1.1\r\nHost: x\r\n"
+                                              b"Content-Type: application/json\r\nContent-Length: 50\r\n\r\n{", b"x")
+    assert refused.startswith(b"HTTP/1.1 404") and seconds < live.header_timeout
+    kept = httpx.Client(base_url=live.url)  # a body read to its end keeps the connection alive, as before
+    first = kept.post("/v1/models/lenet5:predict", json={"instances": [[[0] * 28] * 28]})
+    assert first.status_code == 200 and first.headers.get("connection") != "close"
+    assert first.json()["predictions"][0]["classes"] == -1  # a digit with no ink
+    kept.close()
+
+
+def test_the_issues_requests_get_4xx_json_and_leave_no_traceback(live):
+    before = len(live.log)
+    huge_strings = json.dumps({"instances": ["a" * 100_000] + [""] * 150_000}).encode()
+    answers = [httpx.post(live.url + "/v1/models/lenet5:predict", content=huge_strings, timeout=30),
+               httpx.post(live.url + "/v1/models/lenet5:predict", json={"instances": [[["7"] * 28] * 28]}),
+               httpx.post(live.url + "/predict", content=b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n",
+                          headers={"Content-Type": "application/postscript"})]
+    rng = random.Random(0)
+    for _ in range(60):
+        _, picture = mutated_picture(rng)
+        answers.append(httpx.post(live.url + "/predict", content=picture, headers={"Content-Type": "image/png"}))
+    assert all(a.status_code < 500 for a in answers), [(a.status_code, a.text) for a in answers if a.status_code >= 500]
+    assert answers[0].status_code == 400 and "must have shape" in answers[0].json()["error"]
+    assert answers[2].status_code == 415 and "unknown format" in answers[2].json()["detail"]
+    assert httpx.get(live.url + "/health").json()["status"] == "ok"
+    time.sleep(0.2)
+    assert live.log[before:] == []
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("GET", "/predict", "POST"), ("PUT", "/v1/models/lenet5:predict", "POST"),
+    ("DELETE", "/v1/models/lenet5/versions/1:predict", "POST"), ("POST", "/health", "GET"),
+    ("POST", "/v1/models/lenet5", "GET"), ("POST", "/v1/models/lenet5/versions/1/metadata", "GET"),
+    ("PATCH", "/v1/models/lenet5/metadata", "GET"),
+])
+def test_undeclared_methods_get_405_and_allow(method, path, allow):
+    response = TestClient(create_app(FLAT)).request(method, path)
+    assert response.status_code == 405 and allow in response.headers["allow"], response.text
+
+
+def test_health_reports_a_dead_batching_thread(monkeypatch):
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the thread's death is the test's point
+
+    def dying(digits):
+        raise SystemExit("the model's thread ends")  # not an Exception: the batcher cannot hand it on
+
+    client = TestClient(create_app(ServedModel(dying, "test")))
+    assert client.get("/health").status_code == 200
+    dead = client.post("/v1/models/lenet5:predict", json={"instances": [[[0] * 28] * 28]})
+    assert dead.status_code == 503 and "stopped" in dead.json()["error"]
+    deadline = time.monotonic() + 5
+    while client.get("/health").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    health = client.get("/health")
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    after = client.post("/v1/models/lenet5:predict", json={"instances": [[[0] * 28] * 28]})
+    assert after.status_code == 503 and "stopped" in after.json()["error"]
+
+
+def test_picture_preparation_has_a_deadline(monkeypatch):
+    import lenet_tf.serving.server as server
+
+    release = threading.Event()
+    def slow_upload(body):
+        release.wait(10)
+        return np.zeros((28, 28), np.uint8), None
+
+    monkeypatch.setattr(server, "image_upload", slow_upload)
+    client = TestClient(create_app(FLAT, ServerOptions(prepare_timeout=0.3, prepare_threads=1)))
+    began = time.monotonic()
+    slow = {}
+    thread = threading.Thread(target=lambda: slow.update(r=client.post("/predict", content=b"x")))
+    thread.start()
+    time.sleep(0.1)
+    queued = client.post("/predict", content=b"y")  # the one thread is busy with the first picture
+    thread.join(10)
+    release.set()
+    assert slow["r"].status_code == 422 and "took over 0.3 s" in slow["r"].json()["detail"]
+    assert queued.status_code == 503 and queued.headers["retry-after"] == "1"
+    assert time.monotonic() - began < 3
+
+
+def phone_jpeg() -> bytes:
+    """A 12-megapixel (4000x3000) photo of a 7 on grainy paper, as a phone writes it (quality 92)."""
+    rng = np.random.default_rng(0)
+    image = Image.new("L", (4000, 3000), 200)
+    ImageDraw.Draw(image).line([(1500, 800), (2500, 800), (1800, 2300)], fill=40, width=120)
+    grain = rng.normal(0, 14, (3000, 4000)).astype(np.float32)
+    noisy = Image.fromarray(np.clip(np.asarray(image, np.float32) + grain, 0, 255).astype(np.uint8)).convert("RGB")
+    buffer = io.BytesIO()
+    noisy.save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def test_a_12_megapixel_phone_jpeg_is_taken_by_default():
+    picture = phone_jpeg()
+    assert 2 * 2 ** 20 < len(picture) <= MAX_UPLOAD_BYTES
+    began = time.monotonic()
+    response = TestClient(create_app(FLAT)).post("/predict", content=picture, headers={"Content-Type": "image/jpeg"})
+    assert response.status_code == 200, response.text
+    assert np.array(response.json()["input"]).max() == 255 and time.monotonic() - began < 5
+    small = TestClient(create_app(FLAT, ServerOptions(body=type(ServerOptions().body)(max_bytes=2 ** 20))))
+    assert small.post("/predict", content=picture).status_code == 413
+
+
+def test_a_blank_picture_is_a_result_without_a_digit_in_both_apis():
+    import base64
+
+    blank = io.BytesIO()
+    Image.new("L", (40, 40), 255).save(blank, format="PNG")
+    client = TestClient(create_app(FLAT, ServerOptions(BatchingOptions(max_batch_size=4))))
+    result = client.post("/predict", content=blank.getvalue(), headers={"Content-Type": "image/png"}).json()
+    assert result["digit"] is None and result["reason"] == "blank image (no digit found)"
+    assert len(result["probabilities"]) == 10 and result["probability"] is None
+    served = client.post("/v1/models/lenet5:predict", json={
+        "signature_name": "predict_images", "instances": [{"b64": base64.b64encode(blank.getvalue()).decode()}]})
+    assert served.json()["predictions"][0]["classes"] == -1
