@@ -159,6 +159,7 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
         raise CheckpointError(f"{folder}: is a file, expected an output folder")
     if not create and not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder (train first with `lenet-tf train`)")
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -173,10 +174,23 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
         finally:
             if remove:
                 path.unlink(missing_ok=True)  # while still held: see _take
+            elif created and not (folder / RUN_FILE).exists():
+                _remove_unused(folder)
             else:
                 os.ftruncate(fd, 0)  # "no holder" from here on, for messages; the flock goes with the descriptor
     finally:
         os.close(fd)
+
+
+def _remove_unused(folder: Path) -> None:
+    """Deletes a folder that :func:`writing` created and that ended holding no run: its lock files (while the
+    writer lock is still held, see :func:`_take`), then the folder if nothing else is in it. A refused or failed
+    command thus leaves no new folder behind."""
+    for name in (RECORD_LOCK, TURNSTILE_LOCK, WRITER_LOCK):
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # fails, leaving it, if anything else is in it
 
 
 def _take(path: Path, folder: Path, what: str) -> int:

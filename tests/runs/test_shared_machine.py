@@ -170,3 +170,23 @@ def test_a_reader_holding_the_record_makes_the_writer_skip_it_not_fail(tmp_path)
                 pass
     with lock.updating(folder, wait=0.2):  # and the next attempt, once the reader is gone, gets it
         pass
+
+
+# ------------------------------------------------------------------------------------- truthful endings
+
+
+def test_a_failed_training_leaves_no_new_folder_behind(tmp_path):
+    from lenet_tf.core.errors import DataError
+    from lenet_tf.training.trainer import TrainConfig, train
+
+    out = tmp_path / "new"
+    with pytest.raises(DataError):
+        train(TrainConfig(epochs=1), out, data_dir=tmp_path / "no-mnist-here", progress=False)
+    assert not out.exists()
+
+
+def test_an_interrupt_before_the_first_epoch_does_not_promise_resume(tmp_path):
+    from lenet_tf.cli.commands import _interrupted_state
+
+    assert "no epoch was finished, so" in _interrupted_state(tmp_path) and "--resume" not in _interrupted_state(
+        tmp_path)
