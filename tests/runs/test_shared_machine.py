@@ -190,3 +190,12 @@ def test_an_interrupt_before_the_first_epoch_does_not_promise_resume(tmp_path):
 
     assert "no epoch was finished, so" in _interrupted_state(tmp_path) and "--resume" not in _interrupted_state(
         tmp_path)
+
+
+def test_a_cluster_member_says_its_port_is_open_and_what_to_firewall():
+    from lenet_tf.training.cluster import Role, open_port_warning
+
+    role = Role({"ps": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}, "ps", 0)
+    line = open_port_warning(role)
+    assert line.startswith("lenet-tf: warning: ps 0 listens on port 2222 of every interface")
+    assert "without authentication" in line and "firewall port 2222" in line
