@@ -44,6 +44,26 @@ def commands(root: Path, common: list[str], work: Path) -> dict:
     }
 
 
+def fresh(root: Path, work: Path) -> Path:
+    shutil.copytree(root / "run", work / "run")
+    shutil.copytree(root / "export", work / "export")
+    return work
+
+
+@pytest.fixture(scope="module")
+def calls(world, tmp_path_factory):
+    """How often each command calls each function when nothing fails: {(command, name): count}."""
+    root, common = world
+    counted = {}
+    for command in ("overwrite", "resume", "export"):
+        work = fresh(root, tmp_path_factory.mktemp(f"count-{command}"))
+        with pytest.MonkeyPatch.context() as patch:
+            counters = {name: Injector(patch, module, name) for module, name in FUNCTIONS}
+            assert main(commands(root, common, work)[command]) == 0
+        counted.update({(command, name): counter.calls for name, counter in counters.items()})
+    return counted
+
+
 def loads(work: Path, command: str) -> None:
     """The state the command worked on loads: a run whose best and last checkpoints read, or an export."""
     assert (work / "run" / "notes.txt").read_bytes() == NOTE
@@ -72,22 +92,12 @@ class Injector:
 
 @pytest.mark.parametrize("command", ["overwrite", "resume", "export"])
 @pytest.mark.parametrize("module, name", FUNCTIONS, ids=[name for _, name in FUNCTIONS])
-def test_any_failing_call_leaves_a_loadable_state_and_one_line(world, tmp_path, command, module, name, capsys):
+def test_any_failing_call_leaves_a_loadable_state_and_one_line(world, calls, tmp_path, command, module, name,
+                                                               capsys):
     root, common = world
-
-    def fresh(label: str) -> Path:
-        work = tmp_path / label
-        shutil.copytree(root / "run", work / "run")
-        shutil.copytree(root / "export", work / "export")
-        return work
-
-    work = fresh("count")
-    with pytest.MonkeyPatch.context() as patch:
-        counter = Injector(patch, module, name)
-        assert main(commands(root, common, work)[command]) == 0, capsys.readouterr().err
     capsys.readouterr()
-    for k in range(1, counter.calls + 1):
-        work = fresh(f"k{k}")
+    for k in range(1, calls[command, name] + 1):
+        work = fresh(root, tmp_path / f"k{k}")
         with pytest.MonkeyPatch.context() as patch:
             Injector(patch, module, name, fail_at=k, error=errno.EIO if k % 2 else errno.ENOSPC)
             status = main(commands(root, common, work)[command])
