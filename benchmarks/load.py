@@ -120,7 +120,7 @@ def generator_main() -> None:
 def run_load(port: int, requests: list[bytes], clients: int, seconds: float) -> tuple[float, list]:
     job = json.dumps({"port": port, "requests": [base64.b64encode(r).decode() for r in requests],
                       "clients": clients, "seconds": seconds})
-    done = subprocess.run([sys.executable, __file__, "--generator"], input=job, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-P", __file__, "--generator"], input=job, capture_output=True, text=True,
                           timeout=seconds + 120)
     if done.returncode != 0:
         raise SystemExit(f"the load generator failed: {done.stderr.strip()[-500:]}")
@@ -159,7 +159,7 @@ class Server:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.command = [sys.executable, "-m", "lenet_tf", "serve", "--checkpoint", checkpoint,
+        self.command = [sys.executable, "-P", "-m", "lenet_tf", "serve", "--checkpoint", checkpoint,
                         "--port", str(self.port), *flags]
 
     def __enter__(self) -> "Server":

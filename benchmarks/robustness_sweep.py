@@ -72,7 +72,7 @@ def run(recipe: str, seed: int, out: Path) -> Path:
     record = folder / "run.json"
     if not (record.exists() and json.loads(record.read_text()).get("complete")):
         flags = RECIPES[recipe] if "--preset" in RECIPES[recipe] else ["--preset", "plain", *RECIPES[recipe]]
-        args = [sys.executable, "-m", "lenet_tf", "train", "--no-progress", "--json", "--seed", str(seed),
+        args = [sys.executable, "-P", "-m", "lenet_tf", "train", "--no-progress", "--json", "--seed", str(seed),
                 "--out", str(folder), *flags]
         with open(out / f"{recipe}-s{seed}.log", "w") as log:
             subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=True)

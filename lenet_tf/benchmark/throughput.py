@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenet_tf.core.processes import python_module
 from lenet_tf.core.tf import enable_bf16, gpu_available, tf, tf1
 from lenet_tf.benchmark.flags import build_parser
 from lenet_tf.benchmark.protocol import BATCH, Worker, batched, cycling_steps, serve
@@ -164,16 +165,16 @@ def _start(contender: str, precision: str, args: argparse.Namespace) -> list[Wor
     common += ["--data-dir", str(args.data_dir)] if args.data_dir else []
     env = {"TF_CPP_MIN_LOG_LEVEL": "3"}
     if contender == "torch":
-        return [Worker(name, precision, [sys.executable, "-m", "lenet_tf.benchmark.torch_worker", "--variant",
-                                         variant, "--eval-batch", str(EVAL_BATCH_SIZE), *common], env)
+        return [Worker(name, precision, python_module("lenet_tf.benchmark.torch_worker", "--variant", variant,
+                                                       "--eval-batch", str(EVAL_BATCH_SIZE), *common), env)
                 for name, variant in TORCH_VARIANTS[precision].items()]
     name = row_name(contender, precision)
     if contender == ONEDNN_OFF:
         contender, env["TF_ENABLE_ONEDNN_OPTS"] = "feed_dict", "0"
     if contender == NATIVE_OFF:
         contender, env["LENET_TF_NATIVE"] = "lenet_tf", "0"
-    command = [sys.executable, "-m", "lenet_tf.benchmark.throughput", "--worker", contender,
-               "--precision", precision, *common]
+    command = python_module("lenet_tf.benchmark.throughput", "--worker", contender, "--precision", precision,
+                            *common)
     return [Worker(name, precision, command, env)]
 
 

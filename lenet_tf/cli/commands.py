@@ -318,6 +318,17 @@ def _train_config(args):
     return resume_config(args.out, **overrides)
 
 
+def _interrupted_state(out) -> str:
+    """What an interrupted training left in ``out``, truthfully: a recorded epoch to resume, or nothing."""
+    from lenet_tf.runs.checkpoint import describe_run, read_run
+
+    try:
+        run = read_run(out)
+    except LeNetError:
+        return f"no epoch was finished, so {out} holds no run to resume"
+    return f"{out} holds the last finished epoch ({describe_run(run)}); continue with --resume"
+
+
 def _run_train(args) -> int:
     from lenet_tf.runs.checkpoint import read_run
     from lenet_tf.training.trainer import describe_resume, train
@@ -348,8 +359,7 @@ def _run_train(args) -> int:
                            progress=not args.no_progress)
     except KeyboardInterrupt:
         if not in_cluster:
-            print(f"lenet-tf: interrupted; the last finished epoch stays in {args.out} (continue with --resume)",
-                  file=sys.stderr)
+            print(f"lenet-tf: interrupted; {_interrupted_state(args.out)}", file=sys.stderr)
         else:  # the chief's training folder keeps its last epoch; the other roles write nothing
             print("lenet-tf: interrupted" + (f"; the last finished epoch stays in {args.out}"
                                             if getattr(args, "chief", False) else ""), file=sys.stderr, flush=True)

@@ -18,6 +18,7 @@ keeps TensorFlow's kernels. Whether each op is used is decided by measuring it a
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import functools
@@ -25,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,7 +36,10 @@ from typing import Iterator
 
 import numpy as np
 
-from lenet_tf.core.outputs import cache_home, write_atomic
+from lenet_tf.core.errors import OutputError
+from lenet_tf.core.outputs import cache_home, private_folder, publish, remove_tree, write_atomic
+from lenet_tf.core.processes import python_module, run_bounded
+from lenet_tf.core.regular_files import open_regular
 from lenet_tf.core.precision import cpu_flags
 from lenet_tf.core.tf import session_config, tf, tf1
 
@@ -65,27 +70,25 @@ def _run_compiler(commands: list[list[str]]) -> None:
     Raises:
       RuntimeError: one failed, with its first error line.
     """
-    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for command in commands]
     failures = []
-    for process in processes:
-        try:
-            _, stderr = process.communicate(timeout=_BUILD_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate()
-            failures.append(f"the compiler took more than {_BUILD_SECONDS} s")
-            continue
-        if process.returncode != 0:
-            errors = [line for line in stderr.splitlines() if "error" in line] or stderr.splitlines()
-            failures.append((errors or [f"the compiler failed ({process.returncode})"])[0].strip())
+    with concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
+        for future in [pool.submit(run_bounded, command, _BUILD_SECONDS) for command in commands]:
+            try:
+                status, stderr = future.result()
+            except subprocess.TimeoutExpired:  # its whole process group was killed (cc1plus too)
+                failures.append(f"the compiler took more than {_BUILD_SECONDS} s")
+                continue
+            if status != 0:
+                errors = [line for line in stderr.splitlines() if "error" in line] or stderr.splitlines()
+                failures.append((errors or [f"the compiler failed ({status})"])[0].strip())
     if failures:
         raise RuntimeError(failures[0])
 
 
 def _version(compiler: str) -> str:
     try:
-        return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+        return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30,
+                              start_new_session=True).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -98,6 +101,18 @@ def build_dir(compiler: str) -> Path:
     return cache_home() / "native" / key
 
 
+def _private_build_dir(folder: Path) -> Path:
+    """``folder`` and the cache folders above it up to :func:`cache_home`, created 0700 or checked: real
+    folders of this user that no one else may write (code is loaded from here).
+
+    Raises:
+      OutputError: one of them is a link, another user's, or group- or world-writable.
+    """
+    for part in [cache_home(), cache_home() / "native", folder]:
+        private_folder(part)
+    return folder
+
+
 _build_listeners: list = []
 
 
@@ -108,21 +123,38 @@ def on_build(callback) -> None:
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Holds ``folder``'s exclusive lock (``.lock``, flock): one process builds or measures at a time."""
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+def _folder_lock(folder: Path, wait: float | None = None) -> Iterator[None]:
+    """Holds ``folder``'s exclusive lock (``.lock``, flock; opened without following a link, 0600): one process
+    builds or measures at a time. Waits at most ``wait`` s (default: a build's bound plus a minute).
+
+    Raises:
+      RuntimeError: another process held it all that time.
+    """
+    wait = _BUILD_SECONDS + 60 if wait is None else wait
+    fd = open_regular(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the descriptor closes
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"{folder}: another process kept building for more than {wait:.0f} s")
+                time.sleep(0.1)
         yield
+    finally:
+        os.close(fd)
 
 
 def _build(compiler: str, folder: Path) -> Path:
     """The library in ``folder``, compiled first if absent (once across processes: a file lock, then a rename)."""
     library = folder / _LIBRARY
-    if library.is_file():
+    _private_build_dir(folder)
+    if _trusted_file(library):
         return library
-    folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(folder):  # another process building waits here, then finds the library
-        if library.is_file():
+        if _trusted_file(library):
             return library
         for callback in _build_listeners:
             callback(folder)
@@ -133,10 +165,20 @@ def _build(compiler: str, folder: Path) -> Path:
                            for source, target in zip(SOURCES, objects)])
             _run_compiler([[compiler, "-shared", *map(str, objects), "-o", str(work / _LIBRARY),
                             *tf.sysconfig.get_link_flags()]])
-            os.replace(work / _LIBRARY, library)
+            publish(work / _LIBRARY, library, replace=True)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)
     return library
+
+
+def _trusted_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link) of this user that no one else may write; one that is not
+    is rebuilt over, never loaded."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 
 @functools.lru_cache(maxsize=None)
@@ -149,7 +191,7 @@ def _load() -> tuple[object | None, str, Path | None]:
     try:
         folder = build_dir(compiler)
         library = tf.load_op_library(str(_build(compiler, folder)))
-    except (OSError, RuntimeError, subprocess.SubprocessError, tf.errors.OpError) as err:
+    except (OSError, RuntimeError, OutputError, subprocess.SubprocessError, tf.errors.OpError) as err:
         return None, f"the native op did not build: {err}", None
     tf1.RegisterGradient("LenetConvPool")(_conv_pool_grad)
     return library, "built for this CPU", folder
@@ -289,8 +331,8 @@ def faster_than_tf(op: str, precision: str = "fp32") -> tuple[bool, str]:
     measured = stored()
     if measured is None:
         try:
-            subprocess.run([sys.executable, "-m", "lenet_tf.core.native_ops", precision], capture_output=True,
-                           timeout=_BUILD_SECONDS, check=True)
+            subprocess.run(python_module("lenet_tf.core.native_ops", precision), capture_output=True,
+                           timeout=_BUILD_SECONDS, check=True, start_new_session=True)
         except (OSError, subprocess.SubprocessError):
             pass
         measured = stored()

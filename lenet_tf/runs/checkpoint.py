@@ -9,23 +9,26 @@ Layout of the folder (``SavedModel/`` by default)::
 Only regular files and real folders are followed: a ``run.json`` or epoch folder that is a symbolic link, FIFO or
 the like is refused and left alone. Writers and readers of one folder take its locks (:mod:`lenet_tf.runs.lock`).
 
-Each checkpoint is written into a hidden temporary folder and renamed to a name that is free (``epoch-0007``, or
-``epoch-0007-2`` if something else already has that name), and ``run.json`` is replaced atomically afterwards, so
-an interruption at any moment leaves the previous state intact. Nothing is ever replaced: the only things this
-module deletes are checkpoint folders that ``run.json`` lists as the run's own and no longer points at.
+Each checkpoint is written into a hidden temporary folder, synced and renamed to a name that is free
+(``epoch-0007``, or ``epoch-0007-2`` if something else already has that name), and ``run.json`` is replaced
+atomically afterwards (both with :func:`lenet_tf.core.outputs.publish`: data, folder, rename, parent folder), so an
+interruption or a power cut at any moment leaves the previous state intact. Nothing is ever replaced: the only
+things this module deletes are checkpoint folders that ``run.json`` lists as the run's own and no longer points
+at, and only after the record that drops them is on disk; one that cannot be deleted is a warning and stays listed,
+to be deleted with a later epoch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.core.errors import CheckpointError, OutputError
-from lenet_tf.core.outputs import TMP_PREFIX, current_umask, describe_os_error, write_atomic
+from lenet_tf.core.outputs import (TMP_PREFIX, current_umask, describe_os_error, publish, remove_tree, warn,
+                                   write_atomic)
 from lenet_tf.core.regular_files import SpecialFileError, read_regular
 from lenet_tf.runs import lock
 
@@ -92,7 +95,7 @@ def prepare_output_dir(out_dir: str | os.PathLike, *, resume: bool = False, over
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     """Writes ``data`` as JSON to a temporary file in the same folder, synced, then renames it over ``path``."""
     try:
-        write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)), sync=True)
+        write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
     except OutputError as err:
         raise CheckpointError(str(err)) from None
 
@@ -115,10 +118,10 @@ def save(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, name: str)
         saver.save(session, str(tmp / CHECKPOINT_NAME), write_meta_graph=False, write_state=False)
         name = free_name(out_dir, name)
         os.chmod(tmp, 0o777 & ~current_umask())
-        os.rename(tmp, out_dir / name)  # rename, not replace: an empty folder of that name appearing meanwhile fails
+        publish(tmp, out_dir / name)  # never replaces: a folder of that name appearing meanwhile fails
     except (OSError, tf.errors.OpError) as err:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:  # ours, unrecorded: after a failed publish, wherever it is
+            remove_tree(out_dir / name if (out_dir / name).exists() and not tmp.exists() else tmp)
         reason = describe_os_error(err) if isinstance(err, OSError) else describe_tf_error(err)
         raise CheckpointError(
             f"{out_dir / name}: cannot save checkpoint ({reason}); the previous one is untouched") from None
@@ -196,12 +199,20 @@ def checkpoint_prefix(out_dir: str | os.PathLike, which: str = "best", run: dict
 
 
 def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, run: dict, stats: dict,
-                 stale: set[str] = frozenset()) -> None:
+                 stale: set[str] = frozenset()) -> list[str]:
     """Checkpoints a finished epoch, then atomically points ``run.json`` at it.
 
     ``run["best"]`` follows the highest ``stats["valid_accuracy"]``, ``run["last"]`` the newest epoch. Then the
     run's own checkpoint folders that neither points at any more are deleted, together with ``stale``: folders
     of a run that this one replaces (``--overwrite``), which are only deleted once this run's record is written.
+
+    Never aborts for what is only housekeeping: readers that hold the record lock longer than
+    :data:`lenet_tf.runs.lock.UPDATE_WAIT_SECONDS` leave this epoch to be recorded with the next one (or by the
+    run's final record), and a folder that cannot be deleted stays listed for a later epoch. Each such event is
+    printed as a warning line (:func:`lenet_tf.core.outputs.warn`) and returned.
+
+    Raises:
+      CheckpointError: the checkpoint or ``run.json`` cannot be written; the previous record is then intact.
     """
     name = save(saver, session, out_dir, f"epoch-{stats['epoch']:04d}")
     run["history"].append(stats)
@@ -213,12 +224,22 @@ def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, ru
     # Listed until they are gone, so that a crash in between leaves them to the next epoch's clean-up.
     run["checkpoints"] = sorted(owned)
     run["format"] = RUN_FORMAT
-    with lock.updating(out_dir):  # readers see the old record and its folders, or the new one
-        write_json_atomic(out_dir / RUN_FILE, run)
-        for folder in sorted(owned - keep):
-            if not (out_dir / folder).is_symlink():
-                shutil.rmtree(out_dir / folder, ignore_errors=True)
-    run["checkpoints"] = sorted(keep)
+    warnings, left = [], set()
+    try:
+        with lock.updating(out_dir):  # readers see the old record and its folders, or the new one
+            write_json_atomic(out_dir / RUN_FILE, run)
+            for folder in sorted(owned - keep):
+                warning = None if (out_dir / folder).is_symlink() else remove_tree(out_dir / folder, "old checkpoint")
+                if warning:
+                    warnings.append(f"{warning}; it stays listed in {RUN_FILE} and is deleted with a later epoch")
+                    left.add(folder)
+    except lock.RecordBusy as busy:
+        warnings.append(f"{busy}; epoch {stats['epoch']} is saved in {out_dir / name} and recorded with the next")
+        left = owned - keep
+    run["checkpoints"] = sorted(keep | left)
+    for warning in warnings:
+        warn(warning)
+    return warnings
 
 
 def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> str:

@@ -13,14 +13,24 @@ its holder ends, however it ends (``kill -9`` included): a lock is never stale a
     ``run.json`` no longer names (milliseconds, once per epoch), and shared by every reader (``evaluate``,
     ``export``, ``predict``, ``serve``, :class:`lenet_tf.trained.TrainedModel`) while it reads ``run.json`` and
     restores the checkpoint that it names. A reader thus always sees one consistent epoch, and never waits for a
-    run to end: only for an epoch's record (at most :data:`READ_WAIT_SECONDS`). A writer waits for readers at most
-    :data:`UPDATE_WAIT_SECONDS` (a restore takes well under a second, an export a few seconds).
+    run to end: only for an epoch's record (at most :data:`READ_WAIT_SECONDS`).
+
+``.lenet_tf.turn.lock``, the **turnstile**
+    ``flock`` gives a waiting writer no priority: readers whose shared locks overlap would keep it out for ever.
+    So a reader passes the turnstile (a shared lock taken and dropped) before it takes the record lock, and the
+    writer holds the turnstile exclusively while it waits for the record: no new reader starts meanwhile, and the
+    writer waits only for the readers already in. Those it waits for at most :data:`UPDATE_WAIT_SECONDS`; then it
+    lets them be (:class:`RecordBusy`) and records the epoch with the next one.
+
+Lock files are created 0600: another user cannot open them, so cannot hold a lock that stalls this user's runs.
 
 An export target is guarded by a writer lock of its own, ``.NAME.lenet_tf.lock`` beside ``NAME`` (the target
 itself is replaced by a rename, so the lock cannot live inside it), which its holder deletes when done: a lock
 taken on a file that is no longer at its path is taken again on the one that is, so no two holders ever meet.
-A training folder's lock files stay. ``flock`` works on local file systems and on NFSv4
-(where Linux emulates it with POSIX record locks); a reader of a folder it may not write skips the lock.
+A training folder's lock files stay. ``flock`` works on local file systems and on NFSv4 (where Linux emulates
+it with POSIX record locks, so an exclusive lock needs a descriptor open for writing: every exclusive lock here is
+taken on one); a reader of a folder it may not write skips the lock. Any error of ``flock`` itself (``ENOLCK``: an
+NFS server without locking) is one line.
 """
 
 from __future__ import annotations
@@ -37,14 +47,16 @@ from pathlib import Path
 from typing import Iterator
 
 from lenet_tf.core.errors import CheckpointError
-from lenet_tf.core.outputs import current_umask, describe_os_error
+from lenet_tf.core.outputs import describe_os_error
 from lenet_tf.core.regular_files import SpecialFileError, open_regular, read_regular
 
 WRITER_LOCK = ".lenet_tf.lock"
 RECORD_LOCK = ".lenet_tf.record.lock"
+TURNSTILE_LOCK = ".lenet_tf.turn.lock"
 RUN_FILE = "run.json"
+LOCK_MODE = 0o600
 READ_WAIT_SECONDS = 30.0
-UPDATE_WAIT_SECONDS = 60.0
+UPDATE_WAIT_SECONDS = 10.0
 _POLL_SECONDS = 0.02
 
 
@@ -94,7 +106,10 @@ def _open_lock_file(path: Path, writer: bool) -> int | None:
         return CheckpointError(f"{path}: {err.strerror}; it is left alone (remove it)")
 
     try:
-        return open_regular(path, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
+        if os.fstat(fd).st_uid == os.geteuid() and os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, LOCK_MODE)  # made by an older version, 0644: others could lock it
+        return fd
     except SpecialFileError as err:
         raise special(err) from None
     except OSError as err:
@@ -108,8 +123,12 @@ def _open_lock_file(path: Path, writer: bool) -> int | None:
         return None
 
 
-def _flock(fd: int, operation: int, wait: float) -> bool:
-    """Takes ``flock(fd, operation)``, retrying for up to ``wait`` seconds; returns whether it was taken."""
+def _flock(fd: int, operation: int, wait: float, path: Path) -> bool:
+    """Takes ``flock(fd, operation)``, retrying for up to ``wait`` seconds; returns whether it was taken.
+
+    Raises:
+      CheckpointError: flock itself failed (a file system without locks), naming ``path`` and the cause.
+    """
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -119,6 +138,9 @@ def _flock(fd: int, operation: int, wait: float) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(_POLL_SECONDS)
+        except OSError as err:
+            raise CheckpointError(f"{path}: cannot be locked ({describe_os_error(err)}); does this file system "
+                                  "support locks (NFS needs lockd)?") from None
 
 
 @contextlib.contextmanager
@@ -137,6 +159,7 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
         raise CheckpointError(f"{folder}: is a file, expected an output folder")
     if not create and not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder (train first with `lenet-tf train`)")
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -151,10 +174,23 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
         finally:
             if remove:
                 path.unlink(missing_ok=True)  # while still held: see _take
+            elif created and not (folder / RUN_FILE).exists():
+                _remove_unused(folder)
             else:
                 os.ftruncate(fd, 0)  # "no holder" from here on, for messages; the flock goes with the descriptor
     finally:
         os.close(fd)
+
+
+def _remove_unused(folder: Path) -> None:
+    """Deletes a folder that :func:`writing` created and that ended holding no run: its lock files (while the
+    writer lock is still held, see :func:`_take`), then the folder if nothing else is in it. A refused or failed
+    command thus leaves no new folder behind."""
+    for name in (RECORD_LOCK, TURNSTILE_LOCK, WRITER_LOCK):
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # fails, leaving it, if anything else is in it
 
 
 def _take(path: Path, folder: Path, what: str) -> int:
@@ -163,7 +199,12 @@ def _take(path: Path, folder: Path, what: str) -> int:
     on the file that is."""
     for _ in range(100):
         fd = _open_lock_file(path, writer=True)
-        if not _flock(fd, fcntl.LOCK_EX, 0.0):
+        try:
+            taken = _flock(fd, fcntl.LOCK_EX, 0.0, path)
+        except CheckpointError:
+            os.close(fd)
+            raise
+        if not taken:
             os.close(fd)
             raise _in_use(folder, what, _read_holder(path, tries=10))
         try:
@@ -186,11 +227,11 @@ def refuse_if_written(folder: str | os.PathLike, what: str = "") -> None:
     excludes."""
     path = Path(folder) / WRITER_LOCK
     try:
-        fd = open_regular(path)  # flock needs no write access
+        fd = open_regular(path, os.O_RDWR)  # on NFS an exclusive lock needs a descriptor open for writing
     except OSError:
-        return  # absent, or not a regular file: writing() says so
+        return  # absent, not a regular file or not writable: writing() says so
     try:
-        if not _flock(fd, fcntl.LOCK_EX, 0.0):
+        if not _flock(fd, fcntl.LOCK_EX, 0.0, path):
             raise _in_use(Path(folder), what, _read_holder(path, tries=10))
     finally:
         os.close(fd)
@@ -203,22 +244,38 @@ def writing_target(target: str | os.PathLike) -> contextlib.AbstractContextManag
     return writing(target.parent, f".{target.name}{WRITER_LOCK}", what="export target", remove=True)
 
 
+class RecordBusy(CheckpointError):
+    """Readers held a training folder's record lock for the whole of the writer's wait."""
+
+
 @contextlib.contextmanager
-def updating(folder: str | os.PathLike, wait: float = UPDATE_WAIT_SECONDS) -> Iterator[None]:
+def updating(folder: str | os.PathLike, wait: float | None = None) -> Iterator[None]:
     """The writer's exclusive record lock, for replacing ``run.json`` and deleting folders it no longer names.
+    Holds the turnstile while it waits, so readers arriving meanwhile wait for it (see the module docstring).
+
+    Args:
+      wait: seconds to wait for the readers already in (default :data:`UPDATE_WAIT_SECONDS`).
 
     Raises:
-      CheckpointError: readers held the record for ``wait`` seconds (the new checkpoint is left unlisted).
+      RecordBusy: readers held the record for ``wait`` seconds; nothing was changed (try again later).
+      CheckpointError: a lock file cannot be opened or locked.
     """
-    path = Path(folder) / RECORD_LOCK
-    fd = _open_lock_file(path, writer=True)
+    wait = UPDATE_WAIT_SECONDS if wait is None else wait
+    folder = Path(folder)
+    turnstile = _open_lock_file(folder / TURNSTILE_LOCK, writer=True)
     try:
-        if not _flock(fd, fcntl.LOCK_EX, wait):
-            raise CheckpointError(f"{folder}: readers kept {RUN_FILE} locked for {wait:.0f} s; the epoch's "
-                                  "checkpoint is saved but not recorded")
-        yield
+        fd = _open_lock_file(folder / RECORD_LOCK, writer=True)
+        try:
+            deadline = time.monotonic() + wait
+            if not (_flock(turnstile, fcntl.LOCK_EX, wait, folder / TURNSTILE_LOCK)
+                    and _flock(fd, fcntl.LOCK_EX, max(0.0, deadline - time.monotonic()), folder / RECORD_LOCK)):
+                raise RecordBusy(f"{folder}: readers kept {RUN_FILE} locked for {wait:g} s")
+            fcntl.flock(turnstile, fcntl.LOCK_UN)  # the record is ours: readers may queue on it again
+            yield
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(turnstile)
 
 
 def training_folder(path: str | os.PathLike) -> Path | None:
@@ -246,6 +303,21 @@ def running_writer(folder: str | os.PathLike) -> dict | None:
     return info
 
 
+def _pass_turnstile(folder: Path, wait: float) -> bool:
+    """Waits (at most ``wait`` seconds) until no writer is waiting for the record; ``True`` unless it timed out.
+    A folder without a turnstile (no writer of this version has recorded there) or one this user may not open
+    has none to pass."""
+    path = folder / TURNSTILE_LOCK
+    try:
+        fd = open_regular(path)
+    except OSError:
+        return True
+    try:
+        return _flock(fd, fcntl.LOCK_SH, wait, path)
+    finally:
+        os.close(fd)  # dropped at once: the turnstile only orders readers behind a waiting writer
+
+
 @contextlib.contextmanager
 def reading(path: str | os.PathLike, wait: float = READ_WAIT_SECONDS) -> Iterator[None]:
     """Holds the shared record lock of the training folder that ``path`` lies in (see :func:`training_folder`;
@@ -258,7 +330,8 @@ def reading(path: str | os.PathLike, wait: float = READ_WAIT_SECONDS) -> Iterato
     folder = training_folder(path)
     fd = None if folder is None else _open_lock_file(folder / RECORD_LOCK, writer=False)
     try:
-        if fd is not None and not _flock(fd, fcntl.LOCK_SH, wait):
+        if fd is not None and not (_pass_turnstile(folder, wait)
+                                   and _flock(fd, fcntl.LOCK_SH, wait, folder / RECORD_LOCK)):
             raise CheckpointError(f"{folder}: its run record stayed locked for {wait:.0f} s by "
                                   f"{describe_holder(running_writer(folder))}")
         if folder is not None and not (folder / RUN_FILE).exists():

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from lenet_tf.data.images import INK_FRACTION, PAPER_NOISE, BLANK_LEVEL, WORKING
 from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
 from lenet_tf.serving.tf_serving import NO_DIGIT
 from lenet_tf.core.errors import CheckpointError
-from lenet_tf.core.outputs import TMP_PREFIX, describe_os_error
+from lenet_tf.core.outputs import TMP_PREFIX, describe_os_error, publish, remove_tree, warn
 from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
 from lenet_tf.trained import TrainedModel
@@ -211,7 +210,9 @@ def export_saved_model(checkpoint_dir: str | os.PathLike, export_dir: str | os.P
     """Writes a SavedModel of the checkpoint's best epoch to ``export_dir``.
 
     ``export_dir`` must be absent or empty, or, with ``overwrite``, an earlier export of ours, which is then
-    replaced only once the new one is complete. Nothing else is ever deleted.
+    replaced only once the new one is complete and synced to disk, in one exchange
+    (:func:`lenet_tf.core.outputs.publish`): a failure or signal at any point leaves the old or the new export at
+    ``export_dir``. Nothing else is ever deleted; a leftover that cannot be deleted is a warning line.
 
     Raises:
       CheckpointError: the checkpoint is unusable or ``export_dir`` may not be written.
@@ -234,8 +235,9 @@ def export_saved_model(checkpoint_dir: str | os.PathLike, export_dir: str | os.P
     except tf.errors.OpError as err:
         raise CheckpointError(f"{export_dir}: cannot write the SavedModel ({describe_tf_error(err)})") from None
     finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        warning = remove_tree(staging, "the export's temporary folder") if staging is not None else None
+        if warning:
+            warn(warning)
     return export_dir
 
 
@@ -266,10 +268,8 @@ def _build(config: dict, path: Path) -> None:
 
 
 def _publish_export(staging: Path, export_dir: Path, replace: bool) -> None:
-    """Moves the finished export from ``staging/model`` to ``export_dir``; an earlier export of ours there is
-    moved into ``staging`` first (and deleted with it), so no moment leaves neither on disk."""
-    if replace:
-        os.rename(export_dir, staging / "previous")
-    elif export_dir.is_dir():
-        export_dir.rmdir()  # empty: checked by check_export_dir; fails safely if something appeared since
-    os.rename(staging / "model", export_dir)
+    """Publishes the finished export ``staging/model`` at ``export_dir``. What was there (an earlier export of
+    ours, or an empty folder: checked by :func:`check_export_dir`) is exchanged with it, landing in ``staging``
+    to be deleted with it, so no moment leaves neither on disk."""
+    for warning in publish(staging / "model", export_dir, replace=replace or export_dir.is_dir()):
+        warn(warning)

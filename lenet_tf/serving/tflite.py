@@ -117,8 +117,9 @@ def export_tflite(
     """Converts a checkpoint and writes the ``.tflite`` file to ``out``; returns its path.
 
     ``int8`` calibrates on :func:`calibration_digits` of the MNIST training set in ``data_dir`` (see
-    :func:`lenet_tf.data.mnist.load_mnist`). The file is written to a temporary name beside ``out`` and renamed, so
-    ``out`` is never half-written. An existing ``out`` is an error, unless ``overwrite`` and it is a TFLite model.
+    :func:`lenet_tf.data.mnist.load_mnist`). The file is written to a temporary name beside ``out``, synced and
+    renamed (:func:`lenet_tf.core.outputs.write_atomic`), so ``out`` is never half-written, and holds the old or the
+    new model at every moment. An existing ``out`` is an error, unless ``overwrite`` and it is a TFLite model.
 
     Raises:
       CheckpointError: ``out`` exists (without ``overwrite``); the checkpoint is unusable.
@@ -139,7 +140,7 @@ def export_tflite(
 
     make_folder(out.parent)
     with lock.writing_target(out):
-        return write_atomic(out, write, sync=True)
+        return write_atomic(out, write)
 
 
 def _check_writable_target(out: Path, overwrite: bool) -> None:

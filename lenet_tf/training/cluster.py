@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -73,6 +74,22 @@ class Role:
         """The other members of these jobs, by name (``ps 0``, ``chief (worker 0)``, ``worker 1``)."""
         return {member_name(job, index): address for job in jobs for index, address in enumerate(self.cluster[job])
                 if (job, index) != (self.job, self.index)}
+
+
+def open_port_warning(role: Role) -> str:
+    """The start-up line that says this member's gRPC port is open to every network the machine is on."""
+    port = role.address.rsplit(":", 1)[-1]
+    return (f"lenet-tf: warning: {member_name(role.job, role.index)} listens on port {port} of every interface "
+            f"(TensorFlow's gRPC server binds all of them, whatever host {role.address} names) and accepts any "
+            "peer without authentication: a peer that reaches it can run graphs, reading and writing files as this "
+            f"user; firewall port {port} so that only the cluster's hosts reach it (docs/distributed.md)")
+
+
+def start_server(role: Role) -> tf1.train.Server:
+    """This member's TensorFlow gRPC server, after :func:`open_port_warning` on stderr. TF 1's server has no
+    bind-address option (it listens on ``0.0.0.0``/``[::]``), so the host in the cluster spec cannot restrict it."""
+    print(open_port_warning(role), file=sys.stderr, flush=True)
+    return tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name=role.job, task_index=role.index)
 
 
 def parse_role(cluster: str | None = None, job: str | None = None, task: int | None = None) -> Role:
@@ -146,7 +163,7 @@ def run_parameter_server(role: Role, *, join_timeout: float = JOIN_TIMEOUT_SECON
       MemberError: a worker never came within ``join_timeout`` s, or stopped answering for ``member_timeout`` s
         before it was done (see :mod:`lenet_tf.training.watchdog`).
     """
-    server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="ps", task_index=role.index)
+    server = start_server(role)
     workers = role.others(("worker",))
     with Watchdog(workers, join_timeout=join_timeout, member_timeout=member_timeout) as watchdog, \
             tf.Graph().as_default():
@@ -320,7 +337,7 @@ def train_worker(
         worker = _WorkerGraph(config, role)
         precision = cluster_precision(config.precision)
         report_use(precision)
-        server = tf1.train.Server(tf1.train.ClusterSpec(role.cluster), job_name="worker", task_index=role.index)
+        server = start_server(role)
         note = f"; the last finished epoch stays in {out}" if role.is_chief else ""
         with Watchdog(role.others(), join_timeout=join_timeout, member_timeout=member_timeout,
                       interrupted_note=note) as watchdog:

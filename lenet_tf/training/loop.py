@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import time
 import uuid
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from lenet_tf.core import timing
 from lenet_tf.core.tf import IMPORT_SECONDS, IMPORT_STARTED, tf, tf1
 from lenet_tf.data.mnist import Splits
 from lenet_tf.core.errors import CheckpointError, TrainingError
+from lenet_tf.core.outputs import remove_tree, warn
 from lenet_tf.core.regular_files import check_folder, describe
 from lenet_tf.inference import InferenceGraph
 
@@ -90,7 +90,9 @@ def remove_replaced_logs(out: Path, replaced: dict | None) -> None:
         return
     entries = list(folder.iterdir())
     if all(e.name.startswith("events.out.tfevents.") and e.is_file() and not e.is_symlink() for e in entries):
-        shutil.rmtree(folder, ignore_errors=True)
+        warning = remove_tree(folder, "the replaced run's TensorBoard folder")
+        if warning:
+            warn(warning)
 
 
 class RunRecorder:
