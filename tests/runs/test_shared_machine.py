@@ -110,6 +110,7 @@ def test_every_python_child_of_the_package_is_started_with_dash_p():
 
 
 def test_lock_files_are_private_and_any_flock_error_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()  # a folder of the user's: the writer leaves it, and its lock files, in place
     with lock.writing(tmp_path / "run"):
         with lock.updating(tmp_path / "run"):
             pass
@@ -136,6 +137,7 @@ def test_lock_files_are_private_and_any_flock_error_is_one_line(tmp_path, monkey
 
 def test_overlapping_readers_cannot_starve_the_writer(tmp_path):
     folder = tmp_path / "run"
+    folder.mkdir()
     with lock.writing(folder):
         pass
     stop = threading.Event()
@@ -162,6 +164,7 @@ def test_overlapping_readers_cannot_starve_the_writer(tmp_path):
 
 def test_a_reader_holding_the_record_makes_the_writer_skip_it_not_fail(tmp_path):
     folder = tmp_path / "run"
+    folder.mkdir()
     with lock.writing(folder):
         pass
     with lock.reading(folder):
