@@ -45,7 +45,7 @@ def main() -> None:
     batches = [rng.choice(len(splits.train_labels), config.batch_size, replace=False).astype(np.int32)
                for _ in range(args.steps)]
     print(f"{cpu_name()}; preset {args.preset} {overrides or ''}; {args.steps} steps of {config.batch_size}")
-    with graph.start(splits) as session:
+    with graph.start() as session:
         for augment in (True, False):  # warm up both paths
             graph.step(session, batches[0], 1e-3, augment)
         means = {}

@@ -53,7 +53,7 @@ def profile(preset: str, precision: str | None, kernels: str | None, traces: int
     graph = TrainGraph(config, splits)
     order = np.random.default_rng(0).permutation(len(splits.train_labels)).astype(np.int32)
     batches = [order[i:i + config.batch_size] for i in range(0, len(order) - config.batch_size, config.batch_size)]
-    session = graph.start(splits)
+    session = graph.start()
     chunks = [batches[k:k + STEPS_PER_CALL] for k in range(0, warmup, STEPS_PER_CALL)]  # as training runs them
     for chunk in chunks:
         graph.steps(session, chunk, 1e-3)

@@ -7,13 +7,13 @@ import math
 import os
 from typing import Callable
 
-from lenet_tf.core import fast_ops, native_ops, options
+from lenet_tf.core import kernels as kernel_sets, options
+from lenet_tf.core.checkpoint_paths import describe_tf_error, resolve_checkpoint
+from lenet_tf.core.errors import CheckpointError
+from lenet_tf.core.options import DROPOUT, INIT_STDDEV
 from lenet_tf.core.shards import concat as _concat, shard_batch
 from lenet_tf.core.tf import tf, tf1
-from lenet_tf.runs.checkpoint import describe_tf_error, resolve_checkpoint
 from lenet_tf.data.mnist import INPUT_SHAPE, NUM_CLASSES
-from lenet_tf.core.errors import CheckpointError
-from lenet_tf.core.options import RANGES
 
 # Max pooling commutes with any non-decreasing function, so without batch norm a training conv block pools
 # *before* its bias and activation: the same function and gradients as conv -> bias -> act -> pool, with the
@@ -23,15 +23,8 @@ from lenet_tf.core.options import RANGES
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
     name: getattr(tf.nn, name) for name in options.ACTIVATIONS}
 _TRUNCATED_NORMAL_STD = 0.87962566103423978  # stddev of a unit normal truncated at ±2
-# The kernels of the convolutions and poolings, the same function either way (docs/speed.md): "nn" are
-# tf.nn.conv2d / max_pool2d (oneDNN's kernels); "forward_grad" the same, but a convolution's input gradient is a
-# forward convolution (lenet_tf.core.fast_ops.conv2d_forward_input_grad); "matmul" are lenet_tf.core.fast_ops'
-# im2col + one matmul and reshape + max with a select for its gradient; "native" computes the first block's
-# convolution and pooling in training as one op compiled for this CPU (lenet_tf.core.native_ops), the rest as
-# "nn". "nn" is the default of a LeNet5 (its graphs need nothing but TensorFlow, so they export anywhere);
-# `lenet-tf train` measures "native" against it on the machine and takes the faster (docs/speed.md).
-# benchmarks/profile_step.py --kernels K measures each on your CPU.
-KERNELS = ("nn", "forward_grad", "matmul", "native")
+# How convolutions and poolings are computed: lenet_tf.core.kernels (the same function and variables whichever).
+KERNELS = options.KERNEL_NAMES
 
 
 def _moments(shards: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
@@ -71,7 +64,7 @@ class LeNet5:
         input_mean: float = 0.0,
         input_std: float = 1.0,
         seed: int | None = None,
-        kernels: str = "nn",
+        kernels: str | kernel_sets.Kernels = "nn",
     ) -> None:
         """Checks and stores the configuration; no graph ops are made until the first call.
 
@@ -86,8 +79,10 @@ class LeNet5:
           bn_epsilon: added to the variance in batch norm.
           input_mean, input_std: the network sees ``(images - input_mean) / input_std``.
           seed: op-level seed for weight initialisation and dropout (with the graph's seed).
-          kernels: one of :data:`KERNELS`: how convolutions and poolings are computed (the same function
-            and variables either way, so checkpoints load in both).
+          kernels: how convolutions and poolings are computed (the same function and variables either way, so
+            checkpoints load in all): ``"nn"``, ``"forward_grad"``, ``"matmul"`` (:mod:`lenet_tf.core.kernels`), or
+            a :class:`lenet_tf.core.kernels.Kernels`, such as the native ones a trainer builds for its CPU
+            (:func:`lenet_tf.core.native_ops.kernels`).
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
@@ -96,14 +91,17 @@ class LeNet5:
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if init_stddev is not None:
-            RANGES["init_stddev"].check("init_stddev", init_stddev)
-        RANGES["dropout"].check("dropout", dropout)
+            INIT_STDDEV.check("init_stddev", init_stddev)
+        DROPOUT.check("dropout", dropout)
         if not 0.0 < bn_momentum < 1.0:
             raise ValueError(f"bn_momentum must lie in (0, 1), got {bn_momentum!r}")
-        if kernels not in KERNELS:
-            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
-        if kernels == "native" and native_ops.load() is None:
-            raise ValueError(f"kernels 'native' is not available here: {native_ops.unavailable_reason()}")
+        if isinstance(kernels, str):
+            if kernels not in kernel_sets.TF_KERNELS:
+                raise ValueError(f"kernels must be one of {', '.join(kernel_sets.TF_KERNELS)} or a Kernels object "
+                                 f"(native ones: lenet_tf.core.native_ops.kernels()), got {kernels!r}")
+            kernels = kernel_sets.TF_KERNELS[kernels]
+        elif not isinstance(kernels, kernel_sets.Kernels):
+            raise TypeError(f"kernels must be a name or a lenet_tf.core.kernels.Kernels, got {kernels!r}")
         if not input_std > 0:
             raise ValueError(f"input_std must be > 0, got {input_std!r}")
         self.name = name
@@ -117,11 +115,8 @@ class LeNet5:
         self.input_mean = input_mean
         self.input_std = input_std
         self.seed = seed
-        self._conv2d, self._max_pool = {"nn": (self.conv2d, self.max_pool),
-                                         "forward_grad": (fast_ops.conv2d_forward_input_grad, self.max_pool),
-                                         "matmul": (fast_ops.conv2d, fast_ops.max_pool),
-                                         "native": (self.conv2d, self.max_pool)}[kernels]
-        self.kernels = kernels
+        self._kernels = kernels
+        self.kernels = kernels.name
         self._scope: tf1.VariableScope | None = None
         self._graph: tf.Graph | None = None
         self._savers: dict[str, tf1.train.Saver] = {}
@@ -154,26 +149,19 @@ class LeNet5:
         """Zero-initialised bias vector ``[size]`` named ``biases``."""
         return tf1.get_variable("biases", [size], tf.float32, tf1.zeros_initializer())
 
-    @staticmethod
-    def conv2d(inputs: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-        """Stride-1 VALID convolution: ``[N, H, W, C]`` → ``[N, H-k+1, W-k+1, K]``."""
-        return tf.nn.conv2d(inputs, weights, strides=1, padding="VALID")
+    conv2d = staticmethod(kernel_sets.conv2d)  # stride-1 VALID convolution, oneDNN's kernel
+    max_pool = staticmethod(kernel_sets.max_pool)  # 2x2 max pooling with stride 2
 
-    @staticmethod
-    def max_pool(inputs: tf.Tensor) -> tf.Tensor:
-        """2x2 max pooling with stride 2: ``[N, H, W, C]`` → ``[N, H/2, W/2, C]``."""
-        return tf.nn.max_pool2d(inputs, ksize=2, strides=2, padding="VALID")
-
-    def _native_block(self, shards: list[tf.Tensor], weights: tf.Tensor, training: bool) -> list[tf.Tensor]:
-        """:meth:`conv_block` on one-channel shards as the native op (lenet_tf.core.native_ops): conv, pool,
+    def _fused_block(self, shards: list[tf.Tensor], weights: tf.Tensor, training: bool) -> list[tf.Tensor]:
+        """:meth:`conv_block` on one-channel shards as the kernels' fused op (the native ones'): conv, pool,
         bias and ReLU in one kernel; with batch norm, conv and pool, then batch norm and the activation."""
         activation = ACTIVATIONS[self.activation]
         if self.batch_norm:
-            pooled = [native_ops.conv_pool(x, weights) for x in shards]
+            pooled = [self._kernels.conv_pool(x, weights) for x in shards]
             return [activation(x) for x in self._normalise(pooled, training)]
         biases = self.bias(weights.shape[-1])
         relu = self.activation == "relu"
-        outputs = [native_ops.conv_pool(x, weights, biases, relu=relu) for x in shards]
+        outputs = [self._kernels.conv_pool(x, weights, biases, relu=relu) for x in shards]
         return outputs if relu else [activation(x) for x in outputs]
 
     @staticmethod
@@ -217,19 +205,19 @@ class LeNet5:
 
         Without batch norm, training pools first (the same function, less work; see the note on ACTIVATIONS)
         and inference keeps the textbook order, which oneDNN fuses; with batch norm the block is conv → pool →
-        batch norm → activation in both modes. With ``kernels="native"`` a one-channel block is one native op
-        in both modes (:meth:`_native_block`).
+        batch norm → activation in both modes. With kernels that fuse the first block (the native ones) a one-channel
+        block is one op in both modes (:meth:`_fused_block`).
         """
         weights = self.conv_weights(shards[0].shape[-1], out_channels, seed_offset=seed_offset)
         activation = ACTIVATIONS[self.activation]
-        if self.kernels == "native" and shards[0].shape[-1] == 1:
-            return self._native_block(shards, weights, training)
-        convolved = [self._conv2d(x, weights) for x in shards]
+        if self._kernels.conv_pool is not None and shards[0].shape[-1] == 1:
+            return self._fused_block(shards, weights, training)
+        convolved = [self._kernels.conv2d(x, weights) for x in shards]
         if training or self.batch_norm:
-            return [activation(x) for x in self._normalise([self._max_pool(x) for x in convolved], training)]
+            return [activation(x) for x in self._normalise([self._kernels.max_pool(x) for x in convolved], training)]
         # Inference without batch norm: TensorFlow fuses conv + bias + ReLU into one oneDNN kernel, which
         # beats pooling first when no gradient is needed (benchmarks/throughput.py).
-        return [self._max_pool(activation(x)) for x in self._normalise(convolved, training)]
+        return [self._kernels.max_pool(activation(x)) for x in self._normalise(convolved, training)]
 
     def fully_connected(
         self, shards: list[tf.Tensor], units: int, training: bool, seed_offset: int, hidden: bool = True

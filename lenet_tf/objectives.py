@@ -34,9 +34,11 @@ def training_op(
     update_ops: list[tf.Operation] = (),
     weight_decay: float = 0.0,
     global_step: tf.Variable | None = None,
+    optimizer: tf1.train.Optimizer | None = None,
 ) -> tf.Operation:
-    """One Adam step on ``loss_value`` (+ L2 on the weight matrices), after the batch-norm ``update_ops``."""
-    optimizer = tf1.train.AdamOptimizer(learning_rate)
+    """One step of ``optimizer`` (default: Adam at ``learning_rate``) on ``loss_value`` (+ L2 on the weight
+    matrices), after the batch-norm ``update_ops``."""
+    optimizer = optimizer or tf1.train.AdamOptimizer(learning_rate)
     with tf.control_dependencies(list(update_ops)):
         return optimizer.minimize(with_weight_decay(loss_value, var_list, weight_decay), var_list=var_list,
                                   global_step=global_step)

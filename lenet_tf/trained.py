@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from lenet_tf.core.errors import CheckpointError
 from lenet_tf.data.images import blank_digits
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions, ensemble_members, restore_members
 from lenet_tf.model import LeNet5
-from lenet_tf.core.precision import choose, report_use
+from lenet_tf.core.precision import choose
 
 
 class TrainedModel:
@@ -35,7 +36,8 @@ class TrainedModel:
     """
 
     def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best",
-                 precision: str | None = None, *, tta: bool = False) -> None:
+                 precision: str | None = None, *, tta: bool = False,
+                 notice: Callable[[str], None] | None = None) -> None:
         self.precision = choose(precision)
         with lock.reading(checkpoint_dir):  # run.json and the checkpoint it names stay together meanwhile
             config = self.read_config(checkpoint_dir, which)
@@ -53,7 +55,8 @@ class TrainedModel:
                 self.session.close()
                 raise
         self.graph.finalize()
-        report_use(self.precision)
+        if notice:  # the command line says which precision the work runs in, once its inputs proved usable
+            notice(self.precision.describe())
 
     @staticmethod
     def read_config(checkpoint_dir: str | os.PathLike, which: str = "best") -> dict:

@@ -3,6 +3,7 @@ import pytest
 from reference import conv2d_valid, lenet5_forward, max_pool_2x2
 
 from lenet_tf import LeNet5
+from lenet_tf.training.trainer import kernels_named
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.core.errors import CheckpointError
 
@@ -212,7 +213,8 @@ def test_get_config_rebuilds_the_same_network(graph):
     ({"init_stddev": 0}, "init_stddev must be a finite number > 0"),
     ({"name": ""}, "name must be a non-empty string"),
     ({"input_std": 0}, "input_std must be > 0"),
-    ({"kernels": "fft"}, "kernels must be one of nn, forward_grad, matmul, native"),
+    ({"kernels": "fft"}, "kernels must be one of nn, forward_grad, matmul or a Kernels object"),
+    ({"kernels": "native"}, r"native ones: lenet_tf.core.native_ops.kernels\(\)"),
 ])
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -243,7 +245,7 @@ def test_other_kernels_give_the_same_logits_loss_and_gradients(graph, kernels):
     x, labels = images_placeholder(), tf1.placeholder(tf.int32, [None])
     builds = []
     for kernels in ("nn", kernels):
-        net = LeNet5(f"net_{kernels}", kernels=kernels, init_stddev=0.3, seed=0)
+        net = LeNet5(f"net_{kernels}", kernels=kernels_named(kernels), init_stddev=0.3, seed=0)
         logits = net(x, training=True, shards=2)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
         builds.append((net, [net(x), loss, tf.gradients(loss, net.trainable_variables)]))

@@ -64,7 +64,7 @@ def bench_lenet_tf(splits: Splits, steps: int, warmup: int, precision: str):
     """The shipped training step and inference graph."""
     graph = TrainGraph(TrainConfig(precision=precision), splits)
     order = np.random.default_rng(0).permutation(len(splits.train_labels)).astype(np.int32)
-    session = graph.start(splits)
+    session = graph.start()
     run_steps = cycling_steps(len(order), lambda chunk: graph.steps(session, [order[b] for b in chunk], 1e-3), steps,
                               per_call=STEPS_PER_CALL)  # as lenet-tf train runs them
     run_steps(warmup)

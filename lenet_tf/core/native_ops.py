@@ -41,6 +41,7 @@ from lenet_tf.core.outputs import cache_home, private_folder, publish, remove_tr
 from lenet_tf.core.processes import python_module, run_bounded
 from lenet_tf.core.regular_files import open_regular
 from lenet_tf.core.precision import cpu_flags
+from lenet_tf.core.kernels import TF_KERNELS, Kernels
 from lenet_tf.core.tf import session_config, tf, tf1
 
 SOURCES = tuple(Path(__file__).with_name("native") / name for name in ("conv_pool.cc", "affine_warp.cc"))
@@ -113,13 +114,16 @@ def _private_build_dir(folder: Path) -> Path:
     return folder
 
 
-_build_listeners: list = []
-
-
-def on_build(callback) -> None:
-    """Calls ``callback(folder)`` when this process starts compiling the ops (the command line says so: it takes
-    a few seconds, once per machine)."""
-    _build_listeners.append(callback)
+def pending_build() -> Path | None:
+    """The folder the ops are about to be compiled into by the next :func:`load`, or None (already built here,
+    turned off, or no compiler): a caller may say so first, since it takes a few seconds, once per machine."""
+    if _load.cache_info().currsize or os.environ.get(NATIVE_ENV) == "0":
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        return None
+    folder = build_dir(compiler)
+    return None if (folder / _LIBRARY).is_file() else folder
 
 
 @contextlib.contextmanager
@@ -156,8 +160,6 @@ def _build(compiler: str, folder: Path) -> Path:
     with _folder_lock(folder):  # another process building waits here, then finds the library
         if _trusted_file(library):
             return library
-        for callback in _build_listeners:
-            callback(folder)
         work = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-lenet_tf-"))
         try:
             objects = [work / f"{source.stem}.o" for source in SOURCES]
@@ -201,6 +203,14 @@ def load():
     """The op library (``lenet_conv_pool`` with its gradients, ``lenet_affine_warp``), or None where it cannot be
     built here."""
     return _load()[0]
+
+
+def kernels() -> Kernels | None:
+    """LeNet5's kernels with the native fused first block (``LeNet5(kernels=native_ops.kernels())``), or None
+    where the ops cannot be built here (:func:`unavailable_reason` says why)."""
+    if load() is None:
+        return None
+    return Kernels("native", TF_KERNELS["nn"].conv2d, TF_KERNELS["nn"].max_pool, conv_pool)
 
 
 def unavailable_reason() -> str | None:

@@ -1,7 +1,8 @@
 """Names and ranges the command line offers, importable without TensorFlow (so ``lenet-tf --help`` is instant).
 
-The implementations live elsewhere: :data:`lenet_tf.model.ACTIVATIONS` maps each activation name to its op and
-:class:`lenet_tf.training.trainer.TrainConfig` accepts each schedule.
+The implementations live elsewhere: :data:`lenet_tf.model.ACTIVATIONS` maps each activation name to its op,
+:class:`lenet_tf.training.config.TrainConfig` accepts each schedule, and :mod:`lenet_tf.core.kernels` (with
+:mod:`lenet_tf.core.native_ops` for ``native``) implements each kernel variant.
 """
 
 import math
@@ -12,6 +13,7 @@ ACTIVATIONS = ("relu", "elu", "selu", "tanh", "leaky_relu")
 EXPORT_FORMATS = ("savedmodel", "tflite")
 TFLITE_QUANTIZATIONS = ("none", "dynamic", "int8")  # see lenet_tf.serving.tflite
 SCHEDULES = ("constant", "exponential", "cosine")
+KERNEL_NAMES = ("nn", "forward_grad", "matmul", "native")  # how LeNet5 computes convolutions and poolings
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger pictures are refused by predict and serve (a 4096² photo is plenty)
 
 
@@ -58,32 +60,6 @@ class Range:
         return value
 
 
-_FRACTION = Range(float, 0, 1, high_open=True)
-# The one definition of every numeric setting's range: the flags' argparse types, TrainConfig.validate and
-# LeNet5's constructor all check these.
-RANGES: dict[str, Range] = {
-    "epochs": Range(int, 1),
-    "batch_size": Range(int, 1),
-    "learning_rate": Range(float, 0, low_open=True),
-    "lr_decay": Range(float, 0, 1, low_open=True),
-    "weight_decay": Range(float, 0),
-    "label_smoothing": _FRACTION,
-    "augment_strength": Range(float, 0),
-    "clean_epochs": Range(int, 0),
-    "elastic_alpha": Range(float, 0),
-    "elastic_sigma": Range(float, 0, low_open=True),
-    "weight_averaging": _FRACTION,
-    "pen_width": Range(float, 0, 1),
-    "blur": Range(float, 0),
-    "low_res": Range(float, 0, 1),
-    "gamma": Range(float, 0),
-    "paper": _FRACTION,
-    "aspect": Range(float, 0, 1),
-    "fill_box": Range(float, 0, 1),
-    "restroke": Range(float, 0, 1),
-    "synthetic": Range(float, 0, 1),
-    "valid_size": Range(int, 1),
-    "ensemble": Range(int, 1),
-    "dropout": _FRACTION,
-    "init_stddev": Range(float, 0, low_open=True),
-}
+# The ranges LeNet5's constructor checks (lenet_tf.model), which training's options reuse (lenet_tf.training.config).
+DROPOUT = Range(float, 0, 1, high_open=True)
+INIT_STDDEV = Range(float, 0, low_open=True)

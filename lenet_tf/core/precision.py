@@ -120,21 +120,3 @@ def choose(precision: str | None = None, *, gpu: bool | None = None, flags: froz
     if native:
         return Precision(requested, "bf16", f"CPU has {native[0]}", features)
     return Precision(requested, "fp32", "no native bf16 on this CPU", features)
-
-
-_listeners: list = []
-_reported: list[Precision] = []
-
-
-def on_first_use(callback) -> None:
-    """Calls ``callback(precision)`` once, when the process first starts work in a precision (see
-    :func:`report_use`): the command line prints it then, after its inputs were found usable."""
-    _listeners.append(callback)
-
-
-def report_use(precision: Precision) -> None:
-    """Says that work now starts in ``precision`` (the first report per process reaches the listeners)."""
-    if not _reported:
-        _reported.append(precision)
-        for callback in _listeners:
-            callback(precision)

@@ -4,6 +4,7 @@ the robustness suites of :mod:`lenet_tf.evaluation.robustness`."""
 from __future__ import annotations
 
 import os
+from typing import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -89,14 +90,15 @@ def run_test_set(
     which: str = "best",
     precision: str | None = None,
     tta: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> TestRun:
     """Restores a checkpoint into a fresh graph and evaluates it on the official MNIST test set.
 
-    ``precision``, ``tta``: as for :class:`lenet_tf.trained.TrainedModel`.
+    ``precision``, ``tta``, ``notice``: as for :class:`lenet_tf.trained.TrainedModel`.
     """
     mnist = load_mnist(data_dir, verify=verify_checksums)
     labels = mnist.test_labels.astype(np.int32)
-    with TrainedModel(checkpoint_dir, which, precision, tta=tta) as model:
+    with TrainedModel(checkpoint_dir, which, precision, tta=tta, notice=notice) as model:
         evaluation, probabilities = metrics(model, mnist.test_images, labels)
     return TestRun(evaluation, probabilities, mnist.test_images, labels, model.run["history"])
 
@@ -125,6 +127,7 @@ def evaluate_robustness(
     count: int | None = None,
     precision: str | None = None,
     tta: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> RobustnessReport:
     """Restores a checkpoint and runs a :mod:`lenet_tf.evaluation.robustness` suite on it.
 
@@ -135,7 +138,7 @@ def evaluate_robustness(
     :func:`lenet_tf.evaluation.robustness_figures.write_robustness_report` draws its figures.
     """
     mnist = load_mnist(data_dir, verify=verify_checksums)
-    with TrainedModel(checkpoint_dir, which, precision, tta=tta) as model:
+    with TrainedModel(checkpoint_dir, which, precision, tta=tta, notice=notice) as model:
         if suite == "valid":
             train = model.run["train"]
             splits = split(mnist, train["valid_size"], train["seed"])

@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from lenet_tf.core.checkpoint_paths import RUN_FILE
 from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.outputs import describe_os_error
 from lenet_tf.core.regular_files import SpecialFileError, open_regular, read_regular
@@ -53,7 +54,6 @@ from lenet_tf.core.regular_files import SpecialFileError, open_regular, read_reg
 WRITER_LOCK = ".lenet_tf.lock"
 RECORD_LOCK = ".lenet_tf.record.lock"
 TURNSTILE_LOCK = ".lenet_tf.turn.lock"
-RUN_FILE = "run.json"
 LOCK_MODE = 0o600
 READ_WAIT_SECONDS = 30.0
 UPDATE_WAIT_SECONDS = 10.0

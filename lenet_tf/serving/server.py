@@ -96,12 +96,13 @@ class ServedModel:
         return {"model": tf_serving.MODEL_NAME, "version": self.version, "source": self.source, "epoch": self.epoch}
 
 
-def checkpoint_model(checkpoint_dir: str | os.PathLike, tta: bool = False) -> ServedModel:
+def checkpoint_model(checkpoint_dir: str | os.PathLike, tta: bool = False, precision: str | None = None
+                     ) -> ServedModel:
     """A training folder's best checkpoint (an ensemble's members averaged; with ``tta``, over a few affine
     variants of each digit too), served as version 1."""
     from lenet_tf.trained import TrainedModel
 
-    model = TrainedModel(checkpoint_dir, tta=tta)
+    model = TrainedModel(checkpoint_dir, precision=precision, tta=tta)
     return ServedModel(lambda digits: model.predict(digits).probabilities, "checkpoint", epoch=model.epoch)
 
 
@@ -119,14 +120,14 @@ def saved_model_dir(export_dir: str | os.PathLike) -> tuple[Path, int]:
     return path, int(path.name) if path.name.isdigit() else 1
 
 
-def saved_model_model(export_dir: str | os.PathLike) -> ServedModel:
+def saved_model_model(export_dir: str | os.PathLike, precision: str | None = None) -> ServedModel:
     """A SavedModel written by ``lenet-tf export`` (or a TF Serving base folder of them), in bf16 where
-    :func:`lenet_tf.core.precision.choose` says so."""
+    :func:`lenet_tf.core.precision.choose` says so for ``precision``."""
     from lenet_tf.core.tf import tf
     from lenet_tf.core.precision import choose
 
     path, version = saved_model_dir(export_dir)
-    if choose().used == "bf16":  # the exported graph is float32; this process's grappler rewrites it
+    if choose(precision).used == "bf16":  # the exported graph is float32; this process's grappler rewrites it
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     try:
         signature = tf.saved_model.load(str(path)).signatures[tf_serving.SIGNATURE_NAME]
@@ -137,11 +138,13 @@ def saved_model_model(export_dir: str | os.PathLike) -> ServedModel:
 
 
 def load_model(checkpoint: str | os.PathLike | None, saved_model: str | os.PathLike | None,
-               tta: bool = False) -> ServedModel:
-    """The SavedModel when given, else the checkpoint (``tta``: checkpoints only)."""
+               tta: bool = False, precision: str | None = None) -> ServedModel:
+    """The SavedModel when given, else the checkpoint (``tta``: checkpoints only), in ``precision``."""
     if saved_model and tta:
         raise ConfigError("--tta needs --checkpoint: a SavedModel serves the graph it was exported with")
-    return saved_model_model(saved_model) if saved_model else checkpoint_model(checkpoint, tta)
+    if saved_model:
+        return saved_model_model(saved_model, precision)
+    return checkpoint_model(checkpoint, tta, precision)
 
 
 
@@ -432,8 +435,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def serve(checkpoint: str | None, saved_model: str | None, host: str, port: int,
           ready: Callable[[str], None] = lambda url: None, tta: bool = False,
-          options: ServerOptions = ServerOptions()) -> None:
-    """Binds ``host:port``, loads the model once, then serves until interrupted.
+          options: ServerOptions = ServerOptions(), precision: str | None = None) -> None:
+    """Binds ``host:port``, loads the model once (in ``precision``: :func:`lenet_tf.core.precision.choose`), then
+    serves until interrupted.
 
     ``ready(url)`` is called once the model is loaded and the server accepts connections. A taken port or a
     model that fails to load raises a :class:`LeNetError` before that.
@@ -444,7 +448,7 @@ def serve(checkpoint: str | None, saved_model: str | None, host: str, port: int,
 
     sock = listening_socket(host, port)  # first: a taken port fails before seconds of model loading
     try:
-        model = load_model(checkpoint, saved_model, tta)
+        model = load_model(checkpoint, saved_model, tta, precision)
         bound = sock.getsockname()[1]
         url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/"
 

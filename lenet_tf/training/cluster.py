@@ -32,17 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_tf.runs import checkpoint, lock
-from lenet_tf.core.tf import tf, tf1
-from lenet_tf.data.mnist import INPUT_SHAPE, Splits
 from lenet_tf.core.errors import ConfigError, TrainingError
-from lenet_tf.inference import InferenceGraph
-from lenet_tf.training.loop import RunRecorder, epoch_batches, run_epoch, start_timings
-from lenet_tf.model import LeNet5
-from lenet_tf.objectives import correct, cross_entropy, scale_images, with_weight_decay
-from lenet_tf.core.precision import Precision, choose, report_use
+from lenet_tf.core.precision import Precision, choose
+from lenet_tf.core.tf import default_towers, tf, tf1
+from lenet_tf.data.mnist import Splits
+from lenet_tf.inference import InferenceGraph, ensemble_members
+from lenet_tf.runs import checkpoint, lock
+from lenet_tf.training.batches import TrainingBatches
 from lenet_tf.training.cluster_spec import member_name, own_port_problem, spec_problems
-from lenet_tf.training.trainer import MODEL_SCOPE, Augmentation, TrainConfig, TrainResult, load_splits
+from lenet_tf.training.config import TrainConfig
+from lenet_tf.training.loop import RunRecorder, epoch_batches, run_epoch, start_timings
+from lenet_tf.training.step import training_step
+from lenet_tf.training.trainer import MODEL_SCOPE, Notice, TrainResult, load_splits
 from lenet_tf.training.watchdog import (JOIN_TIMEOUT_SECONDS, MEMBER_TIMEOUT_SECONDS, PROBE_SECONDS, MemberError,
                                         Watchdog)
 
@@ -143,16 +144,13 @@ def _done_queue(role: Role, name: str = _DONE_QUEUE) -> tf1.FIFOQueue:
 
 
 def check_distributable(config: TrainConfig) -> None:
-    """Raises :class:`ConfigError` for a configuration out of range or using what the cluster graph lacks; every
-    role calls it before its server starts, so that a refused run starts nowhere."""
+    """Raises :class:`ConfigError` for a configuration out of range or using what TensorFlow's distributed runtime
+    lacks (the options' declarations say which: :meth:`TrainConfig.cluster_refusals`); every role calls it before
+    its server starts, so that a refused run starts nowhere."""
     config.validate()
-    if config.weight_averaging:
-        raise ConfigError("--weight-averaging is not available in distributed training; pass --weight-averaging 0")
-    if config.styles:
-        raise ConfigError("--fill-box, --restroke and --synthetic are not available in distributed training; "
-                          "set them to 0 (or pass --preset plain)")
-    if config.ensemble > 1:
-        raise ConfigError("--ensemble is not available in cluster mode: train an ensemble in one process")
+    refusals = config.cluster_refusals()
+    if refusals:
+        raise ConfigError("; ".join(refusals))
 
 
 def run_parameter_server(role: Role, *, join_timeout: float = JOIN_TIMEOUT_SECONDS,
@@ -219,19 +217,21 @@ class _SessionHook(tf1.train.SessionRunHook):
 
 
 class _WorkerGraph:
-    """The replicated training graph: variables on the parameter servers, computation on this worker."""
+    """The replicated training graph: variables on the parameter servers; the training set, its distortions and
+    the computation on this worker; the step is the single-process trainer's (:func:`training_step`)."""
 
-    def __init__(self, config: TrainConfig, role: Role) -> None:
+    def __init__(self, config: TrainConfig, role: Role, splits: Splits) -> None:
         self.config, self.role = config, role
         cluster = tf1.train.ClusterSpec(role.cluster)
+        worker_device = f"/job:worker/task:{role.index}"
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(config.seed)
-            device = tf1.train.replica_device_setter(worker_device=f"/job:worker/task:{role.index}",
-                                                     cluster=cluster)
+            device = tf1.train.replica_device_setter(worker_device=worker_device, cluster=cluster)
             with tf1.device(device):
-                self.images = tf1.placeholder(tf.uint8, [None, *INPUT_SHAPE], name="images")
-                self.labels = tf1.placeholder(tf.int32, [None], name="labels")
+                with tf1.device(worker_device):  # local variables: each worker holds its own copy of the data
+                    self.batches = TrainingBatches(config, splits.train_images, splits.train_labels)
+                self.indices = tf1.placeholder(tf.int32, [None], name="batch_indices")
                 # A variable, not a fed placeholder: the chief's queue runner applies the averaged gradients
                 # without any feed. The chief sets it at the start of each epoch.
                 self.learning_rate = tf1.get_variable("learning_rate", [], trainable=False,
@@ -242,26 +242,27 @@ class _WorkerGraph:
                 # Images fed to a training step by any worker: what the chief records per epoch (never saved).
                 self.images_trained = tf1.get_variable("images_trained", [], tf.int64, trainable=False,
                                                        initializer=tf1.zeros_initializer())
-                self.count_images = tf1.assign_add(self.images_trained, tf.shape(self.labels, out_type=tf.int64)[0])
-                self.net = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model)
-                self.augmentation = Augmentation(config)  # each worker switches it off in the clean epochs
-                logits = self.net(self.augmentation(scale_images(self.images), self.global_step), training=True)
-                self.loss = tf.reduce_mean(cross_entropy(logits, self.labels, config.label_smoothing))
-                self.accuracy = tf.reduce_mean(correct(logits, self.labels))
+                self.count_images = tf1.assign_add(self.images_trained, tf.shape(self.indices, out_type=tf.int64)[0])
+                self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed},
+                                                config.ensemble)
+                self.net = self.members[0]
                 self.optimizer = tf1.train.SyncReplicasOptimizer(
                     tf1.train.AdamOptimizer(self.learning_rate), replicas_to_aggregate=role.workers,
                     total_num_replicas=role.workers)
-                with tf.control_dependencies(self.net.update_ops):
-                    self.train_op = self.optimizer.minimize(
-                        with_weight_decay(self.loss, self.net.trainable_variables, config.weight_decay),
-                        global_step=self.global_step, var_list=self.net.trainable_variables)
-                self.inference = InferenceGraph(self.net)
+                images, labels = self.batches.batch(self.indices, self.global_step)
+                step = training_step(config, self.members, images, labels, self.learning_rate, self.global_step,
+                                     towers=config.towers or default_towers(config.batch_size),
+                                     optimizer=self.optimizer)
+                self.loss, self.accuracy, self.train_op = step.loss, step.accuracy, step.train_op
+                self.inference = InferenceGraph(self.members)
                 self.release_tokens = self.optimizer.get_init_tokens_op(role.workers)
-            self.saver = tf1.train.Saver(var_list=self.net.variables + [self.global_step], max_to_keep=None)
+            variables = [v for net in self.members for v in net.variables]
+            self.saver = tf1.train.Saver(var_list=variables + [self.global_step], max_to_keep=None)
             self.done = _done_queue(role).enqueue(role.index)
             joined = _done_queue(role, _JOINED_QUEUE)
             self.join = joined.enqueue(role.index)  # every non-chief worker, once its session is ready
             self.joined = joined.dequeue_many(role.workers - 1) if role.workers > 1 else None  # the chief
+            self.scaffold = tf1.train.Scaffold(local_init_feed_dict=self.batches.init_feed())
 
 
 class _WorkerSessionCreator(tf1.train.WorkerSessionCreator):
@@ -312,6 +313,7 @@ def train_worker(
     progress: bool = True,
     join_timeout: float = JOIN_TIMEOUT_SECONDS,
     member_timeout: float = MEMBER_TIMEOUT_SECONDS,
+    notice: Notice | None = None,
 ) -> TrainResult | None:
     """Trains as one worker of the cluster; the chief returns the result (others return ``None``).
 
@@ -334,9 +336,10 @@ def train_worker(
             out, previous = checkpoint.prepare_output_dir(out_dir, overwrite=overwrite)
         if splits is None:
             splits = load_splits(config, data_dir, verify_checksums)
-        worker = _WorkerGraph(config, role)
+        worker = _WorkerGraph(config, role, splits)
         precision = cluster_precision(config.precision)
-        report_use(precision)
+        if notice:
+            notice(precision.describe())
         server = start_server(role)
         note = f"; the last finished epoch stays in {out}" if role.is_chief else ""
         with Watchdog(role.others(), join_timeout=join_timeout, member_timeout=member_timeout,
@@ -383,9 +386,9 @@ def _run_session(worker: _WorkerGraph, config: TrainConfig, splits: Splits, serv
     try:
         with worker.graph.as_default(), _expected_queue_runner_cancellation():
             if role.is_chief:
-                creator = tf1.train.ChiefSessionCreator(master=server.target, config=_filters(role))
+                creator = tf1.train.ChiefSessionCreator(worker.scaffold, master=server.target, config=_filters(role))
             else:
-                creator = _WorkerSessionCreator(master=server.target, config=_filters(role),
+                creator = _WorkerSessionCreator(worker.scaffold, master=server.target, config=_filters(role),
                                                 max_wait_secs=watchdog.join_timeout)
             session = tf1.train.MonitoredSession(creator, hooks=hooks, stop_grace_period_secs=5)
             with session:
@@ -424,11 +427,11 @@ def _train_epochs(worker: _WorkerGraph, config: TrainConfig, splits: Splits, sha
     counted = [0]  # images_trained when the chief's previous epoch was recorded
 
     def stepper(epoch: int):
-        feed = worker.augmentation.feed(config.augments_epoch(min(epoch, config.epochs - 1)))
+        feed = worker.batches.feed(config.augments_epoch(min(epoch, config.epochs - 1)))
 
         def step(batch: np.ndarray) -> tuple[float, float, int]:
             _, loss, accuracy, global_step, _ = session.run(
-                fetches, {worker.images: splits.train_images[batch], worker.labels: splits.train_labels[batch], **feed})
+                fetches, {worker.indices: batch, **feed})
             return float(loss), float(accuracy), int(global_step)
         return step
 

@@ -10,7 +10,6 @@ import re
 import time
 import uuid
 from datetime import datetime, timezone
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -110,7 +109,7 @@ class RunRecorder:
         self.run = {
             "format": checkpoint.RUN_FORMAT,
             "model": model,
-            "train": asdict(config),
+            "train": config.to_record(),
             "precision": precision,
             **(extra or {}),
             "data": {"train": len(splits.train_labels), "valid": len(splits.valid_labels),

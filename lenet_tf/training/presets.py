@@ -1,14 +1,12 @@
 """Named training recipes; explicit command-line flags override a preset's values.
 
-Importable without TensorFlow (the command line reads :data:`PRESETS` to build its flags).
+Importable without TensorFlow (the command line reads :data:`PRESETS` to build its flags). Every preset is
+checked against the options' declarations (:mod:`lenet_tf.training.config`) when this module is imported.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from lenet_tf.training.trainer import TrainConfig
+from lenet_tf.training.config import TrainConfig, check_values
 
 # Augmentation including capture distortions (pen width, blur, coarse scans, ink gamma, grey paper), the last
 # epochs on clean digits, batch norm, dropout: chosen on the 5,000 held-out validation images and their
@@ -26,11 +24,10 @@ _CAPTURE_RECIPE = {
     "model": {"batch_norm": True, "dropout": 0.3},
 }
 
-# Style options (lenet_tf.training.styles), chosen on the validation-side suite with pendigits and load_digits
+# Style options (lenet_tf.training.batches), chosen on the validation-side suite with pendigits and load_digits
 # (docs/robustness.md, "Training for other people's handwriting").
 # --fill-box is left out: on its own and with the others it cost up to 9 points of load_digits on some seeds.
 _STYLES = {"aspect": 0.3, "restroke": 0.3, "synthetic": 0.1}
-DISTRIBUTED_UNSUPPORTED = ("fill_box", "restroke", "synthetic")  # not in lenet_tf.training.cluster's graph
 
 PRESETS: dict[str, dict] = {
     # The seed article's network and optimiser, with the learning-rate decay chosen on validation accuracy.
@@ -49,30 +46,21 @@ PRESETS: dict[str, dict] = {
 }
 
 
-DEFAULT_PRESET = "default"
+DEFAULT_PRESET = "default"  # what `lenet-tf train` trains without --preset
+
+for _name, _values in PRESETS.items():
+    check_values(_values, f"preset {_name!r}")
 
 
-def command_line_preset(name: str | None, distributed: bool = False) -> dict:
-    """The values ``lenet-tf train`` starts from: preset ``name``, else :data:`DEFAULT_PRESET` (in distributed
-    training without the options its graph lacks, see :data:`DISTRIBUTED_UNSUPPORTED`)."""
-    if name is not None:
-        return with_preset(name)
-    values = with_preset(DEFAULT_PRESET)
-    if distributed:
-        values = {key: value for key, value in values.items() if key not in DISTRIBUTED_UNSUPPORTED}
-    return values
-
-
-def with_preset(name: str, **overrides) -> dict:
-    """The preset's values with ``overrides`` applied (``model`` overrides merged into the preset's), as
-    :class:`TrainConfig` keyword arguments; the preset itself is not modified."""
-    values = {key: (dict(value) if isinstance(value, dict) else value) for key, value in PRESETS[name].items()}
+def with_preset(name: str | None, **overrides) -> dict:
+    """Preset ``name`` (:data:`DEFAULT_PRESET` when ``None``) with ``overrides`` applied (``model`` overrides merged
+    into the preset's), as :class:`TrainConfig` keyword arguments; the preset itself is not modified."""
+    values = {key: (dict(value) if isinstance(value, dict) else value)
+              for key, value in PRESETS[name or DEFAULT_PRESET].items()}
     model = {**values.pop("model", {}), **overrides.pop("model", {})}
     return {**values, **overrides, "model": model}
 
 
-def preset_config(name: str, **overrides) -> TrainConfig:
+def preset_config(name: str | None, **overrides) -> TrainConfig:
     """The preset's :class:`TrainConfig` with ``overrides`` applied; ``model`` overrides are merged."""
-    from lenet_tf.training.trainer import TrainConfig
-
     return TrainConfig(**with_preset(name, **overrides))

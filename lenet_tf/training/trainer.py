@@ -3,114 +3,28 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from lenet_tf.runs import checkpoint, lock
-from lenet_tf.core.tf import default_towers, graph_control_flow, session_config, tf, tf1
-from lenet_tf.data.augment import augment_images, capture_distort
-from lenet_tf.data.mnist import Splits, load_mnist, split
-from lenet_tf.core.errors import ConfigError
-from lenet_tf.inference import EVAL_BATCH_SIZE, MODEL_SCOPE, InferenceGraph, ensemble_members
-from lenet_tf.training.styles import StyleMix
-from lenet_tf.training.loop import RunRecorder, epoch_batches, restore_last, run_epoch, start_timings
-from lenet_tf.model import LeNet5
-from lenet_tf.objectives import correct, cross_entropy, scale_images, training_op
-from lenet_tf.core.options import RANGES, SCHEDULES
 from lenet_tf.core import native_ops
-from lenet_tf.core.precision import PRECISIONS, choose, report_use
+from lenet_tf.core.errors import ConfigError
+from lenet_tf.core.kernels import TF_KERNELS, Kernels
+from lenet_tf.core.precision import choose, requested_precision
+from lenet_tf.core.tf import default_towers, graph_control_flow, session_config, tf, tf1
+from lenet_tf.data.mnist import Splits, load_mnist, split
+from lenet_tf.inference import EVAL_BATCH_SIZE, MODEL_SCOPE, InferenceGraph, ensemble_members
+from lenet_tf.model import LeNet5
+from lenet_tf.runs import checkpoint, lock
+from lenet_tf.training.batches import TrainingBatches, choose_warp
+from lenet_tf.training.config import TrainConfig
+from lenet_tf.training.loop import RunRecorder, epoch_batches, restore_last, run_epoch, start_timings
+from lenet_tf.training.step import training_step
 
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; ``model`` holds extra :class:`LeNet5` arguments."""
-
-    epochs: int = 10
-    batch_size: int = 128
-    # Chosen on validation accuracy (docs/accuracy.md): cosine decay from 2e-3 beat a constant 1e-3
-    # and exponential decay.
-    learning_rate: float = 2e-3
-    schedule: str = "cosine"
-    lr_decay: float = 0.8
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0  # training targets: 1 - ε on the label, ε/10 on every class
-    augment: bool = False
-    augment_strength: float = 1.0  # scales the shift/rotation/shear/zoom/elastic limits of lenet_tf.data.augment
-    clean_epochs: int = 0  # with augment, the last epochs (all, if fewer) train on the undistorted images
-    elastic_alpha: float = 0.0  # elastic distortion's displacement scale in pixels (0: none), with augment
-    elastic_sigma: float = 4.0  # its smoothness: Gaussian stddev in pixels
-    # With augment, changes of how a digit was captured (lenet_tf.data.augment.capture_distort; 0: off).
-    pen_width: float = 0.0  # largest blend towards a 3x3 dilation or erosion, in [0, 1]
-    blur: float = 0.0  # Gaussian sigma in pixels, blended in by a random weight
-    low_res: float = 0.0  # probability of a coarse scan (down to 16 or 12 pixels and back)
-    gamma: float = 0.0  # pixel values raised to exp(u), u uniform in [-gamma, gamma]
-    paper: float = 0.0  # largest grey level of the paper in the digit's box
-    # Style options (lenet_tf.training.styles; 0: off), also off in the clean epochs. aspect works with augment.
-    aspect: float = 0.0  # the width scaled by exp(u), u uniform in [-aspect, aspect]
-    fill_box: float = 0.0  # share of digits stretched to fill a square box (aspect ratio not kept)
-    restroke: float = 0.0  # share of digits redrawn along their skeleton with a random round pen
-    synthetic: float = 0.0  # share of each batch replaced by synthetic digits (fonts, stroke templates)
-    # Decay of an exponential moving average of the weights (0: off). When on, validation, checkpoints
-    # and everything loaded from them use the averaged weights.
-    weight_averaging: float = 0.0
-    seed: int = 0
-    valid_size: int = 5000
-    towers: int = 0  # shards per batch run in parallel; 0 picks one per CPU core (1 on a GPU)
-    precision: str | None = None  # auto, fp32 or bf16 (lenet_tf.core.precision); None: $LENET_TF_PRECISION, else auto
-    # LeNet5 members trained side by side on the same batches (member k seeded apart, under scope lenet5_k), their
-    # probabilities averaged at inference; 1 is a single model, checkpointed exactly as ever.
-    ensemble: int = 1
-    model: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        """Raises :class:`ConfigError` for any value out of range, before any work starts."""
-        try:
-            for name, allowed in RANGES.items():
-                if hasattr(self, name):
-                    allowed.check(name.replace("_", " "), getattr(self, name))
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        checks = [
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
-            (isinstance(self.towers, int) and 0 <= self.towers <= self.batch_size,
-             f"towers must lie in 0..batch size, got {self.towers}"),
-            (self.precision in (None, *PRECISIONS),
-             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        try:
-            LeNet5(**self.model)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"model: {err}") from None
-
-    def capture_distortions(self) -> dict:
-        """The keyword arguments of :func:`lenet_tf.data.augment.capture_distort`."""
-        return {"pen_width": self.pen_width, "blur": self.blur, "low_res": self.low_res, "gamma": self.gamma,
-                "paper": self.paper}
-
-    @property
-    def styles(self) -> bool:
-        """Whether a style option (fill box, restroke, synthetic) is on."""
-        return bool(self.fill_box or self.restroke or self.synthetic)
-
-    def augments_epoch(self, epoch: int) -> bool:
-        """Whether (0-based) ``epoch`` trains on distorted images: with ``augment`` or a style option, all but the
-        clean epochs."""
-        return (self.augment or self.styles) and epoch < self.epochs - self.clean_epochs
-
-    def learning_rate_at(self, epoch: int) -> float:
-        """The learning rate used throughout (0-based) ``epoch``."""
-        if self.schedule == "exponential":
-            return self.learning_rate * self.lr_decay ** epoch
-        if self.schedule == "cosine":
-            return self.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
-        return self.learning_rate
+__all__ = ["TrainConfig", "TrainResult", "train", "resume_config"]
 
 
 @dataclass
@@ -135,82 +49,66 @@ class TrainResult:
                    run.get("timing", {}))
 
 
-class Augmentation:
-    """A config's in-graph augmentation of training batches, switched off for the clean epochs by a feed."""
-
-    def __init__(self, config: TrainConfig, shards: int = 1, native_warp: bool = False) -> None:
-        """``shards``, ``native_warp``: how resampling runs (:func:`lenet_tf.data.augment.affine_sample`)."""
-        self.config = config
-        self.shards, self.native_warp = shards, native_warp
-        # Fed 0 for the clean epochs, which leaves the images unchanged.
-        self.strength = tf1.placeholder_with_default(float(config.augment_strength), [], name="augment_strength")
-
-    def __call__(self, images: tf.Tensor, global_step: tf.Tensor) -> tf.Tensor:
-        """``images`` distorted as configured (unchanged without ``augment``), seeded by the step."""
-        if not self.config.augment:
-            return images
-        seed = tf.stack([self.config.seed, global_step])
-        images = augment_images(images, seed, self.strength, elastic_alpha=self.config.elastic_alpha,
-                                elastic_sigma=self.config.elastic_sigma, max_aspect=self.config.aspect,
-                                shards=self.shards, native=self.native_warp)
-        # The reversed seed gives the capture draws a stream of their own, independent of the affine ones.
-        return capture_distort(images, seed[::-1], self.strength, **self.config.capture_distortions())
-
-    def feed(self, augment: bool) -> dict:
-        """The feed for a step: strength 0 to leave a step undistorted, else nothing (nor without ``augment``)."""
-        distorts = self.config.augment or self.config.styles
-        return {self.strength: 0.0} if distorts and not augment else {}
-
-
 STEPS_PER_CALL = 16  # training steps per session call (TrainGraph.steps): 0.13-0.2 ms per call, 16 steps ≈ 40 ms
 
 
-def choose_kernels(model: dict, precision: str) -> dict:
+Notice = Callable[[str], None]  # one line for the user (the command line prints "lenet-tf: LINE" on stderr)
+
+
+def kernels_named(name: str) -> Kernels:
+    """The kernels called ``name`` (:data:`lenet_tf.core.options.KERNEL_NAMES`), building the native ones here.
+
+    Raises:
+      ValueError: an unknown name, or ``native`` where it cannot be built (the message says why).
+    """
+    if name in TF_KERNELS:
+        return TF_KERNELS[name]
+    if name == "native":
+        built = native_ops.kernels()
+        if built is None:
+            raise ValueError(f"kernels 'native' is not available here: {native_ops.unavailable_reason()}")
+        return built
+    raise ValueError(f"kernels must be one of {', '.join((*TF_KERNELS, 'native'))}, got {name!r}")
+
+
+def choose_kernels(model: dict, precision: str, notice: Notice | None = None) -> tuple[Kernels, dict]:
     """The :class:`LeNet5` kernels training uses, and why: ``model["kernels"]`` when given, else the native
     first block where it builds and was measured faster than TensorFlow's kernels on this machine
-    (:func:`lenet_tf.core.native_ops.faster_than_tf`), else ``"nn"``."""
-    if "kernels" in model:
-        return {"used": model["kernels"], "reason": "as asked"}
+    (:func:`lenet_tf.core.native_ops.faster_than_tf`), else ``"nn"``. ``notice`` hears when the native ops are
+    about to be compiled (once per machine, a few seconds)."""
+    name = model.get("kernels")
+    if name is not None:
+        try:
+            return kernels_named(name), {"used": name, "reason": "as asked"}
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    folder = native_ops.pending_build()
+    if folder is not None and notice:
+        notice(f"compiling the native ops for this CPU, once (about 10 s), into {folder}")
     faster, reason = native_ops.faster_than_tf("conv_pool", precision)
-    return {"used": "native" if faster else "nn", "reason": reason}
-
-
-def choose_warp(config: TrainConfig, precision: str) -> dict:
-    """How augmentation resamples, and why: the native affine warp where it builds and was measured faster than
-    TensorFlow's ImageProjectiveTransformV3 here, else that (``"tf"``); nothing to choose without resampling."""
-    if not ((config.augment and not config.elastic_alpha) or config.fill_box):
-        return {"used": "tf", "reason": "no affine resampling in this configuration"}
-    faster, reason = native_ops.faster_than_tf("affine_warp", precision)
-    return {"used": "native" if faster else "tf", "reason": reason}
+    return kernels_named("native" if faster else "nn"), {"used": "native" if faster else "nn", "reason": reason}
 
 
 class TrainGraph:
     """The training graph: the training set lives in the graph, each step is fed only batch indices."""
 
-    def __init__(self, config: TrainConfig, splits: Splits) -> None:
+    def __init__(self, config: TrainConfig, splits: Splits, notice: Notice | None = None) -> None:
         self.precision = choose(config.precision)  # a session option: the graph and variables stay float32
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf1.set_random_seed(config.seed)
-            # Local variables: initialised from the arrays once, never written to checkpoints.
-            self._images_init = tf1.placeholder(tf.uint8, splits.train_images.shape)
-            self._labels_init = tf1.placeholder(tf.int32, splits.train_labels.shape)
-            local = [tf1.GraphKeys.LOCAL_VARIABLES]
-            images = tf1.Variable(self._images_init, trainable=False, collections=local, name="train_images")
-            labels = tf1.Variable(self._labels_init, trainable=False, collections=local, name="train_labels")
+            self.towers = config.towers or default_towers(config.batch_size)
+            kernels, self.kernels = choose_kernels(config.model, self.precision.used, notice)
+            self.warp = choose_warp(config, self.precision.used)
+            self.batches = TrainingBatches(config, splits.train_images, splits.train_labels, shards=self.towers,
+                                           warp=self.warp["used"])
             # A session call runs several steps, one row of batch indices each, in an in-graph loop: a call costs
             # 0.13-0.2 ms whatever it runs, 5-8% of a step (docs/speed.md).
             self.indices = tf1.placeholder(tf.int32, [None, None], name="batch_indices")  # [steps, batch]
             self.learning_rate = tf1.placeholder(tf.float32, [], name="learning_rate")
             self.global_step = tf1.train.get_or_create_global_step()
-            self.towers = config.towers or default_towers(config.batch_size)
-            self.kernels = choose_kernels(config.model, self.precision.used)
-            self.warp = choose_warp(config, self.precision.used)
-            native_warp = self.warp["used"] == "native"
-            self.augmentation = Augmentation(config, self.towers, native_warp)
-            self.styles = StyleMix(config, splits.train_images, self.towers, native_warp)
             self.members = ensemble_members({**config.model, "name": MODEL_SCOPE, "seed": config.seed,
-                                             "kernels": self.kernels["used"]}, config.ensemble)
+                                             "kernels": kernels}, config.ensemble)
             self.net = self.members[0]
             # Weight averaging: num_updates makes the early averages follow the weights closely (decay
             # (1+t)/(10+t) at step t); each step updates the averages, the swap op exchanges them with the weights.
@@ -219,9 +117,11 @@ class TrainGraph:
 
             def body(i, losses, accuracies):
                 with self.graph.name_scope(None):  # the step's ops and Adam's variables named as outside a loop
-                    loss, accuracy, train_op = self._step_ops(config, images, labels, self.indices[i], averager)
-                with tf.control_dependencies([train_op]):  # the next step reads the variables this one wrote
-                    return i + 1, losses.write(i, loss), accuracies.write(i, accuracy)
+                    images, labels = self.batches.batch(self.indices[i], self.global_step)
+                    step = training_step(config, self.members, images, labels, self.learning_rate,
+                                         self.global_step, towers=self.towers, averager=averager)
+                with tf.control_dependencies([step.train_op]):  # the next step reads the variables this one wrote
+                    return i + 1, losses.write(i, step.loss), accuracies.write(i, step.accuracy)
 
             steps = tf.shape(self.indices)[0]
             with graph_control_flow():
@@ -241,12 +141,10 @@ class TrainGraph:
         self.graph.finalize()
         self.first_step_seconds = None  # the first step also optimises the graph and builds the kernels
 
-    def start(self, splits: Splits) -> tf1.Session:
+    def start(self) -> tf1.Session:
         """Opens a session with fresh variables and the training set loaded into the graph."""
         session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
-        report_use(self.precision)
-        session.run(self.init, {self._images_init: splits.train_images, self._labels_init: splits.train_labels,
-                                **self.styles.feed()})
+        session.run(self.init, self.batches.init_feed())
         return session
 
     @contextlib.contextmanager
@@ -261,35 +159,6 @@ class TrainGraph:
         finally:
             session.run(self._swap_averages)
 
-    def _step_ops(self, config: TrainConfig, images: tf.Variable, labels: tf.Variable, indices: tf.Tensor,
-                  averager: tf1.train.ExponentialMovingAverage | None) -> tuple[tf.Tensor, tf.Tensor, tf.Operation]:
-        """One training step on the training images at ``indices``: its loss, accuracy and update op (followed by
-        the ``averager``'s update, with weight averaging)."""
-        batch_images = scale_images(tf.gather(images, indices))
-        batch_labels = tf.gather(labels, indices)
-        if config.styles:
-            batch_images, batch_labels = self.styles(batch_images, batch_labels, indices,
-                                                     self.augmentation.strength, self.global_step)
-        batch_images = self.augmentation(batch_images, self.global_step)
-        # Data parallelism inside one step: the batch is split into one shard per tower, whose ops run on
-        # their own core; the loss is the mean over the whole batch and batch norm's statistics are the
-        # whole batch's, so the loss and gradient are those of one batch, whatever the number of towers.
-        logits = [net(batch_images, training=True, shards=self.towers) for net in self.members]
-        losses = [tf.reduce_mean(cross_entropy(x, batch_labels, config.label_smoothing)) for x in logits]
-        # An ensemble minimises the sum of its members' losses: each member gets its own gradient, as alone.
-        total = losses[0] if len(losses) == 1 else tf.add_n(losses)
-        loss = total if len(losses) == 1 else total * (1.0 / len(losses))  # reported: the members' mean
-        scores = logits[0] if len(logits) == 1 else tf.add_n([tf.nn.softmax(x) for x in logits])
-        accuracy = tf.reduce_mean(correct(scores, batch_labels))
-        variables = [v for net in self.members for v in net.trainable_variables]
-        train_op = training_op(total, self.learning_rate, variables,
-                               [op for net in self.members for op in net.update_ops], config.weight_decay,
-                               self.global_step)
-        if averager:
-            with tf.control_dependencies([train_op]):
-                train_op = averager.apply(variables)
-        return loss, accuracy, train_op
-
     def steps(self, session: tf1.Session, batches: list[np.ndarray], learning_rate: float,
               augment: bool = True) -> list[tuple[float, float, int]]:
         """One Adam step per batch of training-image indices (batches of one size), all in one session call,
@@ -298,7 +167,7 @@ class TrainGraph:
             return (self.steps(session, batches[:1], learning_rate, augment)
                     + self.steps(session, batches[1:], learning_rate, augment))
         feed = {self.indices: np.stack(batches), self.learning_rate: learning_rate,
-                **self.augmentation.feed(augment)}
+                **self.batches.feed(augment)}
         began = time.perf_counter()
         losses, accuracies, last = session.run(self._step_fetches, feed)
         if self.first_step_seconds is None:
@@ -329,30 +198,22 @@ def load_splits(config: TrainConfig, data_dir: str | Path | None, verify: bool) 
     return split(load_mnist(data_dir, verify=verify), config.valid_size, config.seed)
 
 
-def stored_config(run: dict) -> TrainConfig:
-    """The :class:`TrainConfig` a run record was trained with (fields it predates take their defaults)."""
-    known = {f.name for f in fields(TrainConfig)}
-    values = {key: value for key, value in run.get("train", {}).items() if key in known}
-    model = {key: value for key, value in run["model"].items() if key not in ("name", "seed")}
-    return TrainConfig(**{**values, "model": model})
-
-
 def resume_config(out_dir: str | Path, **overrides) -> TrainConfig:
     """The configuration of the run in ``out_dir`` with ``overrides`` applied (``model`` ones merged), for
     ``train(..., resume=True)``; only a different ``epochs`` is accepted there."""
-    stored = stored_config(checkpoint.read_run(out_dir))
-    model = {**stored.model, **overrides.pop("model", {})}
-    return replace(stored, **overrides, model=model)
+    run = checkpoint.read_run(out_dir)
+    return TrainConfig.from_record(run.get("train", {}), run["model"]).with_overrides(**overrides)
 
 
 def _check_resumable(config: TrainConfig, run: dict, out: Path) -> None:
     """Raises unless ``config`` is the run's stored configuration, but for ``epochs`` (not fewer than trained)."""
-    stored = asdict(stored_config(run))
-    given = asdict(config)
+    stored = TrainConfig.from_record(run.get("train", {}), run["model"]).to_record()
+    given = config.to_record()
     differing = [f"{key} {given[key]!r} (stored {stored[key]!r})" for key in given  # checkpoints are fp32 in
                  if key not in ("epochs", "model", "precision") and given[key] != stored[key]]  # any precision
     expected = {**run["model"], "name": MODEL_SCOPE}
-    model = LeNet5(MODEL_SCOPE, seed=config.seed, **config.model).get_config()
+    model = LeNet5(MODEL_SCOPE, seed=config.seed, **{k: v for k, v in config.model.items() if k != "kernels"}
+                   ).get_config()
     differing += [f"model {key} {model[key]!r} (stored {expected.get(key)!r})" for key in model
                   if key != "seed" and model[key] != expected.get(key)]
     if differing:
@@ -391,6 +252,7 @@ def train(
     overwrite: bool = False,
     logdir: str | Path | None = None,
     progress: bool = True,
+    notice: Notice | None = None,
 ) -> TrainResult:
     """Trains LeNet-5, keeping the epoch with the best validation accuracy, and tests it.
 
@@ -409,6 +271,8 @@ def train(
         first epoch, and nothing else in the folder is touched.
       logdir: TensorBoard folder; defaults to ``out_dir/logs``.
       progress: show a progress bar per epoch.
+      notice: called with a line for the user when work starts in a precision, and before the native ops are
+        compiled (once per machine).
 
     The process holds ``out_dir``'s writer lock throughout (:mod:`lenet_tf.runs.lock`): another writer of the
     folder is refused at once, with ``CheckpointError``, and so is this one while another holds it.
@@ -417,14 +281,15 @@ def train(
       ConfigError, DataError, CheckpointError, TrainingError: with a one-line message.
     """
     config.validate()
+    config = config.with_overrides(precision=requested_precision(config.precision))  # recorded as resolved
     with lock.writing(out_dir, what="training folder", create=not resume):
         return _train_locked(config, out_dir, data_dir=data_dir, splits=splits, verify_checksums=verify_checksums,
-                             resume=resume, overwrite=overwrite, logdir=logdir, progress=progress)
+                             resume=resume, overwrite=overwrite, logdir=logdir, progress=progress, notice=notice)
 
 
 def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | Path | None, splits: Splits | None,
                   verify_checksums: bool, resume: bool, overwrite: bool, logdir: str | Path | None,
-                  progress: bool) -> TrainResult:
+                  progress: bool, notice: Notice | None) -> TrainResult:
     """:func:`train`, once the folder's writer lock is held."""
     out, previous = checkpoint.prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
     replaced = None
@@ -439,13 +304,15 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
         if splits is None:
             splits = load_splits(config, data_dir, verify_checksums)
     with timings.phase("graph"):
-        graph = TrainGraph(config, splits)
+        graph = TrainGraph(config, splits, notice)
     recorder = RunRecorder(out, config, graph.net.get_config(), splits, graph.graph,
                            precision=graph.precision.to_dict(), previous=previous, replaced=replaced, logdir=logdir,
                            extra={"kernels": graph.kernels, "warp": graph.warp}, timings=timings)
     try:
         with recorder.timings.phase("session"):
-            session = graph.start(splits)
+            session = graph.start()
+        if notice:
+            notice(graph.precision.describe())
         with session:
             if previous:
                 # With weight averaging, checkpoints hold the averages in the network's variables and the

@@ -13,7 +13,9 @@ from lenet_tf.core import native_ops
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.data.augment import affine_sample
 from lenet_tf.model import LeNet5
-from lenet_tf.training.trainer import TrainConfig, choose_kernels, choose_warp
+from lenet_tf.training.batches import choose_warp
+from lenet_tf.training.config import TrainConfig
+from lenet_tf.training.trainer import choose_kernels
 
 from graph_run import run
 
@@ -91,9 +93,12 @@ def run_python(code: str, cache: Path, **env) -> subprocess.CompletedProcess:
 def test_switched_off_it_is_neither_built_nor_chosen_and_asking_for_it_says_why(tmp_path):
     done = run_python(
         "from lenet_tf.model import LeNet5\n"
-        "from lenet_tf.training.trainer import TrainConfig, choose_kernels, choose_warp\n"
-        "print(choose_kernels({}, 'fp32'), choose_warp(TrainConfig(augment=True), 'fp32'))\n"
-        "LeNet5(kernels='native')\n", tmp_path, LENET_TF_NATIVE="0")
+        "from lenet_tf.training.trainer import kernels_named\n"
+        "from lenet_tf.training.batches import choose_warp\n"
+        "from lenet_tf.training.config import TrainConfig\n"
+        "from lenet_tf.training.trainer import choose_kernels\n"
+        "print(choose_kernels({}, 'fp32')[1], choose_warp(TrainConfig(augment=True), 'fp32'))\n"
+        "kernels_named('native')\n", tmp_path, LENET_TF_NATIVE="0")
     assert done.stdout.strip() == ("{'used': 'nn', 'reason': 'LENET_TF_NATIVE=0'} "
                                    "{'used': 'tf', 'reason': 'LENET_TF_NATIVE=0'}")
     assert done.stderr.strip().splitlines()[-1] == (
@@ -106,7 +111,7 @@ def test_a_compiler_that_fails_leaves_training_on_tensorflow_s_kernels_and_no_de
         "from lenet_tf.core import native_ops\n"
         "from lenet_tf.training.trainer import choose_kernels\n"
         "print(native_ops.unavailable_reason())\n"
-        "print(choose_kernels({}, 'fp32')['used'])\n", tmp_path, CXX="false")
+        "print(choose_kernels({}, 'fp32')[1]['used'])\n", tmp_path, CXX="false")
     assert done.stdout.splitlines() == ["the native op did not build: the compiler failed (1)", "nn"], done.stderr
     (folder,) = (tmp_path / "lenet_tf" / "native").iterdir()
     assert [path.name for path in folder.iterdir()] == [".lock"]  # no library, no temporary build folder
@@ -125,14 +130,14 @@ def test_processes_starting_together_build_it_once_and_leave_no_temporary_file(t
 
 @pytest.mark.native
 def test_training_takes_what_was_measured_faster_here_and_says_so():
-    chosen = choose_kernels({}, "fp32"), choose_warp(TrainConfig(augment=True), "fp32")
+    chosen = choose_kernels({}, "fp32")[1], choose_warp(TrainConfig(augment=True), "fp32")
     measured = json.loads((native_ops._load()[2] / "choice.json").read_text())["fp32"]
     for choice, op, theirs in zip(chosen, ("conv_pool", "affine_warp"), ("nn", "tf")):
         faster, reason = native_ops.faster_than_tf(op, "fp32")
         assert choice == {"used": "native" if faster else theirs, "reason": reason}
         assert reason.startswith(f"native {op} {measured[op]['native_ms']:.3f} ms vs TensorFlow's")
         assert faster == (measured[op]["native_ms"] < measured[op]["tf_ms"])
-    assert choose_kernels({"kernels": "matmul"}, "fp32") == {"used": "matmul", "reason": "as asked"}
+    assert choose_kernels({"kernels": "matmul"}, "fp32")[1] == {"used": "matmul", "reason": "as asked"}
     assert choose_warp(TrainConfig(), "fp32")["used"] == "tf"  # no augmentation: nothing resampled
 
 

@@ -75,7 +75,7 @@ def _dtypes_by_op(session, fetches, feed) -> tuple[collections.Counter, collecti
 @pytest.mark.parametrize("model", [{}, {"batch_norm": True}], ids=["plain", "batch-norm"])
 def test_bf16_converts_the_heavy_ops_and_keeps_loss_statistics_and_adam_in_fp32(synthetic_splits, model):
     graph = TrainGraph(TrainConfig(precision="bf16", towers=1, model=model), synthetic_splits)
-    with graph.start(synthetic_splits) as session:
+    with graph.start() as session:
         feed = {graph.indices: np.arange(64, dtype=np.int32)[None], graph.learning_rate: 1e-3}  # one step
         bf16, other = _dtypes_by_op(session, graph._step_fetches, feed)
         inference_bf16, inference_other = _dtypes_by_op(

@@ -3,7 +3,7 @@
 import pytest
 
 from lenet_tf.core.errors import ConfigError
-from lenet_tf.training import styles
+from lenet_tf.training import batches
 from lenet_tf.training.trainer import TrainConfig, train
 
 STYLES = dict(augment=True, aspect=0.3, fill_box=0.3, restroke=0.5, synthetic=0.2)
@@ -15,7 +15,7 @@ def run(tmp_path, splits, name, **overrides):
 
 
 def test_style_options_train_and_are_off_in_clean_epochs(tmp_path, synthetic_splits, monkeypatch):
-    monkeypatch.setattr(styles, "SYNTHETIC_COUNT", 100)  # a small pool: the test needs the ops, not the variety
+    monkeypatch.setattr(batches, "SYNTHETIC_COUNT", 100)  # a small pool: the test needs the ops, not the variety
     losses = lambda r: [h["loss"] for h in r.history]  # noqa: E731
     plain = run(tmp_path, synthetic_splits, "plain")
     styled = run(tmp_path, synthetic_splits, "styled", **{**STYLES, "augment": False})
@@ -33,25 +33,29 @@ def test_style_epochs_and_ranges():
 
 
 def test_flags_set_the_style_fields():
-    from lenet_tf.cli.commands import _train_config, build_parser
+    from lenet_tf.cli.commands import build_parser
+    from lenet_tf.cli.train import config_from_args
 
     args = build_parser().parse_args(["train", "--aspect", "0.2", "--fill-box", "0.1", "--restroke", "0.3",
                                       "--synthetic", "0.15"])
-    config = _train_config(args)
+    config = config_from_args(args)
     assert (config.aspect, config.fill_box, config.restroke, config.synthetic) == (0.2, 0.1, 0.3, 0.15)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--synthetic", "2"])
 
 
-def test_the_command_line_default_is_robust_and_distributed_training_refuses_what_it_lacks(tmp_path):
+def test_the_command_line_default_has_the_style_options_and_a_cluster_refuses_only_what_it_lacks(tmp_path):
     from lenet_tf.training.cluster import parse_role, train_worker
-    from lenet_tf.training.presets import command_line_preset
+    from lenet_tf.training.presets import with_preset
 
-    default = TrainConfig(**command_line_preset(None))
-    assert default.augment and default.styles and TrainConfig(**command_line_preset("plain")) == TrainConfig()
-    distributed = TrainConfig(**command_line_preset(None, distributed=True))
-    assert distributed.augment and distributed.aspect and not distributed.styles
+    default = TrainConfig(**with_preset(None))
+    assert default.augment and default.styles and TrainConfig(**with_preset("plain")) == TrainConfig()
+    assert default.cluster_refusals() == []  # a cluster trains the default preset, style options included
+    averaged = TrainConfig(weight_averaging=0.99)
+    assert averaged.cluster_refusals() == [
+        "--weight-averaging is not available in cluster mode: the synchronous optimizer applies updates in the "
+        "chief's queue runner, where no averaging step can follow them"]
     role = parse_role('{"ps": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}', "worker", 0)
-    with pytest.raises(ConfigError, match="--synthetic are not available in distributed training"):
-        train_worker(default, role, tmp_path / "never")
+    with pytest.raises(ConfigError, match="--weight-averaging is not available in cluster mode"):
+        train_worker(averaged, role, tmp_path / "never")
     assert not (tmp_path / "never").exists()

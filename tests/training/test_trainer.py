@@ -95,7 +95,7 @@ def test_weight_averaging_is_an_exponential_average_of_the_steps(synthetic_split
     decay = 0.9
     graph = TrainGraph(TrainConfig(weight_averaging=decay, **FAST), synthetic_splits)
     variables = graph.net.trainable_variables
-    with graph.start(synthetic_splits) as session:
+    with graph.start() as session:
         average = session.run(variables)
         for step in range(1, 31):
             graph.step(session, np.arange(step, step + 32), 3e-3)
