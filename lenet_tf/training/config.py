@@ -148,8 +148,10 @@ class TrainConfig:
     def validate(self) -> None:
         """Raises :class:`ConfigError` for any value out of range, before any work starts."""
         for spec in options():
-            value = self.model.get(spec.name, spec.default) if spec.model else getattr(self, spec.name)
-            spec.check(value)
+            try:
+                spec.check(self.value(spec))
+            except ConfigError as err:
+                raise ConfigError(f"model: {err}" if spec.model else str(err)) from None
         unknown = sorted(set(self.model) - set(MODEL_ARGUMENTS))
         if unknown:
             raise ConfigError(f"model: unknown LeNet5 arguments {', '.join(unknown)} (known: "
