@@ -1,11 +1,14 @@
 """What the README tells a user to run works as written: its Python example, and the installed console script."""
 
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import console_script
+from conftest import REAL_MNIST, console_script
+
+from lenet_tf.training.presets import PRESETS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -35,3 +38,18 @@ def test_the_console_script_answers_help():
     """(It runs a real command in tests/test_restore.py: evaluating an epoch folder in a fresh process.)"""
     helped = subprocess.run([console_script(), "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: lenet-tf") and helped.stderr == ""
+
+
+def test_the_readme_training_example_trains_on_mnist(tmp_path, real_mnist, monkeypatch):
+    """Run as written, on the shipped MNIST, from a folder of the user's: the run folder it names is complete and
+    its record holds the configuration asked for and the timing of the call."""
+    code = readme_python_block("Training from Python")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LENET_TF_DATA_DIR", str(REAL_MNIST))
+    scope = {}
+    exec(compile(code, "README.md (Training from Python)", "exec"), scope)
+    result, run = scope["result"], json.loads((tmp_path / "my_run" / "run.json").read_text())
+    assert run["complete"] and run["train"]["epochs"] == 2 and run["train"]["seed"] == 1
+    assert run["train"]["restroke"] == PRESETS["default"]["restroke"]
+    assert result.test_accuracy == run["test"]["accuracy"] > 0.95
+    assert 0 < run["timing"]["total"] < 600 and run["timing"]["startup"] < 0.5

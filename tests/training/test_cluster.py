@@ -10,7 +10,8 @@ from ports import free_ports
 
 from lenet_tf.training.cluster import _WorkerGraph, parse_role, train_worker
 from lenet_tf.core.errors import ConfigError
-from lenet_tf.training.trainer import TrainConfig
+from lenet_tf.training.config import TrainConfig
+from lenet_tf.training.presets import with_preset
 
 
 def summary_tags(logdir):
@@ -47,6 +48,11 @@ def test_one_ps_two_workers_train_and_stop_by_themselves(tmp_path, synthetic_dir
     assert summary["test_accuracy"] >= 0.9  # the synthetic digits are easy: a working cluster learns them
     record = json.loads((out / "run.json").read_text())
     assert record["cluster"] == {"ps": 1, "workers": 2, "joined": workers} and record["complete"]
+    # The default preset, style options included, as `lenet-tf train` trains it in one process.
+    default = with_preset(None, epochs=1, valid_size=100, batch_size=16, learning_rate=0.003)
+    assert {key: record["train"][key] for key in default if key != "model"} == {
+        key: value for key, value in default.items() if key != "model"}
+    assert record["train"]["restroke"] > 0 and record["train"]["synthetic"] > 0
     # The same run record and TensorBoard logs as a single-process run (the shared trainer of lenet_tf.training.loop).
     local = json.loads((synthetic_model_dir / "run.json").read_text())
     assert set(record) - {"cluster"} == set(local) and set(record["history"][0]) == set(local["history"][0])
@@ -78,11 +84,11 @@ def test_bad_clusters_are_clear_errors(cluster, job, task, message):
         parse_role(cluster, job, task)
 
 
-def test_workers_build_the_augmentation_and_weight_decay_they_are_given():
+def test_workers_build_the_augmentation_and_weight_decay_they_are_given(synthetic_splits):
     role = parse_role('{"ps": ["a:1"], "worker": ["b:2"]}', "chief", 0)
 
     def op_types(**config):
-        return {op.type for op in _WorkerGraph(TrainConfig(**config), role).graph.get_operations()}
+        return {op.type for op in _WorkerGraph(TrainConfig(**config), role, synthetic_splits).graph.get_operations()}
 
     plain, augmented = op_types(), op_types(augment=True, elastic_alpha=10.0, weight_decay=1e-4)
     assert {"StatelessRandomUniformV2", "L2Loss"} <= augmented - plain
@@ -90,5 +96,5 @@ def test_workers_build_the_augmentation_and_weight_decay_they_are_given():
 
 def test_weight_averaging_is_refused_in_a_cluster():
     role = parse_role('{"ps": ["a:1"], "worker": ["b:2"]}', "chief", 0)
-    with pytest.raises(ConfigError, match="--weight-averaging is not available in distributed training"):
+    with pytest.raises(ConfigError, match="--weight-averaging is not available in cluster mode: the synchronous optimizer"):
         train_worker(TrainConfig(weight_averaging=0.999), role, splits=object())
