@@ -19,8 +19,8 @@ with tf.Graph().as_default():
 print(json.dumps({"import": after_import, "restore": sorted(sys.modules)}))
 """
 
-HEAVY = ("lenet_tf.runs", "lenet_tf.core.native_ops", "lenet_tf.training", "lenet_tf.core.outputs",
-         "lenet_tf.core.processes")
+# Run folders (records, locks), the native-op build and its compiler processes, the trainer.
+HEAVY = ("lenet_tf.runs", "lenet_tf.core.native_ops", "lenet_tf.core.processes", "lenet_tf.training")
 
 
 def test_importing_building_and_restoring_lenet5_loads_no_run_or_native_module(synthetic_model_dir):

@@ -6,6 +6,7 @@ checked against the options' declarations (:mod:`lenet_tf.training.config`) when
 
 from __future__ import annotations
 
+from lenet_tf.core.errors import ConfigError
 from lenet_tf.training.config import TrainConfig, check_values
 
 # Augmentation including capture distortions (pen width, blur, coarse scans, ink gamma, grey paper), the last
@@ -62,5 +63,13 @@ def with_preset(name: str | None, **overrides) -> dict:
 
 
 def preset_config(name: str | None, **overrides) -> TrainConfig:
-    """The preset's :class:`TrainConfig` with ``overrides`` applied; ``model`` overrides are merged."""
-    return TrainConfig(**with_preset(name, **overrides))
+    """The preset's :class:`TrainConfig` with ``overrides`` applied (``model`` overrides merged), checked.
+
+    Raises:
+      ConfigError: an unknown preset or option, or a value out of range, in one line.
+    """
+    if name is not None and name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (known: {', '.join(sorted(PRESETS))})")
+    config = TrainConfig(**with_preset(name, **overrides))
+    config.validate()
+    return config

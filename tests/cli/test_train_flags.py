@@ -25,10 +25,10 @@ def help_defaults(cli, *argv) -> dict[str, str]:
     """Each option's "(default: X)" as printed by ``lenet-tf train ARGV --help``, found by its help text."""
     printed = cli("train", *argv, "--help")
     assert printed.returncode == 0, printed.stderr
-    text = " ".join(printed.out.split())
+    text = "".join(printed.stdout.split())  # argparse wraps lines at spaces and hyphens
     found = {}
     for spec in options():
-        match = re.search(re.escape(" ".join(spec.help.split())) + r" \(default: (\S+?)\)", text)
+        match = re.search(re.escape("".join(spec.help.split())) + r"\(default:(\S+?)\)", text)
         assert match, f"{spec.flag_name}: its help and default are not in `train --help`"
         found[spec.name] = match.group(1)
     return found
@@ -61,7 +61,7 @@ def test_a_run_without_flags_records_what_help_shows(tmp_path, synthetic_dir, cl
     out = tmp_path / "m"
     trained = cli("train", "--data-dir", synthetic_dir, "--skip-checksum", "--valid-size", "100", "--no-progress",
                   "--out", out)
-    assert trained.returncode == 0, trained.err
+    assert trained.returncode == 0, trained.stderr
     run = json.loads((out / "run.json").read_text())
     helped = help_defaults(cli)
     for spec in options():

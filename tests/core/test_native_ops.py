@@ -162,7 +162,7 @@ def test_a_native_network_restores_into_an_nn_network_with_the_same_outputs(tmp_
     outputs = []
     for kernels in ("native", "nn"):
         with tf.Graph().as_default():
-            net = LeNet5(kernels=kernels, seed=3, batch_norm=True)
+            net = LeNet5(kernels=native_ops.kernels() if kernels == "native" else kernels, seed=3, batch_norm=True)
             x = tf.constant(images)
             logits = net(x)
             with tf1.Session() as session:

@@ -138,9 +138,7 @@ def test_quiet_stderr_hides_nothing_when_debugging(capfd, monkeypatch):
 def test_the_tensorflow_free_names_match_the_implementations():
     from lenet_tf import model
     from lenet_tf.benchmark import throughput as benchmark
-    from lenet_tf.training import trainer as train
 
     assert list(model.ACTIVATIONS) == list(options.ACTIVATIONS)
-    assert train.SCHEDULES == options.SCHEDULES
     assert list(benchmark.CONTENDERS) == list(benchmark_flags.CONTENDERS)
     assert presets.preset_config("best", epochs=2).epochs == 2

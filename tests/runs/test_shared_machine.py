@@ -189,7 +189,7 @@ def test_a_failed_training_leaves_no_new_folder_behind(tmp_path):
 
 
 def test_an_interrupt_before_the_first_epoch_does_not_promise_resume(tmp_path):
-    from lenet_tf.cli.commands import _interrupted_state
+    from lenet_tf.cli.train import _interrupted_state
 
     assert "no epoch was finished, so" in _interrupted_state(tmp_path) and "--resume" not in _interrupted_state(
         tmp_path)
