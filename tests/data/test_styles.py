@@ -1,11 +1,13 @@
 """Style options: aspect changes, stretching to a box, skeleton re-rendering, synthetic digits."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from lenet_tf.data.augment import augment_images, fill_box
 from lenet_tf.data.strokes import DISTANCE_UNIT, restroke, skeleton_distances
-from lenet_tf.data.synthetic import TEMPLATES, font_files, synthetic_digits, template_digit
+from lenet_tf.data.synthetic import TEMPLATES, font_digit, font_files, font_folder, synthetic_digits, template_digit
 from graph_run import run
 from synthetic import make_digits
 
@@ -103,5 +105,14 @@ def test_synthetic_digits_are_balanced_seeded_and_use_the_fonts():
     np.testing.assert_array_equal(images, again)
     assert not np.array_equal(images, synthetic_digits(40, seed=4)[0])
     assert (images.reshape(40, -1).max(axis=1) == 255).all()
-    if not font_files():
-        pytest.skip("no TrueType fonts on this machine")
+    assert font_files()
+
+
+def test_fonts_are_matplotlibs_and_each_types_ten_different_digits():
+    fonts = font_files()
+    assert len(fonts) >= 15 and all(Path(font).parent == font_folder() for font in fonts)
+    assert font_folder().parts[-4:] == ("matplotlib", "mpl-data", "fonts", "ttf")
+    for font in fonts:  # a face without digits would type ten empty (or ten equal) boxes
+        digits = [font_digit(label, font, np.random.default_rng(0)) for label in range(10)]
+        assert all(d.max() == 255 for d in digits), font
+        assert len({d.tobytes() for d in digits}) == 10, font
