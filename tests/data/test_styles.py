@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from lenet_tf.data.augment import augment_images, fill_box
 from lenet_tf.data.strokes import DISTANCE_UNIT, restroke, skeleton_distances
