@@ -15,6 +15,7 @@ from lenet_tf.data.augment import bilinear_sample
 from lenet_tf.data.mnist import INPUT_SHAPE
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import cross_entropy, scale_images
+from lenet_tf.rejection import RejectionStats, novelty_tensor
 
 EVAL_BATCH_SIZE = 2500  # large batches: fewer session calls, and the conv kernels run near full speed
 MODEL_SCOPE = "lenet5"  # the variable scope `lenet-tf train` writes a model (an ensemble's first member) under
@@ -91,10 +92,22 @@ def mean_probabilities(nets: Sequence[LeNet5], images: tf.Tensor, *, shards: int
 
 @dataclass(frozen=True)
 class Predictions:
-    """Softmax probabilities ``[N, C]`` and, when labels were given, per-example losses ``[N]``."""
+    """Softmax probabilities float32 ``[N, C]``; when labels were given, per-example losses float32 ``[N]``; with
+    rejection statistics, each example's novelty score float32 ``[N]`` (:mod:`lenet_tf.rejection`) and the
+    threshold above which it is "not a digit"; when asked for, the ``fc2`` features float32 ``[N, 84]``."""
 
     probabilities: np.ndarray
     losses: np.ndarray | None = None
+    novelty: np.ndarray | None = None
+    threshold: float | None = None
+    features: np.ndarray | None = None
+
+    @property
+    def rejected(self) -> np.ndarray:
+        """bool ``[N]``: the examples that are not digits (all False without rejection statistics)."""
+        if self.novelty is None:
+            return np.zeros(len(self.probabilities), bool)
+        return self.novelty > self.threshold
 
     @property
     def classes(self) -> np.ndarray:
@@ -120,7 +133,8 @@ class InferenceGraph:
     (see :func:`lenet_tf.core.tf.default_towers`).
     """
 
-    def __init__(self, net: LeNet5 | Sequence[LeNet5], towers: int = 1, tta: bool = False) -> None:
+    def __init__(self, net: LeNet5 | Sequence[LeNet5], towers: int = 1, tta: bool = False,
+                 rejection: RejectionStats | None = None) -> None:
         nets = [net] if isinstance(net, LeNet5) else list(net)
         self.images = tf1.placeholder(tf.uint8, [None, *INPUT_SHAPE], name="eval_images")
         self.labels = tf1.placeholder(tf.int32, [None], name="eval_labels")
@@ -133,28 +147,38 @@ class InferenceGraph:
             self.logits = tf.math.log(tf.maximum(averaged, np.finfo(np.float32).tiny))
         self.probabilities = tf.nn.softmax(self.logits)
         self.losses = cross_entropy(self.logits, self.labels)
+        # member 0's penultimate features of the digits as given (with TTA, the first variant is the identity)
+        self.features = nets[0].endpoints["fc2"][:tf.shape(self.images)[0]]
+        self.rejection = rejection
+        self.novelty = novelty_tensor(self.features, rejection) if rejection else None
 
     def run(
         self, session: tf1.Session, images: np.ndarray, labels: np.ndarray | None = None,
-        batch_size: int = EVAL_BATCH_SIZE,
+        batch_size: int = EVAL_BATCH_SIZE, *, features: bool = False,
     ) -> Predictions:
-        """Runs the network over ``images`` in batches; adds per-example losses when ``labels`` are given."""
-        probabilities, losses = [], []
+        """Runs the network over ``images`` in batches; adds per-example losses when ``labels`` are given, novelty
+        scores when the graph has rejection statistics, and the ``fc2`` features with ``features``."""
+        fetches = {"probabilities": self.probabilities}
+        if labels is not None:
+            fetches["losses"] = self.losses
+        if self.novelty is not None:
+            fetches["novelty"] = self.novelty
+        if features:
+            fetches["features"] = self.features
+        parts = {name: [] for name in fetches}
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
             count = len(batch)
             if count < self.towers:  # every tower needs at least one image: pad with blank ones
                 batch = np.concatenate([batch, np.zeros((self.towers - count, *batch.shape[1:]), batch.dtype)])
             feed = {self.images: batch}
-            if labels is None:
-                probabilities.append(session.run(self.probabilities, feed)[:count])
-            else:
+            if labels is not None:
                 feed[self.labels] = np.resize(labels[start:start + batch_size], len(batch))
-                batch_probabilities, batch_losses = session.run([self.probabilities, self.losses], feed)
-                probabilities.append(batch_probabilities[:count])
-                losses.append(batch_losses[:count])
+            for name, value in session.run(fetches, feed).items():
+                parts[name].append(value[:count])
+        joined = {name: np.concatenate(values) for name, values in parts.items() if values}
         width = self.probabilities.shape[-1]
         return Predictions(
-            np.concatenate(probabilities) if probabilities else np.zeros((0, width), np.float32),
-            np.concatenate(losses) if losses else None,
-        )
+            joined.get("probabilities", np.zeros((0, width), np.float32)), joined.get("losses"),
+            joined.get("novelty", np.zeros(0, np.float32) if self.novelty is not None else None),
+            self.rejection.threshold if self.rejection else None, joined.get("features"))

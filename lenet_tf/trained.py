@@ -15,6 +15,7 @@ from lenet_tf.core.errors import CheckpointError
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions, ensemble_members, restore_members
 from lenet_tf.model import LeNet5
 from lenet_tf.core.precision import choose, report_use
+from lenet_tf.rejection import RejectionStats
 
 
 class TrainedModel:
@@ -29,7 +30,10 @@ class TrainedModel:
     ``precision`` is ``auto``, ``fp32`` or ``bf16`` (:func:`lenet_tf.core.precision.choose`; ``None``:
     ``$LENET_TF_PRECISION``, else ``auto``). An ensemble's members' probabilities are averaged in the graph;
     ``tta`` averages them over a few affine variants of each digit too (:data:`lenet_tf.inference.TTA_VARIANTS`).
-    :attr:`net` is the (first) member. Use as a context manager, or call :meth:`close`, to free the session.
+    :attr:`net` is the (first) member. When the training folder holds rejection statistics of this checkpoint's
+    epoch (``lenet-tf calibrate``, :mod:`lenet_tf.rejection`), :meth:`predict` scores each digit's novelty and
+    :attr:`Predictions.rejected` marks what is not a digit; :attr:`rejection` holds them (else ``None``).
+    Use as a context manager, or call :meth:`close`, to free the session.
     """
 
     def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best",
@@ -38,12 +42,16 @@ class TrainedModel:
         with lock.reading(checkpoint_dir):  # run.json and the checkpoint it names stay together meanwhile
             config = self.read_config(checkpoint_dir, which)
             self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
+            self.folder = Path(self.checkpoint).parent.parent
+            self.rejection = RejectionStats.load(self.folder)
+            if self.rejection and self.rejection.epoch_folder != Path(self.checkpoint).parent.name:
+                self.rejection = None  # fitted on another epoch's network
             self.graph = tf.Graph()
             with self.graph.as_default():
                 self.members = ensemble_members(config["model"], config["members"])
                 self.net = self.members[0]
                 self.towers = default_towers(EVAL_BATCH_SIZE)
-                self.inference = InferenceGraph(self.members, self.towers, tta)
+                self.inference = InferenceGraph(self.members, self.towers, tta, self.rejection)
             self.session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
             try:
                 restore_members(self.members, self.session, self.checkpoint)
@@ -80,15 +88,17 @@ class TrainedModel:
         return {"run": run, "checkpoint": str(prefix), "epoch": int(epoch.group(1)) if epoch else None,
                 "model": run["model"], "members": members}
 
-    def predict(self, images: np.ndarray, labels: np.ndarray | None = None) -> Predictions:
-        """Classifies uint8 digits ``[N, 28, 28]`` or padded ``[N, 32, 32, 1]``."""
+    def predict(self, images: np.ndarray, labels: np.ndarray | None = None, *, features: bool = False
+                ) -> Predictions:
+        """Classifies uint8 digits ``[N, 28, 28]`` or padded ``[N, 32, 32, 1]`` (with ``features``, also returns
+        their ``fc2`` features)."""
         images = np.asarray(images, dtype=np.uint8)
         if images.ndim == 3 and images.shape[1:] == (MNIST_SIZE, MNIST_SIZE):
             images = pad_images(images)
         if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE:
             raise ValueError(f"images must be [N, {MNIST_SIZE}, {MNIST_SIZE}] or [N, {', '.join(map(str, INPUT_SHAPE))}], "
                              f"got {images.shape}")
-        return self.inference.run(self.session, images, labels)
+        return self.inference.run(self.session, images, labels, features=features)
 
     def close(self) -> None:
         """Releases the session."""

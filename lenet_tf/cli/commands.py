@@ -180,6 +180,22 @@ def _add_predict_parser(commands) -> None:
     _add_precision_flag(p)
 
 
+def _add_calibrate_parser(commands) -> None:
+    p = commands.add_parser("calibrate", help="fit \"I can't read this\" for a trained run",
+                            description="Fit the novelty score of lenet_tf.rejection on the run's training digits, "
+                                        "choose its threshold on validation digits (MNIST validation, load_digits, "
+                                        "pendigits), write rejection.npz beside run.json, and report what it flags "
+                                        "of real digits and of synthetic non-digits.")
+    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="which epoch of a training folder to calibrate (default: best)")
+    p.add_argument("--max-flagged", type=float, default=0.005,
+                   help="share of each real validation set the threshold may flag (default: 0.005)")
+    p.add_argument("--json", action="store_true", help="print the calibration as JSON")
+    _add_precision_flag(p)
+    _add_data_flags(p)
+
+
 def _add_export_parser(commands) -> None:
     from lenet_tf.core.options import EXPORT_FORMATS, TFLITE_QUANTIZATIONS
 
@@ -283,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(commands)
     _add_evaluate_parser(commands)
     _add_predict_parser(commands)
+    _add_calibrate_parser(commands)
     _add_export_parser(commands)
     _add_serve_parser(commands)
     _add_benchmark_parser(commands)
@@ -441,8 +458,20 @@ def _run_predict(args) -> int:
         elif not args.json:
             top3 = ", ".join(f"{digit} {p:.3f}" for digit, p in result.top3)
             note = f"  ({result.note})" if result.note else ""
-            print(f"{result.file}: {result.digit} (p={result.probability:.3f})  top-3: {top3}{note}")
+            answer = f"{result.digit} (p={result.probability:.3f})" if result.reason is None else result.reason
+            print(f"{result.file}: {answer}  top-3: {top3}{note}")
     return EXIT_ERROR if any(r.error for r in results) else 0
+
+
+def _run_calibrate(args) -> int:
+    from lenet_tf.evaluation.calibration import calibrate
+
+    if not 0 <= args.max_flagged < 1:
+        raise ConfigError(f"--max-flagged must be in [0, 1), got {args.max_flagged}")
+    result = calibrate(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum, which=args.which,
+                       max_flagged=args.max_flagged)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.format())
+    return 0
 
 
 def _run_export(args) -> int:
@@ -497,7 +526,8 @@ def _run_benchmark(args) -> int:
     return run_and_print(args)
 
 
-_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict, "export": _run_export,
+_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "predict": _run_predict, "calibrate": _run_calibrate,
+             "export": _run_export,
              "serve": _run_serve, "benchmark": _run_benchmark}
 
 

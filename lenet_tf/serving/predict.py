@@ -9,12 +9,14 @@ import numpy as np
 
 from lenet_tf.core.errors import LeNetError
 from lenet_tf.data.images import image_files, load_picture, to_mnist
+from lenet_tf.rejection import NOT_A_DIGIT
 from lenet_tf.trained import TrainedModel
 
 
 @dataclass
 class FilePrediction:
-    """The digit predicted for one file, or the reason there is none."""
+    """The digit predicted for one file, or why there is none: ``error`` (the file cannot be read or holds no
+    digit) or ``reason`` (it was classified, but is not a digit: ``digit`` is ``None``, the probabilities stay)."""
 
     file: str
     digit: int | None = None
@@ -22,6 +24,15 @@ class FilePrediction:
     top3: list[tuple[int, float]] = field(default_factory=list)
     error: str | None = None
     note: str | None = None  # what of the file was not read, e.g. "3 frames: read the first"
+    reason: str | None = None  # e.g. "not a digit (novelty 412 > 160)"
+    probabilities: list[float] = field(default_factory=list)
+
+
+def rejection_reason(novelty: float | None, threshold: float | None) -> str | None:
+    """"not a digit (novelty N > T)" when the novelty score is over the threshold, else ``None``."""
+    if novelty is None or threshold is None or not novelty > threshold:
+        return None
+    return f"{NOT_A_DIGIT} (novelty {novelty:.0f} > {threshold:.0f})"
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
@@ -33,8 +44,9 @@ def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
 def predict_files(paths: list[str | os.PathLike], model: TrainedModel) -> list[FilePrediction]:
     """Prepares each image (or each image in a folder) like MNIST and classifies it.
 
-    A file that cannot be read or holds no digit gets ``error`` set; the others are still classified. Of a
-    multi-frame file the first frame is read, and ``note`` says so.
+    A file that cannot be read or holds no digit gets ``error`` set; the others are still classified. One the
+    model's rejection statistics find is not a digit gets ``digit`` ``None`` and a ``reason``, with its
+    probabilities. Of a multi-frame file the first frame is read, and ``note`` says so.
     """
     results, digits = [], []
     for path in image_files(paths):
@@ -45,8 +57,11 @@ def predict_files(paths: list[str | os.PathLike], model: TrainedModel) -> list[F
         except LeNetError as err:
             results.append(FilePrediction(str(path), error=str(err)))
     if digits:
-        probabilities = model.predict(np.stack(digits)).probabilities
-        for result, p in zip([r for r in results if r.error is None], probabilities):
-            result.top3 = top_k(p)
-            result.digit, result.probability = result.top3[0]
+        predictions = model.predict(np.stack(digits))
+        novelty = predictions.novelty if predictions.novelty is not None else [None] * len(digits)
+        for result, p, score in zip([r for r in results if r.error is None], predictions.probabilities, novelty):
+            result.top3, result.probabilities = top_k(p), p.tolist()
+            result.reason = rejection_reason(score, predictions.threshold)
+            if result.reason is None:
+                result.digit, result.probability = result.top3[0]
     return results

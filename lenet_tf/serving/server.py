@@ -42,7 +42,7 @@ from lenet_tf.serving import tf_serving
 from lenet_tf.serving.batching import Batcher, BatchingOptions, Classifier, QueueFull
 from lenet_tf.serving.bodies import (MAX_UPLOAD_BYTES, BodyLimits, ClientGone, RequestError, header,  # noqa: F401
                                      media_type, read_body)
-from lenet_tf.serving.predict import top_k
+from lenet_tf.serving.predict import rejection_reason, top_k
 from lenet_tf.serving.uploads import image_digit, image_upload, multipart_file, pixels_digit
 
 try:
@@ -75,10 +75,18 @@ class ServerOptions:
 class ServedModel:
     """A loaded classifier and what ``/health`` and the TF Serving API say about it (no file paths)."""
 
-    classify: Classifier  # uint8 [N, 28, 28] -> float32 [N, 10]
+    classify: Classifier  # uint8 [N, 28, 28] -> float32 [N, 10], or [N, 11] with the novelty score last
     source: str  # "checkpoint" or "saved_model"
     epoch: int | None = None  # the training epoch, when known
     version: int = 1  # the TF Serving version number
+    threshold: float | None = None  # with rejection statistics: the novelty above which it is "not a digit"
+
+    def split(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The classifier's outputs ``[N, 10 or 11]`` as probabilities ``[N, 10]`` and novelty scores ``[N]``
+        (``None`` without rejection statistics)."""
+        if self.threshold is None:
+            return outputs, None
+        return outputs[:, :-1], outputs[:, -1]
 
     def describe(self) -> dict:
         """The public description: model name, version, source and epoch."""
@@ -91,7 +99,13 @@ def checkpoint_model(checkpoint_dir: str | os.PathLike, tta: bool = False) -> Se
     from lenet_tf.trained import TrainedModel
 
     model = TrainedModel(checkpoint_dir, tta=tta)
-    return ServedModel(lambda digits: model.predict(digits).probabilities, "checkpoint", epoch=model.epoch)
+    if model.rejection is None:
+        return ServedModel(lambda digits: model.predict(digits).probabilities, "checkpoint", epoch=model.epoch)
+
+    def classify(digits: np.ndarray) -> np.ndarray:  # one array, so that the batcher slices both alike
+        predictions = model.predict(digits)
+        return np.concatenate([predictions.probabilities, predictions.novelty[:, None]], axis=1)
+    return ServedModel(classify, "checkpoint", epoch=model.epoch, threshold=model.rejection.threshold)
 
 
 def saved_model_dir(export_dir: str | os.PathLike) -> tuple[Path, int]:
@@ -210,8 +224,8 @@ def _parse_tf_serving(body: bytes) -> tf_serving.PredictRequest:
         raise RequestError(400, str(err)) from None
 
 
-def _render_tf_serving(probabilities: np.ndarray, columnar: bool) -> bytes:
-    return _dumps(tf_serving.predict_response(probabilities, columnar))
+def _render_tf_serving(probabilities: np.ndarray, columnar: bool, rejected: np.ndarray | None = None) -> bytes:
+    return _dumps(tf_serving.predict_response(probabilities, columnar, rejected))
 
 
 async def _send_json(send, status: int, body: bytes, close: bool = False) -> None:
@@ -255,10 +269,13 @@ class ServingApp:
         body = await read_body(scope, receive, service.options.body)
         with service.admit():
             digit, note = await service.prepare(_upload_digit, scope, body)
-            probabilities = (await service.classify(digit[np.newaxis]))[0]
-        top3 = top_k(probabilities)
-        return _dumps({"digit": top3[0][0], "probability": top3[0][1], "top3": top3,
-                       "probabilities": probabilities.tolist(), "input": digit.tolist(),
+            outputs = await service.classify(digit[np.newaxis])
+        probabilities, novelty = self.service.model.split(outputs)
+        top3 = top_k(probabilities[0])
+        reason = None if novelty is None else rejection_reason(float(novelty[0]), self.service.model.threshold)
+        answer = {"digit": None, "probability": None, "reason": reason} if reason else {
+            "digit": top3[0][0], "probability": top3[0][1]}
+        return _dumps({**answer, "top3": top3, "probabilities": probabilities[0].tolist(), "input": digit.tolist(),
                        **({"note": note} if note else {})})
 
     async def tf_predict(self, scope, receive, name: str, version: str | None) -> bytes:
@@ -274,10 +291,11 @@ class ServingApp:
             digits = request.images
             if request.signature == tf_serving.IMAGES_SIGNATURE_NAME:
                 digits = await service.prepare(_image_digits, digits)
-            probabilities = await service.classify(digits)
+            probabilities, novelty = service.model.split(await service.classify(digits))
+        rejected = None if novelty is None else novelty > service.model.threshold
         if len(probabilities) <= INLINE_RENDER_DIGITS:
-            return _render_tf_serving(probabilities, request.columnar)
-        return await service.prepare(_render_tf_serving, probabilities, request.columnar)
+            return _render_tf_serving(probabilities, request.columnar, rejected)
+        return await service.prepare(_render_tf_serving, probabilities, request.columnar, rejected)
 
 
 _PREDICT_ROUTES_DOC = {  # the routes ServingApp answers itself, described for /docs
@@ -285,7 +303,8 @@ _PREDICT_ROUTES_DOC = {  # the routes ServingApp answers itself, described for /
         "summary": "Classify one digit",
         "description": "A raw PNG/JPEG/BMP/GIF body, a multipart upload (field `file`), or JSON "
                        '`{"pixels": [[28 grey levels 0..255] x 28]}`. Answers the digit, its probability, the top 3, '
-                       "all 10 probabilities and the 28x28 input the network saw.",
+                       "all 10 probabilities and the 28x28 input the network saw; for a picture that is not a digit (a run '
+                       'calibrated with `lenet-tf calibrate`), `digit` and `probability` are null and `reason` says why.",
         "responses": {"200": {"description": "the prediction"}}}},
     "/v1/models/{name}:predict": {"post": {
         "tags": ["TensorFlow Serving"], "summary": "TF Serving predict",

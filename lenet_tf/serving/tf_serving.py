@@ -188,14 +188,18 @@ def _float32(value: np.float32) -> float:
     return float(text)
 
 
-def predict_response(probabilities: np.ndarray, columnar: bool) -> dict:
-    """The response to a predict request, from float32 probabilities ``[N, 10]``."""
+def predict_response(probabilities: np.ndarray, columnar: bool, rejected: np.ndarray | None = None) -> dict:
+    """The response to a predict request, from float32 probabilities ``[N, 10]``; with ``rejected`` (bool
+    ``[N]``, a calibrated model's "not a digit"), a ``digits`` output too: the class, or -1 for a non-digit."""
     probabilities = np.asarray(probabilities, dtype=np.float32)
     classes = probabilities.argmax(axis=1).tolist()
     rows = [[_float32(p) for p in row] for row in probabilities]
+    outputs = {"classes": classes, "probabilities": rows}
+    if rejected is not None:
+        outputs["digits"] = [-1 if no else c for c, no in zip(classes, np.asarray(rejected).tolist())]
     if columnar:
-        return {"outputs": {"classes": classes, "probabilities": rows}}
-    return {"predictions": [{"classes": c, "probabilities": p} for c, p in zip(classes, rows)]}
+        return {"outputs": outputs}
+    return {"predictions": [dict(zip(outputs, values)) for values in zip(*outputs.values())]}
 
 
 def model_status(version: int) -> dict:
