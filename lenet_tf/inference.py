@@ -15,7 +15,7 @@ from lenet_tf.data.augment import bilinear_sample
 from lenet_tf.data.mnist import INPUT_SHAPE
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import cross_entropy, scale_images
-from lenet_tf.rejection import RejectionStats, novelty_tensor
+from lenet_tf.rejection import RejectionStats, feature_tensor, novelty_tensor
 
 EVAL_BATCH_SIZE = 2500  # large batches: fewer session calls, and the conv kernels run near full speed
 MODEL_SCOPE = "lenet5"  # the variable scope `lenet-tf train` writes a model (an ensemble's first member) under
@@ -94,7 +94,8 @@ def mean_probabilities(nets: Sequence[LeNet5], images: tf.Tensor, *, shards: int
 class Predictions:
     """Softmax probabilities float32 ``[N, C]``; when labels were given, per-example losses float32 ``[N]``; with
     rejection statistics, each example's novelty score float32 ``[N]`` (:mod:`lenet_tf.rejection`) and the
-    threshold above which it is "not a digit"; when asked for, the ``fc2`` features float32 ``[N, 84]``."""
+    threshold above which it is "not a digit"; when asked for, the features the rejection head reads, float32
+    ``[N, 604]`` (:func:`lenet_tf.rejection.feature_tensor`)."""
 
     probabilities: np.ndarray
     losses: np.ndarray | None = None
@@ -147,8 +148,8 @@ class InferenceGraph:
             self.logits = tf.math.log(tf.maximum(averaged, np.finfo(np.float32).tiny))
         self.probabilities = tf.nn.softmax(self.logits)
         self.losses = cross_entropy(self.logits, self.labels)
-        # member 0's penultimate features of the digits as given (with TTA, the first variant is the identity)
-        self.features = nets[0].endpoints["fc2"][:tf.shape(self.images)[0]]
+        # member 0's features of the digits as given (with TTA, the first variant is the identity)
+        self.features = feature_tensor(nets[0].endpoints)[:tf.shape(self.images)[0]]
         self.rejection = rejection
         self.novelty = novelty_tensor(self.features, rejection) if rejection else None
 
@@ -157,7 +158,7 @@ class InferenceGraph:
         batch_size: int = EVAL_BATCH_SIZE, *, features: bool = False,
     ) -> Predictions:
         """Runs the network over ``images`` in batches; adds per-example losses when ``labels`` are given, novelty
-        scores when the graph has rejection statistics, and the ``fc2`` features with ``features``."""
+        scores when the graph has rejection statistics, and the rejection head's features with ``features``."""
         fetches = {"probabilities": self.probabilities}
         if labels is not None:
             fetches["losses"] = self.losses

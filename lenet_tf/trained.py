@@ -32,18 +32,19 @@ class TrainedModel:
     ``tta`` averages them over a few affine variants of each digit too (:data:`lenet_tf.inference.TTA_VARIANTS`).
     :attr:`net` is the (first) member. When the training folder holds rejection statistics of this checkpoint's
     epoch (``lenet-tf calibrate``, :mod:`lenet_tf.rejection`), :meth:`predict` scores each digit's novelty and
-    :attr:`Predictions.rejected` marks what is not a digit; :attr:`rejection` holds them (else ``None``).
+    :attr:`Predictions.rejected` marks what is not a digit; :attr:`rejection` holds them (else ``None``;
+    ``reject=False`` leaves them out).
     Use as a context manager, or call :meth:`close`, to free the session.
     """
 
     def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best",
-                 precision: str | None = None, *, tta: bool = False) -> None:
+                 precision: str | None = None, *, tta: bool = False, reject: bool = True) -> None:
         self.precision = choose(precision)
         with lock.reading(checkpoint_dir):  # run.json and the checkpoint it names stay together meanwhile
             config = self.read_config(checkpoint_dir, which)
             self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
             self.folder = Path(self.checkpoint).parent.parent
-            self.rejection = RejectionStats.load(self.folder)
+            self.rejection = RejectionStats.load(self.folder) if reject else None
             if self.rejection and self.rejection.epoch_folder != Path(self.checkpoint).parent.name:
                 self.rejection = None  # fitted on another epoch's network
             self.graph = tf.Graph()
@@ -91,7 +92,7 @@ class TrainedModel:
     def predict(self, images: np.ndarray, labels: np.ndarray | None = None, *, features: bool = False
                 ) -> Predictions:
         """Classifies uint8 digits ``[N, 28, 28]`` or padded ``[N, 32, 32, 1]`` (with ``features``, also returns
-        their ``fc2`` features)."""
+        the features the rejection head reads)."""
         images = np.asarray(images, dtype=np.uint8)
         if images.ndim == 3 and images.shape[1:] == (MNIST_SIZE, MNIST_SIZE):
             images = pad_images(images)

@@ -39,6 +39,7 @@ _PAPER_NOISE = 3.5  # the paper's noise stddevs subtracted with its level (2.5/3
 # Lighting across the page that the border shows, in grey levels, beyond which it is flattened first: below it the
 # paper counts as one level (as ever), so evenly lit paper is read exactly as before.
 _UNEVEN_LIGHT = 12.0
+_PAPER_BORDER = 0.9  # the share of the border that must be paper for the lighting to be read from it
 
 
 class ImageTooLarge(DataError):
@@ -199,32 +200,34 @@ def load_grayscale(path: str | os.PathLike) -> np.ndarray:
     return load_picture(path).gray
 
 
-def _lighting(gray: np.ndarray) -> np.ndarray:
+def _lighting(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """The paper's lighting over the picture, float32 ``[H, W]``: a quadratic surface in x and y fitted robustly
-    to the border's pixels (strokes that touch the border are left out as outliers)."""
+    to the border's pixels (strokes that touch the border are left out as outliers), and the share of the border's
+    pixels the surface explains."""
     height, width = gray.shape
     y, x = np.mgrid[-1:1:complex(0, height), -1:1:complex(0, width)]
     def basis(x, y):
         return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
     design, values = basis(_border(x), _border(y)), _border(gray).astype(np.float64)
-    kept = np.ones(len(values), bool)
-    for _ in range(4):  # refit without the pixels far from the surface (ink at the border, glare)
+    centre = np.median(values)  # start from the paper's one level: ink on the border never tilts the first fit
+    kept = np.abs(values - centre) < 3.0 * (1.4826 * np.median(np.abs(values - centre)) + 1.0)
+    for _ in range(3):  # refit without the pixels far from the surface (ink at the border, glare)
         coefficients = np.linalg.lstsq(design[kept], values[kept], rcond=None)[0]
         residuals = values - design @ coefficients
-        spread = 1.4826 * np.median(np.abs(residuals[kept])) + 1.0
-        kept = np.abs(residuals) < 3.0 * spread
-    return (basis(x, y) @ coefficients).astype(np.float32)
+        kept = np.abs(residuals) < 3.0 * (1.4826 * np.median(np.abs(residuals[kept])) + 1.0)
+    return (basis(x, y) @ coefficients).astype(np.float32), float(kept.mean())
 
 
 def flattened(gray: np.ndarray) -> np.ndarray:
     """Grey levels ``[H, W]`` with uneven lighting (a side light, a shadow across the page, a vignette) flattened:
-    when the border's fitted lighting (:func:`_lighting`) spans more than :data:`_UNEVEN_LIGHT` grey levels, the
+    when the border's fitted lighting (:func:`_lighting`) explains nearly all of the border (:data:`_PAPER_BORDER`:
+    not a digit that fills its box) and spans more than :data:`_UNEVEN_LIGHT` grey levels, the
     picture is divided by it (light multiplies the paper's and the ink's reflectance alike) and brought to its median
     level; evenly lit pictures come back unchanged."""
     if min(gray.shape) < 3:
         return gray
-    lighting = _lighting(gray)
-    if float(lighting.max() - lighting.min()) <= _UNEVEN_LIGHT:
+    lighting, explained = _lighting(gray)
+    if explained < _PAPER_BORDER or float(lighting.max() - lighting.min()) <= _UNEVEN_LIGHT:
         return gray
     return gray * (np.float32(np.median(lighting)) / np.maximum(lighting, 8.0))
 

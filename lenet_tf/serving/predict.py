@@ -24,15 +24,15 @@ class FilePrediction:
     top3: list[tuple[int, float]] = field(default_factory=list)
     error: str | None = None
     note: str | None = None  # what of the file was not read, e.g. "3 frames: read the first"
-    reason: str | None = None  # e.g. "not a digit (novelty 412 > 160)"
+    reason: str | None = None  # e.g. "not a digit (novelty 14.20 > 10.16)"
     probabilities: list[float] = field(default_factory=list)
 
 
 def rejection_reason(novelty: float | None, threshold: float | None) -> str | None:
-    """"not a digit (novelty N > T)" when the novelty score is over the threshold, else ``None``."""
+    """"not a digit (novelty S > T)" when the novelty score is over the threshold, else ``None``."""
     if novelty is None or threshold is None or not novelty > threshold:
         return None
-    return f"{NOT_A_DIGIT} (novelty {novelty:.0f} > {threshold:.0f})"
+    return f"{NOT_A_DIGIT} (novelty {novelty:.2f} > {threshold:.2f})"
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
