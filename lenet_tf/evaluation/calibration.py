@@ -26,8 +26,8 @@ from lenet_tf.evaluation.robustness import load_digits_files, pendigits_files
 from lenet_tf.rejection import choose_threshold, fit_head
 from lenet_tf.trained import TrainedModel
 
-FIT_DIGITS = 20000  # MNIST training digits the head learns from
-FIT_SYNTHETIC = 4000  # synthetic digits (fonts, stroke templates) it learns from
+FIT_DIGITS = 8000  # MNIST training digits the head learns from
+FIT_SYNTHETIC = 2000  # synthetic digits (fonts, stroke templates) it learns from
 FIT_NON_DIGITS = 3000  # synthetic non-digits it learns from (seed FIT_SEED)
 REPORT_NON_DIGITS = 600  # synthetic non-digits the report measures (seed REPORT_SEED)
 PENDIGITS = 1000
