@@ -303,8 +303,8 @@ _PREDICT_ROUTES_DOC = {  # the routes ServingApp answers itself, described for /
         "summary": "Classify one digit",
         "description": "A raw PNG/JPEG/BMP/GIF body, a multipart upload (field `file`), or JSON "
                        '`{"pixels": [[28 grey levels 0..255] x 28]}`. Answers the digit, its probability, the top 3, '
-                       "all 10 probabilities and the 28x28 input the network saw; for a picture that is not a digit (a run '
-                       'calibrated with `lenet-tf calibrate`), `digit` and `probability` are null and `reason` says why.",
+                       "all 10 probabilities and the 28x28 input the network saw; for a picture that is not a digit (a run "
+                       "calibrated with `lenet-tf calibrate`), `digit` and `probability` are null and `reason` says why.",
         "responses": {"200": {"description": "the prediction"}}}},
     "/v1/models/{name}:predict": {"post": {
         "tags": ["TensorFlow Serving"], "summary": "TF Serving predict",
