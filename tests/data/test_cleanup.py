@@ -24,14 +24,18 @@ def test_strokes_are_kept_and_a_lifted_or_uneven_background_removed():
     for background in (0.45, ramp):
         seen = np.clip(background + (1 - background) * digit, 0, 1).astype(np.float32)
         cleaned = run(clean_inputs, seen)
-        assert cleaned[digit == 0].max() < 0.02 and cleaned[digit == 1].min() > 0.45  # paper gone, ink kept
+        assert cleaned[digit == 0].max() < 0.08 and cleaned[digit == 1].min() > 0.45  # paper gone, ink kept
 
 
 def test_isolated_specks_are_dropped_and_faint_ink_restored():
     digit = seven()
     specked = digit.copy()
-    specked[0, 28, 3] = specked[0, 2, 29] = 1.0
+    for row, col in ((28, 3), (2, 29), (29, 12), (14, 2), (3, 3), (20, 29)):
+        specked[0, row, col] = 1.0
     np.testing.assert_allclose(run(clean_inputs, specked), digit, atol=1e-6)
+    few = digit.copy()
+    few[0, 28, 3] = 1.0  # one dot is kept: it may be a stroke's end (the gate needs four)
+    np.testing.assert_allclose(run(clean_inputs, few), few, atol=1e-6)
     np.testing.assert_allclose(run(clean_inputs, 0.3 * digit), digit, atol=1e-5)
 
 
