@@ -15,6 +15,7 @@ from lenet_tf.data.augment import bilinear_sample
 from lenet_tf.data.mnist import INPUT_SHAPE
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import cross_entropy, scale_images
+from lenet_tf.rejection import RejectionStats, feature_tensor, novelty_tensor
 
 EVAL_BATCH_SIZE = 2500  # large batches: fewer session calls, and the conv kernels run near full speed
 MODEL_SCOPE = "lenet5"  # the variable scope `lenet-tf train` writes a model (an ensemble's first member) under
@@ -96,16 +97,32 @@ class Predictions:
     Attributes:
       probabilities: float32 ``[N, C]``, the softmax probabilities (of an ensemble or with TTA, averaged).
       losses: float32 ``[N]`` per-example cross-entropy, when labels were given; else ``None``.
+      novelty: float32 ``[N]``, each example's novelty score, when the model has rejection statistics
+        (:mod:`lenet_tf.rejection`); else ``None``.
+      threshold: the novelty above which an example is "not a digit" (with ``novelty``).
+      features: float32 ``[N, 604]``, the features the rejection head reads, when asked for
+        (:func:`lenet_tf.rejection.feature_tensor`); else ``None``.
       blank: bool ``[N]``, the examples whose input holds no ink (no digit to classify), when the caller checked
         (``TrainedModel.predict`` does); else ``None``.
 
     :attr:`classes` is the most probable class of each example (what accuracy counts); :attr:`digits` is the same
-    with -1 for blank inputs, as the exported SavedModel and the TF Serving API answer.
+    with -1 for blank inputs, as the exported SavedModel and the TF Serving API answer; :attr:`rejected` marks the
+    inputs that are not digits.
     """
 
     probabilities: np.ndarray
     losses: np.ndarray | None = None
+    novelty: np.ndarray | None = None
+    threshold: float | None = None
+    features: np.ndarray | None = None
     blank: np.ndarray | None = None
+
+    @property
+    def rejected(self) -> np.ndarray:
+        """bool ``[N]``: the examples that are not digits (all False without rejection statistics)."""
+        if self.novelty is None:
+            return np.zeros(len(self.probabilities), bool)
+        return self.novelty > self.threshold
 
     @property
     def classes(self) -> np.ndarray:
@@ -137,7 +154,8 @@ class InferenceGraph:
     (see :func:`lenet_tf.core.tf.default_towers`).
     """
 
-    def __init__(self, net: LeNet5 | Sequence[LeNet5], towers: int = 1, tta: bool = False) -> None:
+    def __init__(self, net: LeNet5 | Sequence[LeNet5], towers: int = 1, tta: bool = False,
+                 rejection: RejectionStats | None = None) -> None:
         nets = [net] if isinstance(net, LeNet5) else list(net)
         self.images = tf1.placeholder(tf.uint8, [None, *INPUT_SHAPE], name="eval_images")
         self.labels = tf1.placeholder(tf.int32, [None], name="eval_labels")
@@ -150,28 +168,38 @@ class InferenceGraph:
             self.logits = tf.math.log(tf.maximum(averaged, np.finfo(np.float32).tiny))
         self.probabilities = tf.nn.softmax(self.logits)
         self.losses = cross_entropy(self.logits, self.labels)
+        # member 0's features of the digits as given (with TTA, the first variant is the identity)
+        self.features = feature_tensor(nets[0].endpoints)[:tf.shape(self.images)[0]]
+        self.rejection = rejection
+        self.novelty = novelty_tensor(self.features, rejection) if rejection else None
 
     def run(
         self, session: tf1.Session, images: np.ndarray, labels: np.ndarray | None = None,
-        batch_size: int = EVAL_BATCH_SIZE,
+        batch_size: int = EVAL_BATCH_SIZE, *, features: bool = False,
     ) -> Predictions:
-        """Runs the network over ``images`` in batches; adds per-example losses when ``labels`` are given."""
-        probabilities, losses = [], []
+        """Runs the network over ``images`` in batches; adds per-example losses when ``labels`` are given, novelty
+        scores when the graph has rejection statistics, and the rejection head's features with ``features``."""
+        fetches = {"probabilities": self.probabilities}
+        if labels is not None:
+            fetches["losses"] = self.losses
+        if self.novelty is not None:
+            fetches["novelty"] = self.novelty
+        if features:
+            fetches["features"] = self.features
+        parts = {name: [] for name in fetches}
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
             count = len(batch)
             if count < self.towers:  # every tower needs at least one image: pad with blank ones
                 batch = np.concatenate([batch, np.zeros((self.towers - count, *batch.shape[1:]), batch.dtype)])
             feed = {self.images: batch}
-            if labels is None:
-                probabilities.append(session.run(self.probabilities, feed)[:count])
-            else:
+            if labels is not None:
                 feed[self.labels] = np.resize(labels[start:start + batch_size], len(batch))
-                batch_probabilities, batch_losses = session.run([self.probabilities, self.losses], feed)
-                probabilities.append(batch_probabilities[:count])
-                losses.append(batch_losses[:count])
+            for name, value in session.run(fetches, feed).items():
+                parts[name].append(value[:count])
+        joined = {name: np.concatenate(values) for name, values in parts.items() if values}
         width = self.probabilities.shape[-1]
         return Predictions(
-            np.concatenate(probabilities) if probabilities else np.zeros((0, width), np.float32),
-            np.concatenate(losses) if losses else None,
-        )
+            joined.get("probabilities", np.zeros((0, width), np.float32)), joined.get("losses"),
+            joined.get("novelty", np.zeros(0, np.float32) if self.novelty is not None else None),
+            self.rejection.threshold if self.rejection else None, joined.get("features"))

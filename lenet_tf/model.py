@@ -13,6 +13,7 @@ from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.options import DROPOUT, INIT_STDDEV
 from lenet_tf.core.shards import concat as _concat, shard_batch
 from lenet_tf.core.tf import tf, tf1
+from lenet_tf.data.cleanup import clean_inputs
 from lenet_tf.data.mnist import INPUT_SHAPE, NUM_CLASSES
 
 # Max pooling commutes with any non-decreasing function, so without batch norm a training conv block pools
@@ -63,6 +64,7 @@ class LeNet5:
         bn_epsilon: float = 1e-3,
         input_mean: float = 0.0,
         input_std: float = 1.0,
+        clean_inputs: bool = False,
         seed: int | None = None,
         kernels: str | kernel_sets.Kernels = "nn",
     ) -> None:
@@ -78,6 +80,8 @@ class LeNet5:
           bn_momentum: decay of the batch-norm moving averages.
           bn_epsilon: added to the variance in batch norm.
           input_mean, input_std: the network sees ``(images - input_mean) / input_std``.
+          clean_inputs: first flatten each image's background, drop isolated specks and restore its contrast
+            (:func:`lenet_tf.data.cleanup.clean_inputs`), in training and at prediction alike.
           seed: op-level seed for weight initialisation and dropout (with the graph's seed).
           kernels: how convolutions and poolings are computed (the same function and variables either way, so
             checkpoints load in all): ``"nn"``, ``"forward_grad"``, ``"matmul"`` (:mod:`lenet_tf.core.kernels`), or
@@ -114,6 +118,7 @@ class LeNet5:
         self.bn_epsilon = bn_epsilon
         self.input_mean = input_mean
         self.input_std = input_std
+        self.clean_inputs = bool(clean_inputs)
         self.seed = seed
         self._kernels = kernels
         self.kernels = kernels.name
@@ -129,7 +134,10 @@ class LeNet5:
         is left out: like the precision, it is how this machine computes the network, not what the network is."""
         keys = ("name", "num_classes", "activation", "init_stddev", "batch_norm", "dropout",
                 "bn_momentum", "bn_epsilon", "input_mean", "input_std", "seed")
-        return {key: getattr(self, key) for key in keys}
+        config = {key: getattr(self, key) for key in keys}
+        if self.clean_inputs:  # only when on: the runs recorded before it existed describe the same network
+            config["clean_inputs"] = True
+        return config
 
     # ----------------------------------------------------------------------------------- helpers
 
@@ -262,6 +270,8 @@ class LeNet5:
         self._calls += 1
         with self._enter_scope():
             x = tf.cast(images, tf.float32)
+            if self.clean_inputs:
+                x = clean_inputs(x)
             if (self.input_mean, self.input_std) != (0.0, 1.0):
                 x = (x - self.input_mean) * (1.0 / self.input_std)
             ends = {}

@@ -18,6 +18,7 @@ from lenet_tf.data.images import blank_digits
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions, ensemble_members, restore_members
 from lenet_tf.model import LeNet5
 from lenet_tf.core.precision import choose
+from lenet_tf.rejection import RejectionStats
 
 
 class TrainedModel:
@@ -32,22 +33,30 @@ class TrainedModel:
     ``precision`` is ``auto``, ``fp32`` or ``bf16`` (:func:`lenet_tf.core.precision.choose`; ``None``:
     ``$LENET_TF_PRECISION``, else ``auto``). An ensemble's members' probabilities are averaged in the graph;
     ``tta`` averages them over a few affine variants of each digit too (:data:`lenet_tf.inference.TTA_VARIANTS`).
-    :attr:`net` is the (first) member. Use as a context manager, or call :meth:`close`, to free the session.
+    :attr:`net` is the (first) member. When the training folder holds rejection statistics of this checkpoint's
+    epoch (``lenet-tf calibrate``, :mod:`lenet_tf.rejection`), :meth:`predict` scores each digit's novelty and
+    :attr:`Predictions.rejected` marks what is not a digit; :attr:`rejection` holds them (else ``None``;
+    ``reject=False`` leaves them out).
+    Use as a context manager, or call :meth:`close`, to free the session.
     """
 
     def __init__(self, checkpoint_dir: str | os.PathLike = "SavedModel", which: str = "best",
-                 precision: str | None = None, *, tta: bool = False,
+                 precision: str | None = None, *, tta: bool = False, reject: bool = True,
                  notice: Callable[[str], None] | None = None) -> None:
         self.precision = choose(precision)
         with lock.reading(checkpoint_dir):  # run.json and the checkpoint it names stay together meanwhile
             config = self.read_config(checkpoint_dir, which)
             self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
+            self.folder = Path(self.checkpoint).parent.parent
+            self.rejection = RejectionStats.load(self.folder) if reject else None
+            if self.rejection and self.rejection.epoch_folder != Path(self.checkpoint).parent.name:
+                self.rejection = None  # fitted on another epoch's network
             self.graph = tf.Graph()
             with self.graph.as_default():
                 self.members = ensemble_members(config["model"], config["members"])
                 self.net = self.members[0]
                 self.towers = default_towers(EVAL_BATCH_SIZE)
-                self.inference = InferenceGraph(self.members, self.towers, tta)
+                self.inference = InferenceGraph(self.members, self.towers, tta, self.rejection)
             self.session = tf1.Session(graph=self.graph, config=session_config(self.towers, self.precision.used))
             try:
                 restore_members(self.members, self.session, self.checkpoint)
@@ -85,15 +94,15 @@ class TrainedModel:
         return {"run": run, "checkpoint": str(prefix), "epoch": int(epoch.group(1)) if epoch else None,
                 "model": run["model"], "members": members}
 
-    def predict(self, images: np.ndarray, labels: np.ndarray | None = None, *, scaled: bool = False
-                ) -> Predictions:
+    def predict(self, images: np.ndarray, labels: np.ndarray | None = None, *, scaled: bool = False,
+                features: bool = False) -> Predictions:
         """Classifies MNIST-style digits (white ink on black): ``[N, 28, 28]``, ``[N, 28, 28, 1]`` or padded
         ``[N, 32, 32, 1]`` grey levels 0..255, checked as the HTTP API checks them (:func:`checked_digits`).
 
         ``scaled``: the images are floats in [0, 1] (multiplied by 255 and rounded here); without it, floats must
         be whole numbers 0..255, so that an array in [0, 1] is refused rather than classified as near-blank.
-        ``labels`` (int ``[N]``) adds per-example losses. Returns :class:`Predictions` (its ``blank`` marks the
-        digits with no ink).
+        ``labels`` (int ``[N]``) adds per-example losses; ``features`` returns the features the rejection head reads.
+        Returns :class:`Predictions` (its ``blank`` marks the digits with no ink, ``rejected`` what is not a digit).
 
         Raises:
           ValueError: another shape, booleans, values outside 0..255 (or [0, 1] when ``scaled``), NaN.
@@ -104,7 +113,7 @@ class TrainedModel:
             images = images[..., 0]
         if images.ndim == 3:
             images = pad_images(images)
-        return replace(self.inference.run(self.session, images, labels), blank=blank)
+        return replace(self.inference.run(self.session, images, labels, features=features), blank=blank)
 
     def close(self) -> None:
         """Releases the session."""

@@ -13,7 +13,7 @@ FLOORS = [
     ("core",),                                   # errors, TensorFlow import, precision, output writing, options
     ("data",),                                   # IDX, MNIST files and cache, user images, augmentation
     ("runs",),                                   # the training folder: checkpoints and run record
-    ("model", "objectives", "inference", "trained"),  # the reusable LeNet5 and what uses one
+    ("model", "objectives", "rejection", "inference", "trained"),  # the reusable LeNet5 and what uses one
     ("training",),                               # trainer, loop, presets, cluster
     ("evaluation",),                             # test set, robustness suites, figures
     ("serving",),                                # predict, SavedModel, TFLite, HTTP server

@@ -79,6 +79,22 @@ def _add_predict_parser(commands) -> None:
     _add_precision_flag(p)
 
 
+def _add_calibrate_parser(commands) -> None:
+    p = commands.add_parser("calibrate", help="fit \"I can't read this\" for a trained run",
+                            description="Fit the novelty score of lenet_tf.rejection on the run's training digits, "
+                                        "choose its threshold on validation digits (MNIST validation, load_digits, "
+                                        "pendigits), write rejection.npz beside run.json, and report what it flags "
+                                        "of real digits and of synthetic non-digits.")
+    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="which epoch of a training folder to calibrate (default: best)")
+    p.add_argument("--max-flagged", type=float, default=0.005,
+                   help="share of each real validation set the threshold may flag (default: 0.005)")
+    p.add_argument("--json", action="store_true", help="print the calibration as JSON")
+    _add_precision_flag(p)
+    _add_data_flags(p)
+
+
 def _add_export_parser(commands) -> None:
     from lenet_tf.core.options import EXPORT_FORMATS, TFLITE_QUANTIZATIONS
 
@@ -188,6 +204,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     train_command.add_parser(commands, argv)
     _add_evaluate_parser(commands)
     _add_predict_parser(commands)
+    _add_calibrate_parser(commands)
     _add_export_parser(commands)
     _add_serve_parser(commands)
     _add_benchmark_parser(commands)
@@ -244,12 +261,24 @@ def _run_predict(args) -> int:
             print(f"lenet-tf: error: {result.error}", file=sys.stderr)
         elif args.json:
             pass
-        elif result.digit is None:
-            print(f"{result.file}: no digit: {result.reason}{note}")
         else:
             top3 = ", ".join(f"{digit} {p:.3f}" for digit, p in result.top3)
+            if result.digit is None:
+                print(f"{result.file}: no digit: {result.reason}  (top-3: {top3}){note}")
+                continue
             print(f"{result.file}: {result.digit} (p={result.probability:.3f})  top-3: {top3}{note}")
     return EXIT_ERROR if any(r.error for r in results) else 0
+
+
+def _run_calibrate(args) -> int:
+    from lenet_tf.evaluation.calibration import calibrate
+
+    if not 0 <= args.max_flagged < 1:
+        raise ConfigError(f"--max-flagged must be in [0, 1), got {args.max_flagged}")
+    result = calibrate(args.checkpoint, args.data_dir, verify_checksums=not args.skip_checksum, which=args.which,
+                       max_flagged=args.max_flagged)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.format())
+    return 0
 
 
 def _run_export(args) -> int:
@@ -306,7 +335,8 @@ def _run_benchmark(args) -> int:
     return run_and_print(args)
 
 
-_COMMANDS = {"train": lambda args: train_command.run(args), "evaluate": _run_evaluate, "predict": _run_predict, "export": _run_export,
+_COMMANDS = {"train": lambda args: train_command.run(args), "evaluate": _run_evaluate, "predict": _run_predict,
+             "calibrate": _run_calibrate, "export": _run_export,
              "serve": _run_serve, "benchmark": _run_benchmark}
 
 

@@ -45,9 +45,12 @@ WORKING_SIDE = 1024
 INK_FRACTION = 0.1  # a pixel is ink when it is this far from the background towards the darkest ink
 PAPER_NOISE = 3.5  # the paper's noise stddevs subtracted with its level (2.5/3/3.5/4/5 tried on the valid-side suite)
 
-
 BLANK_LEVEL = 32  # ink below this contrast (of 255) is paper texture or JPEG noise, not a digit
 BLANK_REASON = "blank image (no digit found)"
+# Lighting across the page that the border shows, in grey levels, beyond which it is flattened first: below it the
+# paper counts as one level (as ever), so evenly lit paper is read exactly as before.
+UNEVEN_LIGHT = 12.0
+PAPER_BORDER = 0.9  # the share of the border that must be paper for the lighting to be read from it
 
 
 class ImageTooLarge(DataError):
@@ -260,6 +263,38 @@ def load_grayscale(path: str | os.PathLike) -> np.ndarray:
     return load_picture(path).gray
 
 
+def _lighting(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """The paper's lighting over the picture, float32 ``[H, W]``: a quadratic surface in x and y fitted robustly
+    to the border's pixels (strokes that touch the border are left out as outliers), and the share of the border's
+    pixels the surface explains."""
+    height, width = gray.shape
+    y, x = np.mgrid[-1:1:complex(0, height), -1:1:complex(0, width)]
+    def basis(x, y):
+        return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+    design, values = basis(_border(x), _border(y)), _border(gray).astype(np.float64)
+    centre = np.median(values)  # start from the paper's one level: ink on the border never tilts the first fit
+    kept = np.abs(values - centre) < 3.0 * (1.4826 * np.median(np.abs(values - centre)) + 1.0)
+    for _ in range(3):  # refit without the pixels far from the surface (ink at the border, glare)
+        coefficients = np.linalg.lstsq(design[kept], values[kept], rcond=None)[0]
+        residuals = values - design @ coefficients
+        kept = np.abs(residuals) < 3.0 * (1.4826 * np.median(np.abs(residuals[kept])) + 1.0)
+    return (basis(x, y) @ coefficients).astype(np.float32), float(kept.mean())
+
+
+def flattened(gray: np.ndarray) -> np.ndarray:
+    """Grey levels ``[H, W]`` with uneven lighting (a side light, a shadow across the page, a vignette) flattened:
+    when the border's fitted lighting (:func:`_lighting`) explains nearly all of the border (:data:`PAPER_BORDER`:
+    not a digit that fills its box) and spans more than :data:`UNEVEN_LIGHT` grey levels, the
+    picture is divided by it (light multiplies the paper's and the ink's reflectance alike) and brought to its median
+    level; evenly lit pictures come back unchanged."""
+    if min(gray.shape) < 3:
+        return gray
+    lighting, explained = _lighting(gray)
+    if explained < PAPER_BORDER or float(lighting.max() - lighting.min()) <= UNEVEN_LIGHT:
+        return gray
+    return gray * (np.float32(np.median(lighting)) / np.maximum(lighting, 8.0))
+
+
 def paper_removed(gray: np.ndarray) -> np.ndarray:
     """The ink of grey levels ``[H, W]``, float32 ``[H, W]`` ≥ 0: the paper's level and its noise subtracted.
 
@@ -267,8 +302,10 @@ def paper_removed(gray: np.ndarray) -> np.ndarray:
     ink on light paper, or light on dark, whatever the paper's own grey). The paper's noise level, estimated
     robustly from the border (1.4826 × its median absolute deviation, which ignores strokes that touch the
     border), is subtracted too: :data:`PAPER_NOISE` of it, so that a grey, noisy photo of paper leaves no
-    speckle to widen the digit's box or pull its centre of mass.
+    speckle to widen the digit's box or pull its centre of mass. Uneven lighting is flattened first
+    (:func:`flattened`), so that a digit under a side light is not taken for the paper's noise.
     """
+    gray = flattened(gray)
     border = _border(gray)
     paper = float(np.median(border))
     darkest, lightest = np.percentile(gray, [1, 99])

@@ -1,4 +1,4 @@
-"""Synthetic digits of the styles MNIST lacks, from the machine's TrueType fonts and from stroke templates.
+"""Synthetic digits of the styles MNIST lacks, from the TrueType fonts matplotlib ships and from stroke templates.
 
 MNIST's writers were American: it has few European 1s (a long up-stroke), 7s with a bar, open-top 4s, closed
 printed 6s and 9s, or serif 1s, and no typed digits. :func:`synthetic_digits` draws them:
@@ -6,16 +6,18 @@ printed 6s and 9s, or serif 1s, and no typed digits. :func:`synthetic_digits` dr
 * **templates** (:data:`TEMPLATES`): strokes in a unit box (x right, y down), several styles per digit, each
   point jittered, drawn with a round pen (:mod:`lenet_tf.data.pen`) of a random width under a random affine map
   (aspect, slant, rotation);
-* **fonts**: every TrueType file found under the system's font folders (the DejaVu families here: sans, serif,
-  mono; book, bold, light; upright, oblique; condensed), at a random aspect, slant, rotation and stroke width.
+* **fonts**: the faces with digits among the TrueType files matplotlib (a pinned dependency) ships in
+  ``mpl-data/fonts/ttf`` (:func:`font_files`: DejaVu Sans, Serif and Mono; STIX; Computer Modern roman, sans,
+  typewriter, italic and bold), at a random aspect, slant, rotation and stroke width. Never the machine's own
+  fonts: every machine trains on the same digits.
 
 Each picture goes through :func:`lenet_tf.data.images.to_mnist` like a user's file. Seeded; cached on disk.
 """
 
 from __future__ import annotations
 
-import glob
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -24,43 +26,75 @@ from lenet_tf.data.array_cache import array_key, cached_arrays
 from lenet_tf.data.images import to_mnist
 from lenet_tf.data.pen import draw_strokes
 
-FONT_GLOBS = ("/usr/share/fonts/**/*.ttf", "/usr/local/share/fonts/**/*.ttf", "/Library/Fonts/*.ttf",
-              "C:/Windows/Fonts/*.ttf")
+# The faces of matplotlib's font folder that have digits (not symbols, sizes, the "Display" subsets or the
+# old-style figures of cmmi10).
+FONT_PATTERNS = ("DejaVuSans.ttf", "DejaVuSans-*.ttf", "DejaVuSansMono*.ttf", "DejaVuSerif.ttf",
+                 "DejaVuSerif-*.ttf", "STIXGeneral*.ttf", "cmr10.ttf", "cmss10.ttf",
+                 "cmtt10.ttf", "cmti10.ttf", "cmb10.ttf")
 CANVAS = 112
 FONT_SHARE = 0.4  # of the synthetic digits, the share typed from fonts (the rest drawn from templates)
 
 # Strokes per style, in a unit box (x right, y down). Corners are where two strokes meet.
 TEMPLATES: dict[int, list[list[list[tuple[float, float]]]]] = {
-    0: [[[(0.5, 0), (0.1, 0.3), (0.1, 0.7), (0.5, 1), (0.9, 0.7), (0.9, 0.3), (0.5, 0), (0.4, 0.05)]]],
+    0: [[[(0.5, 0), (0.1, 0.3), (0.1, 0.7), (0.5, 1), (0.9, 0.7), (0.9, 0.3), (0.5, 0), (0.4, 0.05)]],
+        [[(0.55, 0.02), (0.2, 0.2), (0.08, 0.6), (0.35, 1), (0.8, 0.85), (0.9, 0.35), (0.65, 0.02), (0.3, 0.1)]]],
     1: [[[(0.5, 0), (0.5, 1)]],                                            # a bar
         [[(0.1, 0.4), (0.7, 0)], [(0.7, 0), (0.7, 1)]],                    # European: a long up-stroke
         [[(0.2, 0.3), (0.65, 0)], [(0.65, 0), (0.65, 1)], [(0.3, 1), (1.0, 1)]],  # serif: flag and base
-        [[(0.35, 0.2), (0.6, 0)], [(0.6, 0), (0.6, 1)]]],                  # a short flag
+        [[(0.35, 0.2), (0.6, 0)], [(0.6, 0), (0.6, 1)]],                   # a short flag
+        [[(0.0, 0.6), (0.75, 0)], [(0.75, 0), (0.7, 1)]],                  # a very long up-stroke, from low
+        [[(0.5, 0), (0.5, 1)], [(0.2, 1), (0.8, 1)]],                      # a base, no flag
+        [[(0.05, 0.45), (0.4, 0.25), (0.7, 0)], [(0.7, 0), (0.65, 1)]]],   # a curved up-stroke
     2: [[[(0.1, 0.25), (0.45, 0), (0.85, 0.2), (0.65, 0.55), (0.1, 1)], [(0.1, 1), (0.95, 1)]],
-        [[(0.1, 0.25), (0.45, 0), (0.85, 0.2), (0.6, 0.6), (0.1, 1)], [(0.1, 1), (0.4, 0.85), (0.95, 1)]]],
+        [[(0.1, 0.25), (0.45, 0), (0.85, 0.2), (0.6, 0.6), (0.1, 1)], [(0.1, 1), (0.4, 0.85), (0.95, 1)]],
+        [[(0.15, 0.25), (0.5, 0), (0.85, 0.2), (0.7, 0.5), (0.2, 0.92), (0.1, 0.78), (0.3, 0.72), (0.4, 0.95),
+          (0.95, 1)]],                                                     # looped at the base
+        [[(0.1, 0.3), (0.3, 0.05), (0.7, 0.02), (0.85, 0.3), (0.5, 0.7), (0.15, 1), (0.5, 0.9), (0.9, 0.98)]]],
     3: [[[(0.1, 0.1), (0.5, 0), (0.85, 0.2), (0.45, 0.45), (0.9, 0.7), (0.5, 1), (0.1, 0.88)]],
-        [[(0.1, 0), (0.85, 0)], [(0.85, 0), (0.4, 0.4)], [(0.4, 0.4), (0.9, 0.65), (0.5, 1), (0.1, 0.88)]]],
+        [[(0.1, 0), (0.85, 0)], [(0.85, 0), (0.4, 0.4)], [(0.4, 0.4), (0.9, 0.65), (0.5, 1), (0.1, 0.88)]],
+        [[(0.15, 0.15), (0.5, 0), (0.8, 0.15), (0.7, 0.38), (0.35, 0.47), (0.3, 0.42), (0.45, 0.45),
+          (0.85, 0.62), (0.75, 0.92), (0.4, 1), (0.1, 0.85)]],            # cursive: a small loop in the middle
+        [[(0.2, 0.2), (0.35, 0.02), (0.75, 0.05), (0.8, 0.3), (0.5, 0.48), (0.9, 0.72), (0.6, 1), (0.15, 0.8)]]],
     4: [[[(0.7, 1), (0.7, 0)], [(0.7, 0), (0.05, 0.7)], [(0.05, 0.7), (1, 0.7)]],    # closed, printed
         [[(0.2, 0), (0.05, 0.65)], [(0.05, 0.65), (0.95, 0.65)], [(0.72, 0.15), (0.72, 1)]],  # open top
-        [[(0.25, 0), (0.1, 0.6), (0.9, 0.55)], [(0.75, 0.1), (0.7, 1)]]],       # open top, one curved stroke
+        [[(0.25, 0), (0.1, 0.6), (0.9, 0.55)], [(0.75, 0.1), (0.7, 1)]],       # open top, one curved stroke
+        [[(0.15, 0), (0.15, 0.55), (0.9, 0.55)], [(0.65, 0), (0.65, 1)]],      # open, upright left stroke
+        [[(0.3, 0), (0.05, 0.55), (0.3, 0.62), (0.95, 0.5)], [(0.7, 0.2), (0.75, 1)]],  # open, curved, looped bar
+        [[(0.6, 1), (0.6, 0), (0.05, 0.65), (0.95, 0.65)]]],                   # closed, in one stroke
     5: [[[(0.85, 0), (0.2, 0)], [(0.2, 0), (0.15, 0.45)],
-         [(0.15, 0.45), (0.6, 0.38), (0.9, 0.68), (0.55, 1), (0.1, 0.9)]]],
+         [(0.15, 0.45), (0.6, 0.38), (0.9, 0.68), (0.55, 1), (0.1, 0.9)]],
+        [[(0.25, 0), (0.15, 0.45), (0.6, 0.38), (0.9, 0.68), (0.55, 1), (0.1, 0.9)], [(0.25, 0), (0.9, 0.02)]]],
     6: [[[(0.75, 0), (0.3, 0.3), (0.12, 0.7), (0.35, 1), (0.75, 0.95), (0.85, 0.7), (0.55, 0.5), (0.2, 0.62)]],
         [[(0.8, 0.1), (0.5, 0), (0.15, 0.3), (0.1, 0.7), (0.4, 1), (0.8, 0.9), (0.85, 0.65), (0.5, 0.45),
           (0.12, 0.6)]]],                                                  # closed, printed
     7: [[[(0.05, 0), (0.95, 0)], [(0.95, 0), (0.4, 1)]],
         [[(0.05, 0), (0.95, 0)], [(0.95, 0), (0.4, 1)], [(0.4, 0.5), (0.9, 0.5)]],     # with a bar
-        [[(0.05, 0.2), (0.05, 0), (0.95, 0)], [(0.95, 0), (0.45, 1)], [(0.45, 0.5), (0.95, 0.5)]]],  # serif, bar
+        [[(0.05, 0.2), (0.05, 0), (0.95, 0)], [(0.95, 0), (0.45, 1)], [(0.45, 0.5), (0.95, 0.5)]],  # serif, bar
+        [[(0.05, 0.05), (0.95, 0)], [(0.95, 0), (0.6, 0.45), (0.5, 1)], [(0.3, 0.5), (0.85, 0.48)]],  # curved, bar
+        [[(0.1, 0.1), (0.3, 0), (0.95, 0.02)], [(0.95, 0.02), (0.55, 0.55), (0.45, 1)]]],
     8: [[[(0.5, 0.48), (0.18, 0.25), (0.5, 0), (0.82, 0.25), (0.5, 0.48), (0.12, 0.75), (0.5, 1),
-          (0.88, 0.75), (0.5, 0.48)]]],
+          (0.88, 0.75), (0.5, 0.48)]],
+        [[(0.5, 0), (0.2, 0.22), (0.5, 0.45), (0.5, 0.45), (0.15, 0.72), (0.5, 1), (0.85, 0.72), (0.5, 0.45),
+          (0.8, 0.22), (0.5, 0)]]],                                        # two loops, drawn left first
     9: [[[(0.85, 0.3), (0.5, 0.55), (0.12, 0.3), (0.5, 0), (0.85, 0.3)], [(0.85, 0.3), (0.8, 1)]],  # closed
-        [[(0.85, 0.25), (0.5, 0.55), (0.12, 0.3), (0.5, 0), (0.88, 0.25), (0.8, 0.7), (0.4, 1), (0.15, 0.9)]]],
+        [[(0.85, 0.25), (0.5, 0.55), (0.12, 0.3), (0.5, 0), (0.88, 0.25), (0.8, 0.7), (0.4, 1), (0.15, 0.9)]],
+        [[(0.8, 0.1), (0.5, 0), (0.15, 0.2), (0.2, 0.45), (0.55, 0.5), (0.85, 0.3)], [(0.85, 0.05), (0.85, 1)]],
+        [[(0.85, 0.2), (0.5, 0.5), (0.15, 0.3), (0.45, 0), (0.85, 0.2), (0.75, 0.6), (0.6, 1)]]],  # cursive tail
 }
 
 
+def font_folder() -> Path:
+    """matplotlib's folder of bundled TrueType fonts (``mpl-data/fonts/ttf``)."""
+    import matplotlib  # imported here: only the synthetic digits need it
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
 def font_files() -> list[str]:
-    """The TrueType files on this machine (sorted), searched under the usual font folders."""
-    return sorted({path for pattern in FONT_GLOBS for path in glob.glob(pattern, recursive=True)})
+    """The TrueType faces with digits that matplotlib ships (:data:`FONT_PATTERNS`), sorted: the same on every
+    machine with the pinned matplotlib."""
+    folder = font_folder()
+    return sorted({str(path) for pattern in FONT_PATTERNS for path in folder.glob(pattern)})
 
 
 def _affine(points: np.ndarray, rng: np.random.Generator, height: float) -> np.ndarray:
@@ -114,5 +148,6 @@ def synthetic_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
                            else template_digit(int(label), rng) for label, is_typed in zip(labels, typed)])
         return {"images": images, "labels": labels}
 
-    stored = cached_arrays("synthetic", array_key("v1", count, seed, repr(TEMPLATES), fonts), compute)
+    names = [Path(font).name for font in fonts]  # not the folder: the key is the same wherever matplotlib lives
+    stored = cached_arrays("synthetic", array_key("v2", count, seed, repr(TEMPLATES), names), compute)
     return stored["images"], stored["labels"]

@@ -12,7 +12,10 @@ Three kinds of rows:
   size, changed by the shift (thinner or thicker pen, blur, low resolution, rotation, grey noisy paper,
   JPEG, or cropped to the ink and stretched to fill a 16x16 black-and-white box), encoded as a PNG/JPEG file in memory and read back with :func:`lenet_tf.data.images.grayscale` and
   :func:`lenet_tf.data.images.to_mnist`, as ``lenet-tf predict`` reads a file. A file the preprocessing
-  rejects (e.g. a digit eroded to nothing) counts as an error.
+  rejects (e.g. a digit eroded to nothing) counts as an error;
+* one row per *capture condition* (validation side: :data:`lenet_tf.evaluation.conditions.VALID_CONDITIONS`):
+  speckle, fog, brighter backgrounds, shadows, lines, outlined strokes, inverted regions… applied to the
+  validation digits as raw 28x28 arrays and read by ``model.predict`` as they are, as a Python user passes them.
 
 Two suites use the same generator: :data:`TEST_SUITE` (a fixed subset of the MNIST *test* digits; for
 reporting) and :data:`VALID_SUITE` (a model's own 5,000 *validation* digits, other seeds and strengths;
@@ -32,6 +35,7 @@ from scipy import ndimage
 from lenet_tf.core.errors import LeNetError
 from lenet_tf.data.images import grayscale, to_mnist
 from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, canvas_digits, pendigits_dir
+from lenet_tf.evaluation.conditions import VALID_CONDITIONS, Condition
 
 KINDS = ("clean", "thin", "thick", "blur", "low_res", "rotate", "paper", "jpeg", "stretch")
 
@@ -67,6 +71,7 @@ class Suite:
     count: int  # digits per shift (a fixed random subset); 0 means all
     load_digits: bool  # report scikit-learn's digits
     pendigits: int = 0  # pendigits drawn on a canvas, per row (a seeded subset; 0: no pendigits rows)
+    conditions: tuple[Condition, ...] = ()  # capture conditions on raw arrays, on the same subset as the shifts
 
 
 TEST_SUITE = Suite("test", (
@@ -97,7 +102,7 @@ VALID_SUITE = Suite("valid", (
     Shift("grey noisy paper", "paper", 20.0),
     Shift("jpeg q20", "jpeg", 20),
     Shift("stretched 16x16 b/w", "stretch", 16),
-), scale=5, seed=777, count=1000, load_digits=True, pendigits=2000)
+), scale=5, seed=777, count=1000, load_digits=True, pendigits=2000, conditions=VALID_CONDITIONS)
 
 SUITES = {suite.name: suite for suite in (TEST_SUITE, VALID_SUITE)}
 LOAD_DIGITS_SCALE = 8
@@ -230,12 +235,22 @@ class RobustnessReport:
     @property
     def shift_rows(self) -> list[Row]:
         """The rows of capture shifts proper (not MNIST, load_digits, pendigits, or the unshifted capture)."""
-        return [r for r in self.rows if r.kind not in ("mnist", "load_digits", "pendigits", "clean")]
+        return [r for r in self.rows if r.kind not in ("mnist", "load_digits", "pendigits", "clean", "condition")]
 
     @property
     def mean_shift_accuracy(self) -> float:
         """Mean accuracy over :attr:`shift_rows`."""
         return float(np.mean([r.accuracy for r in self.shift_rows]))
+
+    @property
+    def condition_rows(self) -> list[Row]:
+        """The rows of capture conditions on raw arrays (:mod:`lenet_tf.evaluation.conditions`)."""
+        return [r for r in self.rows if r.kind == "condition"]
+
+    @property
+    def mean_condition_accuracy(self) -> float | None:
+        """Mean accuracy over :attr:`condition_rows` (``None`` without them)."""
+        return float(np.mean([r.accuracy for r in self.condition_rows])) if self.condition_rows else None
 
     def row(self, name: str) -> Row:
         """The row called ``name``."""
@@ -244,7 +259,8 @@ class RobustnessReport:
     def to_dict(self) -> dict:
         """JSON-ready: checkpoint, epoch, suite, rows, mean_shift_accuracy."""
         return {"checkpoint": self.checkpoint, "epoch": self.epoch, "suite": self.suite,
-                "rows": [asdict(r) for r in self.rows], "mean_shift_accuracy": self.mean_shift_accuracy}
+                "rows": [asdict(r) for r in self.rows], "mean_shift_accuracy": self.mean_shift_accuracy,
+                "mean_condition_accuracy": self.mean_condition_accuracy}
 
     def format(self) -> str:
         """A plain-text table."""
@@ -252,6 +268,8 @@ class RobustnessReport:
                  f"{'row':<24} {'images':>7} {'accuracy':>9} {'rejected':>9}"]
         lines += [f"{r.name:<24} {r.count:>7} {r.accuracy:>9.2%} {r.rejected:>9}" for r in self.rows]
         lines.append(f"{'mean over shifts':<24} {'':>7} {self.mean_shift_accuracy:>9.2%}")
+        if self.condition_rows:
+            lines.append(f"{'mean over conditions':<24} {'':>7} {self.mean_condition_accuracy:>9.2%}")
         return "\n".join(lines)
 
 
@@ -282,6 +300,8 @@ def captured_rows(suite: Suite, images: np.ndarray, labels: np.ndarray) -> list[
         for shift in suite.shifts:
             prepared, accepted = capture(images[chosen], shift, suite.scale, suite.seed)
             rows.append((shift, prepared, np.asarray(labels[chosen], np.int32), accepted))
+        rows += [(condition, condition.apply(images[chosen], suite.seed), np.asarray(labels[chosen], np.int32),
+                  np.ones(len(chosen), bool)) for condition in suite.conditions]
         if len(_CAPTURED) >= 4:  # a few suites' files at a time (a sweep re-uses them across models)
             _CAPTURED.pop(next(iter(_CAPTURED)))
         _CAPTURED[key] = rows
@@ -305,7 +325,8 @@ def run_suite(model, suite: Suite, images: np.ndarray, labels: np.ndarray,
     rows = [(Shift(mnist_row, "clean"), images, labels, np.ones(len(labels), bool)),
             *captured_rows(suite, images, labels)]
     for i, (shift, prepared, truth, accepted) in enumerate(rows):
-        kind = ("mnist" if i == 0 else "load_digits" if shift.name == "load_digits"
+        kind = ("mnist" if i == 0 else "condition" if isinstance(shift, Condition)
+                else "load_digits" if shift.name == "load_digits"
                 else "pendigits" if shift.name in PENDIGITS_ROWS else shift.kind)
         probabilities = model.predict(prepared).probabilities
         right = (probabilities.argmax(axis=1) == truth) & accepted

@@ -35,7 +35,8 @@ HEALTH_RESPONSES = {"503": {"description": "the model's batching thread has stop
 _PROBABILITIES = {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10}
 _DIGIT_RESULT = {"type": "object", "required": ["digit", "probability", "top3", "probabilities", "reason", "input"],
                  "properties": {
-                     "digit": {"type": ["integer", "null"], "description": "null when the picture holds no digit"},
+                     "digit": {"type": ["integer", "null"], "description": "null when the picture holds no digit, or is "
+                                                                  "not a digit (a run calibrated by `lenet-tf calibrate`)"},
                      "probability": {"type": ["number", "null"]},
                      "top3": {"type": "array", "items": {"type": "array"}},
                      "probabilities": _PROBABILITIES,
@@ -61,8 +62,9 @@ _TF_REQUEST = {
                    "inputs": {"type": "array", "minItems": 1, "maxItems": MAX_INSTANCES,
                               "items": {"anyOf": [_DIGIT, _B64]}}},
     "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}]}
-_TF_RESPONSE = {"type": "object", "description": "row format answers `predictions`, columnar `outputs`; the class "
-                                                 "of a digit with no ink is -1",
+_TF_RESPONSE = {"type": "object", "description": "row format answers `predictions`, columnar `outputs`: `classes` "
+                                                 "and `probabilities`; the class of a digit with no ink is -1; a "
+                                                 "calibrated run adds `digits`, -1 also for what is not a digit",
                 "properties": {"predictions": {"type": "array"}, "outputs": {"type": "object"}}}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": [MODEL_NAME]},
          "description": f"the model's name: `{MODEL_NAME}` (any other gets 404)"}
@@ -102,7 +104,8 @@ def predict_routes(max_bytes: int, version: int) -> dict:
     return {
         "/predict": {"post": {
             "summary": "Classify one digit",
-            "description": "Answers the digit (null with a `reason` for a blank picture), its probability, the top "
+            "description": "Answers the digit (null with a `reason` for a blank picture, or for one that is not a "
+                           "digit when the run was calibrated with `lenet-tf calibrate`), its probability, the top "
                            "3, all 10 probabilities and the 28x28 input the network saw.",
             "requestBody": upload,
             "responses": {"200": _json_ok("the prediction", _DIGIT_RESULT),

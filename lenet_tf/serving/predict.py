@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lenet_tf.core.errors import LeNetError
-from lenet_tf.data.images import BLANK_REASON, blank_digits, image_files, load_picture, mnist_or_blank
+from lenet_tf.data.images import BLANK_REASON, image_files, load_picture, mnist_or_blank
+from lenet_tf.rejection import NOT_A_DIGIT
 from lenet_tf.trained import TrainedModel
 
 
@@ -25,11 +26,11 @@ class DigitResult:
     reason: str | None = None
 
     @classmethod
-    def of(cls, probabilities: np.ndarray, blank: bool) -> DigitResult:
-        """The result of float32 ``probabilities`` ``[10]`` for a digit that is ``blank`` or not."""
+    def of(cls, probabilities: np.ndarray, reason: str | None = None) -> DigitResult:
+        """The result of float32 ``probabilities`` ``[10]``; with a ``reason`` (blank, not a digit) no digit."""
         top3 = top_k(probabilities)
-        if blank:
-            return cls(None, None, top3, probabilities.tolist(), BLANK_REASON)
+        if reason:
+            return cls(None, None, top3, probabilities.tolist(), reason)
         return cls(top3[0][0], top3[0][1], top3, probabilities.tolist())
 
 
@@ -42,6 +43,13 @@ class FilePrediction(DigitResult):
     note: str | None = None  # what of the file was not read, e.g. "3 frames: read the first"
 
 
+def rejection_reason(novelty: float | None, threshold: float | None) -> str | None:
+    """"not a digit (novelty S > T)" when the novelty score is over the threshold, else ``None``."""
+    if novelty is None or threshold is None or not novelty > threshold:
+        return None
+    return f"{NOT_A_DIGIT} (novelty {novelty:.2f} > {threshold:.2f})"
+
+
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
     """The ``k`` most probable classes with their probabilities, best first."""
     best = np.argsort(probabilities)[::-1][:k]
@@ -51,9 +59,9 @@ def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
 def predict_files(paths: list[str | os.PathLike], model: TrainedModel) -> list[FilePrediction]:
     """Prepares each image (or each image in a folder) like MNIST and classifies it.
 
-    Every file gets a result: a file that cannot be read gets ``error`` set (whatever its decoder raised), a blank
-    one ``digit=None`` and ``reason``; the others are classified. Of a multi-frame file the first frame is read,
-    and ``note`` says so.
+    Every file gets a result: a file that cannot be read gets ``error`` set (whatever its decoder raised); a blank
+    one, or one the model's rejection statistics find is not a digit, gets ``digit=None`` and a ``reason``, with its
+    probabilities; the others are classified. Of a multi-frame file the first frame is read, and ``note`` says so.
     """
     results, digits = [], []
     for path in image_files(paths):
@@ -64,9 +72,10 @@ def predict_files(paths: list[str | os.PathLike], model: TrainedModel) -> list[F
         except LeNetError as err:
             results.append(FilePrediction(file=str(path), error=str(err)))
     if digits:
-        digits = np.stack(digits)
-        probabilities = model.predict(digits).probabilities
+        predictions = model.predict(np.stack(digits))
+        novelty = predictions.novelty if predictions.novelty is not None else [None] * len(digits)
         read = [r for r in results if r.error is None]
-        for result, p, blank in zip(read, probabilities, blank_digits(digits)):
-            vars(result).update(vars(DigitResult.of(p, bool(blank))))
+        for result, p, blank, score in zip(read, predictions.probabilities, predictions.blank, novelty):
+            reason = BLANK_REASON if blank else rejection_reason(score, predictions.threshold)
+            vars(result).update(vars(DigitResult.of(p, reason)))
     return results

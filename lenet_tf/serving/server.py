@@ -44,13 +44,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
 from lenet_tf.core.errors import CheckpointError, ConfigError
-from lenet_tf.data.images import blank_digits
+from lenet_tf.data.images import BLANK_REASON, blank_digits
 from lenet_tf.serving import openapi_doc, tf_serving
 from lenet_tf.serving.batching import Batcher, BatchingOptions, Classifier, QueueFull
 from lenet_tf.serving.bodies import (MAX_UPLOAD_BYTES, BodyLimits, ClientGone, RequestError, header,  # noqa: F401
                                      media_type, read_body)
 from lenet_tf.serving.connections import close_unless_body_read
-from lenet_tf.serving.predict import DigitResult
+from lenet_tf.serving.predict import DigitResult, rejection_reason
 from lenet_tf.serving.uploads import image_digit, image_upload, multipart_file, pixels_digit
 
 try:
@@ -86,10 +86,18 @@ class ServerOptions:
 class ServedModel:
     """A loaded classifier and what ``/health`` and the TF Serving API say about it (no file paths)."""
 
-    classify: Classifier  # uint8 [N, 28, 28] -> float32 [N, 10]
+    classify: Classifier  # uint8 [N, 28, 28] -> float32 [N, 10], or [N, 11] with the novelty score last
     source: str  # "checkpoint" or "saved_model"
     epoch: int | None = None  # the training epoch, when known
     version: int = 1  # the TF Serving version number
+    threshold: float | None = None  # with rejection statistics: the novelty above which it is "not a digit"
+
+    def split(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The classifier's outputs ``[N, 10 or 11]`` as probabilities ``[N, 10]`` and novelty scores ``[N]``
+        (``None`` without rejection statistics)."""
+        if self.threshold is None:
+            return outputs, None
+        return outputs[:, :-1], outputs[:, -1]
 
     def describe(self) -> dict:
         """The public description: model name, version, source and epoch."""
@@ -103,7 +111,13 @@ def checkpoint_model(checkpoint_dir: str | os.PathLike, tta: bool = False, preci
     from lenet_tf.trained import TrainedModel
 
     model = TrainedModel(checkpoint_dir, precision=precision, tta=tta)
-    return ServedModel(lambda digits: model.predict(digits).probabilities, "checkpoint", epoch=model.epoch)
+    if model.rejection is None:
+        return ServedModel(lambda digits: model.predict(digits).probabilities, "checkpoint", epoch=model.epoch)
+
+    def classify(digits: np.ndarray) -> np.ndarray:  # one array, so that the batcher slices both alike
+        predictions = model.predict(digits)
+        return np.concatenate([predictions.probabilities, predictions.novelty[:, None]], axis=1)
+    return ServedModel(classify, "checkpoint", epoch=model.epoch, threshold=model.rejection.threshold)
 
 
 def saved_model_dir(export_dir: str | os.PathLike) -> tuple[Path, int]:
@@ -259,8 +273,9 @@ def _parse_tf_serving(body: bytes) -> tf_serving.PredictRequest:
         raise RequestError(400, str(err)) from None
 
 
-def _render_tf_serving(probabilities: np.ndarray, blank: np.ndarray, columnar: bool) -> bytes:
-    return _dumps(tf_serving.predict_response(probabilities, columnar, blank))
+def _render_tf_serving(probabilities: np.ndarray, blank: np.ndarray, columnar: bool,
+                       rejected: np.ndarray | None = None) -> bytes:
+    return _dumps(tf_serving.predict_response(probabilities, columnar, blank, rejected))
 
 
 async def _send_json(send, status: int, body: bytes, close: bool = False,
@@ -316,8 +331,12 @@ class ServingApp:
         body = await read_body(scope, receive, service.options.body)
         with service.admit():
             digit, note = await service.prepare_pictures(_upload_digit, scope, body)
-            probabilities = (await service.classify(digit[np.newaxis]))[0]
-        result = DigitResult.of(probabilities, bool(blank_digits(digit[np.newaxis])[0]))
+            outputs = await service.classify(digit[np.newaxis])
+        probabilities, novelty = service.model.split(outputs)
+        blank = bool(blank_digits(digit[np.newaxis])[0])
+        reason = BLANK_REASON if blank else (
+            None if novelty is None else rejection_reason(float(novelty[0]), service.model.threshold))
+        result = DigitResult.of(probabilities[0], reason)
         return _dumps({**vars(result), "input": digit.tolist(), **({"note": note} if note else {})})
 
     async def tf_predict(self, scope, receive, name: str, version: str | None) -> bytes:
@@ -333,11 +352,12 @@ class ServingApp:
             digits = request.images
             if request.signature == tf_serving.IMAGES_SIGNATURE_NAME:
                 digits = await service.prepare_pictures(_image_digits, digits)
-            probabilities = await service.classify(digits)
+            probabilities, novelty = service.model.split(await service.classify(digits))
         blank = blank_digits(digits)
+        rejected = None if novelty is None else novelty > service.model.threshold
         if len(probabilities) <= INLINE_RENDER_DIGITS:
-            return _render_tf_serving(probabilities, blank, request.columnar)
-        return await service.prepare(_render_tf_serving, probabilities, blank, request.columnar)
+            return _render_tf_serving(probabilities, blank, request.columnar, rejected)
+        return await service.prepare(_render_tf_serving, probabilities, blank, request.columnar, rejected)
 
 
 def _fastapi_app(service: Service) -> FastAPI:

@@ -187,16 +187,22 @@ def _float32(value: np.float32) -> float:
     return float(text)
 
 
-def predict_response(probabilities: np.ndarray, columnar: bool, blank: np.ndarray | None = None) -> dict:
+def predict_response(probabilities: np.ndarray, columnar: bool, blank: np.ndarray | None = None,
+                     rejected: np.ndarray | None = None) -> dict:
     """The response to a predict request, from float32 probabilities ``[N, 10]``; the class of a ``blank`` digit
-    (bool ``[N]``: no ink, see :func:`lenet_tf.data.images.blank_digits`) is -1, as the exported graph says it."""
+    (bool ``[N]``: no ink, see :func:`lenet_tf.data.images.blank_digits`) is -1, as the exported graph says it.
+    With ``rejected`` (bool ``[N]``, a calibrated model's "not a digit"), a ``digits`` output too: the class, or
+    -1 for a non-digit or a blank."""
     probabilities = np.asarray(probabilities, dtype=np.float32)
     classes = probabilities.argmax(axis=1)
     classes = (classes if blank is None else np.where(blank, NO_DIGIT, classes)).tolist()
     rows = [[_float32(p) for p in row] for row in probabilities]
+    outputs = {"classes": classes, "probabilities": rows}
+    if rejected is not None:
+        outputs["digits"] = [NO_DIGIT if no else c for c, no in zip(classes, np.asarray(rejected).tolist())]
     if columnar:
-        return {"outputs": {"classes": classes, "probabilities": rows}}
-    return {"predictions": [{"classes": c, "probabilities": p} for c, p in zip(classes, rows)]}
+        return {"outputs": outputs}
+    return {"predictions": [dict(zip(outputs, values)) for values in zip(*outputs.values())]}
 
 
 def model_status(version: int) -> dict:

@@ -68,6 +68,9 @@ class ModelOptions:
     activation: str = option("relu", "hidden activation", choices=ACTIVATIONS, group="model")
     init_stddev: float | None = option(None, "stddev of the truncated-normal weights (none: He scaling by fan-in)",
                                        range=INIT_STDDEV, group="model")
+    clean_inputs: bool = option(False, "before the network, flatten each image's background, drop isolated specks "
+                                       "and restore its contrast, in training and at prediction alike",
+                                group="model")
     kernels: str | None = option(None, "how convolutions and poolings are computed (none: the faster of native and "
                                        "nn, measured on this machine)", choices=(None, *KERNEL_NAMES), group="model",
                                  cluster="TensorFlow's distributed runtime runs only TensorFlow's own kernels")

@@ -67,7 +67,7 @@ def test_a_run_without_flags_records_what_help_shows(tmp_path, synthetic_dir, cl
     for spec in options():
         if spec.name in ("valid_size", "precision", "kernels"):  # given here; resolved when training starts
             continue
-        recorded = run["model"].get(spec.name) if spec.model else run["train"][spec.name]
+        recorded = run["model"].get(spec.name, spec.default) if spec.model else run["train"][spec.name]
         assert shown(recorded) == helped[spec.name], spec.flag_name
     assert run["train"]["valid_size"] == 100 and run["train"]["precision"] in ("fp32", "bf16")
     assert len(run["history"]) == int(helped["epochs"])

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from lenet_tf.core.errors import DataError
-from lenet_tf.data.images import load_picture, to_mnist
+from lenet_tf.data.images import flattened, load_picture, to_mnist
 
 SIZE = 112
 
@@ -162,3 +162,22 @@ def test_photos_of_grey_paper_have_the_paper_level_removed(tmp_path, paper, ink,
     # No speckle of paper was taken for ink: the digit's box is MNIST's 20 pixels.
     rows, cols = np.flatnonzero(digit.max(axis=1) > 25), np.flatnonzero(digit.max(axis=0) > 25)
     assert 19 <= max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 21
+
+
+@pytest.mark.parametrize("light", [
+    lambda x, y: 0.25 + 0.75 * x,                          # a side light: the left edge a quarter as bright
+    lambda x, y: 1.0 - 0.6 * y,                            # a shadow over the lower half of the page
+    lambda x, y: 1.0 - 0.7 * ((x - 0.5) ** 2 + (y - 0.5) ** 2),  # a vignette
+])
+def test_a_digit_under_uneven_light_is_read_as_on_even_paper(light, tmp_path):
+    """Light multiplies the paper and the ink alike; the border alone cannot give one paper level for it."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1)
+    paper = 230.0 * (1.0 - seven()) + 10.0
+    lit = paper * light(x, y) + np.random.default_rng(0).normal(0, 3, paper.shape)
+    Image.fromarray(np.clip(lit, 0, 255).astype(np.uint8)).save(tmp_path / "lit.png")
+    assert similarity(prepared(tmp_path / "lit.png"), reference()) > 0.97
+
+
+def test_evenly_lit_paper_is_read_exactly_as_before():
+    paper = (200.0 * (1.0 - seven()) + 30.0 + np.random.default_rng(1).normal(0, 2, (SIZE, SIZE))).astype(np.float32)
+    np.testing.assert_array_equal(flattened(paper), paper)

@@ -1,12 +1,13 @@
 """Style options: aspect changes, stretching to a box, skeleton re-rendering, synthetic digits."""
 
+from pathlib import Path
+
 import numpy as np
-import pytest
 
 from lenet_tf.data.augment import augment_images, fill_box
 from lenet_tf.data.strokes import DISTANCE_UNIT, restroke, skeleton_distances
 from lenet_tf.data import synthetic
-from lenet_tf.data.synthetic import TEMPLATES, font_files, synthetic_digits, template_digit
+from lenet_tf.data.synthetic import TEMPLATES, font_digit, font_files, font_folder, synthetic_digits, template_digit
 from graph_run import run
 from synthetic import make_digits
 
@@ -106,8 +107,7 @@ def test_synthetic_digits_are_balanced_and_seeded():
     assert (images.reshape(40, -1).max(axis=1) == 255).all()
 
 
-@pytest.mark.skipif(not font_files(), reason="no TrueType fonts on this machine: every synthetic digit is drawn")
-def test_synthetic_digits_type_their_share_in_the_machine_s_fonts(monkeypatch):
+def test_synthetic_digits_type_their_share_in_matplotlib_s_fonts(monkeypatch):
     calls = []
 
     def recording(label, font, rng):
@@ -122,3 +122,13 @@ def test_synthetic_digits_type_their_share_in_the_machine_s_fonts(monkeypatch):
     assert len(typed) >= 5 and [label for label, _, _ in calls] == labels[typed].tolist()
     assert {font for _, font, _ in calls} <= set(font_files())
     np.testing.assert_array_equal(images[typed], np.stack([digit for _, _, digit in calls]))
+
+
+def test_fonts_are_matplotlibs_and_each_types_ten_different_digits():
+    fonts = font_files()
+    assert len(fonts) >= 15 and all(Path(font).parent == font_folder() for font in fonts)
+    assert font_folder().parts[-4:] == ("matplotlib", "mpl-data", "fonts", "ttf")
+    for font in fonts:  # a face without digits would type ten empty (or ten equal) boxes
+        digits = [font_digit(label, font, np.random.default_rng(0)) for label in range(10)]
+        assert all(d.max() == 255 for d in digits), font
+        assert len({d.tobytes() for d in digits}) == 10, font

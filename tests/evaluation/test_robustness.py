@@ -89,7 +89,8 @@ def test_cli_robustness_json_and_figures(tmp_path, synthetic_model, synthetic_di
                  "--data-dir", synthetic_dir, "--skip-checksum")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"checkpoint", "epoch", "suite", "rows", "mean_shift_accuracy"}
+    assert set(report) == {"checkpoint", "epoch", "suite", "rows", "mean_shift_accuracy", "mean_condition_accuracy"}
+    assert report["mean_condition_accuracy"] is None  # the capture conditions are validation-side only
     names = [r["name"] for r in report["rows"]]
     assert names == ["mnist test", "load_digits"] + [s.name for s in TEST_SUITE.shifts]
     for row in report["rows"]:
@@ -112,7 +113,10 @@ def test_real_model_has_every_row_and_the_evaluate_accuracy(real_model_dir):
     assert all(r.count == 100 for r in test.shift_rows)
     valid = evaluate_robustness(out, REAL_MNIST, suite="valid", count=100)
     assert [r.name for r in valid.rows] == (["mnist valid", "load_digits", "pendigits canvas", "pendigits filled box"]
-                                            + [s.name for s in VALID_SUITE.shifts])
+                                            + [s.name for s in VALID_SUITE.shifts]
+                                            + [c.name for c in VALID_SUITE.conditions])
+    assert [r.count for r in valid.condition_rows] == [100] * len(VALID_SUITE.conditions)
+    assert 0.1 < valid.mean_condition_accuracy < 1 and valid.condition_rows[0] not in valid.shift_rows
     assert valid.row("pendigits canvas").count == 100 and valid.row("pendigits canvas").accuracy > 0.5
     assert valid.row("mnist valid").accuracy == pytest.approx(result.valid_accuracy)
 

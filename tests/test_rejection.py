@@ -1,0 +1,95 @@
+""""I can't read this": the head's graph form, the threshold, the stored file, and a calibrated model's answers."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from lenet_tf.core.errors import CheckpointError
+from lenet_tf.evaluation.calibration import non_digit_inputs
+from lenet_tf.inference import Predictions
+from lenet_tf.rejection import STATS_FILE, RejectionStats, choose_threshold, fit_head, novelty_tensor
+from lenet_tf.serving.predict import rejection_reason
+from graph_run import run
+
+
+def clusters(count=300, seed=0, centre=0.0):
+    return np.random.default_rng(seed).normal(centre, 1.0, (count, 6))
+
+
+def test_the_head_scores_non_digits_high_and_the_graph_agrees_with_numpy():
+    head = fit_head(clusters(), clusters(seed=1, centre=3.0), "epoch-0001")
+    assert head.scores(clusters(seed=2)).max() < head.scores(clusters(seed=3, centre=3.0)).min()
+    features = clusters(20, seed=4).astype(np.float32)
+    np.testing.assert_allclose(run(lambda f: novelty_tensor(f, head), features), head.scores(features),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_the_threshold_flags_at_most_the_share_of_every_real_set():
+    real = {"a": np.arange(1000.0), "b": np.arange(200.0) * 10}
+    threshold = choose_threshold(real, 0.01)
+    assert all((scores > threshold).mean() <= 0.01 for scores in real.values())
+    assert threshold == pytest.approx(1980.0)  # the stricter set decides
+
+
+def test_the_head_round_trips_and_a_damaged_file_is_refused(tmp_path):
+    head = fit_head(clusters(), clusters(seed=1, centre=3.0), "epoch-0003")
+    head.__class__(**{**head.__dict__, "threshold": 2.5}).save(tmp_path)
+    loaded = RejectionStats.load(tmp_path)
+    np.testing.assert_array_equal(loaded.weights, head.weights)
+    assert (loaded.threshold, loaded.epoch_folder) == (2.5, "epoch-0003")
+    assert RejectionStats.load(tmp_path / "nothing") is None
+    (tmp_path / STATS_FILE).write_bytes(b"not an npz")
+    with pytest.raises(CheckpointError, match="unreadable rejection statistics"):
+        RejectionStats.load(tmp_path)
+
+
+def test_predictions_mark_what_is_over_the_threshold():
+    probabilities = np.full((3, 10), 0.1, np.float32)
+    assert not Predictions(probabilities).rejected.any()
+    marked = Predictions(probabilities, novelty=np.array([1.0, 50.0, 9.0], np.float32), threshold=10.0)
+    assert marked.rejected.tolist() == [False, True, False]
+    assert rejection_reason(50.0, 10.0) == "not a digit (novelty 50.00 > 10.00)"
+    assert rejection_reason(9.0, 10.0) is None and rejection_reason(None, None) is None
+
+
+@pytest.fixture(scope="module")
+def calibrated_model_dir(tmp_path_factory, real_model_dir, real_mnist):
+    """A copy of the 2-epoch real model with a head fitted on a few thousand digits and synthetic non-digits."""
+    from lenet_tf.data.mnist import split
+    from lenet_tf.trained import TrainedModel
+
+    folder = tmp_path_factory.mktemp("calibrated") / "model"
+    shutil.copytree(real_model_dir[0], folder)
+    splits = split(real_mnist, 5000, 0)
+    negatives, blank, _ = non_digit_inputs(400, seed=0)
+    with TrainedModel(folder, reject=False) as model:
+        def features(images):
+            return model.predict(images, features=True).features
+        head = fit_head(features(splits.train_images[:3000]), features(negatives[~blank]),
+                        model.checkpoint.split("/")[-2])
+        threshold = choose_threshold({"valid": head.scores(features(splits.valid_images[:2000]))}, 0.01)
+    RejectionStats(**{**head.__dict__, "threshold": threshold}).save(folder)
+    return folder
+
+
+def test_a_letter_is_not_a_digit_in_predict_json(tmp_path, calibrated_model_dir, real_mnist):
+    from lenet_tf.data.synthetic import font_files
+
+    letter = Image.new("L", (112, 112), 255)
+    font = ImageFont.truetype(next(f for f in font_files() if f.endswith("DejaVuSans-Bold.ttf")), 90)
+    ImageDraw.Draw(letter).text((56, 56), "A", fill=0, anchor="mm", font=font)
+    letter.save(tmp_path / "a.png")
+    Image.fromarray(255 - real_mnist.test_images[0]).resize((112, 112)).save(tmp_path / "digit.png")
+    done = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", "--json", "--checkpoint",
+                           str(calibrated_model_dir), str(tmp_path / "a.png"), str(tmp_path / "digit.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answers = {a["file"].rsplit("/", 1)[-1]: a for a in json.loads(done.stdout)}
+    assert answers["a.png"]["digit"] is None and answers["a.png"]["reason"].startswith("not a digit")
+    assert len(answers["a.png"]["probabilities"]) == 10  # still given
+    assert answers["digit.png"]["digit"] == int(real_mnist.test_labels[0]) and answers["digit.png"]["reason"] is None
