@@ -25,7 +25,7 @@ def test_one_ps_two_workers_train_and_stop_by_themselves(tmp_path, synthetic_dir
     ps, *workers = (f"127.0.0.1:{port}" for port in free_ports(3))
     cluster = json.dumps({"ps": [ps], "worker": workers})
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "lenet_tf", "train", "--cluster", cluster, "--epochs", "1", "--out", str(out),
+    command = [sys.executable, "-m", "lenet_tf", "train", "--cluster", cluster, "--epochs", "2", "--out", str(out),
                "--data-dir", str(synthetic_dir), "--skip-checksum", "--valid-size", "100", "--batch-size", "16",
                "--lr", "0.003", "--no-progress", "--json"]
     roles = [["--job", "ps"], ["--job", "chief"], ["--job", "worker", "--task", "1"]]
@@ -45,11 +45,13 @@ def test_one_ps_two_workers_train_and_stop_by_themselves(tmp_path, synthetic_dir
     assert [p.returncode for p in processes] == [0, 0, 0], errors
     assert not any("Traceback" in e or "Error" in e for e in errors), errors
     summary = json.loads(outputs[1])
-    assert summary["test_accuracy"] >= 0.9  # the synthetic digits are easy: a working cluster learns them
+    # The synthetic digits are easy: a working cluster learns them in two epochs (one epoch of ~16 steps a worker
+    # measured 0.72-1.0 from run to run, as the two workers interleave differently; two epochs 1.0 in 5 of 5).
+    assert summary["test_accuracy"] >= 0.9
     record = json.loads((out / "run.json").read_text())
     assert record["cluster"] == {"ps": 1, "workers": 2, "joined": workers} and record["complete"]
     # The default preset, style options included, as `lenet-tf train` trains it in one process.
-    default = with_preset(None, epochs=1, valid_size=100, batch_size=16, learning_rate=0.003)
+    default = with_preset(None, epochs=2, valid_size=100, batch_size=16, learning_rate=0.003)
     assert {key: record["train"][key] for key in default if key != "model"} == {
         key: value for key, value in default.items() if key != "model"}
     assert record["train"]["restroke"] > 0 and record["train"]["synthetic"] > 0
