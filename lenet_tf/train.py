@@ -6,7 +6,8 @@ re-exported here for code that imports them from ``lenet_tf.train``.
 
 import sys
 
-from lenet_tf.training.trainer import TrainConfig, TrainResult, train
+from lenet_tf.training.config import TrainConfig
+from lenet_tf.training.trainer import TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
