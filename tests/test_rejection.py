@@ -1,16 +1,15 @@
 """"I can't read this": the head's graph form, the threshold, the stored file, and a calibrated model's answers."""
 
 import json
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from images import letter_image
+from PIL import Image
 
 from lenet_tf.core.errors import CheckpointError
-from lenet_tf.evaluation.calibration import non_digit_inputs
 from lenet_tf.inference import Predictions
 from lenet_tf.rejection import STATS_FILE, RejectionStats, choose_threshold, fit_head, novelty_tensor
 from lenet_tf.serving.predict import rejection_reason
@@ -57,32 +56,8 @@ def test_predictions_mark_what_is_over_the_threshold():
     assert rejection_reason(9.0, 10.0) is None and rejection_reason(None, None) is None
 
 
-@pytest.fixture(scope="module")
-def calibrated_model_dir(tmp_path_factory, real_model_dir, real_mnist):
-    """A copy of the 2-epoch real model with a head fitted on a few thousand digits and synthetic non-digits."""
-    from lenet_tf.data.mnist import split
-    from lenet_tf.trained import TrainedModel
-
-    folder = tmp_path_factory.mktemp("calibrated") / "model"
-    shutil.copytree(real_model_dir[0], folder)
-    splits = split(real_mnist, 5000, 0)
-    negatives, blank, _ = non_digit_inputs(400, seed=0)
-    with TrainedModel(folder, reject=False) as model:
-        def features(images):
-            return model.predict(images, features=True).features
-        head = fit_head(features(splits.train_images[:3000]), features(negatives[~blank]),
-                        model.checkpoint.split("/")[-2])
-        threshold = choose_threshold({"valid": head.scores(features(splits.valid_images[:2000]))}, 0.01)
-    RejectionStats(**{**head.__dict__, "threshold": threshold}).save(folder)
-    return folder
-
-
 def test_a_letter_is_not_a_digit_in_predict_json(tmp_path, calibrated_model_dir, real_mnist):
-    from lenet_tf.data.synthetic import font_files
-
-    letter = Image.new("L", (112, 112), 255)
-    font = ImageFont.truetype(next(f for f in font_files() if f.endswith("DejaVuSans-Bold.ttf")), 90)
-    ImageDraw.Draw(letter).text((56, 56), "A", fill=0, anchor="mm", font=font)
+    letter = letter_image("A")
     letter.save(tmp_path / "a.png")
     Image.fromarray(255 - real_mnist.test_images[0]).resize((112, 112)).save(tmp_path / "digit.png")
     done = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", "--json", "--checkpoint",

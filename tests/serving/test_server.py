@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from images import png_header_only
+from images import letter_image, png_header_only
 from PIL import Image
 
 fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
@@ -514,24 +514,20 @@ def test_an_answer_to_a_wiped_drawing_is_never_shown(server):
         browser.quit()
 
 
-def test_a_calibrated_model_answers_null_with_a_reason_and_the_probabilities():
-    """A served model with a rejection threshold: its classifier's last column is the novelty score."""
-    def classify(digits):  # digits with ink in the top-left corner are "not digits"
-        probabilities = np.full((len(digits), 10), 0.01, np.float32)
-        probabilities[:, 3] = 0.91
-        novelty = np.where(digits[:, :5, :5].reshape(len(digits), -1).max(axis=1) > 0, 9.0, -3.0)
-        return np.concatenate([probabilities, novelty[:, None].astype(np.float32)], axis=1)
-
-    with TestClient(create_app(ServedModel(classify, "checkpoint", threshold=2.0))) as calibrated:
-        digit = np.zeros((28, 28), np.uint8)
-        digit[8:20, 12:16] = 255
-        answer = calibrated.post("/predict", json={"pixels": digit.tolist()}).json()
-        assert answer["digit"] == 3 and "reason" not in answer
-        digit[0:3, 0:3] = 255
-        answer = calibrated.post("/predict", json={"pixels": digit.tolist()}).json()
-        assert answer["digit"] is None and answer["reason"] == "not a digit (novelty 9.00 > 2.00)"
-        assert len(answer["probabilities"]) == 10 and answer["top3"][0][0] == 3
-        served = calibrated.post("/v1/models/lenet5:predict",
-                                 json={"instances": [np.zeros((28, 28), int).tolist(), digit.tolist()]}).json()
-        assert [p["digits"] for p in served["predictions"]] == [3, -1]
-        assert [p["classes"] for p in served["predictions"]] == [3, 3]
+def test_a_calibrated_model_answers_null_with_a_reason_and_the_probabilities(calibrated_model_dir, real_mnist):
+    """A letter is "not a digit" with its probabilities, in both APIs; a real digit is still read."""
+    calibrated = asgi_client(create_app(checkpoint_model(calibrated_model_dir)))
+    letter = io.BytesIO()
+    letter_image("A").save(letter, format="PNG")
+    answer = calibrated.post("/predict", content=letter.getvalue(), headers={"Content-Type": "image/png"}).json()
+    assert answer["digit"] is None and answer["reason"].startswith("not a digit (novelty ")
+    assert len(answer["probabilities"]) == 10 and len(answer["top3"]) == 3
+    answer = calibrated.post("/predict", content=png_bytes(real_mnist.test_images[0]),
+                             headers={"Content-Type": "image/png"}).json()
+    assert answer["digit"] == real_mnist.test_labels[0] and answer.get("reason") is None
+    letter_pixels = 255 - np.asarray(letter_image("A", 28))
+    served = calibrated.post("/v1/models/lenet5:predict", json={"instances": [
+        real_mnist.test_images[0].tolist(), letter_pixels.tolist()]}).json()
+    digits = [p["digits"] for p in served["predictions"]]
+    assert digits == [real_mnist.test_labels[0], -1], served
+    assert all(0 <= p["classes"] <= 9 for p in served["predictions"])
