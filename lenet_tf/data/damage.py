@@ -16,9 +16,6 @@ from lenet_tf.core.tf import tf
 from lenet_tf.data.augment import erode
 from lenet_tf.data.mnist import MNIST_SIZE
 
-KINDS = ("specks", "noise", "lifted", "uneven", "lines", "outline", "inverted", "dim")
-
-
 def _uniform(seed: tf.Tensor, count: tf.Tensor, low: float, high: float) -> tf.Tensor:
     """float32 ``[N, 1, 1, 1]`` uniform in [low, high)."""
     values = tf.random.stateless_uniform([count], seed=seed, minval=low, maxval=high)
@@ -70,8 +67,61 @@ def _region(seed: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
     return boxes[0] * boxes[1]
 
 
+def _specks(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """Salt and pepper: 2-12% of the pixels set to white or black."""
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    uniform = tf.random.stateless_uniform(tf.shape(images), seed=seeds[0])
+    rate = _uniform(seeds[1], count, 0.02, 0.12)
+    return tf.where(uniform < rate / 2, 1.0, tf.where(uniform < rate, 0.0, images))
+
+
+def _noise(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """Gaussian sensor noise of σ 0.05-0.3."""
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    return images + _uniform(seeds[0], count, 0.05, 0.3) * tf.random.stateless_normal(tf.shape(images), seed=seeds[1])
+
+
+def _lifted(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """A uniformly lighter background (0.15-0.6)."""
+    return tf.maximum(images, _uniform(seed, count, 0.15, 0.6))
+
+
+def _uneven(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """A fog-like or side-lit background up to 0.3-0.9."""
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    return tf.maximum(images, _uniform(seeds[0], count, 0.3, 0.9) * _smooth_field(seeds[1], count, images.shape[1]))
+
+
+def _ruled(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """Ruled lines or one line through the digit, of brightness 0.5-1."""
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    return tf.maximum(images, _uniform(seeds[0], count, 0.5, 1.0) * _lines(seeds[1], count, images.shape[1]))
+
+
+def _outline(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """Strokes reduced to their outline."""
+    return tf.nn.relu(images - erode(images)) * 1.5
+
+
+def _inverted(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """A rectangle of the picture inverted."""
+    return images + _region(seed, count, images.shape[1]) * (1.0 - 2.0 * images)
+
+
+def _dim(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """Ink at 25-70% of its brightness."""
+    return images * _uniform(seed, count, 0.25, 0.7)
+
+
+_DAMAGES = {"specks": _specks, "noise": _noise, "lifted": _lifted, "uneven": _uneven, "lines": _ruled,
+            "outline": _outline, "inverted": _inverted, "dim": _dim}
+KINDS = tuple(_DAMAGES)
+
+
 def damage(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor) -> tf.Tensor:
     """Damages a random ``probability`` share of ``images``, one kind of :data:`KINDS` each.
+
+    Each kind is computed only on the images that drew it.
 
     Args:
       images: float32 ``[N, 32, 32, 1]`` in [0, 1] (MNIST digits padded to 32: white ink on black); only the
@@ -83,29 +133,15 @@ def damage(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor) -
       float32 ``[N, 32, 32, 1]`` in [0, 1].
     """
     count, size = tf.shape(images)[0], images.shape[1]
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=12)
-    field = _smooth_field(seeds[0], count, size)
-    uniform = tf.random.stateless_uniform(tf.shape(images), seed=seeds[1])
-    rate = _uniform(seeds[2], count, 0.02, 0.12)
-    damaged = {
-        "specks": tf.where(uniform < rate / 2, 1.0, tf.where(uniform < rate, 0.0, images)),
-        "noise": images + _uniform(seeds[3], count, 0.05, 0.3) * tf.random.stateless_normal(
-            tf.shape(images), seed=seeds[4]),
-        "lifted": tf.maximum(images, _uniform(seeds[5], count, 0.15, 0.6)),
-        "uneven": tf.maximum(images, _uniform(seeds[6], count, 0.3, 0.9) * field),
-        "lines": tf.maximum(images, _uniform(seeds[7], count, 0.5, 1.0) * _lines(seeds[8], count, size)),
-        "outline": tf.nn.relu(images - erode(images)) * 1.5,
-        "inverted": images + _region(seeds[9], count, size) * (1.0 - 2.0 * images),
-        "dim": images * _uniform(seeds[10], count, 0.25, 0.7),
-    }
-    draws = tf.random.stateless_uniform([count], seed=seeds[11])
-    chosen = draws < probability
-    kind = tf.cast(tf.minimum(draws / tf.maximum(tf.cast(probability, tf.float32), 1e-6) * len(KINDS),
-                              len(KINDS) - 1), tf.int32)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(KINDS) + 1)
+    draws = tf.random.stateless_uniform([count], seed=seeds[0])
+    probability = tf.cast(probability, tf.float32)
+    kind = tf.cast(tf.minimum(draws / tf.maximum(probability, 1e-6) * len(KINDS), len(KINDS) - 1), tf.int32)
     result = images
-    for index, name in enumerate(KINDS):
-        pick = tf.cast(chosen & tf.equal(kind, index), tf.float32)[:, tf.newaxis, tf.newaxis, tf.newaxis]
-        result = result + pick * (damaged[name] - images)
+    for k, make in enumerate(_DAMAGES.values()):
+        rows = tf.where((draws < probability) & tf.equal(kind, k))  # int64 [M, 1]
+        group = tf.gather_nd(images, rows)
+        result = tf.tensor_scatter_nd_update(result, rows, make(group, seeds[k + 1], tf.shape(group)[0]))
     margin = (size - MNIST_SIZE) // 2
     inner = tf.pad(tf.ones([MNIST_SIZE, MNIST_SIZE, 1]), [[margin, margin], [margin, margin], [0, 0]])
     return tf.clip_by_value(images + inner * (result - images), 0.0, 1.0)
