@@ -56,15 +56,15 @@ def _texture(rng: np.random.Generator) -> Image.Image:
         values = ((x // cell + y // cell) % 2).astype(np.float64)
     else:  # blobs
         coarse = rng.random((6, 6))
-        values = np.asarray(Image.fromarray(coarse.astype(np.float32), mode="F").resize((CANVAS, CANVAS),
+        values = np.asarray(Image.fromarray(coarse.astype(np.float32)).resize((CANVAS, CANVAS),
                                                                                         Image.BICUBIC))
     low, high = values.min(), values.max()
-    return Image.fromarray(np.round(255 * (1 - (values - low) / max(high - low, 1e-9))).astype(np.uint8), mode="L")
+    return Image.fromarray(np.round(255 * (1 - (values - low) / max(high - low, 1e-9))).astype(np.uint8))
 
 
 def _blank(rng: np.random.Generator) -> Image.Image:
     level = rng.uniform(180, 250)
-    return Image.fromarray(np.clip(level + rng.normal(0, 3, (CANVAS, CANVAS)), 0, 255).astype(np.uint8), mode="L")
+    return Image.fromarray(np.clip(level + rng.normal(0, 3, (CANVAS, CANVAS)), 0, 255).astype(np.uint8))
 
 
 def non_digit_pictures(count: int, seed: int = 0) -> tuple[list[Image.Image], list[str]]:

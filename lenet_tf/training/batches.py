@@ -3,7 +3,8 @@
 
 * augmentation (``augment``): random shifts, rotations, shears, zooms, ``aspect`` and elastic distortions
   (:func:`lenet_tf.data.augment.augment_images`), then the capture distortions (pen width, blur, coarse scans,
-  gamma, grey paper: :func:`lenet_tf.data.augment.capture_distort`);
+  gamma, grey paper: :func:`lenet_tf.data.augment.capture_distort`) and damaged captures (``damage``:
+  :func:`lenet_tf.data.damage.damage`);
 * style options: ``restroke``, that share of the digits redrawn along their skeleton with a random round pen
   (:mod:`lenet_tf.data.strokes`, skeletons computed once per training set and cached); ``synthetic``, that share
   of each batch replaced by synthetic digits of styles MNIST lacks (:mod:`lenet_tf.data.synthetic`);
@@ -22,6 +23,7 @@ from lenet_tf.core import native_ops
 from lenet_tf.core.shards import select_rows
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.data.augment import augment_images, capture_distort, fill_box
+from lenet_tf.data.damage import damage
 from lenet_tf.data.mnist import pad_images
 from lenet_tf.data.strokes import restroke, skeleton_distances
 from lenet_tf.data.synthetic import synthetic_digits
@@ -98,7 +100,11 @@ class TrainingBatches:
                                 elastic_sigma=config.elastic_sigma, max_aspect=config.aspect, shards=self.shards,
                                 native=self.native_warp)
         # The reversed seed gives the capture draws a stream of their own, independent of the affine ones.
-        return capture_distort(images, seed[::-1], self.strength, **config.capture_distortions())
+        images = capture_distort(images, seed[::-1], self.strength, **config.capture_distortions())
+        if config.damage:
+            share = tf.minimum(tf.cast(self.strength, tf.float32), 1.0) * config.damage
+            images = damage(images, seed[::-1] + [104729, 0], share)
+        return images
 
     def _styles(self, images: tf.Tensor, labels: tf.Tensor, indices: tf.Tensor,
                 global_step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

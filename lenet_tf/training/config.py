@@ -121,6 +121,9 @@ class TrainConfig:
                           metavar="G", group=_CAPTURE)
     paper: float = option(0.0, "grey paper up to LEVEL (0..1) inside each digit's box (0: off)",
                           range=Range(float, 0, 1, high_open=True), metavar="LEVEL", group=_CAPTURE)
+    damage: float = option(0.0, "damage this share of the digits as captures do: specks, noise, a lifted or uneven "
+                                "background, lines through the digit, hollow strokes, an inverted region, dim ink",
+                           range=Range(float, 0, 1), metavar="P", group=_CAPTURE)
     aspect: float = option(0.0, "with --augment, scale each digit's width by exp(u), u uniform in [-A, A]",
                            range=Range(float, 0, 1), metavar="A", group=_STYLES)
     fill_box: float = option(0.0, "stretch this share of the digits to fill a square box, as scanners that do not "

@@ -1,0 +1,47 @@
+"""Damaged captures for training: seeded, only inside the 28x28 digit, each kind present, none at probability 0."""
+
+import numpy as np
+
+from lenet_tf.core.tf import tf
+from lenet_tf.data.damage import KINDS, damage
+from graph_run import run
+from synthetic import make_digits
+
+
+def digits(count=200):
+    images, _ = make_digits(count, seed=5)
+    padded = np.pad(images, [(0, 0), (2, 2), (2, 2)])[..., None]
+    return padded.astype(np.float32) / 255.0
+
+
+def damaged(images, seed, probability):
+    return run(lambda: damage(tf.constant(images), tf.constant(seed), probability))
+
+
+def test_probability_zero_changes_nothing_and_a_seed_repeats():
+    images = digits()
+    np.testing.assert_array_equal(damaged(images, [1, 2], 0.0), images)
+    np.testing.assert_array_equal(damaged(images, [1, 2], 0.5), damaged(images, [1, 2], 0.5))
+    assert not np.array_equal(damaged(images, [1, 2], 0.5), damaged(images, [1, 3], 0.5))
+
+
+def test_damage_stays_in_range_inside_the_digit_and_hits_its_share():
+    images = digits()
+    out = damaged(images, [7, 0], 0.5)
+    assert out.min() >= 0 and out.max() <= 1 and out.shape == images.shape
+    np.testing.assert_array_equal(out[:, :2], images[:, :2])  # the padding users' arrays get stays black
+    np.testing.assert_array_equal(out[:, :, -2:], images[:, :, -2:])
+    changed = np.abs(out - images).reshape(len(images), -1).max(axis=1) > 0.05
+    assert 0.35 < changed.mean() < 0.6
+
+
+def test_every_kind_is_drawn_and_looks_like_its_name():
+    images = digits(400)
+    out = damaged(images, [9, 9], 1.0)
+    inner = (slice(None), slice(2, 30), slice(2, 30))
+    background = images[inner] == 0
+    lifted = np.array([(o[b] > 0.1).mean() for o, b in zip(out[inner], background)])  # background no longer black
+    dimmer = out[inner].reshape(400, -1).max(axis=1) < 0.75  # dim ink
+    assert len(KINDS) == 8
+    assert (lifted > 0.9).sum() > 400 / 8  # lifted and uneven backgrounds, some noise
+    assert dimmer.sum() > 400 / 16
