@@ -80,6 +80,8 @@ def _add_predict_parser(commands) -> None:
 
 
 def _add_calibrate_parser(commands) -> None:
+    from lenet_tf.core.options import MAX_FLAGGED
+
     p = commands.add_parser("calibrate", help="fit \"I can't read this\" for a trained run",
                             description="Fit the novelty score of lenet_tf.rejection on the run's training digits, "
                                         "choose its threshold on validation digits (MNIST validation, load_digits, "
@@ -88,8 +90,8 @@ def _add_calibrate_parser(commands) -> None:
     p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--which", choices=("best", "last"), default="best",
                    help="which epoch of a training folder to calibrate (default: best)")
-    p.add_argument("--max-flagged", type=float, default=0.005,
-                   help="share of each real validation set the threshold may flag (default: 0.005)")
+    p.add_argument("--max-flagged", type=float, default=MAX_FLAGGED,
+                   help=f"share of each real validation set the threshold may flag (default: {MAX_FLAGGED})")
     p.add_argument("--json", action="store_true", help="print the calibration as JSON")
     _add_precision_flag(p)
     _add_data_flags(p)

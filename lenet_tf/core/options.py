@@ -14,6 +14,7 @@ EXPORT_FORMATS = ("savedmodel", "tflite")
 TFLITE_QUANTIZATIONS = ("none", "dynamic", "int8")  # see lenet_tf.serving.tflite
 SCHEDULES = ("constant", "exponential", "cosine")
 KERNEL_NAMES = ("nn", "forward_grad", "matmul", "native")  # how LeNet5 computes convolutions and poolings
+MAX_FLAGGED = 0.008  # share of each real validation set "I can't read this" may flag (lenet-tf calibrate)
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger pictures are refused by predict and serve (a 4096² photo is plenty)
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import math
 
-from lenet_tf.core.tf import tf
+import numpy as np
+
+from lenet_tf.core.tf import tf, tf1
 from lenet_tf.data.augment import erode
 from lenet_tf.data.mnist import MNIST_SIZE
+
 
 def _uniform(seed: tf.Tensor, count: tf.Tensor, low: float, high: float) -> tf.Tensor:
     """float32 ``[N, 1, 1, 1]`` uniform in [low, high)."""
@@ -145,3 +148,16 @@ def damage(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor) -
     margin = (size - MNIST_SIZE) // 2
     inner = tf.pad(tf.ones([MNIST_SIZE, MNIST_SIZE, 1]), [[margin, margin], [margin, margin], [0, 0]])
     return tf.clip_by_value(images + inner * (result - images), 0.0, 1.0)
+
+
+def damaged_digits(images: np.ndarray, seed: int) -> np.ndarray:
+    """Every digit damaged once, as :func:`damage` damages training images: uint8 ``[N, 28, 28]`` (MNIST
+    format) in and out, the same for the same ``seed``."""
+    margin = 2
+    with tf.Graph().as_default():
+        padded = tf1.placeholder(tf.float32, [None, MNIST_SIZE + 2 * margin, MNIST_SIZE + 2 * margin, 1])
+        damaged = damage(padded, tf.constant([seed, 0], tf.int64), 1.0)
+        with tf1.Session() as session:
+            out = session.run(damaged, {padded: np.pad(images, [(0, 0), (margin, margin), (margin, margin)])[
+                ..., np.newaxis].astype(np.float32) / 255})
+    return np.round(out[:, margin:-margin, margin:-margin, 0] * 255).astype(np.uint8)

@@ -1,7 +1,8 @@
 """Fitting and calibrating "I can't read this" for a trained run, on the validation side only.
 
-:func:`calibrate` fits the head of :mod:`lenet_tf.rejection` on training data (the run's MNIST training digits
-and the synthetic digits of other styles against synthetic non-digits of one seed), chooses the threshold so that
+:func:`calibrate` fits the head of :mod:`lenet_tf.rejection` on training data (the run's MNIST training digits,
+some of them damaged as :mod:`lenet_tf.data.damage` damages training captures, and the synthetic digits of other
+styles, against synthetic non-digits of one seed), chooses the threshold so that
 at most ``max_flagged`` of each set of real validation digits is flagged (MNIST's validation split,
 scikit-learn's load_digits and pendigits drawn on a canvas, each read as ``predict`` reads a file), measures what
 it flags of synthetic non-digits of another seed (:mod:`lenet_tf.data.nondigits`), and writes
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from lenet_tf.core.errors import LeNetError
+from lenet_tf.core.options import MAX_FLAGGED
+from lenet_tf.data.damage import damaged_digits
 from lenet_tf.data.images import to_mnist
 from lenet_tf.data.mnist import load_mnist, split
 from lenet_tf.data.nondigits import non_digit_pictures
@@ -27,6 +30,7 @@ from lenet_tf.rejection import choose_threshold, fit_head
 from lenet_tf.trained import TrainedModel
 
 FIT_DIGITS = 8000  # MNIST training digits the head learns from
+FIT_DAMAGED = 3000  # further MNIST training digits it learns from, each damaged (specks, lines, fog, outline...)
 FIT_SYNTHETIC = 2000  # synthetic digits (fonts, stroke templates) it learns from
 FIT_NON_DIGITS = 3000  # synthetic non-digits it learns from (seed FIT_SEED)
 REPORT_NON_DIGITS = 600  # synthetic non-digits the report measures (seed REPORT_SEED)
@@ -85,7 +89,7 @@ def real_validation_digits(mnist_valid: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def calibrate(checkpoint_dir: str | os.PathLike = "SavedModel", data_dir: str | os.PathLike | None = None, *,
-              verify_checksums: bool = True, which: str = "best", max_flagged: float = 0.005,
+              verify_checksums: bool = True, which: str = "best", max_flagged: float = MAX_FLAGGED,
               save: bool = True) -> Calibration:
     """Fits and calibrates the rejection head of a checkpoint; with ``save``, writes it beside its run.
 
@@ -100,7 +104,8 @@ def calibrate(checkpoint_dir: str | os.PathLike = "SavedModel", data_dir: str | 
             return model.predict(images, features=True).features
 
         negatives, blank, _ = non_digit_inputs(FIT_NON_DIGITS, FIT_SEED)
-        digits = np.concatenate([features(splits.train_images[:FIT_DIGITS]),
+        damaged = damaged_digits(splits.train_images[FIT_DIGITS:FIT_DIGITS + FIT_DAMAGED, 2:30, 2:30, 0], FIT_SEED)
+        digits = np.concatenate([features(splits.train_images[:FIT_DIGITS]), features(damaged),
                                  features(synthetic_digits(FIT_SYNTHETIC, seed=0)[0])])
         head = fit_head(digits, features(negatives[~blank]), Path(model.checkpoint).parent.name)
         real = {name: head.scores(features(images)) for name, images in

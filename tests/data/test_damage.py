@@ -1,9 +1,10 @@
-"""Damaged captures for training: seeded, only inside the 28x28 digit, each kind present, none at probability 0."""
+"""Damaged captures for training: seeded, only inside the 28x28 digit, each kind present, none at probability 0;
+the same damage on MNIST-format arrays (the rejection head's damaged positives)."""
 
 import numpy as np
 
 from lenet_tf.core.tf import tf
-from lenet_tf.data.damage import KINDS, damage
+from lenet_tf.data.damage import KINDS, damage, damaged_digits
 from graph_run import run
 from synthetic import make_digits
 
@@ -45,3 +46,13 @@ def test_every_kind_is_drawn_and_looks_like_its_name():
     assert len(KINDS) == 8
     assert (lifted > 0.9).sum() > 400 / 8  # lifted and uneven backgrounds, some noise
     assert dimmer.sum() > 400 / 16
+
+
+def test_damaged_mnist_arrays_are_all_damaged_and_seeded():
+    images, _ = make_digits(100, seed=6)  # uint8 [100, 28, 28]
+    out = damaged_digits(images, seed=3)
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    np.testing.assert_array_equal(out, damaged_digits(images, seed=3))
+    assert not np.array_equal(out, damaged_digits(images, seed=4))
+    changed = np.abs(out.astype(int) - images).reshape(100, -1).max(axis=1) > 12
+    assert changed.mean() > 0.85  # probability 1: each gets a kind (a single line may miss the digit's box)
