@@ -76,24 +76,20 @@ def real_model_dir(tmp_path_factory, real_mnist):
 
 
 @pytest.fixture(scope="session")
-def calibrated_model_dir(tmp_path_factory, real_model_dir, real_mnist):
-    """A copy of the 2-epoch real model with a head fitted on a few thousand digits and synthetic non-digits."""
-    from lenet_tf.evaluation.calibration import non_digit_inputs
-    from lenet_tf.rejection import RejectionStats, choose_threshold, fit_head
-    from lenet_tf.trained import TrainedModel
+def calibration(tmp_path_factory, real_model_dir):
+    """``lenet-tf calibrate`` (the library call) on a copy of the 2-epoch real model: its folder, with
+    rejection.npz written beside run.json, and the :class:`Calibration` it reported."""
+    from lenet_tf.evaluation.calibration import calibrate
 
     folder = tmp_path_factory.mktemp("calibrated") / "model"
     shutil.copytree(real_model_dir[0], folder)
-    splits = split(real_mnist, 5000, 0)
-    negatives, blank, _ = non_digit_inputs(400, seed=0)
-    with TrainedModel(folder, reject=False) as model:
-        def features(images):
-            return model.predict(images, features=True).features
-        head = fit_head(features(splits.train_images[:3000]), features(negatives[~blank]),
-                        model.checkpoint.split("/")[-2])
-        threshold = choose_threshold({"valid": head.scores(features(splits.valid_images[:2000]))}, 0.01)
-    RejectionStats(**{**head.__dict__, "threshold": threshold}).save(folder)
-    return folder
+    return folder, calibrate(folder, REAL_MNIST)
+
+
+@pytest.fixture(scope="session")
+def calibrated_model_dir(calibration) -> Path:
+    """The calibrated copy of the 2-epoch real model (read it, don't change it)."""
+    return calibration[0]
 
 
 @pytest.fixture

@@ -10,10 +10,15 @@ from images import letter_image
 from PIL import Image
 
 from lenet_tf.core.errors import CheckpointError
+from lenet_tf.core.options import MAX_FLAGGED
+from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, pendigits_dir
 from lenet_tf.inference import Predictions
 from lenet_tf.rejection import STATS_FILE, RejectionStats, choose_threshold, fit_head, novelty_tensor
 from lenet_tf.serving.predict import rejection_reason
 from graph_run import run
+
+
+REAL_PENDIGITS = pendigits_dir() / PENDIGITS_FILE
 
 
 def clusters(count=300, seed=0, centre=0.0):
@@ -54,6 +59,17 @@ def test_predictions_mark_what_is_over_the_threshold():
     assert marked.rejected.tolist() == [False, True, False]
     assert rejection_reason(50.0, 10.0) == "not a digit (novelty 50.00 > 10.00)"
     assert rejection_reason(9.0, 10.0) is None and rejection_reason(None, None) is None
+
+
+def test_calibrate_flags_non_digits_and_at_most_its_share_of_each_real_set(calibration):
+    folder, report = calibration
+    pendigits = {"pendigits canvas"} if REAL_PENDIGITS.is_file() else set()
+    assert set(report.real_flagged) == {"mnist valid", "load_digits"} | pendigits
+    assert all(share <= MAX_FLAGGED for share in report.real_flagged.values())
+    assert report.non_digits_flagged > 0.6  # most of the held-out seed's letters, scribbles and textures
+    assert set(report.non_digits_by_kind) == {"blank", "letter", "scribble", "texture"}
+    stored = RejectionStats.load(folder)
+    assert stored.threshold == report.threshold and report.checkpoint.split("/")[-2] == stored.epoch_folder
 
 
 def test_a_letter_is_not_a_digit_in_predict_json(tmp_path, calibrated_model_dir, real_mnist):
