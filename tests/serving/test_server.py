@@ -23,6 +23,7 @@ fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not instal
 from asgi import asgi_client  # noqa: E402
 
 from lenet_tf.cli.commands import main  # noqa: E402
+from lenet_tf.data.images import to_mnist  # noqa: E402
 from lenet_tf.serving.batching import BatchingOptions  # noqa: E402
 from lenet_tf.serving.server import (MAX_UPLOAD_BYTES, ServedModel, ServerOptions, checkpoint_model,  # noqa: E402
                                      create_app)
@@ -525,7 +526,8 @@ def test_a_calibrated_model_answers_null_with_a_reason_and_the_probabilities(cal
     answer = calibrated.post("/predict", content=png_bytes(real_mnist.test_images[0]),
                              headers={"Content-Type": "image/png"}).json()
     assert answer["digit"] == real_mnist.test_labels[0] and answer.get("reason") is None
-    letter_pixels = 255 - np.asarray(letter_image("A", 28))
+    # The same letter as an MNIST-format array, as predict reads its file (a user's own to_mnist).
+    letter_pixels = to_mnist(np.asarray(letter_image("A"), np.float32))
     served = calibrated.post("/v1/models/lenet5:predict", json={"instances": [
         real_mnist.test_images[0].tolist(), letter_pixels.tolist()]}).json()
     digits = [p["digits"] for p in served["predictions"]]
