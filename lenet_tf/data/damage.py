@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from lenet_tf.core.tf import tf, tf1
+from lenet_tf.core.tf import session_config, tf, tf1
 from lenet_tf.data.augment import erode
 from lenet_tf.data.mnist import MNIST_SIZE
 
@@ -151,13 +151,11 @@ def damage(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor) -
 
 
 def damaged_digits(images: np.ndarray, seed: int) -> np.ndarray:
-    """Every digit damaged once, as :func:`damage` damages training images: uint8 ``[N, 28, 28]`` (MNIST
-    format) in and out, the same for the same ``seed``."""
-    margin = 2
+    """Every digit damaged once, as :func:`damage` damages training images: uint8 ``[N, 32, 32, 1]`` (padded
+    MNIST digits, as :func:`lenet_tf.data.mnist.split` holds them) in and out, the same for the same ``seed``."""
     with tf.Graph().as_default():
-        padded = tf1.placeholder(tf.float32, [None, MNIST_SIZE + 2 * margin, MNIST_SIZE + 2 * margin, 1])
-        damaged = damage(padded, tf.constant([seed, 0], tf.int64), 1.0)
-        with tf1.Session() as session:
-            out = session.run(damaged, {padded: np.pad(images, [(0, 0), (margin, margin), (margin, margin)])[
-                ..., np.newaxis].astype(np.float32) / 255})
-    return np.round(out[:, margin:-margin, margin:-margin, 0] * 255).astype(np.uint8)
+        pixels = tf1.placeholder(tf.float32, [None, *images.shape[1:]])
+        damaged = damage(pixels, tf.constant([seed, 0], tf.int64), 1.0)
+        with tf1.Session(config=session_config()) as session:
+            out = session.run(damaged, {pixels: images.astype(np.float32) / 255})
+    return np.round(out * 255).astype(np.uint8)

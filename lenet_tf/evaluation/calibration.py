@@ -104,7 +104,7 @@ def calibrate(checkpoint_dir: str | os.PathLike = "SavedModel", data_dir: str | 
             return model.predict(images, features=True).features
 
         negatives, blank, _ = non_digit_inputs(FIT_NON_DIGITS, FIT_SEED)
-        damaged = damaged_digits(splits.train_images[FIT_DIGITS:FIT_DIGITS + FIT_DAMAGED, 2:30, 2:30, 0], FIT_SEED)
+        damaged = damaged_digits(splits.train_images[FIT_DIGITS:FIT_DIGITS + FIT_DAMAGED], FIT_SEED)
         digits = np.concatenate([features(splits.train_images[:FIT_DIGITS]), features(damaged),
                                  features(synthetic_digits(FIT_SYNTHETIC, seed=0)[0])])
         head = fit_head(digits, features(negatives[~blank]), Path(model.checkpoint).parent.name)

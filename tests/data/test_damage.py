@@ -1,10 +1,11 @@
 """Damaged captures for training: seeded, only inside the 28x28 digit, each kind present, none at probability 0;
-the same damage on MNIST-format arrays (the rejection head's damaged positives)."""
+the same damage on padded uint8 digits (the rejection head's damaged positives)."""
 
 import numpy as np
 
 from lenet_tf.core.tf import tf
 from lenet_tf.data.damage import KINDS, damage, damaged_digits
+from lenet_tf.data.mnist import pad_images
 from graph_run import run
 from synthetic import make_digits
 
@@ -49,7 +50,7 @@ def test_every_kind_is_drawn_and_looks_like_its_name():
 
 
 def test_damaged_mnist_arrays_are_all_damaged_and_seeded():
-    images, _ = make_digits(100, seed=6)  # uint8 [100, 28, 28]
+    images = pad_images(make_digits(100, seed=6)[0])  # uint8 [100, 32, 32, 1], as split holds them
     out = damaged_digits(images, seed=3)
     assert out.dtype == np.uint8 and out.shape == images.shape
     np.testing.assert_array_equal(out, damaged_digits(images, seed=3))
