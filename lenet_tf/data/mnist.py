@@ -287,6 +287,12 @@ def pad_images(images: np.ndarray, indices: np.ndarray | None = None) -> np.ndar
     return padded
 
 
+def unpad_images(padded: np.ndarray, size: int = 28) -> np.ndarray:
+    """The inverse of :func:`pad_images`: [N, 32, 32, 1] digits back to their central [N, size, size] (a view)."""
+    border = (IMAGE_SIZE - size) // 2
+    return padded[:, border:IMAGE_SIZE - border, border:IMAGE_SIZE - border, 0]
+
+
 def _split_indices(labels: np.ndarray, valid_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's stratified, seeded train/validation indices."""
     from sklearn.model_selection import train_test_split  # a slow import: only when the indices are not cached

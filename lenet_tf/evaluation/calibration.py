@@ -21,7 +21,7 @@ from lenet_tf.core.errors import LeNetError
 from lenet_tf.core.options import MAX_FLAGGED
 from lenet_tf.data.damage import damaged_digits
 from lenet_tf.data.images import to_mnist
-from lenet_tf.data.mnist import load_mnist, split
+from lenet_tf.data.mnist import load_mnist, split, unpad_images
 from lenet_tf.data.nondigits import non_digit_pictures
 from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, pendigits_dir
 from lenet_tf.data.synthetic import synthetic_digits
@@ -109,7 +109,7 @@ def calibrate(checkpoint_dir: str | os.PathLike = "SavedModel", data_dir: str | 
                                  features(synthetic_digits(FIT_SYNTHETIC, seed=0)[0])])
         head = fit_head(digits, features(negatives[~blank]), Path(model.checkpoint).parent.name)
         real = {name: head.scores(features(images)) for name, images in
-                real_validation_digits(splits.valid_images[:, 2:30, 2:30, 0]).items()}
+                real_validation_digits(unpad_images(splits.valid_images)).items()}
         head = type(head)(**{**head.__dict__, "threshold": choose_threshold(real, max_flagged)})
         if save:  # chosen: the non-digits below only measure it
             head.save(model.folder)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
-from lenet_tf.data.mnist import load_mnist, split
+from lenet_tf.data.mnist import load_mnist, split, unpad_images
 from lenet_tf.evaluation.robustness import SUITES, RobustnessReport, run_suite
 from lenet_tf.trained import TrainedModel
 
@@ -142,7 +142,7 @@ def evaluate_robustness(
         if suite == "valid":
             train = model.run["train"]
             splits = split(mnist, train["valid_size"], train["seed"])
-            images, labels = splits.valid_images[:, 2:30, 2:30, 0], splits.valid_labels
+            images, labels = unpad_images(splits.valid_images), splits.valid_labels
         else:
             images, labels = mnist.test_images, mnist.test_labels
         chosen = SUITES[suite]

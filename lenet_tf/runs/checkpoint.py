@@ -5,6 +5,7 @@ Layout of the folder (``SavedModel/`` by default)::
     run.json            hyper-parameters, model config, history, pointers to the best and last epoch,
                         and the checkpoint folders this run owns
     epoch-0007/ckpt.*   a tf.compat.v1.train.Saver checkpoint (weights + Adam state)
+    epoch-0007/run-id   the ``id`` of the run that wrote it (see :func:`remove_orphans`)
 
 Only regular files and real folders are followed: a ``run.json`` or epoch folder that is a symbolic link, FIFO or
 the like is refused and left alone. Writers and readers of one folder take its locks (:mod:`lenet_tf.runs.lock`).
@@ -16,6 +17,10 @@ interruption or a power cut at any moment leaves the previous state intact. Noth
 things this module deletes are checkpoint folders that ``run.json`` lists as the run's own and no longer points
 at, and only after the record that drops them is on disk; one that cannot be deleted is a warning and stays listed,
 to be deleted with a later epoch.
+
+A writer killed between publishing an epoch's folder and recording it leaves a folder ``run.json`` does not name;
+every folder a run writes holds its ``run-id``, so that the run's next writer (``--resume``, ``--overwrite``) can tell
+its own leftovers (:func:`remove_orphans`) from anything else, which stays untouched.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 from lenet_tf.core.checkpoint_paths import (CHECKPOINT_NAME, RUN_FILE, checkpoint_prefix,  # noqa: F401 (re-exported)
@@ -34,6 +40,12 @@ from lenet_tf.core.outputs import (TMP_PREFIX, current_umask, describe_os_error,
 from lenet_tf.runs import lock
 
 RUN_FORMAT = 2  # 2 added "checkpoints"; format 1 records are read as owning their best and last folders
+RUN_ID_FILE = "run-id"  # in each checkpoint folder: the id of the run that wrote it
+
+
+def new_run_id() -> str:
+    """A run's ``id`` (32 hex digits), recorded in ``run.json`` and in each of its checkpoint folders."""
+    return uuid.uuid4().hex
 
 
 def describe_run(run: dict) -> str:
@@ -97,12 +109,15 @@ def free_name(folder: Path, base: str) -> str:
     return name
 
 
-def save(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, name: str) -> str:
+def save(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, name: str, run_id: str | None = None) -> str:
     """Saves a checkpoint as ``out_dir/NAME/ckpt`` via a temporary folder, where NAME is ``name`` or, if that is
-    taken, the next free variant (see :func:`free_name`); returns NAME. Never replaces anything."""
+    taken, the next free variant (see :func:`free_name`); returns NAME. Never replaces anything. ``run_id`` is
+    written first, as ``NAME/run-id``, marking the folder (and its temporary folder) as the run's own."""
     tmp = None
     try:
         tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=TMP_PREFIX))
+        if run_id:
+            (tmp / RUN_ID_FILE).write_text(run_id)
         saver.save(session, str(tmp / CHECKPOINT_NAME), write_meta_graph=False, write_state=False)
         name = free_name(out_dir, name)
         os.chmod(tmp, 0o777 & ~current_umask())
@@ -139,7 +154,7 @@ def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, ru
     Raises:
       CheckpointError: the checkpoint or ``run.json`` cannot be written; the previous record is then intact.
     """
-    name = save(saver, session, out_dir, f"epoch-{stats['epoch']:04d}")
+    name = save(saver, session, out_dir, f"epoch-{stats['epoch']:04d}", run.get("id"))
     run["history"].append(stats)
     run["last"] = {"epoch": stats["epoch"], "dir": name}
     if "best" not in run or stats["valid_accuracy"] > run["best"]["valid_accuracy"]:
@@ -161,7 +176,48 @@ def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, ru
     except lock.RecordBusy as busy:
         warnings.append(f"{busy}; epoch {stats['epoch']} is saved in {out_dir / name} and recorded with the next")
         left = owned - keep
+    except CheckpointError:
+        _remove_unless_recorded(out_dir, name)
+        raise
     run["checkpoints"] = sorted(keep | left)
     for warning in warnings:
         warn(warning)
+    return warnings
+
+
+def _remove_unless_recorded(out_dir: Path, name: str) -> None:
+    """After ``run.json`` failed to be written: the epoch folder ``name`` just published goes, unless the record on
+    disk names it after all (only the sync of its folder failed); an unreadable record leaves it to
+    :func:`remove_orphans`."""
+    try:
+        recorded = owned_checkpoints(read_run(out_dir)) if (out_dir / RUN_FILE).exists() else set()
+    except CheckpointError:
+        return
+    warning = None if name in recorded else remove_tree(out_dir / name, "the unrecorded checkpoint")
+    if warning:
+        warn(warning)
+
+
+def remove_orphans(out_dir: Path, run: dict) -> list[str]:
+    """Deletes what a killed writer of ``run`` left in ``out_dir``: the checkpoint folders (``epoch-*``) and
+    temporary folders holding ``run``'s ``run-id`` that ``run.json`` does not list. Call it holding the folder's
+    writer lock. Anything else, a folder of another run or none, a symbolic link, is left alone; a folder that
+    cannot be deleted is a warning (printed and returned).
+    """
+    run_id, owned, warnings = run.get("id"), owned_checkpoints(run), []
+    if not run_id:
+        return warnings
+    for entry in sorted(out_dir.iterdir()):
+        if not (entry.name.startswith(("epoch-", TMP_PREFIX)) and entry.name not in owned) or entry.is_symlink() \
+                or not entry.is_dir():
+            continue
+        marker = entry / RUN_ID_FILE
+        try:
+            ours = marker.is_file() and not marker.is_symlink() and marker.read_text() == run_id
+        except OSError:
+            ours = False
+        warning = remove_tree(entry, "a killed run's unrecorded checkpoint") if ours else None
+        if warning:
+            warnings.append(warning)
+            warn(warning)
     return warnings

@@ -188,6 +188,7 @@ class _SessionHook(tf1.train.SessionRunHook):
         self.worker, self.last_step, self.watchdog = worker, last_step, watchdog
         self.join_timeout = watchdog.join_timeout
         self.session: tf1.Session | None = None
+        self.reached = 0  # the shared step count seen in this session once it came near the last step
 
     def after_create_session(self, session, coord):
         """Every worker has joined before the first step: a chief alone would otherwise train by itself."""
@@ -206,6 +207,7 @@ class _SessionHook(tf1.train.SessionRunHook):
 
     def after_run(self, run_context, run_values):
         if int(run_values.results) + 1 >= self.last_step:  # the steps are done: the workers may end now
+            self.reached = max(self.reached, int(run_context.session.run(self.worker.global_step)))
             self.watchdog.release(*self.worker.role.others(("worker",)))
         if self.worker.role.is_chief and int(run_values.results) + 1 >= self.last_step:
             # Workers may already wait for the next synchronous step, which will never come: give each
@@ -401,7 +403,9 @@ def _run_session(worker: _WorkerGraph, config: TrainConfig, splits: Splits, serv
             recorder.close()
         with worker.graph.as_default(), tf1.Session(server.target, config=_filters(role)) as done_session:
             with contextlib.suppress(tf.errors.OpError):  # a parameter server that is gone needs no report
-                reached = _final_step(done_session, worker.global_step, last_step, 0.0 if role.is_chief else 5.0)
+                # (as seen in the session: the chief then restores its best epoch, shared step count included)
+                wait = 0.0 if role.is_chief or hook.reached >= last_step else 5.0
+                reached = max(hook.reached, _final_step(done_session, worker.global_step, last_step, wait))
                 done_session.run(worker.done, options=tf1.RunOptions(timeout_in_ms=5000))
     if not role.is_chief and reached < last_step:
         raise TrainingError(f"the run ended at step {reached} of {last_step}: the chief stopped it")

@@ -108,6 +108,7 @@ class RunRecorder:
         self.timings = timings or start_timings()
         self.run = {
             "format": checkpoint.RUN_FORMAT,
+            "id": checkpoint.new_run_id(),
             "model": model,
             "train": config.to_record(),
             "precision": precision,
@@ -120,7 +121,9 @@ class RunRecorder:
         }
         if previous:
             self.run.update(history=previous["history"], best=previous["best"], last=previous["last"],
-                            checkpoints=sorted(checkpoint.owned_checkpoints(previous)))
+                            checkpoints=sorted(checkpoint.owned_checkpoints(previous)), id=previous.get("id") or
+                            self.run["id"])
+            checkpoint.remove_orphans(out, previous)  # a killed writer's unrecorded epoch (under the writer lock)
             if config.epochs != previous["train"].get("epochs"):
                 self.run["resumed"] = [*previous.get("resumed", []),
                                        {"at_epoch": len(previous["history"]), "epochs": config.epochs}]
@@ -147,6 +150,7 @@ class RunRecorder:
             checkpoint.record_epoch(saver, session, self.out, self.run, stats, self.stale)
         if self.replaced:  # a replaced run's folders went with this run's first record; its logs go now
             remove_replaced_logs(self.out, self.replaced)
+            checkpoint.remove_orphans(self.out, self.replaced)
         self.stale, self.replaced = set(), None
         self.writer.add_summary(_scalars({
             "train/loss": stats["loss"], "train/accuracy": stats["train_accuracy"],

@@ -6,7 +6,7 @@ import pytest
 from synthetic import write_mnist_dir
 
 from lenet_tf.data import mnist as data
-from lenet_tf.data.mnist import load_mnist, pad_images, resolve_data_dir, split
+from lenet_tf.data.mnist import load_mnist, pad_images, resolve_data_dir, split, unpad_images
 from lenet_tf.core.errors import ConfigError, DataError
 from lenet_tf.data.idx import write_idx
 
@@ -97,6 +97,9 @@ def test_padding_centres_the_digit_in_a_zero_border():
     assert padded.shape == (3, 32, 32, 1) and padded.dtype == np.uint8
     assert padded[:, 2:30, 2:30, 0].min() == 7
     assert padded.sum() == images.sum()
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    np.testing.assert_array_equal(unpad_images(pad_images(digits)), digits)  # its inverse
 
 
 def test_split_is_stratified_seeded_and_disjoint(real_mnist):

@@ -1,10 +1,15 @@
 """Commands that write never destroy a run or a user's files (docs/reliability.md, "What is never lost")."""
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from lenet_tf.cli.commands import main
 from lenet_tf.runs import checkpoint
 from lenet_tf.training import trainer as train_module
 from lenet_tf.core.errors import CheckpointError, ConfigError
@@ -89,6 +94,64 @@ def test_training_never_touches_what_it_did_not_create(tmp_path, synthetic_split
     assert record["last"]["dir"] == "epoch-0003" and result.best_epoch in (1, 2, 3)
     assert "epoch-0001" not in record["checkpoints"]
     assert set(record["checkpoints"]) == {record["best"]["dir"], record["last"]["dir"]}
+
+
+# SIGKILL in the window between publishing epoch 2's folder and recording it in run.json.
+KILLED_AT_EPOCH_2 = """import os, signal, sys
+from lenet_tf.cli.commands import main
+from lenet_tf.cli.commands import main
+from lenet_tf.runs import checkpoint
+record = checkpoint.write_json_atomic
+def write(path, run):
+    if len(run["history"]) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    record(path, run)
+checkpoint.write_json_atomic = write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_resume_removes_a_killed_writers_unrecorded_epoch_and_nothing_else(tmp_path, synthetic_dir):
+    out, common = tmp_path / "run", ["--data-dir", str(synthetic_dir), "--skip-checksum", "--valid-size", "100",
+                                     "--batch-size", "32", "--no-progress"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_EPOCH_2, "train", "--epochs", "3", "--out", str(out),
+                             *common], capture_output=True, text=True, timeout=180)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    record = checkpoint.read_run(out)
+    assert (out / "epoch-0002" / "ckpt.index").is_file() and record["checkpoints"] == ["epoch-0001"]
+    # Beside the leftover: a killed save's hidden folder, another run's checkpoint, and a folder of the user's.
+    shutil.copytree(out / "epoch-0002", out / ".tmp-lenet_tf-killed")
+    shutil.copytree(out / "epoch-0002", out / "epoch-0008")
+    (out / "epoch-0008" / checkpoint.RUN_ID_FILE).write_text(checkpoint.new_run_id())
+    (out / "epoch-0009").mkdir()
+    (out / "epoch-0009" / checkpoint.RUN_ID_FILE).write_text("not a run of ours")
+    foreign = {name: data for name, data in snapshot(out).items() if name.startswith(("epoch-0008", "epoch-0009"))}
+
+    assert main(["train", "--resume", "--out", str(out), *common]) == 0
+    record = checkpoint.read_run(out)
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3] and record["last"]["dir"] == "epoch-0003"
+    assert record["id"] == checkpoint.read_run(out)["id"] and (out / "epoch-0003" / checkpoint.RUN_ID_FILE
+                                                              ).read_text() == record["id"]
+    assert not (out / ".tmp-lenet_tf-killed").exists()
+    assert {name: data for name, data in snapshot(out).items() if name.startswith(("epoch-0008", "epoch-0009"))
+            } == foreign
+    assert sorted(p.name for p in out.glob("epoch-*")) == sorted({*record["checkpoints"], "epoch-0008", "epoch-0009"})
+
+
+def test_an_epoch_whose_record_cannot_be_written_leaves_no_folder(tmp_path, synthetic_splits, monkeypatch):
+    out = tmp_path / "run"
+    record = checkpoint.write_json_atomic
+
+    def failing(path, run):
+        if len(run["history"]) == 2:
+            raise CheckpointError(f"{path}: cannot write (No space left on device); the previous file is untouched")
+        record(path, run)
+    monkeypatch.setattr(checkpoint, "write_json_atomic", failing)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        run(out, synthetic_splits, epochs=3)
+    assert checkpoint.read_run(out)["checkpoints"] == ["epoch-0001"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith((".lenet_tf.", "logs"))) == [
+        "epoch-0001", "run.json"]
 
 
 def test_resume_refuses_a_different_configuration_and_writes_nothing(tmp_path, finished, synthetic_splits):

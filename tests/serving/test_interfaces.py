@@ -10,6 +10,7 @@ import pytest
 from fuzzing import mutated_picture
 from PIL import Image, ImageDraw
 
+from lenet_tf.data.mnist import unpad_images
 from lenet_tf.serving.predict import predict_files
 from lenet_tf.trained import TrainedModel
 
@@ -62,7 +63,7 @@ def test_predict_images_reads_every_format_in_plain_tensorflow(synthetic_model_d
 
 
 def test_trained_model_checks_its_input_as_the_http_api_does(model, synthetic_splits):
-    digits = synthetic_splits.test_images[:20, 2:30, 2:30, 0]  # stored padded to 32x32
+    digits = unpad_images(synthetic_splits.test_images[:20])
     expected = model.predict(digits)
     np.testing.assert_array_equal(model.predict(digits[..., None]).probabilities, expected.probabilities)
     np.testing.assert_array_equal(model.predict(digits.astype(np.float64)).probabilities, expected.probabilities)

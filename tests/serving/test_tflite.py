@@ -5,6 +5,7 @@ import pytest
 from conftest import REAL_MNIST
 
 from lenet_tf.core.errors import CheckpointError, ConfigError
+from lenet_tf.data.mnist import unpad_images
 from lenet_tf.serving.tflite import calibration_digits, convert, export_tflite, interpreter, tflite_probabilities
 from lenet_tf.trained import TrainedModel
 
@@ -85,7 +86,7 @@ def test_default_file_names_per_quantization(tmp_path, synthetic_model, cli, mon
 
 
 def test_int8_needs_calibration_that_spans_the_pixel_range(synthetic_model, synthetic_splits):
-    digits = synthetic_splits.train_images[:20, 2:30, 2:30, 0]
+    digits = unpad_images(synthetic_splits.train_images[:20])
     assert calibration_digits(digits, count=5).shape == (5, 28, 28)
     with pytest.raises(ValueError, match="needs calibration_images"):
         convert(synthetic_model, "int8")
