@@ -268,17 +268,19 @@ def _lighting(gray: np.ndarray) -> tuple[np.ndarray, float]:
     to the border's pixels (strokes that touch the border are left out as outliers), and the share of the border's
     pixels the surface explains."""
     height, width = gray.shape
-    y, x = np.mgrid[-1:1:complex(0, height), -1:1:complex(0, width)]
-    def basis(x, y):
-        return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
-    design, values = basis(_border(x), _border(y)), _border(gray).astype(np.float64)
+    y, x = np.ogrid[-1:1:complex(0, height), -1:1:complex(0, width)]  # [H, 1] and [1, W]
+    bx, by = _border(np.broadcast_to(x, gray.shape)), _border(np.broadcast_to(y, gray.shape))
+    design = np.stack([np.ones_like(bx), bx, by, bx * bx, bx * by, by * by], axis=-1)
+    values = _border(gray).astype(np.float64)
     centre = np.median(values)  # start from the paper's one level: ink on the border never tilts the first fit
     kept = np.abs(values - centre) < 3.0 * (1.4826 * np.median(np.abs(values - centre)) + 1.0)
     for _ in range(3):  # refit without the pixels far from the surface (ink at the border, glare)
         coefficients = np.linalg.lstsq(design[kept], values[kept], rcond=None)[0]
         residuals = values - design @ coefficients
         kept = np.abs(residuals) < 3.0 * (1.4826 * np.median(np.abs(residuals[kept])) + 1.0)
-    return (basis(x, y) @ coefficients).astype(np.float32), float(kept.mean())
+    c = coefficients  # the surface over the whole picture, term by term (no [H, W, 6] basis)
+    surface = c[0] + c[1] * x + c[2] * y + c[3] * (x * x) + c[4] * (x * y) + c[5] * (y * y)
+    return surface.astype(np.float32), float(kept.mean())
 
 
 def flattened(gray: np.ndarray) -> np.ndarray:
