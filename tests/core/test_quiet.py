@@ -79,27 +79,41 @@ def test_flag_error_is_usage_and_one_line():
         "lenet-tf train: error: argument --epochs: must be ≥ 1, got 0")
 
 
+def together(*commands) -> list[subprocess.CompletedProcess]:
+    """Runs independent ``lenet-tf`` commands side by side (fresh processes, as :func:`lenet_tf`); their results."""
+    started = [subprocess.Popen([sys.executable, "-m", "lenet_tf", *map(str, args)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=user_env()) for args in commands]
+    try:
+        outputs = [p.communicate(timeout=180) for p in started]
+        return [subprocess.CompletedProcess(p.args, p.returncode, *output) for p, output in zip(started, outputs)]
+    finally:
+        for p in started:
+            p.kill()
+            p.wait()
+
+
 def test_real_commands_print_only_their_own_lines(tmp_path, synthetic_dir):
     out = tmp_path / "model"
     data = ["--data-dir", synthetic_dir, "--skip-checksum"]
     trained = lenet_tf("train", *data, "--epochs", 1, "--valid-size", 100, "--batch-size", 32, "--out", out)
     assert trained.returncode == 0, trained.stderr
     assert "epoch 1/1" in trained.stderr and foreign_lines(trained.stderr) == []
-    quiet = lenet_tf("train", *data, "--epochs", 1, "--valid-size", 100, "--no-progress", "--out", tmp_path / "m2")
-    precision_line = r"lenet-tf: precision (fp32|bf16) \(asked \w+: [^)]*\); CPU features: [-\w ]+\n"
-    assert quiet.returncode == 0 and re.fullmatch(precision_line, quiet.stderr), quiet.stderr
-    evaluated = lenet_tf("evaluate", "--checkpoint", out, *data)
-    assert evaluated.returncode == 0 and "accuracy" in evaluated.stdout
-    assert re.fullmatch(precision_line, evaluated.stderr), evaluated.stderr
     image = tmp_path / "one.png"
     digit = np.zeros((28, 28), np.uint8)
     digit[4:24, 12:16] = 255
     Image.fromarray(digit).save(image)
-    predicted = lenet_tf("predict", image, "--checkpoint", out)
+    quiet, evaluated, predicted, exported, failed = together(
+        ("train", *data, "--epochs", 1, "--valid-size", 100, "--no-progress", "--out", tmp_path / "m2"),
+        ("evaluate", "--checkpoint", out, *data),
+        ("predict", image, "--checkpoint", out),
+        ("export", "--checkpoint", out, "--out", tmp_path / "export"),
+        ("evaluate", "--checkpoint", tmp_path / "nothing", *data))
+    precision_line = r"lenet-tf: precision (fp32|bf16) \(asked \w+: [^)]*\); CPU features: [-\w ]+\n"
+    assert quiet.returncode == 0 and re.fullmatch(precision_line, quiet.stderr), quiet.stderr
+    assert evaluated.returncode == 0 and "accuracy" in evaluated.stdout
+    assert re.fullmatch(precision_line, evaluated.stderr), evaluated.stderr
     assert predicted.returncode == 0 and predicted.stdout.startswith(str(image)) and predicted.stderr == ""
-    exported = lenet_tf("export", "--checkpoint", out, "--out", tmp_path / "export")
     assert exported.returncode == 0 and exported.stderr == ""
-    failed = lenet_tf("evaluate", "--checkpoint", tmp_path / "nothing", *data)
     assert failed.returncode == 1 and failed.stderr.startswith("lenet-tf: error: ")
     assert len(failed.stderr.splitlines()) == 1
 
