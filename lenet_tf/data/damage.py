@@ -41,7 +41,8 @@ def _smooth_field(seed: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
 
 def _lines(seed: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
     """float32 ``[N, size, size, 1]`` masks: parallel ruled lines (period 5-10 px) or one line, 1-2.5 px wide,
-    at a random angle and offset."""
+    at a random angle and offset. (The single line's offset leaves 69% of them outside the digit's box; drawing
+    them near the centre measured within the seeds' spread: docs/history/accuracy-2026-12-05.md.)"""
     seeds = tf.random.experimental.stateless_split(seed, num=5)
     angle = _uniform(seeds[0], count, 0.0, math.pi)
     offset = _uniform(seeds[1], count, 0.0, size)
