@@ -45,6 +45,7 @@ def ends(processes, timeout):
                 p.kill()
             pytest.fail(f"{role} still runs {timeout} s later")
         results[role] = (process.returncode, (stderr.strip().splitlines() or [""])[-1], time.monotonic() - began)
+        print(f"--- {role}: exit {process.returncode} after {results[role][2]:.1f} s\n{stderr[-3000:]}")  # on failure
     return results
 
 
