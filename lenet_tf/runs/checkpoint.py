@@ -198,15 +198,15 @@ def _remove_unless_recorded(out_dir: Path, name: str) -> None:
         warn(warning)
 
 
-def remove_orphans(out_dir: Path, run: dict) -> list[str]:
+def remove_orphans(out_dir: Path, run: dict) -> None:
     """Deletes what a killed writer of ``run`` left in ``out_dir``: the checkpoint folders (``epoch-*``) and
     temporary folders holding ``run``'s ``run-id`` that ``run.json`` does not list. Call it holding the folder's
     writer lock. Anything else, a folder of another run or none, a symbolic link, is left alone; a folder that
-    cannot be deleted is a warning (printed and returned).
+    cannot be deleted is a printed warning.
     """
-    run_id, owned, warnings = run.get("id"), owned_checkpoints(run), []
+    run_id, owned = run.get("id"), owned_checkpoints(run)
     if not run_id:
-        return warnings
+        return
     for entry in sorted(out_dir.iterdir()):
         if not (entry.name.startswith(("epoch-", TMP_PREFIX)) and entry.name not in owned) or entry.is_symlink() \
                 or not entry.is_dir():
@@ -218,6 +218,4 @@ def remove_orphans(out_dir: Path, run: dict) -> list[str]:
             ours = False
         warning = remove_tree(entry, "a killed run's unrecorded checkpoint") if ours else None
         if warning:
-            warnings.append(warning)
             warn(warning)
-    return warnings

@@ -206,10 +206,12 @@ class _SessionHook(tf1.train.SessionRunHook):
         return tf1.train.SessionRunArgs(self.worker.global_step)
 
     def after_run(self, run_context, run_values):
-        if int(run_values.results) + 1 >= self.last_step:  # the steps are done: the workers may end now
-            self.reached = max(self.reached, int(run_context.session.run(self.worker.global_step)))
-            self.watchdog.release(*self.worker.role.others(("worker",)))
-        if self.worker.role.is_chief and int(run_values.results) + 1 >= self.last_step:
+        if int(run_values.results) + 1 < self.last_step:
+            return
+        # The steps are done: the workers may end now.
+        self.reached = max(self.reached, int(run_context.session.run(self.worker.global_step)))
+        self.watchdog.release(*self.worker.role.others(("worker",)))
+        if self.worker.role.is_chief:
             # Workers may already wait for the next synchronous step, which will never come: give each
             # one token so that it returns, sees the final step count and stops.
             try:

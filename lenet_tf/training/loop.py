@@ -108,7 +108,7 @@ class RunRecorder:
         self.timings = timings or start_timings()
         self.run = {
             "format": checkpoint.RUN_FORMAT,
-            "id": checkpoint.new_run_id(),
+            "id": (previous or {}).get("id") or checkpoint.new_run_id(),  # a resumed run keeps its own
             "model": model,
             "train": config.to_record(),
             "precision": precision,
@@ -121,8 +121,7 @@ class RunRecorder:
         }
         if previous:
             self.run.update(history=previous["history"], best=previous["best"], last=previous["last"],
-                            checkpoints=sorted(checkpoint.owned_checkpoints(previous)), id=previous.get("id") or
-                            self.run["id"])
+                            checkpoints=sorted(checkpoint.owned_checkpoints(previous)))
             checkpoint.remove_orphans(out, previous)  # a killed writer's unrecorded epoch (under the writer lock)
             if config.epochs != previous["train"].get("epochs"):
                 self.run["resumed"] = [*previous.get("resumed", []),

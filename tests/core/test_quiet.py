@@ -26,9 +26,12 @@ def user_env(**extra):
     return {**env, **extra}
 
 
+def command(*args) -> list[str]:
+    return [sys.executable, "-m", "lenet_tf", *map(str, args)]
+
+
 def lenet_tf(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "lenet_tf", *map(str, args)], capture_output=True, text=True,
-                          timeout=180, env=user_env(), **kwargs)
+    return subprocess.run(command(*args), capture_output=True, text=True, timeout=180, env=user_env(), **kwargs)
 
 
 def foreign_lines(stderr: str) -> list[str]:
@@ -81,8 +84,8 @@ def test_flag_error_is_usage_and_one_line():
 
 def together(*commands) -> list[subprocess.CompletedProcess]:
     """Runs independent ``lenet-tf`` commands side by side (fresh processes, as :func:`lenet_tf`); their results."""
-    started = [subprocess.Popen([sys.executable, "-m", "lenet_tf", *map(str, args)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=user_env()) for args in commands]
+    started = [subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=user_env()) for args in commands]
     try:
         outputs = [p.communicate(timeout=180) for p in started]
         return [subprocess.CompletedProcess(p.args, p.returncode, *output) for p, output in zip(started, outputs)]

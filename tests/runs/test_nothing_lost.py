@@ -119,6 +119,7 @@ def test_resume_removes_a_killed_writers_unrecorded_epoch_and_nothing_else(tmp_p
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     record = checkpoint.read_run(out)
     assert (out / "epoch-0002" / "ckpt.index").is_file() and record["checkpoints"] == ["epoch-0001"]
+    run_id = record["id"]
     # Beside the leftover: a killed save's hidden folder, another run's checkpoint, and a folder of the user's.
     shutil.copytree(out / "epoch-0002", out / ".tmp-lenet_tf-killed")
     shutil.copytree(out / "epoch-0002", out / "epoch-0008")
@@ -130,8 +131,7 @@ def test_resume_removes_a_killed_writers_unrecorded_epoch_and_nothing_else(tmp_p
     assert main(["train", "--resume", "--out", str(out), *common]) == 0
     record = checkpoint.read_run(out)
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3] and record["last"]["dir"] == "epoch-0003"
-    assert record["id"] == checkpoint.read_run(out)["id"] and (out / "epoch-0003" / checkpoint.RUN_ID_FILE
-                                                              ).read_text() == record["id"]
+    assert record["id"] == run_id == (out / "epoch-0003" / checkpoint.RUN_ID_FILE).read_text()  # kept on resume
     assert not (out / ".tmp-lenet_tf-killed").exists()
     assert {name: data for name, data in snapshot(out).items() if name.startswith(("epoch-0008", "epoch-0009"))
             } == foreign
