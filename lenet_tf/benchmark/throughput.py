@@ -276,7 +276,7 @@ def format_report(report: dict) -> str:
         f"× = {ours} / row (paired round by round in brackets)",
         "",
         f"{'contender':<24}{'train img/s':>12}{'of limit':>10}{'inference img/s':>17}"
-        f"{'lenet_tf ×train':>17}{'×inference':>12}",
+        f"{'×train':>17}{'×inference':>12}",
     ]
     for name, result in report["results"].items():
         ratio = report.get("ratios", {}).get(name, {"train": 1.0, "inference": 1.0})
