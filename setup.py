@@ -23,7 +23,7 @@ setup(
         "ai-edge-litert>=1.2",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "httpx>=0.27", "selenium>=4.20", "hypothesis>=6.100", "schemathesis>=4.0"],
+        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "httpx>=0.27", "selenium>=4.20", "hypothesis>=6.100", "schemathesis>=4.0"],
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httptools>=0.6",
                   "uvloop>=0.19; sys_platform != 'win32'", "orjson>=3.8"],
         "bench": ["torch"],

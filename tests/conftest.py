@@ -1,4 +1,6 @@
+import fcntl
 import os
+import pickle
 import shutil
 import signal
 import sys
@@ -54,25 +56,52 @@ def real_mnist():
     return load_mnist(REAL_MNIST, download=False)
 
 
+def suite_root(tmp_path_factory) -> Path:
+    """The temporary folder of this run of the suite: pytest-xdist's workers (``-n``, pytest.ini) each have their
+    own base folder inside it; a run without workers has only its base folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def built_once(tmp_path_factory, name: str, build):
+    """``build(folder)``'s (picklable) value, for every worker of the suite: the first worker to ask builds into
+    ``<suite root>/<name>`` holding a lock; the others wait for it, then read the same folder and value."""
+    root = suite_root(tmp_path_factory)
+    folder, value = root / name, root / f"{name}.pickle"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not value.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker whose build failed
+            folder.mkdir()
+            value.write_bytes(pickle.dumps(build(folder)))
+        return pickle.loads(value.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def synthetic_model_dir(tmp_path_factory, synthetic_splits) -> Path:
     """A LeNet-5 trained for three epochs on the synthetic digits (read it, don't change it)."""
     from lenet_tf.training.trainer import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("synthetic-model") / "model"
-    train(TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3, valid_size=100, **deterministic()), out,
-          splits=synthetic_splits, progress=False)
-    return out
+    def build(folder: Path) -> Path:
+        train(TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3, valid_size=100, **deterministic()),
+              folder / "model", splits=synthetic_splits, progress=False)
+        return folder / "model"
+
+    return built_once(tmp_path_factory, "synthetic-model", build)
 
 
 @pytest.fixture(scope="session")
 def real_model_dir(tmp_path_factory, real_mnist):
-    """A LeNet-5 trained for two epochs on the real MNIST (shared by the tests that need a real model)."""
+    """A LeNet-5 trained for two epochs on the real MNIST (shared by the tests that need a real model): its folder
+    and the :class:`TrainResult` (read it, don't change it)."""
     from lenet_tf.training.trainer import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("real") / "model"
-    result = train(TrainConfig(epochs=2, **deterministic()), out, splits=split(real_mnist, 5000, 0), progress=False)
-    return out, result
+    def build(folder: Path):
+        result = train(TrainConfig(epochs=2, **deterministic()), folder / "model", splits=split(real_mnist, 5000, 0),
+                       progress=False)
+        return folder / "model", result
+
+    return built_once(tmp_path_factory, "real-model", build)
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +110,11 @@ def calibration(tmp_path_factory, real_model_dir):
     rejection.npz written beside run.json, and the :class:`Calibration` it reported."""
     from lenet_tf.evaluation.calibration import calibrate
 
-    folder = tmp_path_factory.mktemp("calibrated") / "model"
-    shutil.copytree(real_model_dir[0], folder)
-    return folder, calibrate(folder, REAL_MNIST)
+    def build(folder: Path):
+        shutil.copytree(real_model_dir[0], folder / "model")
+        return folder / "model", calibrate(folder / "model", REAL_MNIST)
+
+    return built_once(tmp_path_factory, "calibrated-model", build)
 
 
 @pytest.fixture(scope="session")
@@ -160,10 +191,13 @@ def cli(capfd):
 
 @pytest.fixture(scope="session", autouse=True)
 def suite_environment(tmp_path_factory):
-    """Decoded MNIST arrays and split indices are cached in a temporary folder, not in ~/.cache; graphs run in
-    fp32 unless a test asks for bf16 (the exact comparisons assume fp32; test_precision.py covers bf16)."""
+    """Decoded MNIST arrays, split indices, the synthetic pool and the native ops are cached in a temporary folder
+    that the suite's workers share (their cache writes are atomic), not in ~/.cache; graphs run in fp32 unless a
+    test asks for bf16 (the exact comparisons assume fp32; test_precision.py covers bf16)."""
+    cache = suite_root(tmp_path_factory) / "xdg-cache"
+    cache.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        patch.setenv("XDG_CACHE_HOME", str(cache))
         patch.setenv("LENET_TF_PRECISION", "fp32")
         yield
 
