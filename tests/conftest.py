@@ -18,6 +18,13 @@ from lenet_tf.data.mnist import load_mnist, split  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 REAL_MNIST = REPO / "data" / "mnist"
 
+# The commands the tests start stand for commands typed at a terminal, where Ctrl-C reaches them. A suite started in
+# the background of a non-interactive shell inherits SIGINT ignored, Python keeps an inherited SIG_IGN, and so would
+# every command the tests start (a test that sends them SIGINT would wait in vain): the default comes back here, in
+# each process that starts commands (the main one and every pytest-xdist worker).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def pytest_runtest_setup(item):
     """Tests marked ``native`` need lenet_tf's native ops: where they cannot be built here (no C++ compiler, no
