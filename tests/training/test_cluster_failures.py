@@ -30,7 +30,7 @@ def start_cluster(tmp_path, synthetic_dir, roles=tuple(ROLES), epochs=300, join_
                "--valid-size", "100", "--batch-size", "32", "--no-progress", "--join-timeout", str(join_timeout),
                "--member-timeout", str(MEMBER_TIMEOUT),
                # No synthetic digits: a worker makes them before its server starts, for 15-20 s where the cache
-               # does not hold them yet, which is longer than the join timeouts here.
+               # does not hold them yet, which is longer than the 4 s join timeout of the join test.
                "--synthetic", "0"]
     processes = {role: subprocess.Popen(command + ROLES[role], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True) for role in roles}
