@@ -49,8 +49,8 @@ class TrainedModel:
             self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
             self.folder = Path(self.checkpoint).parent.parent
             self.rejection = RejectionStats.load(self.folder) if reject else None
-            if self.rejection and self.rejection.epoch_folder != Path(self.checkpoint).parent.name:
-                self.rejection = None  # fitted on another epoch's network
+            if self.rejection and not self.rejection.belongs_to(self.checkpoint, self.run):
+                self.rejection = None  # fitted on another epoch's or another run's network
             self.graph = tf.Graph()
             with self.graph.as_default():
                 self.members = ensemble_members(config["model"], config["members"])

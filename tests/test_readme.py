@@ -8,6 +8,7 @@ from pathlib import Path
 
 from conftest import REAL_MNIST, console_script
 
+from lenet_tf.rejection import RejectionStats
 from lenet_tf.training.presets import PRESETS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -53,3 +54,7 @@ def test_the_readme_training_example_trains_on_mnist(tmp_path, real_mnist, monke
     assert run["train"]["restroke"] == PRESETS["default"]["restroke"]
     assert result.test_accuracy == run["test"]["accuracy"] > 0.95
     assert 0 < run["timing"]["total"] < 600 and run["timing"]["startup"] < 0.5
+    # The preset calibrates "I can't read this" on the best epoch of this very run.
+    head = RejectionStats.load(tmp_path / "my_run")
+    assert head.epoch_folder == f"epoch-{result.best_epoch:04d}" and head.run_id == run["id"]
+    assert result.calibration["threshold"] == head.threshold and result.calibration["non_digits_flagged"] > 0.6

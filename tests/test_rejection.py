@@ -1,8 +1,10 @@
 """"I can't read this": the head's graph form, the threshold, the stored file, and a calibrated model's answers."""
 
 import json
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,10 +12,13 @@ from images import letter_image
 from PIL import Image
 
 from lenet_tf.core.errors import CheckpointError
+from lenet_tf.evaluation.calibration import calibrate
 from lenet_tf.core.options import MAX_FLAGGED
 from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, pendigits_dir
 from lenet_tf.inference import Predictions
 from lenet_tf.rejection import STATS_FILE, RejectionStats, choose_threshold, fit_head, novelty_tensor
+from lenet_tf.runs import lock
+from lenet_tf.trained import TrainedModel
 from lenet_tf.serving.predict import rejection_reason
 from graph_run import run
 
@@ -84,3 +89,22 @@ def test_a_letter_is_not_a_digit_in_predict_json(tmp_path, calibrated_model_dir,
     assert answers["a.png"]["digit"] is None and answers["a.png"]["reason"].startswith("not a digit")
     assert len(answers["a.png"]["probabilities"]) == 10  # still given
     assert answers["digit.png"]["digit"] == int(real_mnist.test_labels[0]) and answers["digit.png"]["reason"] is None
+
+
+def test_a_head_is_used_only_by_the_run_and_epoch_it_was_fitted_on(tmp_path, calibrated_model_dir):
+    """A run that reuses the epoch folder's name (``train --overwrite``) does not inherit the old run's head."""
+    with TrainedModel(calibrated_model_dir) as model:
+        assert model.rejection is not None and model.rejection.run_id == model.run["id"]
+    other = shutil.copytree(calibrated_model_dir, tmp_path / "model")
+    replace(RejectionStats.load(other), run_id="another run").save(other)
+    with TrainedModel(other) as model:
+        assert model.rejection is None
+
+
+def test_calibrate_refuses_a_folder_being_trained_and_writes_nothing(tmp_path, calibrated_model_dir):
+    folder = shutil.copytree(calibrated_model_dir, tmp_path / "model")
+    before = (folder / STATS_FILE).read_bytes()
+    with lock.writing(folder, what="training folder", create=False):  # as a training holds it
+        with pytest.raises(CheckpointError, match="training folder"):
+            calibrate(folder)
+    assert (folder / STATS_FILE).read_bytes() == before

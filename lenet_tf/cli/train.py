@@ -170,6 +170,7 @@ def run(args) -> int:
         "out": str(result.out_dir), "best_epoch": result.best_epoch, "valid_accuracy": result.valid_accuracy,
         "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
         "seconds": round(result.seconds, 2), "images_per_second": round(result.images_per_second),
+        "rejection": result.calibration,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -177,6 +178,10 @@ def run(args) -> int:
         print(f"best epoch {result.best_epoch}: valid accuracy {result.valid_accuracy:.4%}, "
               f"test accuracy {result.test_accuracy:.4%} (loss {result.test_loss:.4f}); "
               f"{result.seconds:.1f} s training, {result.images_per_second:,.0f} images/s; saved in {result.out_dir}")
+        if result.calibration:
+            from lenet_tf.evaluation.calibration import Calibration
+
+            print(Calibration(**result.calibration).summary())
     if args.verbose and result.timing:
         from lenet_tf.core.timing import format_timing
 

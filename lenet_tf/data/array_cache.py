@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import numpy as np
@@ -19,15 +21,24 @@ from lenet_tf.data.mnist import decoded_cache_dir
 
 
 def array_key(*parts) -> str:
-    """A short hex key of ``parts``: arrays by their dtype, shape and bytes, anything else by its ``repr``."""
+    """A short hex key of ``parts``: arrays by their dtype, shape and bytes, bytes as they are, anything else by its
+    ``repr``."""
     digest = hashlib.sha256()
     for part in parts:
         if isinstance(part, np.ndarray):
             digest.update(f"{part.dtype}{part.shape}".encode())
             digest.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, bytes):
+            digest.update(part)
         else:
             digest.update(repr(part).encode())
     return digest.hexdigest()[:32]
+
+
+def source_key(*modules: ModuleType) -> str:
+    """A short hex key of the source of ``modules``: arrays computed by their code are computed again once it
+    changes."""
+    return array_key(*(Path(module.__file__).read_bytes() for module in modules))
 
 
 def cached_arrays(kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -135,6 +135,9 @@ def font_digit(label: int, font: str, rng: np.random.Generator) -> np.ndarray:
     return to_mnist(np.asarray(warped))
 
 
+SYNTHETIC_POOL = 10000  # the synthetic digits training draws from (1,000 per class), cached once
+
+
 def synthetic_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``count`` synthetic digits, uint8 ``[count, 28, 28]`` (white ink on black, as MNIST), and int32 labels
     ``[count]`` (balanced); :data:`FONT_SHARE` of them typed, the rest from templates. Cached on disk."""

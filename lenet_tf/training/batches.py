@@ -26,11 +26,10 @@ from lenet_tf.data.augment import augment_images, capture_distort, fill_box
 from lenet_tf.data.damage import damage
 from lenet_tf.data.mnist import pad_images
 from lenet_tf.data.strokes import restroke, skeleton_distances
-from lenet_tf.data.synthetic import synthetic_digits
+from lenet_tf.data.synthetic import SYNTHETIC_POOL, synthetic_digits
 from lenet_tf.objectives import scale_images
 from lenet_tf.training.config import TrainConfig
 
-SYNTHETIC_COUNT = 10000  # the pool of synthetic digits (1,000 per class) batches draw from
 
 
 def choose_warp(config: TrainConfig, precision: str) -> dict:
@@ -59,7 +58,7 @@ class TrainingBatches:
         if config.restroke:
             self.distances = self._variable(skeleton_distances(images), "skeleton_distances")
         if config.synthetic:
-            synthetic, synthetic_labels = synthetic_digits(SYNTHETIC_COUNT, seed=0)
+            synthetic, synthetic_labels = synthetic_digits(SYNTHETIC_POOL, seed=0)
             self.synthetic_images = self._variable(pad_images(synthetic), "synthetic_images")
             self.synthetic_labels = self._variable(synthetic_labels, "synthetic_labels")
 
@@ -117,7 +116,7 @@ class TrainingBatches:
         if config.synthetic:
             count = tf.shape(images)[0]
             chosen = tf.random.stateless_uniform([count], seed=seeds[1]) < share * config.synthetic
-            picks = tf.random.stateless_uniform([count], seed=seeds[2], maxval=SYNTHETIC_COUNT, dtype=tf.int32)
+            picks = tf.random.stateless_uniform([count], seed=seeds[2], maxval=SYNTHETIC_POOL, dtype=tf.int32)
             typed = scale_images(tf.gather(self.synthetic_images, picks))
             images = select_rows(chosen, typed, images)
             labels = tf.where(chosen, tf.gather(self.synthetic_labels, picks), labels)

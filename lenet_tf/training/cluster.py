@@ -43,7 +43,7 @@ from lenet_tf.training.cluster_spec import member_name, own_port_problem, spec_p
 from lenet_tf.training.config import TrainConfig
 from lenet_tf.training.loop import RunRecorder, epoch_batches, run_epoch, start_timings
 from lenet_tf.training.step import training_step
-from lenet_tf.training.trainer import MODEL_SCOPE, Notice, TrainResult, load_splits
+from lenet_tf.training.trainer import MODEL_SCOPE, Notice, TrainResult, load_splits, with_rejection
 from lenet_tf.training.watchdog import (JOIN_TIMEOUT_SECONDS, MEMBER_TIMEOUT_SECONDS, PROBE_SECONDS, MemberError,
                                         Watchdog)
 
@@ -358,7 +358,7 @@ def train_worker(
                                               **CLUSTER_KERNELS},
                                        timings=timings)
             run = _run_session(worker, config, splits, server, watchdog, recorder, progress)
-    return TrainResult.from_run(out, run) if run else None
+        return with_rejection(TrainResult.from_run(out, run), config, splits) if run else None
 
 
 # A cluster's workers build TensorFlow's kernels only: its graph runs on TensorFlow's distributed runtime, which

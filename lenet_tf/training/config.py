@@ -136,6 +136,8 @@ class TrainConfig:
     ensemble: int = option(1, "train N LeNet-5 members with different seeds side by side on the same batches; "
                               "evaluate, predict, serve and export average their probabilities (1: a single model)",
                            range=Range(int, 1), metavar="N")
+    calibrate: bool = option(False, "after training, fit \"I can't read this\" on the best epoch, as `lenet-tf "
+                                    "calibrate` does (rejection.npz beside run.json; a few seconds)")
     seed: int = option(0, "seed of the split, shuffling and initialisation", range=Range(int, 0))
     valid_size: int = option(5000, "training images held out for validation", range=Range(int, 1))
     towers: int = option(0, "shards per batch run in parallel (0: one per CPU core, 1 on a GPU)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +40,7 @@ class TrainResult:
     seconds: float
     images_per_second: float
     timing: dict = field(default_factory=dict)  # wall seconds per phase of the command (lenet_tf.core.timing)
+    calibration: dict | None = None  # with TrainConfig.calibrate: lenet_tf.evaluation.calibration.Calibration
 
     @classmethod
     def from_run(cls, out_dir: Path, run: dict) -> TrainResult:
@@ -338,4 +339,17 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
             run = recorder.finish(graph.saver, session, graph.inference, splits)
     finally:
         recorder.close()
-    return TrainResult.from_run(out, run)
+    return with_rejection(TrainResult.from_run(out, run), config, splits)
+
+
+def with_rejection(result: TrainResult, config: TrainConfig, splits: Splits) -> TrainResult:
+    """``result``, with "I can't read this" fitted on its best epoch and written beside its ``run.json`` when
+    ``config.calibrate`` (:func:`lenet_tf.evaluation.calibration.calibrate_model`, on the run's ``splits``). The
+    caller holds the training folder's writer lock."""
+    if not config.calibrate:
+        return result
+    from lenet_tf.evaluation.calibration import calibrate_model
+    from lenet_tf.trained import TrainedModel
+
+    with TrainedModel(result.out_dir, "best", config.precision, reject=False) as model:
+        return replace(result, calibration=calibrate_model(model, splits).to_dict())

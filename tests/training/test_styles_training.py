@@ -15,7 +15,7 @@ def run(tmp_path, splits, name, **overrides):
 
 
 def test_style_options_train_and_are_off_in_clean_epochs(tmp_path, synthetic_splits, monkeypatch):
-    monkeypatch.setattr(batches, "SYNTHETIC_COUNT", 100)  # a small pool: the test needs the ops, not the variety
+    monkeypatch.setattr(batches, "SYNTHETIC_POOL", 100)  # a small pool: the test needs the ops, not the variety
     losses = lambda r: [h["loss"] for h in r.history]  # noqa: E731
     plain = run(tmp_path, synthetic_splits, "plain")
     styled = run(tmp_path, synthetic_splits, "styled", **{**STYLES, "augment": False})
