@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--clean-inputs", action="store_true")
     parser.add_argument("--out")
     args = parser.parse_args()
-    from lenet_tf.evaluation.calibration import calibrate
+    from lenet_tf.rejection.calibration import calibrate
     from lenet_tf.evaluation.evaluate import evaluate, evaluate_robustness
 
     folder = Path(args.run)

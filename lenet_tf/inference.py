@@ -197,9 +197,8 @@ class InferenceGraph:
                 feed[self.labels] = np.resize(labels[start:start + batch_size], len(batch))
             for name, value in session.run(fetches, feed).items():
                 parts[name].append(value[:count])
-        joined = {name: np.concatenate(values) for name, values in parts.items() if values}
-        width = self.probabilities.shape[-1]
-        return Predictions(
-            joined.get("probabilities", np.zeros((0, width), np.float32)), joined.get("losses"),
-            joined.get("novelty", np.zeros(0, np.float32) if self.novelty is not None else None),
-            self.rejection.threshold if self.rejection else None, joined.get("features"))
+        joined = {name: np.concatenate(values) if values else  # no images: empty arrays of the fetches' shapes
+                  np.zeros((0, *fetches[name].shape[1:].as_list()), fetches[name].dtype.as_numpy_dtype)
+                  for name, values in parts.items()}
+        return Predictions(joined["probabilities"], joined.get("losses"), joined.get("novelty"),
+                           self.rejection.threshold if self.rejection else None, joined.get("features"))

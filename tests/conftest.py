@@ -115,7 +115,7 @@ def real_model_dir(tmp_path_factory, real_mnist):
 def calibration(tmp_path_factory, real_model_dir):
     """``lenet-tf calibrate`` (the library call) on a copy of the 2-epoch real model: its folder, with
     rejection.npz written beside run.json, and the :class:`Calibration` it reported."""
-    from lenet_tf.evaluation.calibration import calibrate
+    from lenet_tf.rejection.calibration import calibrate
 
     def build(folder: Path):
         shutil.copytree(real_model_dir[0], folder / "model")

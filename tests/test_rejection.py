@@ -12,7 +12,7 @@ from images import letter_image
 from PIL import Image
 
 from lenet_tf.core.errors import CheckpointError
-from lenet_tf.evaluation.calibration import calibrate
+from lenet_tf.rejection.calibration import calibrate
 from lenet_tf.core.options import MAX_FLAGGED
 from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, pendigits_dir
 from lenet_tf.inference import Predictions

@@ -96,6 +96,8 @@ def test_trained_model_takes_each_form(trained, synthetic_splits):
     with TrainedModel(out) as model:
         expected_best = model.predict(images).probabilities
         assert model.epoch == 1 and model.checkpoint == str(best / "ckpt")
+        empty = model.predict(images[:0], features=True)  # an empty batch is an empty answer, not an error
+        assert empty.probabilities.shape == (0, 10) and empty.blank.shape == (0,) and len(empty.features) == 0
     with TrainedModel(out, which="last") as model:
         expected_last = model.predict(images).probabilities
         assert model.epoch == 2

@@ -273,7 +273,7 @@ def _run_predict(args) -> int:
 
 
 def _run_calibrate(args) -> int:
-    from lenet_tf.evaluation.calibration import calibrate
+    from lenet_tf.rejection.calibration import calibrate
 
     if not 0 <= args.max_flagged < 1:
         raise ConfigError(f"--max-flagged must be in [0, 1), got {args.max_flagged}")

@@ -179,7 +179,7 @@ def run(args) -> int:
               f"test accuracy {result.test_accuracy:.4%} (loss {result.test_loss:.4f}); "
               f"{result.seconds:.1f} s training, {result.images_per_second:,.0f} images/s; saved in {result.out_dir}")
         if result.calibration:
-            from lenet_tf.evaluation.calibration import Calibration
+            from lenet_tf.rejection.calibration import Calibration
 
             print(Calibration(**result.calibration).summary())
     if args.verbose and result.timing:

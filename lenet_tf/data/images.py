@@ -68,7 +68,7 @@ def blank_digits(digits: np.ndarray) -> np.ndarray:
     runs in the exported graph (:mod:`lenet_tf.serving.saved_model`) and in the TF Serving API.
     """
     digits = np.asarray(digits)
-    return digits.reshape(len(digits), -1).max(axis=1, initial=0) < BLANK_LEVEL
+    return digits.reshape(len(digits), int(np.prod(digits.shape[1:]))).max(axis=1, initial=0) < BLANK_LEVEL
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
-from lenet_tf.core.errors import LeNetError
-from lenet_tf.data.images import grayscale, to_mnist
-from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, canvas_digits, pendigits_dir
+from lenet_tf.data.other_writers import (LOAD_DIGITS_SCALE, load_digits_files, pendigits_files,  # noqa: F401
+                                         png_bytes, read_encoded, read_file_bytes)
+from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, pendigits_dir
 from lenet_tf.evaluation.conditions import VALID_CONDITIONS, Condition
 
 KINDS = ("clean", "thin", "thick", "blur", "low_res", "rotate", "paper", "jpeg", "stretch")
@@ -105,7 +105,6 @@ VALID_SUITE = Suite("valid", (
 ), scale=5, seed=777, count=1000, load_digits=True, pendigits=2000, conditions=VALID_CONDITIONS)
 
 SUITES = {suite.name: suite for suite in (TEST_SUITE, VALID_SUITE)}
-LOAD_DIGITS_SCALE = 8
 
 
 def render(digit: np.ndarray, scale: int) -> Image.Image:
@@ -147,32 +146,17 @@ def apply_shift(paper: Image.Image, shift: Shift, scale: int, rng: np.random.Gen
 
 def encode(image: Image.Image, shift: Shift) -> bytes:
     """The image as the bytes of a file: JPEG at the shift's quality for ``jpeg``, else PNG."""
+    if shift.kind != "jpeg":
+        return png_bytes(image)
     buffer = io.BytesIO()
-    if shift.kind == "jpeg":
-        image.save(buffer, "JPEG", quality=int(shift.strength))
-    else:
-        image.save(buffer, "PNG", compress_level=1)  # lossless at any level; 1 is the fastest
+    image.save(buffer, "JPEG", quality=int(shift.strength))
     return buffer.getvalue()
-
-
-def read_file_bytes(data: bytes, name: str = "image") -> np.ndarray:
-    """An image file's bytes prepared exactly as ``lenet-tf predict`` prepares a file: uint8 ``[28, 28]``."""
-    with Image.open(io.BytesIO(data)) as image:
-        return to_mnist(grayscale(image), name)
 
 
 def read_files(papers, shift: Shift) -> tuple[np.ndarray, np.ndarray]:
     """Images (dark ink on white) encoded as ``shift``'s file type and read back like ``predict``: prepared uint8
     ``[N, 28, 28]`` (blank where the preprocessing rejected the file) and the bool ``[N]`` accepted mask."""
-    prepared = np.zeros((len(papers), 28, 28), np.uint8)
-    accepted = np.zeros(len(papers), bool)
-    for i, paper in enumerate(papers):
-        try:
-            prepared[i] = read_file_bytes(encode(paper, shift), f"{shift.name} #{i}")
-            accepted[i] = True
-        except LeNetError:
-            pass
-    return prepared, accepted
+    return read_encoded([encode(paper, shift) for paper in papers])
 
 
 def capture(digits: np.ndarray, shift: Shift, scale: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,28 +170,7 @@ def capture(digits: np.ndarray, shift: Shift, scale: int, seed: int) -> tuple[np
     return read_files([apply_shift(render(digit, scale), shift, scale, rng) for digit in digits], shift)
 
 
-def load_digits_files() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-learn's 8x8 digits as 64x64 PNG files read back like ``predict``: prepared uint8 ``[N, 28, 28]``,
-    int labels ``[N]`` and the accepted mask."""
-    from sklearn.datasets import load_digits  # ships with scikit-learn: no download
-
-    digits = load_digits()
-    size = 8 * LOAD_DIGITS_SCALE
-    papers = [Image.fromarray(np.round(255 - small * (255 / 16)).astype(np.uint8)).resize(
-        (size, size), Image.BILINEAR) for small in digits.images]
-    prepared, accepted = read_files(papers, Shift("load_digits", "clean"))
-    return prepared, digits.target.astype(np.int32), accepted
-
-
 PENDIGITS_ROWS = {"pendigits canvas": False, "pendigits filled box": True}  # row name -> keep the data's box
-
-
-def pendigits_files(count: int, seed: int, keep_box: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``count`` pendigits drawn on a 280x280 canvas (:func:`lenet_tf.data.pendigits.canvas_digits`) as PNG files
-    read back like ``predict``: prepared uint8 ``[N, 28, 28]``, int labels ``[N]`` and the accepted mask."""
-    papers, labels = canvas_digits(count, seed, keep_box)
-    prepared, accepted = read_files(papers, Shift("pendigits", "clean"))
-    return prepared, labels, accepted
 
 
 @dataclass

@@ -40,7 +40,7 @@ class TrainResult:
     seconds: float
     images_per_second: float
     timing: dict = field(default_factory=dict)  # wall seconds per phase of the command (lenet_tf.core.timing)
-    calibration: dict | None = None  # with TrainConfig.calibrate: lenet_tf.evaluation.calibration.Calibration
+    calibration: dict | None = None  # with TrainConfig.calibrate: lenet_tf.rejection.calibration.Calibration
 
     @classmethod
     def from_run(cls, out_dir: Path, run: dict) -> TrainResult:
@@ -344,11 +344,11 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
 
 def with_rejection(result: TrainResult, config: TrainConfig, splits: Splits) -> TrainResult:
     """``result``, with "I can't read this" fitted on its best epoch and written beside its ``run.json`` when
-    ``config.calibrate`` (:func:`lenet_tf.evaluation.calibration.calibrate_model`, on the run's ``splits``). The
+    ``config.calibrate`` (:func:`lenet_tf.rejection.calibration.calibrate_model`, on the run's ``splits``). The
     caller holds the training folder's writer lock."""
     if not config.calibrate:
         return result
-    from lenet_tf.evaluation.calibration import calibrate_model
+    from lenet_tf.rejection.calibration import calibrate_model
     from lenet_tf.trained import TrainedModel
 
     with TrainedModel(result.out_dir, "best", config.precision, reject=False) as model:

@@ -9,7 +9,8 @@ of real validation digits is flagged. Nothing is added to the network: checkpoin
 unchanged, and a run without the file rejects nothing.
 
 The head lives beside the run as ``rejection.npz`` (:data:`STATS_FILE`), naming the epoch folder it was fitted
-on; a checkpoint of another epoch does not use it.
+on; a checkpoint of another epoch does not use it. :mod:`lenet_tf.rejection.calibration` fits and calibrates it
+for a trained run (``lenet-tf calibrate``, and training with ``--calibrate``).
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ from lenet_tf.data.images import to_mnist
 from lenet_tf.data.mnist import Splits, load_mnist, split, unpad_images
 from lenet_tf.data.nondigits import non_digit_pictures
 from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, pendigits_dir
+from lenet_tf.data import other_writers as other_writers_module
+from lenet_tf.data.other_writers import load_digits_files, pendigits_files
 from lenet_tf.data.synthetic import SYNTHETIC_POOL, font_files, synthetic_digits
-from lenet_tf.evaluation import robustness as robustness_module
-from lenet_tf.evaluation.robustness import load_digits_files, pendigits_files
 from lenet_tf.rejection import choose_threshold, fit_head
 from lenet_tf.runs import checkpoint, lock
 from lenet_tf.trained import TrainedModel
@@ -112,7 +112,7 @@ def run_independent_inputs() -> dict[str, np.ndarray]:
             arrays["pendigits_canvas"] = prepared[accepted]
         return arrays
 
-    code = source_key(images_module, pen_module, pendigits_module, nondigits_module, robustness_module,
+    code = source_key(images_module, pen_module, pendigits_module, nondigits_module, other_writers_module,
                       synthetic_module)
     key = array_key("calibration-v1", FIT_NON_DIGITS, REPORT_NON_DIGITS, PENDIGITS, FIT_SEED, REPORT_SEED,
                     [Path(font).name for font in font_files()],
