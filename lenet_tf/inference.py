@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from lenet_tf.core.tf import tf, tf1
-from lenet_tf.data.augment import bilinear_sample
+from lenet_tf.data.sampling import bilinear_sample
 from lenet_tf.data.mnist import INPUT_SHAPE
 from lenet_tf.model import LeNet5
 from lenet_tf.objectives import cross_entropy, scale_images

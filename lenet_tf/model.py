@@ -14,6 +14,7 @@ from lenet_tf.core.options import DROPOUT, INIT_STDDEV
 from lenet_tf.core.shards import concat as _concat, shard_batch
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.data.cleanup import clean_inputs
+from lenet_tf.data.deskew import deskew
 from lenet_tf.data.mnist import INPUT_SHAPE, NUM_CLASSES
 
 # Max pooling commutes with any non-decreasing function, so without batch norm a training conv block pools
@@ -65,6 +66,7 @@ class LeNet5:
         input_mean: float = 0.0,
         input_std: float = 1.0,
         clean_inputs: bool = False,
+        deskew: bool = False,
         seed: int | None = None,
         kernels: str | kernel_sets.Kernels = "nn",
     ) -> None:
@@ -82,6 +84,8 @@ class LeNet5:
           input_mean, input_std: the network sees ``(images - input_mean) / input_std``.
           clean_inputs: first flatten each image's background, drop isolated specks and restore its contrast
             (:func:`lenet_tf.data.cleanup.clean_inputs`), in training and at prediction alike.
+          deskew: then shear each image upright by its ink's second moments (:func:`lenet_tf.data.deskew.deskew`),
+            in training and at prediction alike.
           seed: op-level seed for weight initialisation and dropout (with the graph's seed).
           kernels: how convolutions and poolings are computed (the same function and variables either way, so
             checkpoints load in all): ``"nn"``, ``"forward_grad"``, ``"matmul"`` (:mod:`lenet_tf.core.kernels`), or
@@ -119,6 +123,7 @@ class LeNet5:
         self.input_mean = input_mean
         self.input_std = input_std
         self.clean_inputs = bool(clean_inputs)
+        self.deskew = bool(deskew)
         self.seed = seed
         self._kernels = kernels
         self.kernels = kernels.name
@@ -137,6 +142,8 @@ class LeNet5:
         config = {key: getattr(self, key) for key in keys}
         if self.clean_inputs:  # only when on: the runs recorded before it existed describe the same network
             config["clean_inputs"] = True
+        if self.deskew:  # the same
+            config["deskew"] = True
         return config
 
     # ----------------------------------------------------------------------------------- helpers
@@ -272,11 +279,14 @@ class LeNet5:
             x = tf.cast(images, tf.float32)
             if self.clean_inputs:
                 x = clean_inputs(x)
+            parts = shard_batch(x, shards)
+            if self.deskew:  # per shard, so that the shards' ops run side by side
+                parts = [deskew(part, self._kernels.warp) for part in parts]
             if (self.input_mean, self.input_std) != (0.0, 1.0):
-                x = (x - self.input_mean) * (1.0 / self.input_std)
+                parts = [(part - self.input_mean) * (1.0 / self.input_std) for part in parts]
             ends = {}
             with tf1.variable_scope("conv1"):
-                ends["conv1"] = self.conv_block(shard_batch(x, shards), 6, training, seed_offset=1)
+                ends["conv1"] = self.conv_block(parts, 6, training, seed_offset=1)
             with tf1.variable_scope("conv2"):
                 ends["conv2"] = self.conv_block(ends["conv1"], 16, training, seed_offset=2)
             ends["flatten"] = [self.flatten(h) for h in ends["conv2"]]

@@ -30,12 +30,15 @@ def max_pool(inputs: tf.Tensor) -> tf.Tensor:
 @dataclass(frozen=True)
 class Kernels:
     """A set of kernels: ``conv2d(x, w)``, ``max_pool(x)``, and optionally ``conv_pool(x, w, biases=None,
-    relu=False)``, a one-channel first block (conv, 2x2 pool, bias, ReLU) fused into one op."""
+    relu=False)``, a one-channel first block (conv, 2x2 pool, bias, ReLU) fused into one op, and ``warp(images,
+    maps)``, the bilinear affine resampling of :func:`lenet_tf.data.augment.affine_sample` (``None``: gathers,
+    which every runtime has, TFLite included)."""
 
     name: str
     conv2d: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
     max_pool: Callable[[tf.Tensor], tf.Tensor]
     conv_pool: Callable[..., tf.Tensor] | None = None
+    warp: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None
 
 
 TF_KERNELS: dict[str, Kernels] = {

@@ -35,7 +35,7 @@ from lenet_tf.training.config import TrainConfig
 def choose_warp(config: TrainConfig, precision: str) -> dict:
     """How resampling runs, and why: the native affine warp where it builds and was measured faster than
     TensorFlow's ImageProjectiveTransformV3 here, else that (``"tf"``); nothing to choose without resampling."""
-    if not ((config.augment and not config.elastic_alpha) or config.fill_box):
+    if not ((config.augment and not config.elastic_alpha) or config.fill_box or config.model.get("deskew")):
         return {"used": "tf", "reason": "no affine resampling in this configuration"}
     faster, reason = native_ops.faster_than_tf("affine_warp", precision)
     return {"used": "native" if faster else "tf", "reason": reason}

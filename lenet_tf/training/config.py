@@ -71,6 +71,8 @@ class ModelOptions:
     clean_inputs: bool = option(False, "before the network, flatten each image's background, drop isolated specks "
                                        "and restore its contrast, in training and at prediction alike",
                                 group="model")
+    deskew: bool = option(False, "before the network, shear each image upright by its ink's second moments (slant "
+                                 "removed), in training and at prediction alike", group="model")
     kernels: str | None = option(None, "how convolutions and poolings are computed (none: the faster of native and "
                                        "nn, measured on this machine)", choices=(None, *KERNEL_NAMES), group="model",
                                  cluster="TensorFlow's distributed runtime runs only TensorFlow's own kernels")

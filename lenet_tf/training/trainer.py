@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from lenet_tf.core.errors import ConfigError
 from lenet_tf.core.kernels import TF_KERNELS, Kernels
 from lenet_tf.core.precision import choose, requested_precision
 from lenet_tf.core.tf import default_towers, graph_control_flow, session_config, tf, tf1
+from lenet_tf.data.augment import affine_sample
 from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.inference import EVAL_BATCH_SIZE, MODEL_SCOPE, InferenceGraph, ensemble_members
 from lenet_tf.model import LeNet5
@@ -101,6 +103,9 @@ class TrainGraph:
             self.towers = config.towers or default_towers(config.batch_size)
             kernels, self.kernels = choose_kernels(config.model, self.precision.used, notice)
             self.warp = choose_warp(config, self.precision.used)
+            if config.model.get("deskew"):  # its resampling in one kernel, as the augmentation's
+                native = self.warp["used"] == "native"
+                kernels = replace(kernels, warp=functools.partial(affine_sample, native=native))
             self.batches = TrainingBatches(config, splits.train_images, splits.train_labels, shards=self.towers,
                                            warp=self.warp["used"])
             # A session call runs several steps, one row of batch indices each, in an in-graph loop: a call costs

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-SMALL = ["--skip-checksum", "--valid-size", "100", "--batch-size", "32", "--lr", "0.003", "--no-progress"]
+SMALL = ["--skip-checksum", "--valid-size", "100", "--batch-size", "32", "--lr", "0.003", "--no-progress",
+         "--no-calibrate"]
 
 
 def lenet_tf(*args, timeout=180, **kwargs):

@@ -106,7 +106,8 @@ def test_real_commands_print_only_their_own_lines(tmp_path, synthetic_dir):
     digit[4:24, 12:16] = 255
     Image.fromarray(digit).save(image)
     quiet, evaluated, predicted, exported, failed = together(
-        ("train", *data, "--epochs", 1, "--valid-size", 100, "--no-progress", "--out", tmp_path / "m2"),
+        ("train", *data, "--epochs", 1, "--valid-size", 100, "--no-progress", "--no-calibrate",
+         "--out", tmp_path / "m2"),
         ("evaluate", "--checkpoint", out, *data),
         ("predict", image, "--checkpoint", out),
         ("export", "--checkpoint", out, "--out", tmp_path / "export"),

@@ -1,5 +1,8 @@
 """TFLite export: the converted model classifies the real MNIST test set like the checkpoint; files are safe."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from conftest import REAL_MNIST
@@ -92,3 +95,17 @@ def test_int8_needs_calibration_that_spans_the_pixel_range(synthetic_model, synt
         convert(synthetic_model, "int8")
     with pytest.raises(ConfigError, match="do not span 0..255"):
         convert(synthetic_model, "int8", calibration_images=np.clip(digits, 0, 100))
+
+
+def test_a_deskewing_model_exports_and_reads_like_its_checkpoint(tmp_path, real_model_dir, real_mnist):
+    """Deskewing resamples with gathers in the exported graph: TFLite runs it, and reads as TrainedModel does."""
+    folder = tmp_path / "deskew"
+    shutil.copytree(real_model_dir[0], folder)
+    run = json.loads((folder / "run.json").read_text())
+    run["model"]["deskew"] = True  # the same weights, read through the deskewing network
+    (folder / "run.json").write_text(json.dumps(run))
+    digits = real_mnist.test_images[:500]
+    with TrainedModel(folder) as model:
+        expected = model.predict(digits).probabilities
+    probabilities = tflite_probabilities(export_tflite(folder, tmp_path / "deskew.tflite", "none"), digits)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)

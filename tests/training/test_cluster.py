@@ -12,6 +12,7 @@ from lenet_tf.training.cluster import _WorkerGraph, parse_role, train_worker
 from lenet_tf.core.errors import ConfigError
 from lenet_tf.training.config import TrainConfig
 from lenet_tf.training.presets import with_preset
+from lenet_tf.rejection import RejectionStats
 
 
 def summary_tags(logdir):
@@ -75,6 +76,8 @@ def test_one_ps_two_workers_train_and_stop_by_themselves(tmp_path, synthetic_dir
     assert {key: record["train"][key] for key in default if key != "model"} == {
         key: value for key, value in default.items() if key != "model"}
     assert record["train"]["restroke"] > 0 and record["train"]["synthetic"] > 0
+    # ... and calibrated by the chief, on its best epoch, as one process calibrates.
+    assert summary["rejection"]["non_digits_flagged"] > 0 and RejectionStats.load(out).run_id == record["id"]
     # The same run record and TensorBoard logs as a single-process run (the shared trainer of lenet_tf.training.loop).
     local = json.loads((synthetic_model_dir / "run.json").read_text())
     assert set(record) - {"cluster"} == set(local) and set(record["history"][0]) == set(local["history"][0])
