@@ -28,7 +28,8 @@ def world(tmp_path_factory):
     """A tiny training folder (one epoch) and an export of it, each with a file of the user's beside ours."""
     root = tmp_path_factory.mktemp("faults")
     data = write_mnist_dir(root / "mnist", train=120, test=30)
-    common = ["--no-calibrate", "--data-dir", str(data), "--skip-checksum", "--valid-size", "30", "--batch-size", "32",
+    # The plain recipe: the faults are in what a command writes, not in what it trains (2x faster than the default).
+    common = ["--preset", "plain", "--data-dir", str(data), "--skip-checksum", "--valid-size", "30", "--batch-size", "32",
               "--no-progress"]
     assert main(["train", "--epochs", "1", "--out", str(root / "run"), *common]) == 0
     assert main(["export", "--checkpoint", str(root / "run"), "--out", str(root / "export")]) == 0

@@ -18,7 +18,8 @@ from lenet_tf.trained import TrainedModel
 from lenet_tf.training.trainer import TrainConfig, resume_config, train
 
 FAST = dict(batch_size=32, learning_rate=3e-3, valid_size=100)
-SMALL = ["--skip-checksum", "--valid-size", "100", "--batch-size", "32", "--no-progress", "--no-calibrate"]
+# The plain recipe: these tests are about the folder, not the training.
+SMALL = ["--preset", "plain", "--skip-checksum", "--valid-size", "100", "--batch-size", "32", "--no-progress"]
 
 
 def lenet_tf(*args, timeout=120):

@@ -112,8 +112,8 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_resume_removes_a_killed_writers_unrecorded_epoch_and_nothing_else(tmp_path, synthetic_dir):
-    out, common = tmp_path / "run", ["--no-calibrate", "--data-dir", str(synthetic_dir), "--skip-checksum", "--valid-size", "100",
-                                     "--batch-size", "32", "--no-progress"]
+    out, common = tmp_path / "run", ["--preset", "plain", "--data-dir", str(synthetic_dir), "--skip-checksum",
+                                     "--valid-size", "100", "--batch-size", "32", "--no-progress"]
     killed = subprocess.run([sys.executable, "-c", KILLED_AT_EPOCH_2, "train", "--epochs", "3", "--out", str(out),
                              *common], capture_output=True, text=True, timeout=180)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
