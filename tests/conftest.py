@@ -197,7 +197,7 @@ def cli(capfd):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def suite_environment(tmp_path_factory):
+def suite_environment(tmp_path_factory, request):
     """Decoded MNIST arrays, split indices, the synthetic pool and the native ops are cached in a temporary folder
     that the suite's workers share (their cache writes are atomic), not in ~/.cache; graphs run in fp32 unless a
     test asks for bf16 (the exact comparisons assume fp32; test_precision.py covers bf16)."""
@@ -206,7 +206,24 @@ def suite_environment(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(cache))
         patch.setenv("LENET_TF_PRECISION", "fp32")
+        if len(request.session.items) > 100:  # the suite, not a few tests: those make what they need
+            warm_caches(tmp_path_factory)
         yield
+
+
+def warm_caches(tmp_path_factory) -> None:
+    """Fills the suite's cache with the two sets of pictures many commands make (10-20 s each): the synthetic
+    digits of every default training and the calibration's pictures of every calibrated one, each once, before
+    the commands the tests start could make them side by side. Two workers make one set each, at the same time."""
+    from lenet_tf.data.synthetic import SYNTHETIC_POOL, synthetic_digits
+    from lenet_tf.rejection.calibration import run_independent_inputs
+
+    sets = [("synthetic-pool", lambda: synthetic_digits(SYNTHETIC_POOL, seed=0)),
+            ("calibration-pictures", run_independent_inputs)]
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
+        sets.reverse()
+    for name, make in sets:
+        built_once(tmp_path_factory, name, lambda folder, make=make: make() and None)
 
 
 @pytest.fixture(scope="session")

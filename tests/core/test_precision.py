@@ -130,7 +130,7 @@ def test_cli_prints_the_precision_once_and_records_it_with_the_timing(tmp_path, 
     done = subprocess.run(
         [sys.executable, "-m", "lenet_tf", "train", "--data-dir", str(synthetic_dir), "--skip-checksum",
          "--valid-size", "100", "--batch-size", "32", "--epochs", "1", "--no-progress", "--out", str(out),
-         "--precision", "fp32", "--verbose", "--no-calibrate"], capture_output=True, text=True, timeout=180)
+         "--precision", "fp32", "--verbose", "--preset", "plain"], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("lenet-tf: precision")]
     assert len(lines) == 1 and lines[0].startswith("lenet-tf: precision fp32 (asked fp32")

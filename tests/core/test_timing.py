@@ -50,7 +50,7 @@ def test_the_command_in_this_process_records_from_its_call(tmp_path, synthetic_d
     time.sleep(1.0)
     began = time.perf_counter()
     done = cli("train", "--data-dir", synthetic_dir, "--skip-checksum", "--out", tmp_path / "m", "--no-progress",
-               "--valid-size", 100, "--batch-size", 32, "--epochs", 1, "--verbose", "--no-calibrate")
+               "--valid-size", 100, "--batch-size", 32, "--epochs", 1, "--verbose", "--preset", "plain")
     assert done.returncode == 0, done.stderr
     record = check_record(tmp_path / "m", time.perf_counter() - began)
     assert f"(total {record['total']:.1f} s)" in done.stderr
