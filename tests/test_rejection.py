@@ -108,3 +108,20 @@ def test_calibrate_refuses_a_folder_being_trained_and_writes_nothing(tmp_path, c
         with pytest.raises(CheckpointError, match="training folder"):
             calibrate(folder)
     assert (folder / STATS_FILE).read_bytes() == before
+
+
+def test_a_complete_run_is_calibrated_on_resume_and_an_overwrite_drops_the_old_head(tmp_path, synthetic_splits):
+    """``--resume --calibrate`` of a complete run that has no head fits one (calibrating comes after training, so
+    it may change on resume); ``--overwrite`` deletes the replaced run's head once the new run records its epoch."""
+    from conftest import deterministic
+    from lenet_tf.training.trainer import TrainConfig, train
+
+    config = TrainConfig(epochs=1, batch_size=32, valid_size=100, **deterministic())
+    out = tmp_path / "run"
+    first = train(config, out, splits=synthetic_splits, progress=False)
+    assert first.calibration is None and not (out / STATS_FILE).exists()
+    resumed = train(config.with_overrides(calibrate=True), out, splits=synthetic_splits, resume=True, progress=False)
+    head, run = RejectionStats.load(out), json.loads((out / "run.json").read_text())
+    assert resumed.calibration["threshold"] == head.threshold and head.run_id == run["id"]
+    train(config.with_overrides(seed=1), out, splits=synthetic_splits, overwrite=True, progress=False)
+    assert not (out / STATS_FILE).exists()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_tf.core.errors import CheckpointError
-from lenet_tf.core.outputs import write_atomic
+from lenet_tf.core.outputs import describe_os_error, warn, write_atomic
 from lenet_tf.core.tf import tf
 
 STATS_FILE = "rejection.npz"
@@ -106,8 +106,25 @@ class RejectionStats:
         return hidden @ self.weights.astype(np.float64) + self.bias
 
 
-def fit_head(digits: np.ndarray, non_digits: np.ndarray, epoch_folder: str, run_id: str = "",
-             seed: int = 0) -> RejectionStats:
+def remove_foreign_head(folder: str | os.PathLike, run_id: str) -> None:
+    """Deletes the head in the training folder ``folder`` unless it is the run ``run_id``'s: a replaced run's, or
+    one written before heads recorded their run, which a new run must never use. A file that is not a readable
+    head, or a symbolic link, is left alone; a head that cannot be deleted is a printed warning."""
+    path = Path(folder) / STATS_FILE
+    try:
+        stats = RejectionStats.load(folder)
+    except CheckpointError:
+        return
+    if stats is None or stats.run_id == run_id or path.is_symlink():
+        return
+    try:
+        path.unlink()
+    except OSError as err:
+        warn(f"{path}: the replaced run's \"I can't read this\" could not be deleted ({describe_os_error(err)})")
+
+
+def fit_head(digits: np.ndarray, non_digits: np.ndarray, epoch_folder: str, seed: int = 0, *,
+             run_id: str = "") -> RejectionStats:
     """A one-hidden-layer perceptron telling features ``[N, D]`` of digits from those ``[M, D]`` of non-digits
     (the non-digits repeated to weigh about as much as the digits), threshold 0 until :func:`choose_threshold`
     sets it. Seeded."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -113,7 +114,7 @@ def run_independent_inputs() -> dict[str, np.ndarray]:
         return arrays
 
     code = source_key(images_module, pen_module, pendigits_module, nondigits_module, other_writers_module,
-                      synthetic_module)
+                      synthetic_module, sys.modules[__name__])
     key = array_key("calibration-v1", FIT_NON_DIGITS, REPORT_NON_DIGITS, PENDIGITS, FIT_SEED, REPORT_SEED,
                     [Path(font).name for font in font_files()],
                     pendigits.read_bytes() if pendigits.is_file() else None, code)
@@ -162,7 +163,7 @@ def calibrate_model(model: TrainedModel, splits: Splits, *, max_flagged: float =
     digits = np.concatenate([features(splits.train_images[:FIT_DIGITS]), features(damaged),
                              features(synthetic_digits(SYNTHETIC_POOL, seed=0)[0][:FIT_SYNTHETIC])])
     head = fit_head(digits, features(inputs["fit_non_digits"]), Path(model.checkpoint).parent.name,
-                    model.run.get("id", ""))
+                    run_id=model.run.get("id", ""))
     real = {name: head.scores(features(images)) for name, images in
             real_validation_digits(unpad_images(splits.valid_images), inputs).items()}
     head = replace(head, threshold=choose_threshold(real, max_flagged))

@@ -24,6 +24,7 @@ from lenet_tf.core.errors import CheckpointError, TrainingError
 from lenet_tf.core.outputs import remove_tree, warn
 from lenet_tf.core.regular_files import check_folder, describe
 from lenet_tf.inference import InferenceGraph
+from lenet_tf.rejection import remove_foreign_head
 
 # One training step on a batch of training-set indices: returns the batch's loss, accuracy and the global step.
 Step = Callable[[np.ndarray], tuple[float, float, int]]
@@ -150,6 +151,7 @@ class RunRecorder:
         if self.replaced:  # a replaced run's folders went with this run's first record; its logs go now
             remove_replaced_logs(self.out, self.replaced)
             checkpoint.remove_orphans(self.out, self.replaced)
+            remove_foreign_head(self.out, self.run["id"])
         self.stale, self.replaced = set(), None
         self.writer.add_summary(_scalars({
             "train/loss": stats["loss"], "train/accuracy": stats["train_accuracy"],

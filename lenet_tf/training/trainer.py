@@ -20,6 +20,7 @@ from lenet_tf.data.augment import affine_sample
 from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.inference import EVAL_BATCH_SIZE, MODEL_SCOPE, InferenceGraph, ensemble_members
 from lenet_tf.model import LeNet5
+from lenet_tf.rejection import RejectionStats
 from lenet_tf.runs import checkpoint, lock
 from lenet_tf.training.batches import TrainingBatches, choose_warp
 from lenet_tf.training.config import TrainConfig
@@ -216,7 +217,8 @@ def _check_resumable(config: TrainConfig, run: dict, out: Path) -> None:
     stored = TrainConfig.from_record(run.get("train", {}), run["model"]).to_record()
     given = config.to_record()
     differing = [f"{key} {given[key]!r} (stored {stored[key]!r})" for key in given  # checkpoints are fp32 in
-                 if key not in ("epochs", "model", "precision") and given[key] != stored[key]]  # any precision
+                 if key not in ("epochs", "model", "precision", "calibrate")  # any precision; calibrating
+                 and given[key] != stored[key]]  # comes after training
     expected = {**run["model"], "name": MODEL_SCOPE}
     model = LeNet5(MODEL_SCOPE, seed=config.seed, **{k: v for k, v in config.model.items() if k != "kernels"}
                    ).get_config()
@@ -302,7 +304,11 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
     if resume:
         _check_resumable(config, previous, out)
         if previous.get("complete") and len(previous["history"]) == config.epochs:
-            return TrainResult.from_run(out, previous)
+            result = TrainResult.from_run(out, previous)
+            if not config.calibrate or _calibrated(out, previous):
+                return result
+            # Complete, but its calibration never finished (interrupted, or the run predates it): it does now.
+            return with_rejection(result, config, splits or load_splits(config, data_dir, verify_checksums))
     elif previous:
         replaced, previous = previous, None
     timings = start_timings()
@@ -345,6 +351,12 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
     finally:
         recorder.close()
     return with_rejection(TrainResult.from_run(out, run), config, splits)
+
+
+def _calibrated(out: Path, run: dict) -> bool:
+    """Whether the training folder ``out`` holds "I can't read this" for the best epoch of ``run``."""
+    head = RejectionStats.load(out)
+    return head is not None and head.belongs_to(checkpoint.checkpoint_prefix(out, "best", run), run)
 
 
 def with_rejection(result: TrainResult, config: TrainConfig, splits: Splits) -> TrainResult:

@@ -109,3 +109,6 @@ def test_a_deskewing_model_exports_and_reads_like_its_checkpoint(tmp_path, real_
         expected = model.predict(digits).probabilities
     probabilities = tflite_probabilities(export_tflite(folder, tmp_path / "deskew.tflite", "none"), digits)
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+    with pytest.raises(ConfigError, match="--quantize dynamic"):  # 8-bit resampling positions: refused, not shipped
+        export_tflite(folder, tmp_path / "deskew-int8.tflite", "int8", data_dir=REAL_MNIST)
+    assert not (tmp_path / "deskew-int8.tflite").exists()
