@@ -222,7 +222,7 @@ def warm_caches(tmp_path_factory) -> None:
             ("calibration-pictures", run_independent_inputs)]
     if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
         sets.reverse()
-    for name, make in sets:
+    for name, make in sets:  # the value is in the cache; built_once only orders the workers
         built_once(tmp_path_factory, name, lambda folder, make=make: make() and None)
 
 

@@ -125,3 +125,25 @@ def test_a_complete_run_is_calibrated_on_resume_and_an_overwrite_drops_the_old_h
     assert resumed.calibration["threshold"] == head.threshold and head.run_id == run["id"]
     train(config.with_overrides(seed=1), out, splits=synthetic_splits, overwrite=True, progress=False)
     assert not (out / STATS_FILE).exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_saving_a_head_never_replaces_what_is_not_one(tmp_path, kind):
+    """A file of the user's named rejection.npz, or a link in its place, stays as it is: one line, no debris."""
+    head = fit_head(clusters(), clusters(seed=1, centre=3.0), "epoch-0001")
+    elsewhere = tmp_path / "mine.npz"
+    elsewhere.write_bytes(b"the user's own data")
+    if kind == "file":
+        (tmp_path / STATS_FILE).write_bytes(elsewhere.read_bytes())
+    else:
+        (tmp_path / STATS_FILE).symlink_to(elsewhere)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(CheckpointError, match="not a head written by lenet-tf"):
+        head.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (tmp_path / STATS_FILE).read_bytes() == b"the user's own data"
+    assert (tmp_path / STATS_FILE).is_symlink() == (kind == "link")
+    (tmp_path / STATS_FILE).unlink()
+    head.save(tmp_path)  # absent: written; a head: replaced
+    head.save(tmp_path)
+    assert RejectionStats.load(tmp_path).epoch_folder == "epoch-0001"

@@ -2,8 +2,8 @@
 
 The head is a small perceptron (one hidden layer of :data:`HIDDEN` ReLU units) on the features LeNet5 computes
 anyway (member 0 of an ensemble): its flattened conv2 maps, fc1 and fc2 activations (:data:`FEATURE_LAYERS`, 604
-values), standardised. It is fitted (:func:`fit_head`) to tell digits (MNIST training digits, synthetic digits of other styles) from synthetic
-non-digits (:mod:`lenet_tf.data.nondigits`: letters, scribbles, textures); its logit is the novelty score. The
+values), standardised. It is fitted (:func:`fit_head`) to tell digits (MNIST training digits, synthetic digits of
+other styles) from synthetic non-digits (:mod:`lenet_tf.data.nondigits`: letters, scribbles, textures); its logit is the novelty score. The
 threshold is chosen on the validation side (:func:`choose_threshold`) so that at most a given share of every set
 of real validation digits is flagged. Nothing is added to the network: checkpoints, ``LeNet5`` and its reuse are
 unchanged, and a run without the file rejects nothing.
@@ -59,14 +59,24 @@ class RejectionStats:
     run_id: str = ""
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Writes :data:`STATS_FILE` into the training folder ``folder`` atomically."""
+        """Writes :data:`STATS_FILE` into the training folder ``folder`` atomically, replacing only a head (what
+        :func:`_ours` accepts).
+
+        Raises:
+          CheckpointError: something else is at :data:`STATS_FILE` (it is left as it is).
+        """
+        path = Path(folder) / STATS_FILE
+
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as stream:
                 np.savez(stream, mean=self.mean, scale=self.scale, hidden_weights=self.hidden_weights,
                          hidden_bias=self.hidden_bias, weights=self.weights, bias=np.float64(self.bias),
                          threshold=np.float64(self.threshold), epoch_folder=np.str_(self.epoch_folder),
                          run_id=np.str_(self.run_id))
-        return write_atomic(Path(folder) / STATS_FILE, write)
+            if not _ours(path):  # checked at the last moment, just before the rename
+                raise CheckpointError(f"{path}: not a head written by lenet-tf, so it is not replaced (move it "
+                                      "away, then run `lenet-tf calibrate`)")
+        return write_atomic(path, write)
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> RejectionStats | None:
@@ -104,6 +114,17 @@ class RejectionStats:
         standardised = (np.asarray(features, np.float64) - self.mean) / self.scale
         hidden = np.maximum(standardised @ self.hidden_weights.astype(np.float64) + self.hidden_bias, 0.0)
         return hidden @ self.weights.astype(np.float64) + self.bias
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` may be written over or deleted as a head: absent, or a regular file (not a link) that
+    :meth:`RejectionStats.load` reads."""
+    if not os.path.lexists(path):
+        return True
+    try:
+        return not path.is_symlink() and RejectionStats.load(path.parent) is not None
+    except CheckpointError:
+        return False
 
 
 def remove_foreign_head(folder: str | os.PathLike, run_id: str) -> None:
