@@ -3,10 +3,10 @@
 The head is a small perceptron (one hidden layer of :data:`HIDDEN` ReLU units) on the features LeNet5 computes
 anyway (member 0 of an ensemble): its flattened conv2 maps, fc1 and fc2 activations (:data:`FEATURE_LAYERS`, 604
 values), standardised. It is fitted (:func:`fit_head`) to tell digits (MNIST training digits, synthetic digits of
-other styles) from synthetic non-digits (:mod:`lenet_tf.data.nondigits`: letters, scribbles, textures); its logit is the novelty score. The
-threshold is chosen on the validation side (:func:`choose_threshold`) so that at most a given share of every set
-of real validation digits is flagged. Nothing is added to the network: checkpoints, ``LeNet5`` and its reuse are
-unchanged, and a run without the file rejects nothing.
+other styles) from synthetic non-digits (:mod:`lenet_tf.data.nondigits`: letters, scribbles, textures); its
+logit is the novelty score. The threshold is chosen on the validation side (:func:`choose_threshold`) so that at
+most a given share of every set of real validation digits is flagged. Nothing is added to the network:
+checkpoints, ``LeNet5`` and its reuse are unchanged, and a run without the file rejects nothing.
 
 The head lives beside the run as ``rejection.npz`` (:data:`STATS_FILE`), naming the epoch folder it was fitted
 on; a checkpoint of another epoch does not use it. :mod:`lenet_tf.rejection.calibration` fits and calibrates it
