@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 httpx = pytest.importorskip("httpx")
-from fastapi.testclient import TestClient  # noqa: E402
+from asgi import asgi_client  # noqa: E402
 
 from lenet_tf.serving.batching import BatchingOptions  # noqa: E402
 from lenet_tf.serving.bodies import MAX_UPLOAD_BYTES  # noqa: E402
@@ -81,7 +81,7 @@ def test_the_issues_requests_get_4xx_json_and_leave_no_traceback(live):
     ("PATCH", "/v1/models/lenet5/metadata", "GET"),
 ])
 def test_undeclared_methods_get_405_and_allow(method, path, allow):
-    response = TestClient(create_app(FLAT)).request(method, path)
+    response = asgi_client(create_app(FLAT)).request(method, path)
     assert response.status_code == 405 and allow in response.headers["allow"], response.text
 
 
@@ -91,7 +91,7 @@ def test_health_reports_a_dead_batching_thread(monkeypatch):
     def dying(digits):
         raise SystemExit("the model's thread ends")  # not an Exception: the batcher cannot hand it on
 
-    client = TestClient(create_app(ServedModel(dying, "test")))
+    client = asgi_client(create_app(ServedModel(dying, "test")))
     assert client.get("/health").status_code == 200
     dead = client.post("/v1/models/lenet5:predict", json={"instances": [[[0] * 28] * 28]})
     assert dead.status_code == 503 and "stopped" in dead.json()["error"]
@@ -113,7 +113,7 @@ def test_picture_preparation_has_a_deadline(monkeypatch):
         return np.zeros((28, 28), np.uint8), None
 
     monkeypatch.setattr(server, "image_upload", slow_upload)
-    client = TestClient(create_app(FLAT, ServerOptions(prepare_timeout=0.3, prepare_threads=1)))
+    client = asgi_client(create_app(FLAT, ServerOptions(prepare_timeout=0.3, prepare_threads=1)))
     began = time.monotonic()
     slow = {}
     thread = threading.Thread(target=lambda: slow.update(r=client.post("/predict", content=b"x")))
@@ -143,10 +143,10 @@ def test_a_12_megapixel_phone_jpeg_is_taken_by_default():
     picture = phone_jpeg()
     assert 2 * 2 ** 20 < len(picture) <= MAX_UPLOAD_BYTES
     began = time.monotonic()
-    response = TestClient(create_app(FLAT)).post("/predict", content=picture, headers={"Content-Type": "image/jpeg"})
+    response = asgi_client(create_app(FLAT)).post("/predict", content=picture, headers={"Content-Type": "image/jpeg"})
     assert response.status_code == 200, response.text
     assert np.array(response.json()["input"]).max() == 255 and time.monotonic() - began < 5
-    small = TestClient(create_app(FLAT, ServerOptions(body=type(ServerOptions().body)(max_bytes=2 ** 20))))
+    small = asgi_client(create_app(FLAT, ServerOptions(body=type(ServerOptions().body)(max_bytes=2 ** 20))))
     assert small.post("/predict", content=picture).status_code == 413
 
 
@@ -155,7 +155,7 @@ def test_a_blank_picture_is_a_result_without_a_digit_in_both_apis():
 
     blank = io.BytesIO()
     Image.new("L", (40, 40), 255).save(blank, format="PNG")
-    client = TestClient(create_app(FLAT, ServerOptions(BatchingOptions(max_batch_size=4))))
+    client = asgi_client(create_app(FLAT, ServerOptions(BatchingOptions(max_batch_size=4))))
     result = client.post("/predict", content=blank.getvalue(), headers={"Content-Type": "image/png"}).json()
     assert result["digit"] is None and result["reason"] == "blank image (no digit found)"
     assert len(result["probabilities"]) == 10 and result["probability"] is None
