@@ -2,10 +2,11 @@
 
 Each chosen image gets one kind of damage, drawn uniformly from :data:`KINDS` with its own random amount: scanner
 specks (salt and pepper), sensor noise, a lifted or uneven (fog-like or side-lit) background, ruled lines or a line
-through the digit, strokes reduced to their outline, an inverted region, dim ink. Written for this project from
-those descriptions; it shares no code with the validation conditions (:mod:`lenet_tf.evaluation.conditions`),
-whose digits are drawn differently (PIL strokes, zig-zags, spatter, motion blur), so that they still measure
-something a model was not shown. All draws are stateless, from one ``[2]`` seed.
+through the digit, a zig-zag line through it, strokes reduced to their outline, an inverted box or band, dim ink.
+Written for this project from those descriptions; it shares no code with the validation conditions
+(:mod:`lenet_tf.evaluation.conditions`), whose damage is drawn differently (PIL strokes at 4x, zig-zags of alternating
+vertices, spatter, motion blur), so that they measure more than what a model was shown. All draws are stateless,
+from one ``[2]`` seed.
 """
 
 from __future__ import annotations
@@ -58,17 +59,37 @@ def _lines(seed: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def _region(seed: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
-    """float32 ``[N, size, size, 1]`` masks of a random rectangle covering 20-60% of each side."""
-    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    """float32 ``[N, size, size, 1]`` masks of a random rectangle covering 20-60% of each side, or (a third of
+    them each) a band of 20-60% of the rows or of the columns across the whole picture."""
+    seeds = tf.random.experimental.stateless_split(seed, num=5)
     pixels = tf.range(size, dtype=tf.float32)
+    band = _uniform(seeds[4], count, 0.0, 3.0)  # [0, 1): rows across; [1, 2): columns across; else a box
     boxes = []
     for axis, (a, b) in enumerate(((seeds[0], seeds[1]), (seeds[2], seeds[3]))):
         extent = _uniform(a, count, 0.2 * size, 0.6 * size)
         start = _uniform(b, count, 0.0, 1.0) * (size - extent)
         line = pixels[tf.newaxis, :, tf.newaxis, tf.newaxis] if axis == 0 else pixels[tf.newaxis, tf.newaxis, :,
                                                                                        tf.newaxis]
-        boxes.append(tf.cast((line >= start) & (line < start + extent), tf.float32))
+        across = (band >= 1.0) & (band < 2.0) if axis == 0 else band < 1.0
+        boxes.append(tf.where(across, 1.0, tf.cast((line >= start) & (line < start + extent), tf.float32)))
     return boxes[0] * boxes[1]
+
+
+def _zigzag_mask(seed: tf.Tensor, count: tf.Tensor, size: int) -> tf.Tensor:
+    """float32 ``[N, size, size, 1]`` masks of one zig-zag (a triangle wave of amplitude 1.5-6 px and period 4-14
+    px), 1-2.5 px wide, at a random angle, within 8 px of the centre."""
+    seeds = tf.random.experimental.stateless_split(seed, num=5)
+    angle = _uniform(seeds[0], count, 0.0, math.pi)
+    offset = _uniform(seeds[1], count, -8.0, 8.0)
+    width = _uniform(seeds[2], count, 1.0, 2.5)
+    amplitude, period = _uniform(seeds[3], count, 1.5, 6.0), _uniform(seeds[4], count, 4.0, 14.0)
+    pixels = tf.range(size, dtype=tf.float32) - (size - 1) / 2
+    x, y = pixels[tf.newaxis, tf.newaxis, :, tf.newaxis], pixels[tf.newaxis, :, tf.newaxis, tf.newaxis]
+    along, across = tf.cos(angle) * x + tf.sin(angle) * y, tf.cos(angle) * y - tf.sin(angle) * x
+    phase = tf.math.floormod(along / period, 1.0)
+    wave = amplitude * (4.0 * tf.abs(phase - 0.5) - 1.0)  # a triangle wave in [-amplitude, amplitude]
+    distance = tf.abs(across - offset - wave) / tf.sqrt(1.0 + tf.square(4.0 * amplitude / period))
+    return tf.clip_by_value(width / 2 + 0.5 - distance, 0.0, 1.0)
 
 
 def _specks(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
@@ -102,6 +123,12 @@ def _ruled(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
     return tf.maximum(images, _uniform(seeds[0], count, 0.5, 1.0) * _lines(seeds[1], count, images.shape[1]))
 
 
+def _zigzag(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """A zig-zag line through the digit, of brightness 0.5-1."""
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    return tf.maximum(images, _uniform(seeds[0], count, 0.5, 1.0) * _zigzag_mask(seeds[1], count, images.shape[1]))
+
+
 def _outline(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
     """Strokes reduced to their outline."""
     return tf.nn.relu(images - erode(images)) * 1.5
@@ -118,7 +145,7 @@ def _dim(images: tf.Tensor, seed: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
 
 
 _DAMAGES = {"specks": _specks, "noise": _noise, "lifted": _lifted, "uneven": _uneven, "lines": _ruled,
-            "outline": _outline, "inverted": _inverted, "dim": _dim}
+            "zigzag": _zigzag, "outline": _outline, "inverted": _inverted, "dim": _dim}
 KINDS = tuple(_DAMAGES)
 
 

@@ -124,7 +124,8 @@ class TrainConfig:
     paper: float = option(0.0, "grey paper up to LEVEL (0..1) inside each digit's box (0: off)",
                           range=Range(float, 0, 1, high_open=True), metavar="LEVEL", group=_CAPTURE)
     damage: float = option(0.0, "damage this share of the digits as captures do: specks, noise, a lifted or uneven "
-                                "background, lines through the digit, hollow strokes, an inverted region, dim ink",
+                                "background, straight or zig-zag lines through the digit, hollow strokes, an "
+                                "inverted box or band, dim ink",
                            range=Range(float, 0, 1), metavar="P", group=_CAPTURE)
     aspect: float = option(0.0, "with --augment, scale each digit's width by exp(u), u uniform in [-A, A]",
                            range=Range(float, 0, 1), metavar="A", group=_STYLES)

@@ -1,10 +1,11 @@
 """Damaged captures for training: seeded, only inside the 28x28 digit, each kind present, none at probability 0;
-the same damage on padded uint8 digits (the rejection head's damaged positives)."""
+zig-zags that cross the middle and turn, inverted bands across the picture; the same damage on padded uint8 digits
+(the rejection head's damaged positives)."""
 
 import numpy as np
 
 from lenet_tf.core.tf import tf
-from lenet_tf.data.damage import KINDS, damage, damaged_digits
+from lenet_tf.data.damage import KINDS, _region, _zigzag_mask, damage, damaged_digits
 from lenet_tf.data.mnist import pad_images
 from graph_run import run
 from synthetic import make_digits
@@ -44,9 +45,29 @@ def test_every_kind_is_drawn_and_looks_like_its_name():
     background = images[inner] == 0
     lifted = np.array([(o[b] > 0.1).mean() for o, b in zip(out[inner], background)])  # background no longer black
     dimmer = out[inner].reshape(400, -1).max(axis=1) < 0.75  # dim ink
-    assert len(KINDS) == 8
-    assert (lifted > 0.9).sum() > 400 / 8  # lifted and uneven backgrounds, some noise
+    assert len(KINDS) == 9
+    assert (lifted > 0.9).sum() > 400 / 9  # lifted and uneven backgrounds, some noise
     assert dimmer.sum() > 400 / 16
+
+
+def test_zigzags_cross_the_middle_and_are_not_straight():
+    masks = run(lambda: _zigzag_mask(tf.constant([4, 5], tf.int64), tf.constant(100), 32))[..., 0]  # [100, 32, 32]
+    centre = np.array([15.5, 15.5])
+    for mask in masks:
+        inked = np.argwhere(mask > 0.5).astype(float)
+        assert 25 < len(inked) < 500  # a line 1-2.5 px wide, longer than the picture where it zig-zags
+        assert np.linalg.norm(inked - centre, axis=1).min() < 8 + 6 + 1.5  # offset ≤ 8, amplitude ≤ 6
+        spread = np.linalg.svd(inked - inked.mean(axis=0), compute_uv=False) / np.sqrt(len(inked))
+        assert spread[1] > 0.6  # across its direction: a triangle wave, not one straight line
+
+
+def test_inverted_regions_are_boxes_or_bands_across_the_picture():
+    masks = run(lambda: _region(tf.constant([6, 7], tf.int64), tf.constant(300), 32))[..., 0] > 0.5
+    full_rows = masks.all(axis=2).any(axis=1)  # some row inverted from edge to edge
+    full_columns = masks.all(axis=1).any(axis=1)
+    assert 0.2 < full_rows.mean() < 0.45 and 0.2 < full_columns.mean() < 0.45
+    assert not (full_rows & full_columns).any()  # never the whole picture
+    assert all(0.04 < mask.mean() < 0.65 for mask in masks)
 
 
 def test_damaged_mnist_arrays_are_all_damaged_and_seeded():
