@@ -100,7 +100,7 @@ class Predictions:
       novelty: float32 ``[N]``, each example's novelty score, when the model has rejection statistics
         (:mod:`lenet_tf.rejection`); else ``None``.
       threshold: the novelty above which an example is "not a digit" (with ``novelty``).
-      features: float32 ``[N, 604]``, the features the rejection head reads, when asked for
+      features: float32 ``[N, 898]``, the features the rejection head reads, when asked for
         (:func:`lenet_tf.rejection.feature_tensor`); else ``None``.
       blank: bool ``[N]``, the examples whose input holds no ink (no digit to classify), when the caller checked
         (``TrainedModel.predict`` does); else ``None``.

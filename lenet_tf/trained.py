@@ -18,7 +18,8 @@ from lenet_tf.data.images import blank_digits
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions, ensemble_members, restore_members
 from lenet_tf.model import LeNet5
 from lenet_tf.core.precision import choose
-from lenet_tf.rejection import RejectionStats
+from lenet_tf.core.outputs import warn
+from lenet_tf.rejection import STATS_FILE, RejectionStats
 
 
 class TrainedModel:
@@ -51,6 +52,10 @@ class TrainedModel:
             self.rejection = RejectionStats.load(self.folder) if reject else None
             if self.rejection and not self.rejection.belongs_to(self.checkpoint, self.run):
                 self.rejection = None  # fitted on another epoch's or another run's network
+            elif self.rejection and not self.rejection.current:
+                warn(f"{self.folder / STATS_FILE}: \"I can't read this\" was fitted by an older lenet_tf on other "
+                     f"features and is not used; run `lenet-tf calibrate {checkpoint_dir}` to fit it again")
+                self.rejection = None
             self.graph = tf.Graph()
             with self.graph.as_default():
                 self.members = ensemble_members(config["model"], config["members"])

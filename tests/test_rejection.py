@@ -16,7 +16,7 @@ from lenet_tf.rejection.calibration import calibrate
 from lenet_tf.core.options import MAX_FLAGGED
 from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, pendigits_dir
 from lenet_tf.inference import Predictions
-from lenet_tf.rejection import STATS_FILE, RejectionStats, choose_threshold, fit_head, novelty_tensor
+from lenet_tf.rejection import FEATURES, STATS_FILE, RejectionStats, choose_threshold, fit_head, novelty_tensor
 from lenet_tf.runs import lock
 from lenet_tf.trained import TrainedModel
 from lenet_tf.serving.predict import rejection_reason
@@ -101,6 +101,19 @@ def test_a_head_is_used_only_by_the_run_and_epoch_it_was_fitted_on(tmp_path, cal
         assert model.rejection is None
 
 
+def test_a_head_fitted_on_other_features_is_not_used_and_says_how_to_fit_it_again(tmp_path, calibrated_model_dir,
+                                                                                   capsys):
+    """A head of an older lenet_tf (which read other features, or did not record them) would not fit the graph."""
+    other = shutil.copytree(calibrated_model_dir, tmp_path / "model")
+    head = RejectionStats.load(other)
+    assert head.current and head.features == FEATURES
+    replace(head, features="").save(other)
+    assert not RejectionStats.load(other).current
+    with TrainedModel(other) as model:
+        assert model.rejection is None
+    assert "lenet-tf calibrate" in capsys.readouterr().err
+
+
 def test_calibrate_refuses_a_folder_being_trained_and_writes_nothing(tmp_path, calibrated_model_dir):
     folder = shutil.copytree(calibrated_model_dir, tmp_path / "model")
     before = (folder / STATS_FILE).read_bytes()
@@ -123,6 +136,9 @@ def test_a_complete_run_is_calibrated_on_resume_and_an_overwrite_drops_the_old_h
     resumed = train(config.with_overrides(calibrate=True), out, splits=synthetic_splits, resume=True, progress=False)
     head, run = RejectionStats.load(out), json.loads((out / "run.json").read_text())
     assert resumed.calibration["threshold"] == head.threshold and head.run_id == run["id"]
+    replace(head, features="").save(out)  # a head of an older lenet_tf: resuming fits it again
+    train(config.with_overrides(calibrate=True), out, splits=synthetic_splits, resume=True, progress=False)
+    assert RejectionStats.load(out).current
     train(config.with_overrides(seed=1), out, splits=synthetic_splits, overwrite=True, progress=False)
     assert not (out / STATS_FILE).exists()
 

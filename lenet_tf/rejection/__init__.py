@@ -1,15 +1,17 @@
 """"I can't read this": a small head on the trained network's own features, with a calibrated threshold.
 
 The head is a small perceptron (one hidden layer of :data:`HIDDEN` ReLU units) on the features LeNet5 computes
-anyway (member 0 of an ensemble): its flattened conv2 maps, fc1 and fc2 activations (:data:`FEATURE_LAYERS`, 604
-values), standardised. It is fitted (:func:`fit_head`) to tell digits (MNIST training digits, synthetic digits of
-other styles) from synthetic non-digits (:mod:`lenet_tf.data.nondigits`: letters, scribbles, textures); its
-logit is the novelty score. The threshold is chosen on the validation side (:func:`choose_threshold`) so that at
-most a given share of every set of real validation digits is flagged. Nothing is added to the network:
-checkpoints, ``LeNet5`` and its reuse are unchanged, and a run without the file rejects nothing.
+anyway (member 0 of an ensemble): its conv1 maps averaged over 2x2 cells, its flattened conv2 maps, fc1 and fc2
+activations (:data:`FEATURE_LAYERS`, 898 values), standardised. It is fitted (:func:`fit_head`) to tell digits
+(MNIST training digits, synthetic digits of other styles) from synthetic non-digits
+(:mod:`lenet_tf.data.nondigits`: letters, scribbles, textures); its logit is the novelty score. The threshold is
+chosen on the validation side (:func:`choose_threshold`) so that at most a given share of every set of real
+validation digits is flagged. Nothing is added to the network: checkpoints, ``LeNet5`` and its reuse are
+unchanged, and a run without the file rejects nothing.
 
 The head lives beside the run as ``rejection.npz`` (:data:`STATS_FILE`), naming the epoch folder it was fitted
-on; a checkpoint of another epoch does not use it. :mod:`lenet_tf.rejection.calibration` fits and calibrates it
+on and the features it reads (:data:`FEATURES`); a checkpoint of another epoch does not use it, nor does a
+lenet_tf that computes other features. :mod:`lenet_tf.rejection.calibration` fits and calibrates it
 for a trained run (``lenet-tf calibrate``, and training with ``--calibrate``).
 """
 
@@ -28,7 +30,10 @@ from lenet_tf.core.tf import tf
 
 STATS_FILE = "rejection.npz"
 NOT_A_DIGIT = "not a digit"  # the reason given with ``digit: null``
-FEATURE_LAYERS = ("flatten", "fc1", "fc2")  # LeNet5 endpoints the head reads
+# LeNet5 endpoints the head reads; maps averaged over CONV_CELL x CONV_CELL cells. conv1's maps added on 2026-12-06:
+# held-out non-digits flagged 90.3% -> 92.0% (scribbles 73% -> 78%), mean of 6 runs, 1,200 pictures of an unseen seed.
+FEATURE_LAYERS, CONV_CELL = ("conv1", "flatten", "fc1", "fc2"), 2
+FEATURES = f"{'+'.join(FEATURE_LAYERS)}/{CONV_CELL}"  # recorded with a head: one fitted on other features is not used
 HIDDEN = 64  # the head's hidden units: on the validation side, letters flagged 82% against a linear head's 63%
 _L2 = 1e-2  # the head's weight penalty (scikit-learn's alpha)
 _FIT_ITERATIONS = 60  # passes at most (it stops earlier once the loss stops falling)
@@ -37,8 +42,13 @@ _FIT_BATCH, _FIT_LEARNING_RATE = 1000, 3e-3  # in float32: 2.3 s instead of 9.8 
 
 
 def feature_tensor(endpoints: dict[str, tf.Tensor]) -> tf.Tensor:
-    """The head's input: :data:`FEATURE_LAYERS` of a LeNet5 call's endpoints, concatenated: float32 ``[N, 604]``."""
-    return tf.concat([endpoints[name] for name in FEATURE_LAYERS], axis=1)
+    """The head's input: :data:`FEATURE_LAYERS` of a LeNet5 call's endpoints (maps ``[N, H, W, C]`` averaged over
+    :data:`CONV_CELL`-square cells), flattened and concatenated: float32 ``[N, 898]``."""
+    def flat(tensor: tf.Tensor) -> tf.Tensor:
+        if tensor.shape.rank == 4:
+            tensor = tf.nn.avg_pool2d(tensor, CONV_CELL, CONV_CELL, "VALID")
+        return tf.reshape(tf.cast(tensor, tf.float32), [-1, int(np.prod(tensor.shape[1:]))])
+    return tf.concat([flat(endpoints[name]) for name in FEATURE_LAYERS], axis=1)
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,7 @@ class RejectionStats:
     """The head: feature means and scales float32 ``[D]``; on the standardised features, hidden weights float32
     ``[D, H]`` and biases ``[H]``, output weights ``[H]`` and bias (the logit of "not a digit"); the score above
     which a picture is "not a digit"; the epoch folder (``epoch-0007``) and the run (``run.json``'s ``id``) it
-    belongs to."""
+    belongs to; the features it reads (:data:`FEATURES`; ``""`` for a head written before they were recorded)."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -57,6 +67,7 @@ class RejectionStats:
     threshold: float
     epoch_folder: str
     run_id: str = ""
+    features: str = FEATURES
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Writes :data:`STATS_FILE` into the training folder ``folder`` atomically, replacing only a head (what
@@ -72,7 +83,7 @@ class RejectionStats:
                 np.savez(stream, mean=self.mean, scale=self.scale, hidden_weights=self.hidden_weights,
                          hidden_bias=self.hidden_bias, weights=self.weights, bias=np.float64(self.bias),
                          threshold=np.float64(self.threshold), epoch_folder=np.str_(self.epoch_folder),
-                         run_id=np.str_(self.run_id))
+                         run_id=np.str_(self.run_id), features=np.str_(self.features))
             if not _ours(path):  # checked at the last moment, just before the rename
                 raise CheckpointError(f"{path}: not a head written by lenet-tf, so it is not replaced (move it "
                                       "away, then run `lenet-tf calibrate`)")
@@ -93,7 +104,7 @@ class RejectionStats:
                 stats = cls(*(stored[key].astype(np.float32) for key in
                               ("mean", "scale", "hidden_weights", "hidden_bias", "weights")),
                             float(stored["bias"]), float(stored["threshold"]), str(stored["epoch_folder"]),
-                            str(stored["run_id"]) if "run_id" in stored.files else "")
+                            *(str(stored[key]) if key in stored.files else "" for key in ("run_id", "features")))
         except (OSError, ValueError, KeyError) as err:
             raise CheckpointError(f"{path}: unreadable rejection statistics ({err})") from None
         width, hidden = len(stats.mean), len(stats.weights)
@@ -108,6 +119,12 @@ class RejectionStats:
         before heads recorded their run matches by its epoch alone)."""
         return (self.epoch_folder == Path(checkpoint).parent.name
                 and (not self.run_id or self.run_id == run.get("id")))
+
+    @property
+    def current(self) -> bool:
+        """Whether the head reads the features this lenet_tf computes (:data:`FEATURES`): an older head is not used
+        (``lenet-tf calibrate``, or ``lenet-tf train --resume`` of its run, fits it again)."""
+        return self.features == FEATURES
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """float64 ``[N]``: the head's logit (novelty) of features ``[N, D]``."""

@@ -356,7 +356,7 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
 def _calibrated(out: Path, run: dict) -> bool:
     """Whether the training folder ``out`` holds "I can't read this" for the best epoch of ``run``."""
     head = RejectionStats.load(out)
-    return head is not None and head.belongs_to(checkpoint.checkpoint_prefix(out, "best", run), run)
+    return head is not None and head.current and head.belongs_to(checkpoint.checkpoint_prefix(out, "best", run), run)
 
 
 def with_rejection(result: TrainResult, config: TrainConfig, splits: Splits) -> TrainResult:
