@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -37,7 +38,8 @@ class TrainedModel:
     :attr:`net` is the (first) member. When the training folder holds rejection statistics of this checkpoint's
     epoch (``lenet-tf calibrate``, :mod:`lenet_tf.rejection`), :meth:`predict` scores each digit's novelty and
     :attr:`Predictions.rejected` marks what is not a digit; :attr:`rejection` holds them (else ``None``;
-    ``reject=False`` leaves them out).
+    ``reject=False`` leaves them out; a head fitted on other features, by an older lenet_tf, is left out with a
+    warning).
     Use as a context manager, or call :meth:`close`, to free the session.
     """
 
@@ -54,7 +56,8 @@ class TrainedModel:
                 self.rejection = None  # fitted on another epoch's or another run's network
             elif self.rejection and not self.rejection.current:
                 warn(f"{self.folder / STATS_FILE}: \"I can't read this\" was fitted by an older lenet_tf on other "
-                     f"features and is not used; run `lenet-tf calibrate {checkpoint_dir}` to fit it again")
+                     "features and is not used; run `lenet-tf calibrate --checkpoint "
+                     f"{shlex.quote(str(Path(self.checkpoint).parent))}` to fit it again")
                 self.rejection = None
             self.graph = tf.Graph()
             with self.graph.as_default():

@@ -103,15 +103,20 @@ def test_a_head_is_used_only_by_the_run_and_epoch_it_was_fitted_on(tmp_path, cal
 
 def test_a_head_fitted_on_other_features_is_not_used_and_says_how_to_fit_it_again(tmp_path, calibrated_model_dir,
                                                                                    capsys):
-    """A head of an older lenet_tf (which read other features, or did not record them) would not fit the graph."""
+    """A head of an older lenet_tf (604 features, none recorded) would not fit the graph: it is left out, with a
+    warning naming the command that fits it again, and the model still answers."""
     other = shutil.copytree(calibrated_model_dir, tmp_path / "model")
     head = RejectionStats.load(other)
-    assert head.current and head.features == FEATURES
-    replace(head, features="").save(other)
-    assert not RejectionStats.load(other).current
+    assert head.current and head.features == FEATURES and head.mean.shape == (898,)
+    np.savez(other / STATS_FILE, mean=head.mean[:604], scale=head.scale[:604], hidden_weights=head.hidden_weights[:604],
+             hidden_bias=head.hidden_bias, weights=head.weights, bias=np.float64(head.bias),
+             threshold=np.float64(head.threshold), epoch_folder=np.str_(head.epoch_folder))  # as lenet_tf wrote it
+    old = RejectionStats.load(other)
+    assert old.features == "" and not old.current
     with TrainedModel(other) as model:
         assert model.rejection is None
-    assert "lenet-tf calibrate" in capsys.readouterr().err
+        assert model.predict(np.zeros((2, 28, 28), np.uint8)).novelty is None
+    assert "lenet-tf calibrate --checkpoint" in capsys.readouterr().err
 
 
 def test_calibrate_refuses_a_folder_being_trained_and_writes_nothing(tmp_path, calibrated_model_dir):

@@ -123,7 +123,7 @@ class RejectionStats:
     @property
     def current(self) -> bool:
         """Whether the head reads the features this lenet_tf computes (:data:`FEATURES`): an older head is not used
-        (``lenet-tf calibrate``, or ``lenet-tf train --resume`` of its run, fits it again)."""
+        (``lenet-tf calibrate``, or ``lenet-tf train --resume --calibrate`` of its run, fits it again)."""
         return self.features == FEATURES
 
     def scores(self, features: np.ndarray) -> np.ndarray:

@@ -354,7 +354,8 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
 
 
 def _calibrated(out: Path, run: dict) -> bool:
-    """Whether the training folder ``out`` holds "I can't read this" for the best epoch of ``run``."""
+    """Whether the training folder ``out`` holds "I can't read this" for the best epoch of ``run``, reading the
+    features this lenet_tf computes."""
     head = RejectionStats.load(out)
     return head is not None and head.current and head.belongs_to(checkpoint.checkpoint_prefix(out, "best", run), run)
 

@@ -56,9 +56,9 @@ def test_zigzags_cross_the_middle_and_are_not_straight():
     for mask in masks:
         inked = np.argwhere(mask > 0.5).astype(float)
         assert 25 < len(inked) < 500  # a line 1-2.5 px wide, longer than the picture where it zig-zags
-        assert np.linalg.norm(inked - centre, axis=1).min() < 8 + 6 + 1.5  # offset ≤ 8, amplitude ≤ 6
+        assert np.linalg.norm(inked - centre, axis=1).min() < 10  # its axis within 8 px of the centre
         spread = np.linalg.svd(inked - inked.mean(axis=0), compute_uv=False) / np.sqrt(len(inked))
-        assert spread[1] > 0.6  # across its direction: a triangle wave, not one straight line
+        assert spread[1] > 0.9  # across its direction: a triangle wave (a straight line 2.5 px wide: < 0.75)
 
 
 def test_inverted_regions_are_boxes_or_bands_across_the_picture():
@@ -67,7 +67,7 @@ def test_inverted_regions_are_boxes_or_bands_across_the_picture():
     full_columns = masks.all(axis=1).any(axis=1)
     assert 0.2 < full_rows.mean() < 0.45 and 0.2 < full_columns.mean() < 0.45
     assert not (full_rows & full_columns).any()  # never the whole picture
-    assert all(0.04 < mask.mean() < 0.65 for mask in masks)
+    assert all(0.03 < mask.mean() < 0.65 for mask in masks)
 
 
 def test_damaged_mnist_arrays_are_all_damaged_and_seeded():
