@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -19,8 +18,7 @@ from lenet_tf.data.images import blank_digits
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions, ensemble_members, restore_members
 from lenet_tf.model import LeNet5
 from lenet_tf.core.precision import choose
-from lenet_tf.core.outputs import warn
-from lenet_tf.rejection import STATS_FILE, RejectionStats
+from lenet_tf.rejection import usable_head
 
 
 class TrainedModel:
@@ -51,14 +49,7 @@ class TrainedModel:
             config = self.read_config(checkpoint_dir, which)
             self.run, self.checkpoint, self.epoch = config["run"], config["checkpoint"], config["epoch"]
             self.folder = Path(self.checkpoint).parent.parent
-            self.rejection = RejectionStats.load(self.folder) if reject else None
-            if self.rejection and not self.rejection.belongs_to(self.checkpoint, self.run):
-                self.rejection = None  # fitted on another epoch's or another run's network
-            elif self.rejection and not self.rejection.current:
-                warn(f"{self.folder / STATS_FILE}: \"I can't read this\" was fitted by an older lenet_tf on other "
-                     "features and is not used; run `lenet-tf calibrate --checkpoint "
-                     f"{shlex.quote(str(Path(self.checkpoint).parent))}` to fit it again")
-                self.rejection = None
+            self.rejection = usable_head(self.checkpoint, self.run) if reject else None
             self.graph = tf.Graph()
             with self.graph.as_default():
                 self.members = ensemble_members(config["model"], config["members"])

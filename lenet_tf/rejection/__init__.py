@@ -18,6 +18,7 @@ for a trained run (``lenet-tf calibrate``, and training with ``--calibrate``).
 from __future__ import annotations
 
 import os
+import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,25 @@ class RejectionStats:
         standardised = (np.asarray(features, np.float64) - self.mean) / self.scale
         hidden = np.maximum(standardised @ self.hidden_weights.astype(np.float64) + self.hidden_bias, 0.0)
         return hidden @ self.weights.astype(np.float64) + self.bias
+
+
+def usable_head(checkpoint: str | os.PathLike, run: dict) -> RejectionStats | None:
+    """The head in the training folder of ``checkpoint`` (a Saver prefix ``…/epoch-0007/ckpt``) of the run
+    recorded in ``run``, when it was fitted on that checkpoint and reads :data:`FEATURES`; else ``None`` (a head of
+    other features is a printed warning naming the command that fits it again).
+
+    Raises:
+      CheckpointError: the folder's :data:`STATS_FILE` is not a readable head.
+    """
+    stats = RejectionStats.load(Path(checkpoint).parent.parent)
+    if stats is None or not stats.belongs_to(checkpoint, run):  # none, or another epoch's or run's
+        return None
+    if not stats.current:
+        warn(f"{Path(checkpoint).parent.parent / STATS_FILE}: \"I can't read this\" was fitted by an older "
+             "lenet_tf on other features and is not used; run `lenet-tf calibrate --checkpoint "
+             f"{shlex.quote(str(Path(checkpoint).parent))}` to fit it again")
+        return None
+    return stats
 
 
 def _ours(path: Path) -> bool:

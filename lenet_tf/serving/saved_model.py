@@ -6,7 +6,10 @@ and ``probabilities`` (float32 ``[N, 10]``; of a ``--ensemble N`` run, its membe
 graph). The ``predict_images`` signature takes ``images``: a string vector ``[N]`` of encoded PNG, JPEG, GIF, BMP
 or WebP pictures (TF Serving's ``{"b64": ...}``; TIFF is not among TensorFlow's decoders), prepared in the graph by
 :func:`encoded_inputs` the way ``lenet-tf predict`` prepares a file (a blank picture: class -1), and returns the
-same outputs. Both run in plain TensorFlow (``tf.saved_model.load``, ``saved_model_cli``, TF Serving).
+same outputs. A calibrated run's export (:mod:`lenet_tf.rejection`) also returns ``novelty`` (float32 ``[N]``)
+and ``digits`` (int64 ``[N]``: ``classes``, or -1 where the novelty is above the threshold: "not a digit"), and
+records the threshold in :data:`MARKER`. All run in plain TensorFlow (``tf.saved_model.load``,
+``saved_model_cli``, TF Serving).
 
 The graph is always float32, whatever ``--precision`` says: bfloat16 is a session option, not part of a graph, so
 each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``--precision``).
@@ -29,6 +32,7 @@ from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.outputs import TMP_PREFIX, describe_os_error, publish, remove_tree, warn
 from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
+from lenet_tf.rejection import RejectionStats, feature_tensor, novelty_tensor, usable_head
 from lenet_tf.trained import TrainedModel
 
 SIGNATURE = tf1.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
@@ -241,8 +245,18 @@ def export_saved_model(checkpoint_dir: str | os.PathLike, export_dir: str | os.P
     return export_dir
 
 
+def rejection_outputs(features: tf.Tensor, classes: tf.Tensor, head: RejectionStats, prefix: str = ""
+                      ) -> dict[str, tf.Tensor]:
+    """``novelty`` (float32 ``[N]``) of features ``[N, D]`` and ``digits`` (int64 ``[N]``: ``classes``, or -1
+    where the novelty is above the head's threshold), as a signature's outputs."""
+    novelty = tf.identity(novelty_tensor(features, head), name=f"{prefix}novelty")
+    digits = tf.where(novelty > head.threshold, tf.constant(NO_DIGIT, tf.int64), classes, name=f"{prefix}digits")
+    return {"novelty": novelty, "digits": digits}
+
+
 def _build(config: dict, path: Path) -> None:
     """Writes the SavedModel of a training folder's configuration and checkpoint to ``path``."""
+    head = usable_head(config["checkpoint"], config["run"])
     with tf.Graph().as_default() as graph:
         raw, _ = serving_inputs()
         encoded, prepared = encoded_inputs()
@@ -252,8 +266,10 @@ def _build(config: dict, path: Path) -> None:
                                                                           "encoded_")]:
             probabilities = mean_probabilities(nets, serving_inputs_of(digits), name=f"{prefix}probabilities")
             classes = digit_classes(probabilities, digits, f"{prefix}classes")
-            signatures[name] = tf1.saved_model.predict_signature_def(
-                inputs={"images": inputs}, outputs={"classes": classes, "probabilities": probabilities})
+            outputs = {"classes": classes, "probabilities": probabilities}
+            if head:  # member 0's features of these inputs, as TrainedModel reads them
+                outputs.update(rejection_outputs(feature_tensor(nets[0].endpoints), classes, head, prefix))
+            signatures[name] = tf1.saved_model.predict_signature_def(inputs={"images": inputs}, outputs=outputs)
         with tf1.Session(graph=graph, config=session_config()) as session:
             restore_members(nets, session, config["checkpoint"])
             builder = tf1.saved_model.Builder(str(path))
@@ -264,7 +280,8 @@ def _build(config: dict, path: Path) -> None:
     marker = path / MARKER
     marker.parent.mkdir(exist_ok=True)
     marker.write_text(json.dumps({"checkpoint": config["checkpoint"], "epoch": config["run"]["best"]["epoch"],
-                                  "model": config["model"], "ensemble": config["members"]}, indent=2))
+                                  "model": config["model"], "ensemble": config["members"],
+                                  "threshold": head.threshold if head else None}, indent=2))
 
 
 def _publish_export(staging: Path, export_dir: Path, replace: bool) -> None:

@@ -23,6 +23,7 @@ They answer other methods 405 with ``Allow``, and :mod:`lenet_tf.serving.openapi
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -147,8 +148,26 @@ def saved_model_model(export_dir: str | os.PathLike, precision: str | None = Non
         signature = tf.saved_model.load(str(path)).signatures[tf_serving.SIGNATURE_NAME]
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"{export_dir}: not a lenet_tf SavedModel ({err})") from None
-    return ServedModel(lambda digits: signature(images=tf.constant(digits))["probabilities"].numpy(),
-                       "saved_model", version=version)
+    threshold = exported_threshold(path) if "novelty" in signature.structured_outputs else None
+    if threshold is None:
+        return ServedModel(lambda digits: signature(images=tf.constant(digits))["probabilities"].numpy(),
+                           "saved_model", version=version)
+
+    def classify(digits: np.ndarray) -> np.ndarray:  # one array, as for a checkpoint
+        outputs = signature(images=tf.constant(digits))
+        return np.concatenate([outputs["probabilities"].numpy(), outputs["novelty"].numpy()[:, None]], axis=1)
+    return ServedModel(classify, "saved_model", version=version, threshold=threshold)
+
+
+def exported_threshold(path: Path) -> float | None:
+    """The "not a digit" threshold an export of a calibrated run recorded in its marker, else ``None``."""
+    from lenet_tf.serving.saved_model import MARKER
+
+    try:
+        threshold = json.loads((path / MARKER).read_text()).get("threshold")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(threshold) if isinstance(threshold, (int, float)) else None
 
 
 def load_model(checkpoint: str | os.PathLike | None, saved_model: str | os.PathLike | None,
@@ -274,8 +293,8 @@ def _parse_tf_serving(body: bytes) -> tf_serving.PredictRequest:
 
 
 def _render_tf_serving(probabilities: np.ndarray, blank: np.ndarray, columnar: bool,
-                       rejected: np.ndarray | None = None) -> bytes:
-    return _dumps(tf_serving.predict_response(probabilities, columnar, blank, rejected))
+                       novelty: np.ndarray | None = None, threshold: float | None = None) -> bytes:
+    return _dumps(tf_serving.predict_response(probabilities, columnar, blank, novelty, threshold))
 
 
 async def _send_json(send, status: int, body: bytes, close: bool = False,
@@ -354,10 +373,10 @@ class ServingApp:
                 digits = await service.prepare_pictures(_image_digits, digits)
             probabilities, novelty = service.model.split(await service.classify(digits))
         blank = blank_digits(digits)
-        rejected = None if novelty is None else novelty > service.model.threshold
+        threshold = service.model.threshold
         if len(probabilities) <= INLINE_RENDER_DIGITS:
-            return _render_tf_serving(probabilities, blank, request.columnar, rejected)
-        return await service.prepare(_render_tf_serving, probabilities, blank, request.columnar, rejected)
+            return _render_tf_serving(probabilities, blank, request.columnar, novelty, threshold)
+        return await service.prepare(_render_tf_serving, probabilities, blank, request.columnar, novelty, threshold)
 
 
 def _fastapi_app(service: Service) -> FastAPI:
@@ -401,13 +420,13 @@ def _fastapi_app(service: Service) -> FastAPI:
     async def tf_serving_metadata(name: str) -> dict:
         """TF Serving model metadata: the ``serving_default`` and ``predict_images`` signatures."""
         service.check_servable(name, None)
-        return tf_serving.model_metadata(model.version)
+        return tf_serving.model_metadata(model.version, model.threshold is not None)
 
     @app.get("/v1/models/{name}/versions/{version}/metadata", **tf_doc)
     async def tf_serving_version_metadata(name: str, version: str) -> dict:
         """TF Serving model metadata of one version (the loaded one)."""
         service.check_servable(name, version)
-        return tf_serving.model_metadata(model.version)
+        return tf_serving.model_metadata(model.version, model.threshold is not None)
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST"], include_in_schema=False)
     async def tf_serving_unknown(path: str, request: Request) -> JSONResponse:

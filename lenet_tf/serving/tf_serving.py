@@ -188,18 +188,21 @@ def _float32(value: np.float32) -> float:
 
 
 def predict_response(probabilities: np.ndarray, columnar: bool, blank: np.ndarray | None = None,
-                     rejected: np.ndarray | None = None) -> dict:
+                     novelty: np.ndarray | None = None, threshold: float | None = None) -> dict:
     """The response to a predict request, from float32 probabilities ``[N, 10]``; the class of a ``blank`` digit
     (bool ``[N]``: no ink, see :func:`lenet_tf.data.images.blank_digits`) is -1, as the exported graph says it.
-    With ``rejected`` (bool ``[N]``, a calibrated model's "not a digit"), a ``digits`` output too: the class, or
-    -1 for a non-digit or a blank."""
+    With a calibrated model's ``novelty`` (float32 ``[N]``) and ``threshold``, as a calibrated run's export: a
+    ``novelty`` output and a ``digits`` output, the class or -1 for a non-digit (novelty above the threshold) or
+    a blank."""
     probabilities = np.asarray(probabilities, dtype=np.float32)
     classes = probabilities.argmax(axis=1)
     classes = (classes if blank is None else np.where(blank, NO_DIGIT, classes)).tolist()
     rows = [[_float32(p) for p in row] for row in probabilities]
     outputs = {"classes": classes, "probabilities": rows}
-    if rejected is not None:
-        outputs["digits"] = [NO_DIGIT if no else c for c, no in zip(classes, np.asarray(rejected).tolist())]
+    if novelty is not None:
+        novelty = np.asarray(novelty, dtype=np.float32)
+        outputs["digits"] = [NO_DIGIT if no else c for c, no in zip(classes, (novelty > threshold).tolist())]
+        outputs["novelty"] = [_float32(value) for value in novelty]
     if columnar:
         return {"outputs": outputs}
     return {"predictions": [dict(zip(outputs, values)) for values in zip(*outputs.values())]}
@@ -217,11 +220,15 @@ def _tensor_info(name: str, dtype: str, dims: list[int] | None) -> dict:
     return {"dtype": dtype, "tensor_shape": shape, "name": f"{name}:0"}
 
 
-def model_metadata(version: int) -> dict:
+def model_metadata(version: int, calibrated: bool = False) -> dict:
     """The ``GetModelMetadataResponse``: the two signatures ``lenet-tf export`` writes (``serving_default``'s input
-    rank is open; ``predict_images`` takes a vector of encoded pictures)."""
+    rank is open; ``predict_images`` takes a vector of encoded pictures); a ``calibrated`` model's have the
+    ``digits`` and ``novelty`` outputs too."""
     outputs = {"classes": _tensor_info("classes", "DT_INT64", [-1]),
                "probabilities": _tensor_info("probabilities", "DT_FLOAT", [-1, 10])}
+    if calibrated:
+        outputs.update(digits=_tensor_info("digits", "DT_INT64", [-1]),
+                       novelty=_tensor_info("novelty", "DT_FLOAT", [-1]))
     signatures = {
         SIGNATURE_NAME: {"inputs": {INPUT_NAME: _tensor_info(INPUT_NAME, "DT_UINT8", None)}, "outputs": outputs,
                          "method_name": "tensorflow/serving/predict"},

@@ -218,3 +218,43 @@ def test_predict_images_gives_what_lenet_tf_predict_gives(client, exported, real
     graph = signature(images=tf.constant(pictures))
     assert graph["classes"].numpy().tolist() == [r.digit for r in cli]
     np.testing.assert_allclose(graph["probabilities"].numpy().max(axis=1), [r.probability for r in cli], atol=0.02)
+
+
+def test_a_calibrated_export_says_not_a_digit_as_serve_does(calibrated_model_dir, real_mnist, tmp_path):
+    """The export of a calibrated run has ``digits`` and ``novelty`` in both signatures, in plain TensorFlow; served
+    from the export or from the checkpoint, TF Serving's API answers the same, and each describes it."""
+    from images import letter_image
+    from PIL import Image
+
+    from lenet_tf.core.tf import tf
+    from lenet_tf.data.images import to_mnist
+    from lenet_tf.data.other_writers import png_bytes
+    from lenet_tf.serving.saved_model import export_saved_model
+
+    letter = to_mnist(np.asarray(letter_image("A"), np.float32))
+    digits = np.stack([real_mnist.test_images[0], letter, real_mnist.test_images[1]])
+    with TrainedModel(calibrated_model_dir) as model:
+        expected = model.predict(digits)
+    assert expected.rejected.tolist() == [False, True, False]
+    export_saved_model(calibrated_model_dir, tmp_path / "lenet5")
+    signatures = tf.saved_model.load(str(tmp_path / "lenet5")).signatures
+    raw = signatures["serving_default"](images=tf.constant(digits))
+    assert set(raw) == {"classes", "probabilities", "digits", "novelty"}
+    assert raw["digits"].numpy().tolist() == [real_mnist.test_labels[0], -1, real_mnist.test_labels[1]]
+    np.testing.assert_allclose(raw["novelty"].numpy(), expected.novelty, rtol=1e-4, atol=1e-3)
+    seven = Image.fromarray(255 - real_mnist.test_images[0]).resize((84, 84))  # dark ink on white paper
+    pictures = tf.constant([png_bytes(seven), png_bytes(letter_image("A"))])
+    assert signatures["predict_images"](images=pictures)["digits"].numpy().tolist() == [real_mnist.test_labels[0], -1]
+
+    served = [asgi_client(create_app(checkpoint_model(calibrated_model_dir))),
+              asgi_client(create_app(saved_model_model(tmp_path / "lenet5")))]
+    answers = [client.post("/v1/models/lenet5:predict", json={"inputs": digits.tolist()}).json()["outputs"]
+               for client in served]
+    for outputs in answers:
+        assert set(outputs) == {"classes", "probabilities", "digits", "novelty"}
+        assert outputs["digits"] == raw["digits"].numpy().tolist()
+        np.testing.assert_allclose(outputs["novelty"], expected.novelty, rtol=1e-4, atol=1e-3)
+    described = [client.get("/v1/models/lenet5/metadata").json()["metadata"]["signature_def"]["signature_def"]
+                 for client in served]
+    assert described[0] == described[1]
+    assert set(described[0]["serving_default"]["outputs"]) == set(raw)
