@@ -51,6 +51,10 @@ BLANK_REASON = "blank image (no digit found)"
 # paper counts as one level (as ever), so evenly lit paper is read exactly as before.
 UNEVEN_LIGHT = 12.0
 PAPER_BORDER = 0.9  # the share of the border that must be paper for the lighting to be read from it
+# A hard-edged shadow (a hand's, a phone's) crosses the border as one or two long stretches of darker paper, at
+# least this share of it and more than 2 * UNEVEN_LIGHT grey levels darker; pictures with a side under
+# SHADOW_MIN_SIDE pixels (scans of one digit, whose strokes may fill a quarter of the picture) are left as they are.
+SHADOW_SHARE, SHADOW_MIN_SIDE = 0.2, 96
 
 
 class ImageTooLarge(DataError):
@@ -283,16 +287,52 @@ def _lighting(gray: np.ndarray) -> tuple[np.ndarray, float]:
     return surface.astype(np.float32), float(kept.mean())
 
 
+def _ring(values: np.ndarray) -> np.ndarray:
+    """The outermost pixels of ``values`` ``[H, W]`` in order around the picture (clockwise from the top left)."""
+    return np.concatenate([values[0, :-1], values[:-1, -1], values[-1, :0:-1], values[:0:-1, 0]])
+
+
+def _shadow_background(gray: np.ndarray) -> np.ndarray | None:
+    """The paper's lighting, float32 ``[H, W]``, of a picture of dark ink that a hard-edged shadow crosses: its grey
+    closing by a square of a third of the short side (which removes strokes, not the shadow's half-plane); else
+    ``None`` (no such shadow on the border, light ink, or a small picture). The shadow is one or two stretches of
+    the border, evenly darker paper: well lighter than the ink, unlike strokes that run off the picture."""
+    if min(gray.shape) < SHADOW_MIN_SIDE:
+        return None
+    ring = _ring(gray)
+    low, high = np.percentile(ring, [5, 95])
+    darkest, lightest = np.percentile(gray, [1, 99])
+    if high - low <= 2 * UNEVEN_LIGHT or low - darkest < lightest - high:  # one level, or light ink
+        return None
+    shaded = ring < (low + high) / 2
+    runs = int(np.count_nonzero(shaded & ~np.roll(shaded, 1)))  # stretches of shaded border, around the ring
+    if not (SHADOW_SHARE <= shaded.mean() <= 1 - SHADOW_SHARE and runs <= 2):
+        return None
+    level = float(np.median(ring[shaded]))
+    steps = np.abs(np.diff(ring[shaded]))  # from pixel to pixel: the paper's noise, whatever light is over it
+    if level - darkest < 0.25 * (high - darkest) or np.percentile(steps, 90) > 0.1 * (high - level):
+        return None  # ink (darker, or ragged), not evenly shaded paper
+    from scipy import ndimage
+
+    side = min(gray.shape) // 5
+    return ndimage.grey_closing(gray, size=(side, side), mode="nearest")
+
+
 def flattened(gray: np.ndarray) -> np.ndarray:
     """Grey levels ``[H, W]`` with uneven lighting (a side light, a shadow across the page, a vignette) flattened:
     when the border's fitted lighting (:func:`_lighting`) explains nearly all of the border (:data:`PAPER_BORDER`:
-    not a digit that fills its box) and spans more than :data:`UNEVEN_LIGHT` grey levels, the
-    picture is divided by it (light multiplies the paper's and the ink's reflectance alike) and brought to its median
-    level; evenly lit pictures come back unchanged."""
+    not a digit that fills its box) and spans more than :data:`UNEVEN_LIGHT` grey levels, or when a hard-edged
+    shadow crosses the border (:func:`_shadow_background`), the picture is divided by the lighting (light
+    multiplies the paper's and the ink's reflectance alike) and brought to its median level; evenly lit pictures
+    come back unchanged."""
     if min(gray.shape) < 3:
         return gray
     lighting, explained = _lighting(gray)
-    if explained < PAPER_BORDER or float(lighting.max() - lighting.min()) <= UNEVEN_LIGHT:
+    if explained < PAPER_BORDER:  # a digit that fills its box, or a shadow's hard edge
+        lighting = _shadow_background(gray)
+        if lighting is None:
+            return gray
+    elif float(lighting.max() - lighting.min()) <= UNEVEN_LIGHT:
         return gray
     return gray * (np.float32(np.median(lighting)) / np.maximum(lighting, 8.0))
 
