@@ -1,8 +1,12 @@
 """Exporting a trained checkpoint as a TensorFlow Lite model, and running one.
 
 The ``.tflite`` model is the inference graph only (``LeNet5(training=False)``: no dropout, batch norm with its
-moving averages, folded into constants; the members of a ``--ensemble N`` run with their probabilities averaged). Its input ``images`` is uint8 ``[N, 28, 28]``, raw MNIST-style digits
-(white ink on black) as in the SavedModel's signature; its output ``probabilities`` is ``[N, 10]``. Quantization:
+moving averages, folded into constants; the members of a ``--ensemble N`` run with their probabilities averaged).
+Its input ``images`` is uint8 ``[N, 28, 28]``, raw MNIST-style digits (white ink on black) as in the SavedModel's
+signature; its output ``probabilities`` is ``[N, 10]``. A calibrated run's model (:mod:`lenet_tf.rejection`), in
+float32 (``none``), also outputs ``digits`` (int64 ``[N]``: the class, or -1 for a blank input or "not a digit")
+and ``novelty`` (float32 ``[N]``), as the SavedModel does; quantized weights move the head's score by up to 17
+units (dynamic), so the quantized models have no head. Quantization:
 
 * ``none``: float32 weights and arithmetic; float32 probabilities.
 * ``dynamic``: int8 weights, float32 activations (dynamic-range quantization); float32 probabilities.
@@ -10,7 +14,8 @@ moving averages, folded into constants; the members of a ``--ensemble N`` run wi
   training digits. Input uint8 with scale 1 and zero point 0 (the raw pixels, as in the other modes); output
   uint8 probabilities with scale 1/256 and zero point 0 (``p = q / 256``).
 
-:func:`tflite_probabilities` runs any of them and returns float32 probabilities.
+:func:`tflite_outputs` runs any of them and returns its outputs by name; :func:`tflite_probabilities` the
+float32 probabilities.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from lenet_tf.core.tf import session_config, tf, tf1
 from lenet_tf.core.errors import CheckpointError, ConfigError
 from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
+from lenet_tf.rejection import feature_tensor, usable_head
+from lenet_tf.serving.saved_model import digit_classes, rejection_outputs
 from lenet_tf.core.options import TFLITE_QUANTIZATIONS
 from lenet_tf.core.outputs import make_folder, write_atomic
 from lenet_tf.core.quiet import quiet_stderr
@@ -74,9 +81,15 @@ def _convert(config: dict, quantize: str, calibration_images: np.ndarray | None)
         padded = tf.pad(scale_images(images[..., tf.newaxis]), [[0, 0], [2, 2], [2, 2], [0, 0]])
         nets = ensemble_members(config["model"], config["members"])  # one network, or an ensemble averaged
         probabilities = mean_probabilities(nets, padded, name="probabilities")
+        outputs = [probabilities]
+        head = usable_head(config["checkpoint"], config["run"]) if quantize == "none" else None
+        if head:  # "I can't read this", as in the SavedModel
+            classes = digit_classes(probabilities, tf.cast(images, tf.float32), "classes")  # TFLite: no uint8 max
+            rejection = rejection_outputs(feature_tensor(nets[0].endpoints), classes, head)
+            outputs += [rejection["digits"], rejection["novelty"]]
         with tf1.Session(graph=graph, config=session_config()) as session:
             restore_members(nets, session, config["checkpoint"])
-            converter = tf1.lite.TFLiteConverter.from_session(session, [images], [probabilities])
+            converter = tf1.lite.TFLiteConverter.from_session(session, [images], outputs)
             if quantize != "none":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
             if quantize == "int8":
@@ -176,24 +189,34 @@ def interpreter(model: str | os.PathLike | bytes) -> Interpreter:
         return Interpreter(model_path=str(model))
 
 
-def tflite_probabilities(model: str | os.PathLike | bytes, images: np.ndarray) -> np.ndarray:
+def tflite_outputs(model: str | os.PathLike | bytes, images: np.ndarray) -> dict[str, np.ndarray]:
     """Runs a ``.tflite`` file (or its bytes) from :func:`export_tflite` on uint8 digits ``[N, 28, 28]``.
 
     Returns:
-      float32 probabilities ``[N, 10]`` (dequantized for ``int8`` models).
+      its outputs by name: float32 ``probabilities`` ``[N, 10]`` (dequantized for ``int8`` models) and, of a
+      calibrated run's model, int64 ``digits`` ``[N]`` and float32 ``novelty`` ``[N]``.
     """
     images = np.asarray(images, dtype=np.uint8)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise ValueError(f"images must be uint8 [N, 28, 28], got {images.shape}")
     runner = interpreter(model)
-    source, target = runner.get_input_details()[0], runner.get_output_details()[0]
+    source = runner.get_input_details()[0]
     runner.resize_tensor_input(source["index"], images.shape)
     with quiet_stderr():
         runner.allocate_tensors()
         runner.set_tensor(source["index"], images)
         runner.invoke()
-    output = runner.get_tensor(target["index"])
-    scale, zero = target["quantization"]
-    if scale:
-        return ((output.astype(np.float32) - zero) * scale).astype(np.float32)
-    return output
+    outputs = {}
+    for target in runner.get_output_details():
+        output = runner.get_tensor(target["index"])
+        scale, zero = target["quantization"]
+        if scale:
+            output = ((output.astype(np.float32) - zero) * scale).astype(np.float32)
+        outputs[target["name"].split(":")[0]] = output
+    return outputs
+
+
+def tflite_probabilities(model: str | os.PathLike | bytes, images: np.ndarray) -> np.ndarray:
+    """float32 probabilities ``[N, 10]`` of a ``.tflite`` model on uint8 digits ``[N, 28, 28]``
+    (:func:`tflite_outputs`)."""
+    return tflite_outputs(model, images)["probabilities"]

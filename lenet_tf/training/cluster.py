@@ -262,6 +262,10 @@ class _WorkerGraph:
                 self.release_tokens = self.optimizer.get_init_tokens_op(role.workers)
             variables = [v for net in self.members for v in net.variables]
             self.saver = tf1.train.Saver(var_list=variables + [self.global_step], max_to_keep=None)
+            # The chief restores its best epoch to test it with this one: the shared step count stays where the run
+            # ended, which the other workers read to know it was complete (restoring an earlier epoch's count made
+            # one look "the run ended at step 31 of 32").
+            self.best_restorer = tf1.train.Saver(var_list=variables)
             self.done = _done_queue(role).enqueue(role.index)
             joined = _done_queue(role, _JOINED_QUEUE)
             self.join = joined.enqueue(role.index)  # every non-chief worker, once its session is ready
@@ -397,7 +401,8 @@ def _run_session(worker: _WorkerGraph, config: TrainConfig, splits: Splits, serv
             session = tf1.train.MonitoredSession(creator, hooks=hooks, stop_grace_period_secs=5)
             with session:
                 _train_epochs(worker, config, splits, shard, session, hook, recorder, progress, watchdog)
-                run = recorder.finish(worker.saver, hook.session, worker.inference, splits) if recorder else None
+                if recorder:
+                    run = recorder.finish(worker.best_restorer, hook.session, worker.inference, splits)
     except tf.errors.OpError as err:
         raise MemberError(_failure(watchdog, err)) from None
     finally:  # report even after a failure, so that the parameter servers stop
@@ -405,7 +410,7 @@ def _run_session(worker: _WorkerGraph, config: TrainConfig, splits: Splits, serv
             recorder.close()
         with worker.graph.as_default(), tf1.Session(server.target, config=_filters(role)) as done_session:
             with contextlib.suppress(tf.errors.OpError):  # a parameter server that is gone needs no report
-                # (as seen in the session: the chief then restores its best epoch, shared step count included)
+                # (as seen in the session: the chief's restore of its best epoch leaves the shared step count)
                 wait = 0.0 if role.is_chief or hook.reached >= last_step else 5.0
                 reached = max(hook.reached, _final_step(done_session, worker.global_step, last_step, wait))
                 done_session.run(worker.done, options=tf1.RunOptions(timeout_in_ms=5000))

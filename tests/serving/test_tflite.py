@@ -9,7 +9,8 @@ from conftest import REAL_MNIST
 
 from lenet_tf.core.errors import CheckpointError, ConfigError
 from lenet_tf.data.mnist import unpad_images
-from lenet_tf.serving.tflite import calibration_digits, convert, export_tflite, interpreter, tflite_probabilities
+from lenet_tf.serving.tflite import (calibration_digits, convert, export_tflite, interpreter, tflite_outputs,
+                                     tflite_probabilities)
 from lenet_tf.trained import TrainedModel
 
 
@@ -112,3 +113,22 @@ def test_a_deskewing_model_exports_and_reads_like_its_checkpoint(tmp_path, real_
     with pytest.raises(ConfigError, match="--quantize dynamic"):  # 8-bit resampling positions: refused, not shipped
         export_tflite(folder, tmp_path / "deskew-int8.tflite", "int8", data_dir=REAL_MNIST)
     assert not (tmp_path / "deskew-int8.tflite").exists()
+
+
+def test_a_calibrated_model_says_not_a_digit_in_float32_only(tmp_path, calibrated_model_dir, real_mnist):
+    """``digits`` and ``novelty`` as the checkpoint gives them (a letter -1, a blank -1); quantized: no head."""
+    from images import letter_image
+
+    from lenet_tf.data.images import to_mnist
+
+    letter = to_mnist(np.asarray(letter_image("A"), np.float32))
+    digits = np.stack([*real_mnist.test_images[:20], letter, np.zeros((28, 28), np.uint8)])
+    with TrainedModel(calibrated_model_dir, precision="fp32") as model:
+        expected = model.predict(digits)
+    outputs = tflite_outputs(export_tflite(calibrated_model_dir, tmp_path / "lenet5.tflite"), digits)
+    assert set(outputs) == {"probabilities", "digits", "novelty"}
+    assert outputs["digits"].tolist() == np.where(expected.rejected | expected.blank, -1, expected.classes).tolist()
+    assert outputs["digits"][-2:].tolist() == [-1, -1]
+    np.testing.assert_allclose(outputs["novelty"], expected.novelty, rtol=1e-4, atol=1e-3)
+    quantized = tflite_outputs(export_tflite(calibrated_model_dir, tmp_path / "q.tflite", "dynamic"), digits)
+    assert set(quantized) == {"probabilities"}

@@ -23,8 +23,9 @@ def summary_tags(logdir):
 
 
 # Worker 1 takes its last look at the shared step count only once the chief's run is complete, when the chief has
-# restored its best epoch for the test (step count included): an order that failed 1 run in 9 ("the run ended at
-# step 31 of 32") while the worker trusted that last look more than what it saw in its session.
+# restored its best epoch for the test: an order that failed 1 run in 9 ("the run ended at step 31 of 32") while
+# the worker trusted that last look more than what it saw in its session, and again under load (2026-12-06) while
+# the chief's restore brought back the best epoch's step count, which it now leaves as the run ended it.
 AFTER_THE_CHIEF = """import json, sys, time
 from pathlib import Path
 from lenet_tf.cli.commands import main
