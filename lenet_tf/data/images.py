@@ -293,15 +293,19 @@ def _ring(values: np.ndarray) -> np.ndarray:
 
 
 def _shadow_background(gray: np.ndarray) -> np.ndarray | None:
-    """The paper's lighting, float32 ``[H, W]``, of a picture of dark ink that a hard-edged shadow crosses: its grey
-    closing by a square of a third of the short side (which removes strokes, not the shadow's half-plane); else
+    """The paper's lighting, float32 ``[H, W]``, of a picture of dark ink that a hard-edged shadow crosses, else
     ``None`` (no such shadow on the border, light ink, or a small picture). The shadow is one or two stretches of
-    the border, evenly darker paper: well lighter than the ink, unlike strokes that run off the picture."""
+    the border, evenly darker paper: well lighter than the ink, unlike strokes that run off the picture.
+
+    The lighting is the picture's grey closing by a square a fifth of its short side (which removes strokes, not
+    the shadow), except on the paper at the shadow's level that joins the shadow: where a slanted edge meets the
+    border, the square does not fit into the shadow's narrow tip, which the closing would light. (Very soft strokes
+    crossing the shadow's edge can carry that level into the lit paper along them.)"""
     if min(gray.shape) < SHADOW_MIN_SIDE:
         return None
-    ring = _ring(gray)
+    ring = _ring(gray).astype(np.float64)
     low, high = np.percentile(ring, [5, 95])
-    darkest, lightest = np.percentile(gray, [1, 99])
+    darkest, lightest = np.percentile(gray, [0.2, 99])  # 0.2: a small digit's ink is under 1% of the picture
     if high - low <= 2 * UNEVEN_LIGHT or low - darkest < lightest - high:  # one level, or light ink
         return None
     shaded = ring < (low + high) / 2
@@ -315,7 +319,10 @@ def _shadow_background(gray: np.ndarray) -> np.ndarray | None:
     from scipy import ndimage
 
     side = min(gray.shape) // 5
-    return ndimage.grey_closing(gray, size=(side, side), mode="nearest")
+    lighting = ndimage.grey_closing(gray, size=(side, side), mode="nearest").astype(np.float32)
+    paper = np.abs(gray - level) <= max(3.0 * float(np.percentile(steps, 90)), 0.15 * (high - level))
+    shadow = ndimage.binary_propagation(paper & (lighting < (level + high) / 2), mask=paper)
+    return np.where(shadow, np.minimum(lighting, gray), lighting)
 
 
 def flattened(gray: np.ndarray) -> np.ndarray:

@@ -107,7 +107,8 @@ class RejectionStats:
                             float(stored["bias"]), float(stored["threshold"]), str(stored["epoch_folder"]),
                             *(str(stored[key]) if key in stored.files else "" for key in ("run_id", "features")))
         except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(f"{path}: unreadable rejection statistics ({err})") from None
+            raise CheckpointError(f"{path}: unreadable rejection statistics ({err}); delete it, or run `lenet-tf "
+                                  "calibrate` to fit it again") from None
         width, hidden = len(stats.mean), len(stats.weights)
         if (stats.mean.ndim != 1 or stats.scale.shape != (width,) or stats.hidden_weights.shape != (width, hidden)
                 or stats.hidden_bias.shape != (hidden,)):

@@ -64,7 +64,8 @@ _TF_REQUEST = {
     "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}]}
 _TF_RESPONSE = {"type": "object", "description": "row format answers `predictions`, columnar `outputs`: `classes` "
                                                  "and `probabilities`; the class of a digit with no ink is -1; a "
-                                                 "calibrated run adds `digits`, -1 also for what is not a digit",
+                                                 "calibrated run adds `digits`, -1 also for what is not a digit, "
+                                                 "and `novelty`, the score above its threshold for those",
                 "properties": {"predictions": {"type": "array"}, "outputs": {"type": "object"}}}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": [MODEL_NAME]},
          "description": f"the model's name: `{MODEL_NAME}` (any other gets 404)"}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import logging
 import os
 import re
@@ -167,7 +168,9 @@ def exported_threshold(path: Path) -> float | None:
         threshold = json.loads((path / MARKER).read_text()).get("threshold")
     except (OSError, ValueError, AttributeError):
         return None
-    return float(threshold) if isinstance(threshold, (int, float)) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        return None
+    return float(threshold)
 
 
 def load_model(checkpoint: str | os.PathLike | None, saved_model: str | os.PathLike | None,

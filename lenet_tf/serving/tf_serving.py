@@ -1,8 +1,9 @@
 """TensorFlow Serving's REST protocol for the ``serving_default`` signature that ``lenet-tf export`` writes.
 
 The signature (see :mod:`lenet_tf.serving.saved_model`) has one input, ``images`` (uint8 ``[N, 28, 28]`` or
-``[N, 28, 28, 1]``, raw 0..255 grey levels, white ink on black), and two outputs, ``classes`` (int64 ``[N]``) and
-``probabilities`` (float32 ``[N, 10]``). The functions here turn a predict request body into that input and the
+``[N, 28, 28, 1]``, raw 0..255 grey levels, white ink on black), and the outputs ``classes`` (int64 ``[N]``) and
+``probabilities`` (float32 ``[N, 10]``), and of a calibrated run ``digits`` and ``novelty`` (see
+:func:`predict_response`). The functions here turn a predict request body into that input and the
 model's probabilities into the response TensorFlow Serving would send, following its documented REST API
 (https://www.tensorflow.org/tfx/serving/api_rest): row format ``{"instances": [...]}`` answers
 ``{"predictions": [{"classes": c, "probabilities": [...]}, ...]}``, columnar format ``{"inputs": ...}`` answers

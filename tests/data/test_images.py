@@ -169,6 +169,7 @@ def test_photos_of_grey_paper_have_the_paper_level_removed(tmp_path, paper, ink,
     lambda x, y: 0.25 + 0.75 * x,                          # a side light: the left edge a quarter as bright
     lambda x, y: 1.0 - 0.6 * y,                            # a shadow over the lower half of the page
     lambda x, y: 1.0 - 0.7 * ((x - 0.5) ** 2 + (y - 0.5) ** 2),  # a vignette
+    lambda x, y: np.where(x + 0.3 * y > 0.7, 0.45, 1.0),   # a hand's shadow: a hard edge beside the 7's stroke
     lambda x, y: np.where(y > 0.6, 0.5, 1.0) * (0.8 + 0.2 * x),  # a phone's hard-edged shadow under a side light
     lambda x, y: np.where((x > 0.5) & (y > 0.45), 0.6, 1.0),  # a shadow over one corner
 ])
@@ -181,13 +182,21 @@ def test_a_digit_under_uneven_light_is_read_as_on_even_paper(light, tmp_path):
     assert similarity(prepared(tmp_path / "lit.png"), reference()) > 0.97
 
 
-def test_a_shadow_edge_along_a_stroke_takes_only_part_of_it():
-    """A hand's shadow whose edge runs beside the 7's stroke: the stroke's end merges with the shadow (the 7 was
-    read as a smudge, similarity 0.45, before shadows were flattened)."""
-    y, x = np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1)
-    lit = (230.0 * (1.0 - seven()) + 10.0) * np.where(x + 0.3 * y > 0.7, 0.45, 1.0)
-    lit += np.random.default_rng(0).normal(0, 3, lit.shape)
-    assert similarity(to_mnist(np.clip(lit, 0, 255).astype(np.uint8).astype(np.float32)), reference()) > 0.75
+@pytest.mark.parametrize("edge", [lambda x, y: x + 0.3 * y > 0.75, lambda x, y: x - 0.3 * y > 0.45,
+                                  lambda x, y: x + y > 1.2])
+@pytest.mark.parametrize("share", [0.5, 0.25])
+def test_a_slanted_shadow_over_a_small_digit_is_flattened_to_its_tips(edge, share):
+    """A shadow's slanted edge meets the border in a narrow tip, and a small digit's ink is under 1% of the picture:
+    read as on even paper all the same."""
+    side, start = round(4 * SIZE * share), round(2 * SIZE * (1 - share))  # the 7 in the middle of a 448 px photo
+    ink = np.zeros((4 * SIZE, 4 * SIZE))
+    ink[start:start + side, start:start + side] = np.asarray(
+        Image.fromarray(np.uint8(255 * seven())).resize((side, side), Image.BILINEAR)) / 255.0
+    y, x = np.mgrid[0:4 * SIZE, 0:4 * SIZE] / (4 * SIZE - 1)
+    paper = 230.0 * (1.0 - ink) + 10.0
+    lit = paper * np.where(edge(x, y), 0.45, 1.0) + np.random.default_rng(0).normal(0, 3, paper.shape)
+    shadowed = to_mnist(np.clip(lit, 0, 255).astype(np.uint8).astype(np.float32))
+    assert similarity(shadowed, to_mnist(paper.astype(np.float32))) > 0.97
 
 
 def test_strokes_that_run_off_the_picture_are_not_taken_for_a_shadow():
