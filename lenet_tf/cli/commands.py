@@ -288,23 +288,30 @@ def _run_export(args) -> int:
         return _run_export_tflite(args)
     if args.quantize:
         raise ConfigError("--quantize needs --format tflite")
-    from lenet_tf.serving.saved_model import export_saved_model
+    from lenet_tf.serving.saved_model import MARKER, export_saved_model
 
     path = export_saved_model(args.checkpoint, args.out or "export/lenet5", overwrite=args.overwrite)
+    rejects = json.loads((path / MARKER).read_text()).get("threshold") is not None
     print(f"SavedModel written to {path} (signatures serving_default: images uint8 [N,28,28], and "
-          "predict_images: encoded PNG/JPEG/GIF/BMP/WebP strings [N] -> classes (-1: no digit), probabilities)")
+          "predict_images: encoded PNG/JPEG/GIF/BMP/WebP strings [N] -> classes (-1: no digit), probabilities"
+          f"{_REJECTION_OUTPUTS if rejects else ''})")
     return 0
 
 
+_REJECTION_OUTPUTS = ", digits (-1: no digit, or not a digit), novelty"
+
+
 def _run_export_tflite(args) -> int:
-    from lenet_tf.serving.tflite import export_tflite
+    from lenet_tf.serving.tflite import export_tflite, interpreter
 
     quantize = args.quantize or "none"
     out = args.out or ("export/lenet5.tflite" if quantize == "none" else f"export/lenet5-{quantize}.tflite")
     path = export_tflite(args.checkpoint, out, quantize, overwrite=args.overwrite, data_dir=args.data_dir,
                          verify_checksums=not args.skip_checksum)
+    rejects = any(output["name"] == "novelty" for output in interpreter(path).get_output_details())
     print(f"TFLite model written to {path} ({path.stat().st_size:,} bytes; images uint8 [N,28,28] -> "
-          f"probabilities {'uint8 (p = q/256)' if quantize == 'int8' else 'float32'} [N,10])")
+          f"probabilities {'uint8 (p = q/256)' if quantize == 'int8' else 'float32'} [N,10]"
+          f"{_REJECTION_OUTPUTS if rejects else ''})")
     return 0
 
 

@@ -115,6 +115,17 @@ def test_a_deskewing_model_exports_and_reads_like_its_checkpoint(tmp_path, real_
     assert not (tmp_path / "deskew-int8.tflite").exists()
 
 
+def test_export_says_which_outputs_it_wrote(tmp_path, calibrated_model_dir, synthetic_model, cli):
+    """The export's one line names ``digits`` and ``novelty`` where the file has them: a calibrated run's SavedModel
+    and float32 TFLite file, not its quantized file nor an uncalibrated run's."""
+    exports = [("saved", calibrated_model_dir, []), ("f.tflite", calibrated_model_dir, ["--format", "tflite"]),
+               ("q.tflite", calibrated_model_dir, ["--format", "tflite", "--quantize", "dynamic"]),
+               ("plain.tflite", synthetic_model, ["--format", "tflite"])]
+    lines = [cli("export", "--checkpoint", folder, *flags, "--out", tmp_path / name).stdout
+             for name, folder, flags in exports]
+    assert [("novelty" in line) for line in lines] == [True, True, False, False], lines
+
+
 def test_a_calibrated_model_says_not_a_digit_in_float32_only(tmp_path, calibrated_model_dir, real_mnist):
     """``digits`` and ``novelty`` as the checkpoint gives them (a letter -1, a blank -1); quantized: no head."""
     from images import letter_image
