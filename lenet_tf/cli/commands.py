@@ -288,10 +288,10 @@ def _run_export(args) -> int:
         return _run_export_tflite(args)
     if args.quantize:
         raise ConfigError("--quantize needs --format tflite")
-    from lenet_tf.serving.saved_model import MARKER, export_saved_model
+    from lenet_tf.serving.saved_model import export_saved_model, exported_threshold
 
     path = export_saved_model(args.checkpoint, args.out or "export/lenet5", overwrite=args.overwrite)
-    rejects = json.loads((path / MARKER).read_text()).get("threshold") is not None
+    rejects = exported_threshold(path) is not None
     print(f"SavedModel written to {path} (signatures serving_default: images uint8 [N,28,28], and "
           "predict_images: encoded PNG/JPEG/GIF/BMP/WebP strings [N] -> classes (-1: no digit), probabilities"
           f"{_REJECTION_OUTPUTS if rejects else ''})")

@@ -313,14 +313,15 @@ def _shadow_background(gray: np.ndarray) -> np.ndarray | None:
     if not (SHADOW_SHARE <= shaded.mean() <= 1 - SHADOW_SHARE and runs <= 2):
         return None
     level = float(np.median(ring[shaded]))
-    steps = np.abs(np.diff(ring[shaded]))  # from pixel to pixel: the paper's noise, whatever light is over it
-    if level - darkest < 0.25 * (high - darkest) or np.percentile(steps, 90) > 0.1 * (high - level):
+    # From pixel to pixel along the shaded border: the paper's noise, whatever light is over it.
+    noise = float(np.percentile(np.abs(np.diff(ring[shaded])), 90))
+    if level - darkest < 0.25 * (high - darkest) or noise > 0.1 * (high - level):
         return None  # ink (darker, or ragged), not evenly shaded paper
     from scipy import ndimage
 
     side = min(gray.shape) // 5
     lighting = ndimage.grey_closing(gray, size=(side, side), mode="nearest").astype(np.float32)
-    paper = np.abs(gray - level) <= max(3.0 * float(np.percentile(steps, 90)), 0.15 * (high - level))
+    paper = np.abs(gray - level) <= max(3.0 * noise, 0.15 * (high - level))
     shadow = ndimage.binary_propagation(paper & (lighting < (level + high) / 2), mask=paper)
     return np.where(shadow, np.minimum(lighting, gray), lighting)
 

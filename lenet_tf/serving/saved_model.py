@@ -18,6 +18,7 @@ each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -180,6 +181,18 @@ def encoded_inputs() -> tuple[tf.Tensor, tf.Tensor]:
 
 MARKER = "assets.extra/lenet_tf.json"  # written into every export: what was exported, and that it is ours
 _EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb"}
+
+
+def exported_threshold(folder: Path) -> float | None:
+    """The "not a digit" threshold an export of a calibrated run recorded in its :data:`MARKER`, else ``None``
+    (no head, an older export, or an unreadable or non-finite value)."""
+    try:
+        threshold = json.loads((folder / MARKER).read_text()).get("threshold")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        return None
+    return float(threshold)
 
 
 def is_our_export(folder: Path) -> bool:

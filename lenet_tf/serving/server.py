@@ -23,8 +23,6 @@ They answer other methods 405 with ``Allow``, and :mod:`lenet_tf.serving.openapi
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import logging
 import os
 import re
@@ -94,6 +92,12 @@ class ServedModel:
     version: int = 1  # the TF Serving version number
     threshold: float | None = None  # with rejection statistics: the novelty above which it is "not a digit"
 
+    @staticmethod
+    def joined(probabilities: np.ndarray, novelty: np.ndarray) -> np.ndarray:
+        """A calibrated classifier's outputs: probabilities ``[N, 10]`` and novelty ``[N]`` as one array
+        ``[N, 11]``, so that the batcher slices both alike (:meth:`split` undoes it)."""
+        return np.concatenate([probabilities, novelty[:, None]], axis=1)
+
     def split(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The classifier's outputs ``[N, 10 or 11]`` as probabilities ``[N, 10]`` and novelty scores ``[N]``
         (``None`` without rejection statistics)."""
@@ -116,9 +120,9 @@ def checkpoint_model(checkpoint_dir: str | os.PathLike, tta: bool = False, preci
     if model.rejection is None:
         return ServedModel(lambda digits: model.predict(digits).probabilities, "checkpoint", epoch=model.epoch)
 
-    def classify(digits: np.ndarray) -> np.ndarray:  # one array, so that the batcher slices both alike
+    def classify(digits: np.ndarray) -> np.ndarray:
         predictions = model.predict(digits)
-        return np.concatenate([predictions.probabilities, predictions.novelty[:, None]], axis=1)
+        return ServedModel.joined(predictions.probabilities, predictions.novelty)
     return ServedModel(classify, "checkpoint", epoch=model.epoch, threshold=model.rejection.threshold)
 
 
@@ -149,28 +153,17 @@ def saved_model_model(export_dir: str | os.PathLike, precision: str | None = Non
         signature = tf.saved_model.load(str(path)).signatures[tf_serving.SIGNATURE_NAME]
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"{export_dir}: not a lenet_tf SavedModel ({err})") from None
+    from lenet_tf.serving.saved_model import exported_threshold
+
     threshold = exported_threshold(path) if "novelty" in signature.structured_outputs else None
     if threshold is None:
         return ServedModel(lambda digits: signature(images=tf.constant(digits))["probabilities"].numpy(),
                            "saved_model", version=version)
 
-    def classify(digits: np.ndarray) -> np.ndarray:  # one array, as for a checkpoint
+    def classify(digits: np.ndarray) -> np.ndarray:
         outputs = signature(images=tf.constant(digits))
-        return np.concatenate([outputs["probabilities"].numpy(), outputs["novelty"].numpy()[:, None]], axis=1)
+        return ServedModel.joined(outputs["probabilities"].numpy(), outputs["novelty"].numpy())
     return ServedModel(classify, "saved_model", version=version, threshold=threshold)
-
-
-def exported_threshold(path: Path) -> float | None:
-    """The "not a digit" threshold an export of a calibrated run recorded in its marker, else ``None``."""
-    from lenet_tf.serving.saved_model import MARKER
-
-    try:
-        threshold = json.loads((path / MARKER).read_text()).get("threshold")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-        return None
-    return float(threshold)
 
 
 def load_model(checkpoint: str | os.PathLike | None, saved_model: str | os.PathLike | None,
