@@ -507,6 +507,8 @@ def serve(checkpoint: str | None, saved_model: str | None, host: str, port: int,
 
         # PIL warns about pictures it still opens; the server refuses those (413) under its lower pixel limit.
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        # python_multipart logs why it refuses a malformed form; that reason is the client's 400 answer instead.
+        logging.getLogger("python_multipart").setLevel(logging.CRITICAL)
         config = uvicorn.Config(
             create_app(model, options), http=header_deadline_protocol(options.header_timeout),
             loop="uvloop" if find_spec("uvloop") else "asyncio", lifespan="off", log_level="warning",
