@@ -141,49 +141,36 @@ def _add_serve_parser(commands) -> None:
 
 def _add_serving_limit_flags(p) -> None:
     """TF Serving's batching parameters and the request deadlines of ``serve`` (docs/serving.md)."""
-    from lenet_tf.serving.batching import BatchingOptions
+    from lenet_tf.core.options import SECONDS, Range
+    from lenet_tf.serving.batching import RANGES, BatchingOptions
     from lenet_tf.serving.bodies import BodyLimits
 
-    batching, body = BatchingOptions(), BodyLimits()
+    batching, body, wait = BatchingOptions(), BodyLimits(), RANGES["batch_timeout_micros"].high
+    count, rate = Range(int, 1).parse, Range(float, 0, low_open=True).parse
 
-    def positive(kind):
-        def parse(text: str):
-            value = kind(text)
-            if value <= 0:
-                raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-            return value
-        parse.__name__ = kind.__name__  # argparse names the type in "invalid int value: 'x'"
-        return parse
-
-    def at_least_zero(text: str) -> int:
-        value = int(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-        return value
-
-    at_least_zero.__name__ = "int"
-
-    p.add_argument("--max-batch-size", type=positive(int), default=batching.max_batch_size,
+    p.add_argument("--max-batch-size", type=RANGES["max_batch_size"].parse, default=batching.max_batch_size,
                    help=f"digits per model call (default: {batching.max_batch_size})")
-    p.add_argument("--batch-timeout-micros", type=at_least_zero, default=batching.batch_timeout_micros,
-                   help="how long a queued request waits for more to fill its batch, in microseconds "
-                        f"(default: {batching.batch_timeout_micros})")
-    p.add_argument("--max-enqueued-batches", type=positive(int), default=batching.max_enqueued_batches,
+    p.add_argument("--batch-timeout-micros", type=RANGES["batch_timeout_micros"].parse,
+                   default=batching.batch_timeout_micros,
+                   help="how long a queued request waits for more to fill its batch, in microseconds, at most "
+                        f"{wait} ({wait / 1e6:g} s) (default: {batching.batch_timeout_micros})")
+    p.add_argument("--max-enqueued-batches", type=RANGES["max_enqueued_batches"].parse,
+                   default=batching.max_enqueued_batches,
                    help="batches of digits that may wait; requests beyond get 503 "
                         f"(default: {batching.max_enqueued_batches})")
-    p.add_argument("--header-timeout", type=positive(float), default=10.0,
+    p.add_argument("--header-timeout", type=SECONDS.parse, default=10.0,
                    help="seconds for a request's headers to arrive, else 408 (default: 10)")
-    p.add_argument("--body-timeout", type=positive(float), default=body.timeout,
+    p.add_argument("--body-timeout", type=SECONDS.parse, default=body.timeout,
                    help=f"seconds for a request's body to arrive, extended by one second per --body-min-rate "
                         f"bytes received, else 408 (default: {body.timeout:g})")
-    p.add_argument("--body-min-rate", type=positive(float), default=body.min_rate,
+    p.add_argument("--body-min-rate", type=rate, default=body.min_rate,
                    help=f"bytes per second that extend --body-timeout by one second (default: {body.min_rate:g})")
-    p.add_argument("--request-timeout", type=positive(float), default=30.0,
+    p.add_argument("--request-timeout", type=SECONDS.parse, default=30.0,
                    help="seconds from a complete request to its answer, else 504 (default: 30)")
-    p.add_argument("--max-upload-bytes", type=positive(int), default=body.max_bytes,
+    p.add_argument("--max-upload-bytes", type=count, default=body.max_bytes,
                    help=f"largest request body, else 413; the default takes a 12-megapixel phone JPEG "
                         f"(default: {body.max_bytes}, {body.max_bytes / 2 ** 20:g} MiB)")
-    p.add_argument("--prepare-timeout", type=positive(float), default=10.0,
+    p.add_argument("--prepare-timeout", type=SECONDS.parse, default=10.0,
                    help="seconds to decode and prepare a request's pictures, else 422 (default: 10)")
 
 

@@ -9,18 +9,12 @@ import os
 import sys
 
 from lenet_tf.core.errors import ConfigError, LeNetError
+from lenet_tf.core.options import SECONDS
 from lenet_tf.training.config import Option, TrainConfig, options
 from lenet_tf.training.presets import DEFAULT_PRESET, PRESETS, with_preset
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
-
-
-def _positive_seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
 
 
 def preset_named(argv: list[str] | None) -> str:
@@ -91,10 +85,10 @@ def add_parser(commands, argv: list[str] | None) -> None:
     cluster.add_argument("--cluster", help='JSON {"ps": ["host:port", ...], "worker": ["host:port", ...]}')
     cluster.add_argument("--job", choices=("ps", "worker", "chief"), help="this process's job (chief = worker 0)")
     cluster.add_argument("--task", type=int, default=0, help="this process's index within its job (default: 0)")
-    cluster.add_argument("--join-timeout", type=_positive_seconds, default=120.0, metavar="SECONDS",
+    cluster.add_argument("--join-timeout", type=SECONDS.parse, default=120.0, metavar="SECONDS",
                          help="end with an error naming the members that have not come after this long "
                               "(default: 120)")
-    cluster.add_argument("--member-timeout", type=_positive_seconds, default=5.0, metavar="SECONDS",
+    cluster.add_argument("--member-timeout", type=SECONDS.parse, default=5.0, metavar="SECONDS",
                          help="end with an error naming a member that stops answering this long (default: 5)")
     p.add_argument("--data-dir", help="folder with the four MNIST .gz files (default: $LENET_TF_DATA_DIR, "
                    "else ./data/mnist, else ~/.cache/lenet_tf/mnist)")

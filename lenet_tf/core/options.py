@@ -27,10 +27,12 @@ class Range:
 
     def describe(self) -> str:
         """The range in words: "≥ 1", "a finite number > 0", "a finite number in [0, 1)", …"""
+        show = str if self.kind is int else "{:g}".format  # an int bound whole: 10000000, not 1e+07
         if self.low is not None and self.high is not None:
-            bounds = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            bounds = (f"in {'(' if self.low_open else '['}{show(self.low)}, {show(self.high)}"
+                      f"{')' if self.high_open else ']'}")
         else:
-            bounds = f"{'>' if self.low_open else '≥'} {self.low:g}"
+            bounds = f"{'>' if self.low_open else '≥'} {show(self.low)}"
         return bounds if self.kind is int else f"a finite number {bounds}"
 
     def contains(self, value) -> bool:
@@ -64,3 +66,5 @@ class Range:
 # The ranges LeNet5's constructor checks (lenet_tf.model), which training's options reuse (lenet_tf.training.config).
 DROPOUT = Range(float, 0, 1, high_open=True)
 INIT_STDDEV = Range(float, 0, low_open=True)
+# A timeout flag's seconds (serve's deadlines, train's cluster waits): finite, so timers and clocks never overflow.
+SECONDS = Range(float, 0, 1e6, low_open=True, high_open=True)

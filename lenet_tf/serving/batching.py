@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from lenet_tf.core.options import Range
+
 Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 digits [N, 28, 28] -> float32 probabilities [N, 10]
 
 
@@ -36,16 +38,19 @@ class BatchingOptions:
     max_enqueued_batches: int = 64  # queued digits beyond max_batch_size * this are refused (503)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_enqueued_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.batch_timeout_micros < 0:
-            raise ValueError(f"batch_timeout_micros must be at least 0, got {self.batch_timeout_micros}")
+        for name, accepted in RANGES.items():
+            accepted.check(name, getattr(self, name))
 
     @property
     def max_enqueued_digits(self) -> int:
         """How many digits may wait for the classifier at once."""
         return self.max_batch_size * self.max_enqueued_batches
+
+
+# What each parameter accepts (``lenet-tf serve``'s flags too). TF Serving suggests a batch timeout "slightly above
+# zero, e.g. 1 millisecond"; a wait of seconds only delays answers, so 10 s is the most accepted.
+RANGES = {"max_batch_size": Range(int, 1), "batch_timeout_micros": Range(int, 0, 10_000_000),
+          "max_enqueued_batches": Range(int, 1)}
 
 
 class QueueFull(Exception):

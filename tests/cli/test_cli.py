@@ -85,6 +85,7 @@ def test_target_accuracy_guard(tmp_path, synthetic_dir, cli):
     (["train", "--lr-decay", "2"], "--lr-decay: must be a finite number in (0, 1], got 2"),
     (["train", "--dropout", "1"], "--dropout: must be a finite number in [0, 1), got 1"),
     (["train", "--ensemble", "0"], "--ensemble: must be ≥ 1, got 0"),
+    (["train", "--join-timeout", "nan"], "--join-timeout: must be a finite number in (0, 1e+06), got nan"),
     (["train", "--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_bad_arguments_exit_2_with_usage(args, message, cli):

@@ -64,3 +64,9 @@ def test_the_queue_is_bounded_in_digits_and_a_request_that_gave_up_is_skipped():
 
     results = asyncio.run(scenario())
     assert [len(r) for r in results] == [1, 2, 1] and 3 not in seen and 5 not in seen
+
+
+def test_the_longest_batch_timeout_is_accepted_and_one_more_is_not():
+    assert BatchingOptions(batch_timeout_micros=10_000_000).batch_timeout_micros == 10_000_000
+    with pytest.raises(ValueError, match=r"batch_timeout_micros must be in \[0, 10000000\], got 10000001"):
+        BatchingOptions(batch_timeout_micros=10_000_001)

@@ -61,7 +61,9 @@ def test_the_issues_requests_get_4xx_json_and_leave_no_traceback(live):
     answers = [httpx.post(live.url + "/v1/models/lenet5:predict", content=huge_strings, timeout=30),
                httpx.post(live.url + "/v1/models/lenet5:predict", json={"instances": [[["7"] * 28] * 28]}),
                httpx.post(live.url + "/predict", content=b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n",
-                          headers={"Content-Type": "application/postscript"})]
+                          headers={"Content-Type": "application/postscript"}),
+               httpx.post(live.url + "/predict", content=b"abc",  # python_multipart logs this one unless told not to
+                          headers={"Content-Type": "multipart/form-data; boundary=xyz"})]
     rng = random.Random(0)
     for _ in range(60):
         _, picture = mutated_picture(rng)
@@ -69,6 +71,7 @@ def test_the_issues_requests_get_4xx_json_and_leave_no_traceback(live):
     assert all(a.status_code < 500 for a in answers), [(a.status_code, a.text) for a in answers if a.status_code >= 500]
     assert answers[0].status_code == 400 and "must have shape" in answers[0].json()["error"]
     assert answers[2].status_code == 415 and "unknown format" in answers[2].json()["detail"]
+    assert answers[3].status_code == 400 and "Expected boundary character" in answers[3].json()["detail"]
     assert httpx.get(live.url + "/health").json()["status"] == "ok"
     time.sleep(0.2)
     assert live.log[before:] == []

@@ -263,6 +263,21 @@ def test_serve_start_up_errors_are_one_line(cli, real_model_dir, tmp_path):
     assert status == 1 and len(err) == 1 and err[0].startswith("lenet-tf: error: ")  # no "serving on" line
 
 
+@pytest.mark.parametrize("flag, value, accepted", [
+    *((flag, value, "a finite number in (0, 1e+06)") for flag in
+      ("--header-timeout", "--body-timeout", "--request-timeout", "--prepare-timeout") for value in ("nan", "inf")),
+    ("--prepare-timeout", "1e6", "a finite number in (0, 1e+06)"),
+    ("--body-min-rate", "nan", "a finite number > 0"),
+    ("--batch-timeout-micros", "10000000000000000", "in [0, 10000000]"),
+    ("--batch-timeout-micros", "-1", "in [0, 10000000]"),
+    ("--max-batch-size", "0", "≥ 1"),
+])
+def test_serve_flags_out_of_range_exit_2_naming_the_flag_and_range(cli, flag, value, accepted):
+    status, err = cli("serve", "--port", 0, "--checkpoint", "unused", flag, value)
+    assert status == 2 and err[-1] == f"lenet-tf serve: error: argument {flag}: must be {accepted}, got {value}"
+    assert not any("Traceback" in line for line in err)
+
+
 SERVER_TIMEOUTS = {"--header-timeout": 1.0, "--body-timeout": 1.0, "--body-min-rate": 2000}
 
 
