@@ -5,7 +5,9 @@
 connection); otherwise the client gets 408 and the connection is closed. Idle kept-alive connections are closed
 after uvicorn's ``timeout_keep_alive``; bodies have their own deadline (:mod:`lenet_tf.serving.bodies`). This is the
 one place that relies on uvicorn's protocol class (its ``connection_made``/``on_message_begin``/
-``on_headers_complete`` callbacks); ``tests/serving/test_connections.py`` fails by name if uvicorn changes them.
+``on_headers_complete`` callbacks, and ``send_400_response``, which answers bytes its parser refuses: here in JSON,
+and :class:`ClientFaultFilter` keeps its warning about them out of the log); ``tests/serving/test_connections.py``
+fails by name if uvicorn changes them.
 
 :func:`close_unless_body_read` (plain ASGI): a response sent before its request's body was read says
 ``connection: close``, so uvicorn closes the connection once it is sent. Otherwise the body's remaining bytes would
@@ -16,12 +18,31 @@ sit between two requests, where no deadline watches them: a client that declared
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_TOO_SLOW = b'{"error": "request headers too slow"}'
-_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-        b"content-length: %d\r\n\r\n%s" % (len(_TOO_SLOW), _TOO_SLOW))
+
+def _closing_answer(status: str, error: str) -> bytes:
+    """A whole HTTP answer with a JSON ``{"error": ...}`` body that closes the connection."""
+    body = json.dumps({"error": error}).encode()
+    return (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+            % (status.encode(), len(body), body))
+
+
+_408 = _closing_answer("408 Request Timeout", "request headers too slow")
+_400 = _closing_answer("400 Bad Request", "not a valid HTTP/1.1 request")
+# What uvicorn logs about a client's bytes (its answer is the 400 above): bad input leaves the log empty.
+_CLIENT_FAULTS = ("Invalid HTTP request received.", "Unsupported upgrade request.",
+                  "No supported WebSocket library detected.")
+
+
+class ClientFaultFilter(logging.Filter):
+    """Drops uvicorn's warnings about malformed requests from its ``uvicorn.error`` log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_CLIENT_FAULTS)
 
 
 def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
@@ -38,6 +59,13 @@ def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+
+        def send_400_response(self, msg: str) -> None:
+            """uvicorn's answer to bytes its parser refuses (a bad request line, length or chunk), in JSON."""
+            self._disarm()
+            if not self.transport.is_closing():
+                self.transport.write(_400)
+                self.transport.close()
 
         def _headers_too_slow(self) -> None:
             self._header_timer = None

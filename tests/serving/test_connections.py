@@ -17,7 +17,8 @@ def test_uvicorn_still_has_the_callbacks_the_header_deadline_overrides():
 
     from lenet_tf.serving.connections import header_deadline_protocol
 
-    overridden = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost")
+    overridden = ("connection_made", "on_message_begin", "on_headers_complete", "connection_lost",
+                  "send_400_response")
     missing = [name for name in overridden if not callable(getattr(HttpToolsProtocol, name, None))]
     assert not missing, (f"uvicorn's HttpToolsProtocol no longer has {missing}: lenet_tf/serving/connections.py's "
                          "header deadline must be adapted to this uvicorn")

@@ -77,6 +77,25 @@ def test_the_issues_requests_get_4xx_json_and_leave_no_traceback(live):
     assert live.log[before:] == []
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n",  # an unknown method
+    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+    b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",  # a bad chunk size
+    b"GET /he\x00alth HTTP/1.1\r\nHost: x\r\n\r\n",
+    bytes(range(256)),
+])
+def test_bytes_that_are_no_http_request_get_a_json_400_and_leave_the_log_empty(live, request_bytes):
+    before = len(live.log)
+    answer, _ = exchange(live.address, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower(), answer[:300]
+    assert json.loads(body) == {"error": "not a valid HTTP/1.1 request"}
+    assert httpx.get(live.url + "/health").json()["status"] == "ok"
+    time.sleep(0.2)
+    assert live.log[before:] == []
+
+
 @pytest.mark.parametrize("method, path, allow", [
     ("GET", "/predict", "POST"), ("PUT", "/v1/models/lenet5:predict", "POST"),
     ("DELETE", "/v1/models/lenet5/versions/1:predict", "POST"), ("POST", "/health", "GET"),
