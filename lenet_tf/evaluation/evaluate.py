@@ -96,9 +96,9 @@ def run_test_set(
 
     ``precision``, ``tta``, ``notice``: as for :class:`lenet_tf.trained.TrainedModel`.
     """
-    mnist = load_mnist(data_dir, verify=verify_checksums)
-    labels = mnist.test_labels.astype(np.int32)
-    with TrainedModel(checkpoint_dir, which, precision, tta=tta, notice=notice) as model:
+    with TrainedModel(checkpoint_dir, which, precision, tta=tta, notice=notice) as model:  # a bad folder first
+        mnist = load_mnist(data_dir, verify=verify_checksums)
+        labels = mnist.test_labels.astype(np.int32)
         evaluation, probabilities = metrics(model, mnist.test_images, labels)
     return TestRun(evaluation, probabilities, mnist.test_images, labels, model.run["history"])
 
@@ -137,8 +137,8 @@ def evaluate_robustness(
     (see :class:`lenet_tf.trained.TrainedModel`).
     :func:`lenet_tf.evaluation.robustness_figures.write_robustness_report` draws its figures.
     """
-    mnist = load_mnist(data_dir, verify=verify_checksums)
-    with TrainedModel(checkpoint_dir, which, precision, tta=tta, notice=notice) as model:
+    with TrainedModel(checkpoint_dir, which, precision, tta=tta, notice=notice) as model:  # a bad folder first
+        mnist = load_mnist(data_dir, verify=verify_checksums)
         if suite == "valid":
             train = model.run["train"]
             splits = split(mnist, train["valid_size"], train["seed"])

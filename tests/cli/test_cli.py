@@ -40,6 +40,14 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir, cli):
     assert "confusion matrix" in text.stdout
 
 
+@pytest.mark.parametrize("robustness", [[], ["--robustness", "valid"]])
+def test_evaluate_names_a_folder_that_is_no_run_before_it_looks_for_mnist(tmp_path, cli, robustness):
+    (tmp_path / "not_a_run").mkdir()
+    done = cli("evaluate", "--checkpoint", tmp_path / "not_a_run", "--data-dir", tmp_path / "no_mnist", *robustness)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "not_a_run" in done.stderr
+    assert "no_mnist" not in done.stderr and not (tmp_path / "no_mnist").exists()
+
+
 def test_an_ensemble_run_predicts_with_tta_and_notes_a_multi_frame_file(tmp_path, synthetic_dir, cli):
     from PIL import Image, ImageDraw
 
