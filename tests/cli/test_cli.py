@@ -2,12 +2,15 @@
 ``cli`` fixture) except where a fresh process or a signal is what the test is about."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+from lenet_tf.data.mnist import MNIST_FILES
 
 SMALL = ["--skip-checksum", "--valid-size", "100", "--batch-size", "32", "--lr", "0.003", "--no-progress",
          "--no-calibrate"]
@@ -109,6 +112,18 @@ def test_data_and_checkpoint_errors_are_one_line(tmp_path, synthetic_dir, cli, m
     debug = cli("--debug", "evaluate", "--checkpoint", tmp_path / "none", "--data-dir", synthetic_dir,
                 "--skip-checksum")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("checksum", [[], ["--skip-checksum"]])
+def test_fifos_in_the_data_folder_are_refused_not_waited_on(tmp_path, synthetic_model_dir, checksum):
+    for name in MNIST_FILES:
+        os.mkfifo(tmp_path / name)  # opened for reading, each would wait forever for a writer
+    result = lenet_tf("evaluate", "--checkpoint", synthetic_model_dir, "--data-dir", tmp_path, *checksum,
+                      timeout=120)
+    assert result.returncode == 1
+    assert error_line(result) == f"lenet-tf: error: {tmp_path / 'train-images-idx3-ubyte.gz'}: is a FIFO, not a " \
+                                 "regular file"
 
 
 def test_partial_checkpoint_is_reported(tmp_path, synthetic_dir, cli):
