@@ -102,7 +102,7 @@ class RejectionStats:
             return None
         try:
             with np.load(path, allow_pickle=False) as stored:
-                stats = cls(*(_numbers(stored, key, ndim) for key, ndim in _ARRAYS),
+                stats = cls(*(_numbers(stored, key, ndim, np.float32) for key, ndim in _ARRAYS),
                             float(_numbers(stored, "bias", 0)), float(_numbers(stored, "threshold", 0)),
                             *(_text(stored, key) for key in ("epoch_folder", "run_id", "features")))
             _check_head(stats)
@@ -136,14 +136,16 @@ class RejectionStats:
 _ARRAYS = (("mean", 1), ("scale", 1), ("hidden_weights", 2), ("hidden_bias", 1), ("weights", 1))  # name, rank
 
 
-def _numbers(stored, key: str, ndim: int) -> np.ndarray:
-    """``stored[key]`` as finite float32 numbers of rank ``ndim``; ValueError otherwise."""
+def _numbers(stored, key: str, ndim: int, dtype: type = np.float64) -> np.ndarray:
+    """``stored[key]`` as finite ``dtype`` numbers of rank ``ndim`` (ValueError when it holds anything else)."""
     array = stored[key]
     if array.dtype.kind != "f" or array.ndim != ndim:
         raise ValueError(f"{key} is {array.dtype} of shape {array.shape}, expected floats of rank {ndim}")
+    with np.errstate(over="ignore"):
+        array = array.astype(dtype)
     if not np.isfinite(array).all():
         raise ValueError(f"{key} is not finite")
-    return array.astype(np.float32)
+    return array
 
 
 def _text(stored, key: str) -> str:
