@@ -126,6 +126,43 @@ def test_fifos_in_the_data_folder_are_refused_not_waited_on(tmp_path, synthetic_
                                  "regular file"
 
 
+def digit_pictures(folder, count):
+    """``count`` small PNG pictures of a bar in ``folder``."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(exist_ok=True)
+    for index in range(count):
+        picture = Image.new("L", (40, 40), "white")
+        ImageDraw.Draw(picture).line([(20, 6), (20 + index % 7 - 3, 34)], fill="black", width=4)
+        picture.save(folder / f"{index:03d}.png")
+    return folder
+
+
+def test_a_reader_that_closes_the_pipe_ends_predict_quietly(tmp_path, synthetic_model_dir):
+    """``lenet-tf predict … | head -1``: the reader has gone before anything is written."""
+    folder = digit_pictures(tmp_path / "pictures", 300)
+    process = subprocess.Popen([sys.executable, "-m", "lenet_tf", "predict", "--checkpoint", synthetic_model_dir,
+                                folder], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the only reader: every write the command makes meets a closed pipe
+    process.stdout = None
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 1
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr and "Exception ignored" not in stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
+def test_output_that_cannot_be_written_is_one_line(tmp_path, synthetic_model_dir):
+    picture = digit_pictures(tmp_path / "pictures", 1) / "000.png"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", "--checkpoint", synthetic_model_dir,
+                                 "--json", picture], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1 and "Exception ignored" not in result.stderr
+    assert error_line(result) == "lenet-tf: error: cannot write the output: No space left on device"
+
+
 def test_partial_checkpoint_is_reported(tmp_path, synthetic_dir, cli):
     out = tmp_path / "m"
     assert cli("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", out, *SMALL).returncode == 0
