@@ -257,7 +257,7 @@ def _run_predict(args) -> int:
     if not results:
         raise LeNetError(f"no image files found in {' '.join(args.images)}")
     if args.json:
-        print(json.dumps([vars(r) for r in results], indent=2))
+        print(json.dumps([r.to_json() for r in results], indent=2))
     for result in results:
         note = f"  ({result.note})" if result.note else ""
         if result.error:

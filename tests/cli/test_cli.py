@@ -163,6 +163,23 @@ def test_output_that_cannot_be_written_is_one_line(tmp_path, synthetic_model_dir
     assert error_line(result) == "lenet-tf: error: cannot write the output: No space left on device"
 
 
+def test_predict_json_names_a_file_whose_name_is_not_utf8_in_valid_unicode(tmp_path, synthetic_model_dir):
+    folder = digit_pictures(tmp_path / "pictures", 1)
+    odd = os.fsencode(folder) + b"/\xff\xfe-x.png"
+    os.rename(folder / "000.png", odd)
+    missing = os.fsencode(folder) + b"/\xff-missing.png"
+    result = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", "--checkpoint", str(synthetic_model_dir),
+                             "--json", odd, missing], capture_output=True, timeout=120)
+    assert result.returncode == 1  # the missing file
+    text = result.stdout.decode("utf-8")  # strict: no undecodable byte, and no lone surrogate below
+    answers = json.loads(text)
+    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in json.dumps(answers, ensure_ascii=False))
+    json.dumps(answers, ensure_ascii=False).encode("utf-8")  # strict: a lone surrogate would raise
+    assert [a["file"] for a in answers] == [f"{folder}/\ufffd\ufffd-x.png", f"{folder}/\ufffd-missing.png"]
+    assert 0 <= answers[0]["digit"] <= 9 and answers[0]["error"] is None
+    assert answers[1]["error"] == f"{folder}/\ufffd-missing.png: file not found"
+
+
 def test_partial_checkpoint_is_reported(tmp_path, synthetic_dir, cli):
     out = tmp_path / "m"
     assert cli("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", out, *SMALL).returncode == 0
