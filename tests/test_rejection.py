@@ -1,5 +1,6 @@
 """"I can't read this": the head's graph form, the threshold, the stored file, and a calibrated model's answers."""
 
+import io
 import json
 import shutil
 import subprocess
@@ -147,6 +148,55 @@ def test_a_complete_run_is_calibrated_on_resume_and_an_overwrite_drops_the_old_h
     train(config.with_overrides(seed=1), out, splits=synthetic_splits, overwrite=True, progress=False)
     assert not (out / STATS_FILE).exists()
 
+
+def with_fields(good: bytes, **fields) -> bytes:
+    """The bytes of a rejection.npz: ``good``'s arrays with ``fields`` in their place."""
+    with np.load(io.BytesIO(good), allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    buffer = io.BytesIO()
+    np.savez(buffer, **{**arrays, **fields})
+    return buffer.getvalue()
+
+
+DAMAGES = {  # name -> (damage of the calibrated run's file, what the error line says)
+    "truncated": (lambda good: good[:len(good) // 2], "File is not a zip file"),
+    "flipped bytes": (lambda good: good[:len(good) // 2] + bytes([good[len(good) // 2] ^ 0xFF])
+                      + good[len(good) // 2 + 1:], "Bad CRC-32"),
+    "bias of shape (3,)": (lambda good: with_fields(good, bias=np.zeros(3)), "bias is float64 of shape (3,)"),
+    "NaN threshold": (lambda good: with_fields(good, threshold=np.float64("nan")), "threshold is not finite"),
+    "infinite scale": (lambda good: with_fields(good, scale=np.full(898, np.inf, np.float32)),
+                       "scale is not finite"),
+    "text weights": (lambda good: with_fields(good, weights=np.array(["1"] * 64)), "weights is <U1"),
+    "no epoch folder": (lambda good: with_fields(good, epoch_folder=np.float64(3)), "epoch_folder is float64"),
+    "short hidden bias": (lambda good: with_fields(good, hidden_bias=np.zeros(3, np.float32)), "inconsistent shapes"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_head_is_one_line_that_says_how_to_fit_it_again(tmp_path, calibrated_model_dir, damage):
+    damaged, reason = DAMAGES[damage]
+    (tmp_path / STATS_FILE).write_bytes(damaged((calibrated_model_dir / STATS_FILE).read_bytes()))
+    with pytest.raises(CheckpointError) as refused:
+        RejectionStats.load(tmp_path)
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / STATS_FILE}: unreadable rejection statistics (") and reason in message
+    assert message.endswith(f"move it aside, then run `lenet-tf calibrate --checkpoint {tmp_path}` to fit it again")
+    assert "\n" not in message
+
+
+def test_predict_on_a_run_with_a_damaged_head_is_one_line_and_keeps_the_file(tmp_path, calibrated_model_dir,
+                                                                               real_mnist):
+    run = shutil.copytree(calibrated_model_dir, tmp_path / "model")
+    damaged = (run / STATS_FILE).read_bytes()[:1000]
+    (run / STATS_FILE).write_bytes(damaged)
+    Image.fromarray(255 - real_mnist.test_images[0]).save(tmp_path / "digit.png")
+    done = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", "--checkpoint", str(run),
+                           str(tmp_path / "digit.png")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"lenet-tf: error: {run / STATS_FILE}: unreadable rejection statistics (File is not a zip file); move it "
+        f"aside, then run `lenet-tf calibrate --checkpoint {run}` to fit it again")
+    assert (run / STATS_FILE).read_bytes() == damaged  # never replaced: calibrate cannot tell it is its own
 
 @pytest.mark.parametrize("kind", ["file", "link"])
 def test_saving_a_head_never_replaces_what_is_not_one(tmp_path, kind):

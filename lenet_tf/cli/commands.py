@@ -11,7 +11,8 @@ import signal
 import sys
 import traceback
 
-from lenet_tf.core.errors import ConfigError, LeNetError
+from lenet_tf.core.errors import ConfigError, LeNetError, OutputError
+from lenet_tf.core.outputs import describe_os_error
 from lenet_tf.core.quiet import DEBUG_ENV
 from lenet_tf.core import timing  # imported first: `lenet-tf`'s clock starts with the process
 from lenet_tf.cli import train as train_command
@@ -243,7 +244,7 @@ def _run_predict(args) -> int:
     if not results:
         raise LeNetError(f"no image files found in {' '.join(args.images)}")
     if args.json:
-        print(json.dumps([vars(r) for r in results], indent=2))
+        print(json.dumps([r.to_json() for r in results], indent=2))
     for result in results:
         note = f"  ({result.note})" if result.note else ""
         if result.error:
@@ -353,12 +354,63 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.core.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     # run.json's timing counts from the process's start for `lenet-tf ...`, from this call for main([...]).
-    with timing.command(timing.STARTED if argv is None else None):
-        return _run_command(args)
+    stdout, sys.stdout = sys.stdout, _Output(sys.stdout)
+    try:
+        with timing.command(timing.STARTED if argv is None else None):
+            return _run_command(args)
+    finally:
+        sys.stdout = stdout
+
+
+class _OutputClosed(Exception):
+    """Whoever read the command's output has gone (``lenet-tf predict … | head -1``)."""
+
+
+class _OutputFailed(OutputError):
+    """The command's output cannot be written (stdout on a full disk)."""
+
+
+class _Output:
+    """``sys.stdout`` while a command runs: a closed pipe becomes :class:`_OutputClosed` and any other failure
+    to write it (a full disk) an :class:`OutputError`, so that neither is taken for an error of the command's
+    own files."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._writing(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._writing(self._stream.flush)
+
+    def _writing(self, call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise _OutputClosed from None
+        except OSError as err:
+            raise _OutputFailed(f"cannot write the output: {describe_os_error(err)}") from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _discard_output() -> None:
+    """Points file descriptor 1 at /dev/null, so that the output still buffered is dropped at exit instead of
+    failing again there (Python's recipe for SIGPIPE: https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no descriptor behind sys.stdout: nothing is flushed to one at exit either
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _run_command(args) -> int:
-    """Runs the parsed command; errors become one line (exit 1), Ctrl-C and SIGTERM exit 130."""
+    """Runs the parsed command; errors become one line (exit 1), a closed output pipe ends it quietly (exit 1),
+    Ctrl-C and SIGTERM exit 130."""
     try:
         if args.command == "train" and not train_command.in_cluster(args):
             from lenet_tf.runs.lock import refuse_if_written
@@ -368,8 +420,15 @@ def _run_command(args) -> int:
             from lenet_tf.core.precision import choose
 
             choose(args.precision)  # an impossible choice (bf16 on a GPU) is refused at once
-        return _COMMANDS[args.command](args)
+        status = _COMMANDS[args.command](args)
+        sys.stdout.flush()  # output still buffered fails here, not at exit
+        return status
+    except _OutputClosed:  # quietly, as a Unix tool whose reader closed the pipe
+        _discard_output()
+        return EXIT_ERROR
     except LeNetError as err:
+        if isinstance(err, _OutputFailed):
+            _discard_output()
         if args.debug:
             traceback.print_exc()
         print(f"lenet-tf: error: {err}", file=sys.stderr)

@@ -270,8 +270,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     leaves ``path`` as it was and no temporary file behind.
 
     Raises:
-      OutputError: the file cannot be written; ``path`` is then as it was (or, if only the final sync of its
-        folder failed, holds the new file, which the message says).
+      OutputError: the file cannot be written; ``path`` is then as it was, which the message says when there was
+        a file (or, if only the final sync of its folder failed, holds the new file, which the message says).
     """
     path = Path(path)
     tmp = None
@@ -289,7 +289,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
             if isinstance(err, NotSyncedError):
                 raise OutputError(f"{path}: written, but its folder could not be synced to disk "
                                   f"({describe_os_error(err)})") from None
-            raise OutputError(
-                f"{path}: cannot write ({describe_os_error(err)}); the previous file is untouched") from None
+            previous = "; the previous file is untouched" if os.path.lexists(path) else ""
+            raise OutputError(f"{path}: cannot write ({describe_os_error(err)}){previous}") from None
         raise
     return path

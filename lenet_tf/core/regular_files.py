@@ -16,40 +16,44 @@ class SpecialFileError(OSError):
     """A path names something other than a regular file (or folder) where one was expected."""
 
 
-def special_kind(path: str | os.PathLike) -> str | None:
+def special_kind(path: str | os.PathLike, *, follow_links: bool = False) -> str | None:
     """What ``path`` is when it is neither absent, a regular file nor a folder ("a FIFO", "a symbolic link", …);
-    ``None`` otherwise. Never follows a symbolic link."""
+    ``None`` otherwise. Follows a symbolic link only with ``follow_links`` (then a dangling one is absent)."""
     try:
-        mode = os.lstat(path).st_mode
+        mode = (os.stat if follow_links else os.lstat)(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
     return next((kind for test, kind in _KINDS if test(mode)), None)
 
 
-def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
-    """``os.open`` that never follows a symbolic link and never blocks on a FIFO; returns the descriptor.
+def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o666, *,
+                 follow_links: bool = False) -> int:
+    """``os.open`` that never blocks on a FIFO and, unless ``follow_links`` (for a file only read, such as a data
+    set linked into place), never follows a symbolic link; returns the descriptor.
 
     Raises:
       SpecialFileError: ``path`` is not a regular file (the message says what it is).
       OSError: it cannot be opened.
     """
+    no_follow = 0 if follow_links else os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | no_follow | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as err:
-        if err.errno == errno.ELOOP:
+        if err.errno == errno.ELOOP and not follow_links:
             raise SpecialFileError(errno.ELOOP, "is a symbolic link, not a regular file", str(path)) from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        kind = special_kind(path) or "not a regular file"
-        raise SpecialFileError(errno.EINVAL, f"is {kind}, not a regular file", str(path))
+        kind = special_kind(path, follow_links=follow_links)
+        raise SpecialFileError(errno.EINVAL, f"is {kind}, not a regular file" if kind else "not a regular file",
+                               str(path))
     os.set_blocking(fd, True)
     return fd
 
 
-def read_regular(path: str | os.PathLike) -> bytes:
+def read_regular(path: str | os.PathLike, *, follow_links: bool = False) -> bytes:
     """The bytes of a regular file (see :func:`open_regular`)."""
-    fd = open_regular(path)
+    fd = open_regular(path, follow_links=follow_links)
     with os.fdopen(fd, "rb") as file:
         return file.read()
 

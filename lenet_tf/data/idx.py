@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_tf.core.errors import DataError
+from lenet_tf.core.regular_files import SpecialFileError, describe, read_regular
 
 # IDX type codes -> big-endian numpy dtypes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
 _DTYPES = {
@@ -25,12 +26,18 @@ _CODES = {dtype.newbyteorder("="): code for code, dtype in _DTYPES.items()}
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """Returns the file's contents, decompressed when the name ends in ``.gz``."""
+    """Returns the file's contents, decompressed when the name ends in ``.gz``.
+
+    Raises:
+      DataError: missing, unreadable, not a regular file (a FIFO, a device…) or not valid gzip data.
+    """
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected an IDX file")
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, follow_links=True)  # a FIFO is refused, not waited on
+    except SpecialFileError as err:
+        raise DataError(describe(err)) from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except PermissionError:

@@ -28,6 +28,7 @@ import numpy as np
 
 from lenet_tf.core.errors import ConfigError, DataError, OutputError
 from lenet_tf.core.outputs import cache_home, make_folder, write_atomic
+from lenet_tf.core.regular_files import special_kind
 from lenet_tf.data.idx import parse_idx, read_bytes
 
 DATA_DIR_ENV = "LENET_TF_DATA_DIR"
@@ -250,7 +251,8 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, verify: bool = True
 def _load(data_dir: str | os.PathLike | None, verify: bool, download: bool) -> Mnist:
     folder = resolve_data_dir(data_dir)
     if folder.exists() and not folder.is_dir():
-        raise DataError(f"{folder}: is a file, expected the folder holding the MNIST files")
+        kind = special_kind(folder, follow_links=True) or "a file"
+        raise DataError(f"{folder}: is {kind}, expected the folder holding the MNIST files")
     source = _source_id(folder)
     contents = _cached_contents(source, verify)
     digests = None

@@ -104,17 +104,15 @@ class RejectionStats:
             return None
         try:
             with np.load(path, allow_pickle=False) as stored:
-                stats = cls(*(stored[key].astype(np.float32) for key in
-                              ("mean", "scale", "hidden_weights", "hidden_bias", "weights")),
-                            float(stored["bias"]), float(stored["threshold"]), str(stored["epoch_folder"]),
-                            *(str(stored[key]) if key in stored.files else "" for key in ("run_id", "features")))
-        except (OSError, ValueError, KeyError) as err:
-            raise CheckpointError(f"{path}: unreadable rejection statistics ({err}); delete it, or run `lenet-tf "
-                                  "calibrate` to fit it again") from None
-        width, hidden = len(stats.mean), len(stats.weights)
-        if (stats.mean.ndim != 1 or stats.scale.shape != (width,) or stats.hidden_weights.shape != (width, hidden)
-                or stats.hidden_bias.shape != (hidden,)):
-            raise CheckpointError(f"{path}: rejection statistics of inconsistent shapes")
+                stats = cls(*(_numbers(stored, key, ndim, np.float32) for key, ndim in _ARRAYS),
+                            float(_numbers(stored, "bias", 0)), float(_numbers(stored, "threshold", 0)),
+                            *(_text(stored, key) for key in ("epoch_folder", "run_id", "features")))
+            _check_head(stats)
+        except Exception as err:  # a damaged zip or .npy header raises anything from BadZipFile to TokenError
+            reason = " ".join(str(err.args[0] if isinstance(err, KeyError) else err).split())
+            raise CheckpointError(f"{path}: unreadable rejection statistics ({reason}); move it aside, then run "
+                                  f"`lenet-tf calibrate --checkpoint {shlex.quote(str(folder))}` to fit it "
+                                  "again") from None
         return stats
 
     def belongs_to(self, checkpoint: str | os.PathLike, run: dict) -> bool:
@@ -135,6 +133,43 @@ class RejectionStats:
         standardised = (np.asarray(features, np.float64) - self.mean) / self.scale
         hidden = np.maximum(standardised @ self.hidden_weights.astype(np.float64) + self.hidden_bias, 0.0)
         return hidden @ self.weights.astype(np.float64) + self.bias
+
+
+_ARRAYS = (("mean", 1), ("scale", 1), ("hidden_weights", 2), ("hidden_bias", 1), ("weights", 1))  # name, rank
+
+
+def _numbers(stored, key: str, ndim: int, dtype: type = np.float64) -> np.ndarray:
+    """``stored[key]`` as finite ``dtype`` numbers of rank ``ndim`` (ValueError when it holds anything else)."""
+    array = stored[key]
+    if array.dtype.kind != "f" or array.ndim != ndim:
+        raise ValueError(f"{key} is {array.dtype} of shape {array.shape}, expected floats of rank {ndim}")
+    with np.errstate(over="ignore"):
+        array = array.astype(dtype)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{key} is not finite")
+    return array
+
+
+def _text(stored, key: str) -> str:
+    """``stored[key]`` as a string (``""`` when absent: a head written before the key existed); ValueError when it
+    is something else. ``epoch_folder`` is required."""
+    if key not in stored.files and key != "epoch_folder":
+        return ""
+    array = stored[key]
+    if array.dtype.kind != "U" or array.ndim != 0:
+        raise ValueError(f"{key} is {array.dtype} of shape {array.shape}, expected a string")
+    return str(array)
+
+
+def _check_head(stats: RejectionStats) -> None:
+    """ValueError unless the head's arrays fit together: ``[D]``, ``[D]``, ``[D, H]``, ``[H]``, ``[H]``, and the
+    scales are positive."""
+    width, hidden = len(stats.mean), len(stats.weights)
+    if (stats.scale.shape != (width,) or stats.hidden_weights.shape != (width, hidden)
+            or stats.hidden_bias.shape != (hidden,)):
+        raise ValueError("arrays of inconsistent shapes")
+    if not (stats.scale > 0).all():
+        raise ValueError("scale is not positive")
 
 
 def usable_head(checkpoint: str | os.PathLike, run: dict) -> RejectionStats | None:

@@ -42,6 +42,20 @@ class FilePrediction(DigitResult):
     error: str | None = None
     note: str | None = None  # what of the file was not read, e.g. "3 frames: read the first"
 
+    def to_json(self) -> dict:
+        """The result as JSON values (``predict --json``), every text in valid Unicode: a file name that is not
+        valid UTF-8, which Python holds with lone surrogates that strict JSON parsers refuse, has U+FFFD in place
+        of each undecodable byte (in ``file`` and in an ``error`` naming it)."""
+        return {key: _valid_unicode(value) if isinstance(value, str) else value for key, value in vars(self).items()}
+
+
+def _valid_unicode(text: str) -> str:
+    """``text`` with the bytes that ``os.fsdecode`` could not decode (lone surrogates) as U+FFFD."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is no undecodable byte
+        return text.encode("utf-8", "replace").decode("utf-8")
+
 
 def rejection_reason(novelty: float | None, threshold: float | None) -> str | None:
     """"not a digit (novelty S > T)" when the novelty score is over the threshold, else ``None``."""

@@ -2,12 +2,15 @@
 ``cli`` fixture) except where a fresh process or a signal is what the test is about."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+from lenet_tf.data.mnist import MNIST_FILES
 
 SMALL = ["--skip-checksum", "--valid-size", "100", "--batch-size", "32", "--lr", "0.003", "--no-progress",
          "--no-calibrate"]
@@ -118,6 +121,72 @@ def test_data_and_checkpoint_errors_are_one_line(tmp_path, synthetic_dir, cli, m
     debug = cli("--debug", "evaluate", "--checkpoint", tmp_path / "none", "--data-dir", synthetic_dir,
                 "--skip-checksum")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("checksum", [[], ["--skip-checksum"]])
+def test_fifos_in_the_data_folder_are_refused_not_waited_on(tmp_path, synthetic_model_dir, checksum):
+    for name in MNIST_FILES:
+        os.mkfifo(tmp_path / name)  # opened for reading, each would wait forever for a writer
+    result = lenet_tf("evaluate", "--checkpoint", synthetic_model_dir, "--data-dir", tmp_path, *checksum,
+                      timeout=120)
+    assert result.returncode == 1
+    assert error_line(result) == f"lenet-tf: error: {tmp_path / 'train-images-idx3-ubyte.gz'}: is a FIFO, not a " \
+                                 "regular file"
+
+
+def digit_pictures(folder, count):
+    """``count`` small PNG pictures of a bar in ``folder``."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(exist_ok=True)
+    for index in range(count):
+        picture = Image.new("L", (40, 40), "white")
+        ImageDraw.Draw(picture).line([(20, 6), (20 + index % 7 - 3, 34)], fill="black", width=4)
+        picture.save(folder / f"{index:03d}.png")
+    return folder
+
+
+def test_a_reader_that_closes_the_pipe_ends_predict_quietly(tmp_path, synthetic_model_dir):
+    """``lenet-tf predict … | head -1``: the reader has gone before anything is written."""
+    folder = digit_pictures(tmp_path / "pictures", 300)
+    process = subprocess.Popen([sys.executable, "-m", "lenet_tf", "predict", "--checkpoint", synthetic_model_dir,
+                                folder], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the only reader: every write the command makes meets a closed pipe
+    process.stdout = None
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 1
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr and "Exception ignored" not in stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this platform")
+def test_output_that_cannot_be_written_is_one_line(tmp_path, synthetic_model_dir):
+    picture = digit_pictures(tmp_path / "pictures", 1) / "000.png"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", "--checkpoint", synthetic_model_dir,
+                                 "--json", picture], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 1 and "Exception ignored" not in result.stderr
+    assert error_line(result) == "lenet-tf: error: cannot write the output: No space left on device"
+
+
+def test_predict_json_names_a_file_whose_name_is_not_utf8_in_valid_unicode(tmp_path, synthetic_model_dir):
+    folder = digit_pictures(tmp_path / "pictures", 1)
+    odd = os.fsencode(folder) + b"/\xff\xfe-x.png"
+    os.rename(folder / "000.png", odd)
+    missing = os.fsencode(folder) + b"/\xff-missing.png"
+    result = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", "--checkpoint", str(synthetic_model_dir),
+                             "--json", odd, missing], capture_output=True, timeout=120)
+    assert result.returncode == 1  # the missing file
+    text = result.stdout.decode("utf-8")  # strict: no undecodable byte, and no lone surrogate below
+    answers = json.loads(text)
+    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in json.dumps(answers, ensure_ascii=False))
+    json.dumps(answers, ensure_ascii=False).encode("utf-8")  # strict: a lone surrogate would raise
+    assert [a["file"] for a in answers] == [f"{folder}/\ufffd\ufffd-x.png", f"{folder}/\ufffd-missing.png"]
+    assert 0 <= answers[0]["digit"] <= 9 and answers[0]["error"] is None
+    assert answers[1]["error"] == f"{folder}/\ufffd-missing.png: file not found"
 
 
 def test_partial_checkpoint_is_reported(tmp_path, synthetic_dir, cli):

@@ -17,10 +17,22 @@ def test_a_failing_writer_leaves_the_file_and_no_temporary_behind(tmp_path):
     with pytest.raises(ValueError, match="last-moment"):
         write_atomic(target, refuse)
     assert target.read_bytes() == b"before" and sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
-    with pytest.raises(OutputError, match=r"missing/x\.json: cannot write \(No such file or directory\); the previous"):
+    with pytest.raises(OutputError, match=r"missing/x\.json: cannot write \(No such file or directory\)$"):
         write_atomic(tmp_path / "missing" / "x.json", lambda tmp: tmp.write_text("{}"))
     write_atomic(target, lambda tmp: tmp.write_bytes(b"after"))
     assert target.read_bytes() == b"after" and sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+
+
+def test_a_full_disk_mentions_the_previous_file_only_when_there_was_one(tmpfs):
+    disk = tmpfs("64k")
+    (disk / "old.tflite").write_bytes(b"before")
+    too_big = b"x" * 200_000
+    with pytest.raises(OutputError, match=r"old\.tflite: cannot write \(No space left on device\); the previous file "
+                                          r"is untouched$"):
+        write_atomic(disk / "old.tflite", lambda tmp: tmp.write_bytes(too_big))
+    with pytest.raises(OutputError, match=r"new\.tflite: cannot write \(No space left on device\)$"):
+        write_atomic(disk / "new.tflite", lambda tmp: tmp.write_bytes(too_big))
+    assert sorted(p.name for p in disk.iterdir()) == ["old.tflite"] and (disk / "old.tflite").read_bytes() == b"before"
 
 
 def folder_with(path, text):

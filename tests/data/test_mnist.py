@@ -76,6 +76,22 @@ def test_data_dir_that_is_a_file(tmp_path):
         load_mnist(tmp_path / "f")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_data_folder_is_named_for_what_it_is(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(DataError, match="pipe: is a FIFO, expected the folder holding the MNIST files"):
+        load_mnist(tmp_path / "pipe", download=False)
+
+
+def test_data_files_linked_into_place_are_read(tmp_path):
+    folder = write_mnist_dir(tmp_path / "real", train=50, test=20)
+    (tmp_path / "links").mkdir()
+    for name in data.MNIST_FILES:
+        (tmp_path / "links" / name).symlink_to(folder / name)
+    linked = load_mnist(tmp_path / "links", verify=False, download=False)
+    np.testing.assert_array_equal(linked.train_images, load_mnist(folder, verify=False).train_images)
+
+
 def test_image_label_count_mismatch(tmp_path):
     folder = write_mnist_dir(tmp_path, train=50, test=20)
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(19, np.uint8))
