@@ -247,16 +247,17 @@ def _run_predict(args) -> int:
         print(json.dumps([r.to_json() for r in results], indent=2))
     for result in results:
         note = f"  ({result.note})" if result.note else ""
+        shown = result.to_json()  # names in valid Unicode, which any output encoding takes
         if result.error:
-            print(f"lenet-tf: error: {result.error}", file=sys.stderr)
+            print(f"lenet-tf: error: {shown['error']}", file=sys.stderr)
         elif args.json:
             pass
         else:
             top3 = ", ".join(f"{digit} {p:.3f}" for digit, p in result.top3)
             if result.digit is None:
-                print(f"{result.file}: no digit: {result.reason}  (top-3: {top3}){note}")
+                print(f"{shown['file']}: no digit: {result.reason}  (top-3: {top3}){note}")
                 continue
-            print(f"{result.file}: {result.digit} (p={result.probability:.3f})  top-3: {top3}{note}")
+            print(f"{shown['file']}: {result.digit} (p={result.probability:.3f})  top-3: {top3}{note}")
     return EXIT_ERROR if any(r.error for r in results) else 0
 
 

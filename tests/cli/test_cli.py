@@ -187,6 +187,11 @@ def test_predict_json_names_a_file_whose_name_is_not_utf8_in_valid_unicode(tmp_p
     assert [a["file"] for a in answers] == [f"{folder}/\ufffd\ufffd-x.png", f"{folder}/\ufffd-missing.png"]
     assert 0 <= answers[0]["digit"] <= 9 and answers[0]["error"] is None
     assert answers[1]["error"] == f"{folder}/\ufffd-missing.png: file not found"
+    # Plain lines name it so too, even where stdout's encoding is strict (an en_US.UTF-8 locale's is).
+    plain = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", "--checkpoint", str(synthetic_model_dir),
+                            odd], capture_output=True, timeout=120, env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.decode("utf-8").startswith(f"{folder}/\ufffd\ufffd-x.png: ")
 
 
 def test_partial_checkpoint_is_reported(tmp_path, synthetic_dir, cli):
