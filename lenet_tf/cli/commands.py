@@ -338,6 +338,9 @@ _COMMANDS = {"train": lambda args: train_command.run(args), "evaluate": _run_eva
              "serve": _run_serve, "benchmark": _run_benchmark}
 
 
+_PATH_FLAGS = ("checkpoint", "out", "saved_model", "data_dir", "report")  # the commands' file and folder flags
+
+
 def _notice(message: str) -> None:
     print(f"lenet-tf: {message}", file=sys.stderr, flush=True)
 
@@ -350,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lenet-tf``; returns the exit status."""
     # At exit the garbage collector would walk every object TensorFlow made (1-2 s); frozen objects it skips.
     atexit.register(gc.freeze)
-    args = build_parser(argv).parse_args(argv)  # without importing TensorFlow, so --help and flag errors are instant
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)  # without importing TensorFlow, so --help and flag errors are instant
+    empty = next((name for name in _PATH_FLAGS if getattr(args, name, None) == ""), None)
+    if empty:  # an empty path would silently mean the default folder
+        parser.error(f"argument --{empty.replace('_', '-')}: must name a path, got ''")
     if args.debug:
         os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.core.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C

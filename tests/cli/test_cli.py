@@ -43,6 +43,16 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir, cli):
     assert "confusion matrix" in text.stdout
 
 
+@pytest.mark.parametrize("command", [("export", "--out"), ("serve", "--saved-model"), ("evaluate", "--data-dir"),
+                                     ("train", "--out"), ("evaluate", "--report"), ("predict", "--checkpoint")])
+def test_an_empty_path_is_refused_not_taken_for_the_default(tmp_path, monkeypatch, cli, command):
+    monkeypatch.chdir(tmp_path)  # where the defaults (SavedModel/, export/) would be
+    done = cli(*command, "", *(["x.png"] if command[0] == "predict" else []))
+    assert done.returncode == 2 and done.stderr.splitlines()[-1] == (
+        f"lenet-tf: error: argument {command[1]}: must name a path, got ''")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("robustness", [[], ["--robustness", "valid"]])
 def test_evaluate_names_a_folder_that_is_no_run_before_it_looks_for_mnist(tmp_path, cli, robustness):
     (tmp_path / "not_a_run").mkdir()
