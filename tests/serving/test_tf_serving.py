@@ -84,10 +84,8 @@ def test_saved_model_backend_and_version_folders(exported, expected):
 
 
 @pytest.mark.parametrize("damage", ["no variables folder", "truncated variables"])
-def test_serve_refuses_a_saved_model_with_broken_variables_in_one_line(exported, tmp_path, damage):
+def test_serve_refuses_a_saved_model_with_broken_variables_in_one_line(exported, tmp_path, damage, cli):
     import shutil
-    import subprocess
-    import sys
 
     broken = tmp_path / "lenet5"
     shutil.copytree(exported / "lenet5", broken)
@@ -96,8 +94,7 @@ def test_serve_refuses_a_saved_model_with_broken_variables_in_one_line(exported,
     else:
         data = next((broken / "variables").glob("variables.data-*"))
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
-    result = subprocess.run([sys.executable, "-m", "lenet_tf", "serve", "--port", "0", "--saved-model", str(broken)],
-                            capture_output=True, text=True, timeout=120)
+    result = cli("serve", "--port", "0", "--saved-model", broken)
     assert result.returncode == 1 and result.stdout == "", result
     reason = "Failed to find any matching files" if damage == "no variables folder" else "Read less bytes"
     assert result.stderr.startswith(f"lenet-tf: error: {broken}: not a usable lenet_tf SavedModel (cannot restore "
