@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from lenet_tf.core.options import path_flag
+
 # The contenders of lenet_tf.benchmark.throughput.CONTENDERS, in the order they run.
 CONTENDERS = ("lenet_tf", "feed_dict", "keras", "torch")
 DESCRIPTION = "Training and inference throughput of lenet_tf against the alternatives, measured in one run."
@@ -16,7 +18,7 @@ DESCRIPTION = "Training and inference throughput of lenet_tf against the alterna
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Flags of the benchmark (also used by ``lenet-tf benchmark``)."""
     parser = parser or argparse.ArgumentParser(prog="throughput", description=DESCRIPTION)
-    parser.add_argument("--data-dir", help="MNIST folder (default: as for training)")
+    parser.add_argument("--data-dir", type=path_flag, help="MNIST folder (default: as for training)")
     parser.add_argument("--steps", type=int, default=100, help="training steps per timed repeat (default: 100)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed rounds, each contender once per round; medians are reported (default: 5)")
@@ -29,7 +31,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="also measure bf16 rows: auto = where the CPU computes bf16 natively (AMX-BF16 or "
                              "AVX512-BF16), bf16 = always, fp32 = never (default: $LENET_TF_PRECISION, else auto)")
     parser.add_argument("--worker", choices=sorted(set(CONTENDERS) - {"torch"}), help=argparse.SUPPRESS)
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON ('-' for stdout; default: none)")
+    parser.add_argument("--json", type=path_flag, metavar="PATH",
+                        help="also write the figures as JSON ('-' for stdout; default: none)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --json file (default: off: it is refused)")
     parser.add_argument("--quiet", action="store_true", help="print no table (default: print it)")

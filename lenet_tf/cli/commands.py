@@ -12,6 +12,7 @@ import sys
 import traceback
 
 from lenet_tf.core.errors import ConfigError, LeNetError, OutputError
+from lenet_tf.core.options import path_flag
 from lenet_tf.core.outputs import describe_os_error
 from lenet_tf.core.quiet import DEBUG_ENV
 from lenet_tf.core import timing  # imported first: `lenet-tf`'s clock starts with the process
@@ -22,7 +23,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="folder with the four MNIST .gz files (default: $LENET_TF_DATA_DIR, "
+    parser.add_argument("--data-dir", type=path_flag,
+                        help="folder with the four MNIST .gz files (default: $LENET_TF_DATA_DIR, "
                         "else ./data/mnist, else ~/.cache/lenet_tf/mnist)")
     parser.add_argument("--skip-checksum", action="store_true",
                         help="accept IDX files that are not the official MNIST release (default: verify SHA-256)")
@@ -46,12 +48,12 @@ def _add_tta_flag(parser: argparse.ArgumentParser) -> None:
 def _add_evaluate_parser(commands) -> None:
     p = commands.add_parser("evaluate", help="evaluate a checkpoint on the MNIST test set",
                             description="Restore a checkpoint in a fresh graph and report test metrics.")
-    p.add_argument("--checkpoint", default="SavedModel",
+    p.add_argument("--checkpoint", type=path_flag, default="SavedModel",
                    help="training folder, epoch folder or checkpoint prefix (default: SavedModel)")
     p.add_argument("--which", choices=("best", "last"), default="best",
                    help="which epoch of a training folder to load (default: best)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--report", metavar="DIR", help="also write PNG figures into DIR (default: none)")
+    p.add_argument("--report", type=path_flag, metavar="DIR", help="also write PNG figures into DIR (default: none)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace figures of the same names already in the --report folder (default: off)")
     p.add_argument("--robustness", nargs="?", const="test", choices=("test", "valid"), metavar="SIDE",
@@ -72,9 +74,9 @@ def _add_predict_parser(commands) -> None:
                                         f"like MNIST. Images over {MAX_IMAGE_PIXELS:,} pixels are refused. Every "
                                         "file is reported (a blank one as 'no digit'); the exit status is 1 when "
                                         "any could not be read.")
-    p.add_argument("images", nargs="+", help="image files or folders of images (a folder's non-regular files, "
-                   "such as FIFOs, are skipped)")
-    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
+    p.add_argument("images", type=path_flag, nargs="+",
+                   help="image files or folders of images (a folder's non-regular files, such as FIFOs, are skipped)")
+    p.add_argument("--checkpoint", type=path_flag, default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
     _add_tta_flag(p)
     _add_precision_flag(p)
@@ -88,7 +90,7 @@ def _add_calibrate_parser(commands) -> None:
                                         "choose its threshold on validation digits (MNIST validation, load_digits, "
                                         "pendigits), write rejection.npz beside run.json, and report what it flags "
                                         "of real digits and of synthetic non-digits.")
-    p.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
+    p.add_argument("--checkpoint", type=path_flag, default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--which", choices=("best", "last"), default="best",
                    help="which epoch of a training folder to calibrate (default: best)")
     p.add_argument("--max-flagged", type=float, default=MAX_FLAGGED,
@@ -105,14 +107,15 @@ def _add_export_parser(commands) -> None:
                             description="Export the best checkpoint as a SavedModel whose serving signature takes "
                                         "raw uint8 [N,28,28] or [N,28,28,1] digits, or as a .tflite model taking "
                                         "uint8 [N,28,28].")
-    p.add_argument("--checkpoint", default="SavedModel",
+    p.add_argument("--checkpoint", type=path_flag, default="SavedModel",
                    help="training folder, epoch folder or checkpoint prefix (default: SavedModel)")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="savedmodel", help="what to write (default: savedmodel)")
     p.add_argument("--quantize", choices=TFLITE_QUANTIZATIONS,
                    help="with --format tflite: none (float32), dynamic (int8 weights) or int8 (int8 weights and "
                         "activations, calibrated on 300 training digits from --data-dir) (default: none)")
-    p.add_argument("--out", help="SavedModel folder or .tflite file to write (default: export/lenet5, or "
-                                 "export/lenet5.tflite, export/lenet5-dynamic.tflite, export/lenet5-int8.tflite)")
+    p.add_argument("--out", type=path_flag,
+                   help="SavedModel folder or .tflite file to write (default: export/lenet5, or "
+                        "export/lenet5.tflite, export/lenet5-dynamic.tflite, export/lenet5-int8.tflite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier export of ours in --out, never anything else (default: off)")
     _add_data_flags(p)  # the calibration digits of --quantize int8
@@ -130,8 +133,10 @@ def _add_serve_parser(commands) -> None:
                             description="Serve a drawing page at /, POST /predict and TensorFlow Serving's REST API "
                                         "(/v1/models/lenet5), loading the model once.")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", default="SavedModel", help="training folder (default: SavedModel)")
-    source.add_argument("--saved-model", help="a SavedModel from `lenet-tf export`, or a TF Serving base folder of "
+    source.add_argument("--checkpoint", type=path_flag, default="SavedModel",
+                        help="training folder (default: SavedModel)")
+    source.add_argument("--saved-model", type=path_flag,
+                        help="a SavedModel from `lenet-tf export`, or a TF Serving base folder of "
                         "numbered versions, instead of a checkpoint (default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=port, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
@@ -338,9 +343,6 @@ _COMMANDS = {"train": lambda args: train_command.run(args), "evaluate": _run_eva
              "serve": _run_serve, "benchmark": _run_benchmark}
 
 
-_PATH_FLAGS = ("checkpoint", "out", "saved_model", "data_dir", "report")  # the commands' file and folder flags
-
-
 def _notice(message: str) -> None:
     print(f"lenet-tf: {message}", file=sys.stderr, flush=True)
 
@@ -353,16 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lenet-tf``; returns the exit status."""
     # At exit the garbage collector would walk every object TensorFlow made (1-2 s); frozen objects it skips.
     atexit.register(gc.freeze)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)  # without importing TensorFlow, so --help and flag errors are instant
-    empty = next((name for name in _PATH_FLAGS if getattr(args, name, None) == ""), None)
-    if empty:  # an empty path would silently mean the default folder
-        parser.error(f"argument --{empty.replace('_', '-')}: must name a path, got ''")
+    args = build_parser(argv).parse_args(argv)  # without importing TensorFlow, so --help and flag errors are instant
     if args.debug:
         os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.core.quiet); subprocesses inherit it
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     # run.json's timing counts from the process's start for `lenet-tf ...`, from this call for main([...]).
-    stdout, sys.stdout = sys.stdout, _Output(sys.stdout)
+    stdout = sys.stdout
+    if stdout is not None:  # None: the process started with its output closed (`>&-`), and print() writes nothing
+        sys.stdout = _Output(stdout)
     try:
         with timing.command(timing.STARTED if argv is None else None):
             return _run_command(args)
@@ -404,6 +404,20 @@ class _Output:
         return getattr(self._stream, name)
 
 
+def flush_output(quiet: bool = False) -> bool:
+    """Flushes the command's output; with ``quiet``, a failure is only reported by returning False (the command
+    is ending with an error or an interruption of its own already)."""
+    if sys.stdout is None:
+        return True
+    try:
+        sys.stdout.flush()
+    except (_OutputClosed, OutputError, OSError):
+        if not quiet:
+            raise
+        return False
+    return True
+
+
 def _discard_output() -> None:
     """Points file descriptor 1 at /dev/null, so that the output still buffered is dropped at exit instead of
     failing again there (Python's recipe for SIGPIPE: https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
@@ -429,19 +443,21 @@ def _run_command(args) -> int:
 
             choose(args.precision)  # an impossible choice (bf16 on a GPU) is refused at once
         status = _COMMANDS[args.command](args)
-        sys.stdout.flush()  # output still buffered fails here, not at exit
+        flush_output()  # output still buffered fails here, not at exit
         return status
     except _OutputClosed:  # quietly, as a Unix tool whose reader closed the pipe
         _discard_output()
         return EXIT_ERROR
     except LeNetError as err:
-        if isinstance(err, _OutputFailed):
+        if isinstance(err, _OutputFailed) or not flush_output(quiet=True):
             _discard_output()
         if args.debug:
             traceback.print_exc()
         print(f"lenet-tf: error: {err}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        if not flush_output(quiet=True):
+            _discard_output()
         print("lenet-tf: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

@@ -4,12 +4,13 @@ of the training library (one process, or one role of a cluster)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 
 from lenet_tf.core.errors import ConfigError, LeNetError
-from lenet_tf.core.options import SECONDS
+from lenet_tf.core.options import SECONDS, path_flag
 from lenet_tf.training.config import Option, TrainConfig, options
 from lenet_tf.training.presets import DEFAULT_PRESET, PRESETS, with_preset
 
@@ -67,9 +68,10 @@ def add_parser(commands, argv: list[str] | None) -> None:
         effective = values["model"].get(spec.name, spec.default) if spec.model else values.get(spec.name,
                                                                                                  spec.default)
         _add_option(target, spec, effective)
-    p.add_argument("--out", default="SavedModel", help="checkpoint folder (default: SavedModel)")
-    p.add_argument("--logdir", help="TensorBoard folder; each run logs into a run-DATE-TIME-ID subfolder of its own "
-                                    "(default: OUT/logs)")
+    p.add_argument("--out", type=path_flag, default="SavedModel", help="checkpoint folder (default: SavedModel)")
+    p.add_argument("--logdir", type=path_flag,
+                   help="TensorBoard folder; each run logs into a run-DATE-TIME-ID subfolder of its own "
+                        "(default: OUT/logs)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last epoch, with its stored configuration; only "
                         "--epochs may change (default: off)")
@@ -90,7 +92,8 @@ def add_parser(commands, argv: list[str] | None) -> None:
                               "(default: 120)")
     cluster.add_argument("--member-timeout", type=SECONDS.parse, default=5.0, metavar="SECONDS",
                          help="end with an error naming a member that stops answering this long (default: 5)")
-    p.add_argument("--data-dir", help="folder with the four MNIST .gz files (default: $LENET_TF_DATA_DIR, "
+    p.add_argument("--data-dir", type=path_flag,
+                   help="folder with the four MNIST .gz files (default: $LENET_TF_DATA_DIR, "
                    "else ./data/mnist, else ~/.cache/lenet_tf/mnist)")
     p.add_argument("--skip-checksum", action="store_true",
                    help="accept IDX files that are not the official MNIST release (default: verify SHA-256)")
@@ -158,7 +161,8 @@ def run(args) -> int:
         _notice("interrupted" + (f"; the last finished epoch stays in {args.out}" if role.is_chief else ""))
         # A TF1 gRPC server cannot be shut down, and an interpreter exit can block on it: end here, as the
         # watchdog does when the signal reaches it first (lenet_tf.training.watchdog).
-        sys.stdout.flush()
+        with contextlib.suppress(Exception):  # a closed or full output must not keep it from ending
+            sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)
     summary = {
         "out": str(result.out_dir), "best_epoch": result.best_epoch, "valid_accuracy": result.valid_accuracy,

@@ -68,3 +68,13 @@ DROPOUT = Range(float, 0, 1, high_open=True)
 INIT_STDDEV = Range(float, 0, low_open=True)
 # A timeout flag's seconds (serve's deadlines, train's cluster waits): finite, so timers and clocks never overflow.
 SECONDS = Range(float, 0, 1e6, low_open=True, high_open=True)
+
+
+def path_flag(text: str) -> str:
+    """An argparse ``type`` for a file or folder flag: the text, or ArgumentTypeError for an empty one (which would
+    silently mean the default folder, or the current one)."""
+    if not text:
+        import argparse
+
+        raise argparse.ArgumentTypeError("must name a path, got ''")
+    return text

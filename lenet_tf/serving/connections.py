@@ -6,7 +6,7 @@ connection); otherwise the client gets 408 and the connection is closed. Idle ke
 after uvicorn's ``timeout_keep_alive``; bodies have their own deadline (:mod:`lenet_tf.serving.bodies`). This is the
 one place that relies on uvicorn's protocol class (its ``connection_made``/``on_message_begin``/
 ``on_headers_complete`` callbacks, and ``send_400_response``, which answers bytes its parser refuses: here in JSON,
-and :class:`ClientFaultFilter` keeps its warning about them out of the log); ``tests/serving/test_connections.py``
+and :data:`CLIENT_FAULT_FILTER` keeps its warning about them out of the log); ``tests/serving/test_connections.py``
 fails by name if uvicorn changes them.
 
 :func:`close_unless_body_read` (plain ASGI): a response sent before its request's body was read says
@@ -33,16 +33,19 @@ def _closing_answer(status: str, error: str) -> bytes:
 
 _408 = _closing_answer("408 Request Timeout", "request headers too slow")
 _400 = _closing_answer("400 Bad Request", "not a valid HTTP/1.1 request")
-# What uvicorn logs about a client's bytes (its answer is the 400 above): bad input leaves the log empty.
+# What uvicorn logs about a client's bytes (a bad request gets the 400 above): bad input leaves the log empty.
 _CLIENT_FAULTS = ("Invalid HTTP request received.", "Unsupported upgrade request.",
                   "No supported WebSocket library detected.")
 
 
-class ClientFaultFilter(logging.Filter):
+class _ClientFaults(logging.Filter):
     """Drops uvicorn's warnings about malformed requests from its ``uvicorn.error`` log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(_CLIENT_FAULTS)
+
+
+CLIENT_FAULT_FILTER = _ClientFaults()  # one instance: adding it again (another serve() in a process) adds nothing
 
 
 def header_deadline_protocol(header_timeout: float) -> type[asyncio.Protocol]:

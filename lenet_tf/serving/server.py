@@ -491,7 +491,7 @@ def serve(checkpoint: str | None, saved_model: str | None, host: str, port: int,
     """
     import uvicorn
 
-    from lenet_tf.serving.connections import ClientFaultFilter, header_deadline_protocol
+    from lenet_tf.serving.connections import CLIENT_FAULT_FILTER, header_deadline_protocol
 
     sock = listening_socket(host, port)  # first: a taken port fails before seconds of model loading
     try:
@@ -513,7 +513,7 @@ def serve(checkpoint: str | None, saved_model: str | None, host: str, port: int,
             create_app(model, options), http=header_deadline_protocol(options.header_timeout),
             loop="uvloop" if find_spec("uvloop") else "asyncio", lifespan="off", log_level="warning",
             timeout_keep_alive=options.keep_alive_timeout, limit_concurrency=options.max_connections)
-        logging.getLogger("uvicorn.error").addFilter(ClientFaultFilter())  # after Config set uvicorn's logging up
+        logging.getLogger("uvicorn.error").addFilter(CLIENT_FAULT_FILTER)  # after Config set uvicorn's logging up
         Server(config).run(sockets=[sock])
     finally:
         sock.close()

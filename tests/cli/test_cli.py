@@ -44,13 +44,16 @@ def test_train_then_evaluate_in_a_fresh_process(tmp_path, synthetic_dir, cli):
 
 
 @pytest.mark.parametrize("command", [("export", "--out"), ("serve", "--saved-model"), ("evaluate", "--data-dir"),
-                                     ("train", "--out"), ("evaluate", "--report"), ("predict", "--checkpoint")])
+                                     ("train", "--out"), ("train", "--logdir"), ("evaluate", "--report"),
+                                     ("predict", "--checkpoint"), ("benchmark", "--json"), ("predict", "images")])
 def test_an_empty_path_is_refused_not_taken_for_the_default(tmp_path, monkeypatch, cli, command):
-    monkeypatch.chdir(tmp_path)  # where the defaults (SavedModel/, export/) would be
-    done = cli(*command, "", *(["x.png"] if command[0] == "predict" else []))
+    monkeypatch.chdir(tmp_path)  # where the defaults (SavedModel/, export/) would be; `predict ''` would read it
+    (tmp_path / "x.png").write_bytes(b"")
+    args = [command[0], ""] if command[1] == "images" else [*command, "", *(["x.png"] * (command[0] == "predict"))]
+    done = cli(*args)
     assert done.returncode == 2 and done.stderr.splitlines()[-1] == (
-        f"lenet-tf: error: argument {command[1]}: must name a path, got ''")
-    assert list(tmp_path.iterdir()) == []
+        f"lenet-tf {command[0]}: error: argument {command[1]}: must name a path, got ''")
+    assert [path.name for path in tmp_path.iterdir()] == ["x.png"]
 
 
 @pytest.mark.parametrize("robustness", [[], ["--robustness", "valid"]])
@@ -181,6 +184,11 @@ def test_output_that_cannot_be_written_is_one_line(tmp_path, synthetic_model_dir
                                  "--json", picture], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert result.returncode == 1 and "Exception ignored" not in result.stderr
     assert error_line(result) == "lenet-tf: error: cannot write the output: No space left on device"
+    # Started with its output closed (`>&-`: sys.stdout is None), a command runs as before and prints nothing.
+    closed = subprocess.run([sys.executable, "-m", "lenet_tf", "predict", "--checkpoint", synthetic_model_dir,
+                             picture], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+                            preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 0 and closed.stderr == "", closed.stderr
 
 
 def test_predict_json_names_a_file_whose_name_is_not_utf8_in_valid_unicode(tmp_path, synthetic_model_dir):

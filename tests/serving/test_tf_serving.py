@@ -85,7 +85,12 @@ def test_saved_model_backend_and_version_folders(exported, expected):
 
 @pytest.mark.parametrize("damage", ["no variables folder", "truncated variables"])
 def test_serve_refuses_a_saved_model_with_broken_variables_in_one_line(exported, tmp_path, damage, cli):
+    """Through the command in this process: the model loads before any server runs (a loadable one is served by
+    ``saved_model_model`` first, so a test that stopped failing would end here rather than serve)."""
     import shutil
+
+    from lenet_tf.core.errors import CheckpointError
+    from lenet_tf.serving.server import saved_model_model
 
     broken = tmp_path / "lenet5"
     shutil.copytree(exported / "lenet5", broken)
@@ -94,6 +99,8 @@ def test_serve_refuses_a_saved_model_with_broken_variables_in_one_line(exported,
     else:
         data = next((broken / "variables").glob("variables.data-*"))
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    with pytest.raises(CheckpointError):
+        saved_model_model(broken)
     result = cli("serve", "--port", "0", "--saved-model", broken)
     assert result.returncode == 1 and result.stdout == "", result
     reason = "Failed to find any matching files" if damage == "no variables folder" else "Read less bytes"
