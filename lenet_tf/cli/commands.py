@@ -147,12 +147,12 @@ def _add_serve_parser(commands) -> None:
 
 def _add_serving_limit_flags(p) -> None:
     """TF Serving's batching parameters and the request deadlines of ``serve`` (docs/serving.md)."""
-    from lenet_tf.core.options import SECONDS, Range
+    from lenet_tf.core.options import SECONDS
     from lenet_tf.serving.batching import RANGES, BatchingOptions
-    from lenet_tf.serving.bodies import BodyLimits
+    from lenet_tf.serving.bodies import RANGES as BODY_RANGES, BodyLimits
 
     batching, body, wait = BatchingOptions(), BodyLimits(), RANGES["batch_timeout_micros"].high
-    count, rate = Range(int, 1).parse, Range(float, 0, low_open=True).parse
+    count, rate = BODY_RANGES["max_bytes"].parse, BODY_RANGES["min_rate"].parse
 
     p.add_argument("--max-batch-size", type=RANGES["max_batch_size"].parse, default=batching.max_batch_size,
                    help=f"digits per model call (default: {batching.max_batch_size})")

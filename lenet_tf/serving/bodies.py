@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from lenet_tf.core.options import SECONDS, Range
+
 # A 12-megapixel phone JPEG is 3-6 MB (8 MB at high quality); also bounds a TF Serving request: ~3,000 MNIST digits
 # as json.dumps writes them, or a dozen phone pictures in base64. `lenet-tf serve --max-upload-bytes` sets it.
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
@@ -23,6 +25,14 @@ class BodyLimits:
     max_bytes: int = MAX_UPLOAD_BYTES
     timeout: float = 10.0  # seconds for a body, from its headers
     min_rate: float = 16 * 1024  # bytes/s that extend the deadline by one second each
+
+    def __post_init__(self) -> None:
+        for name, accepted in RANGES.items():
+            accepted.check(name, getattr(self, name))
+
+
+# What each limit accepts (``lenet-tf serve``'s flags too).
+RANGES = {"max_bytes": Range(int, 1), "timeout": SECONDS, "min_rate": Range(float, 0, low_open=True)}
 
 
 class RequestError(Exception):

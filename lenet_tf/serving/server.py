@@ -44,6 +44,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
 from lenet_tf.core.errors import CheckpointError, ConfigError
+from lenet_tf.core.options import SECONDS
 from lenet_tf.data.images import BLANK_REASON, blank_digits
 from lenet_tf.serving import openapi_doc, tf_serving
 from lenet_tf.serving.batching import Batcher, BatchingOptions, Classifier, QueueFull
@@ -80,6 +81,10 @@ class ServerOptions:
     keep_alive_timeout: int = 5  # seconds an idle kept-alive connection stays open
     max_connections: int = 2048  # open connections (and requests in progress) before uvicorn answers 503
     prepare_threads: int = max(2, os.cpu_count() or 1)  # threads decoding and preparing uploads
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "request_timeout", "prepare_timeout"):
+            SECONDS.check(name, getattr(self, name))  # as the flags check them: NaN would hang or fail every request
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from asgi import asgi_client  # noqa: E402
 from lenet_tf.cli.commands import main  # noqa: E402
 from lenet_tf.data.images import to_mnist  # noqa: E402
 from lenet_tf.serving.batching import BatchingOptions  # noqa: E402
+from lenet_tf.serving.bodies import BodyLimits  # noqa: E402
 from lenet_tf.serving.server import (MAX_UPLOAD_BYTES, ServedModel, ServerOptions, checkpoint_model,  # noqa: E402
                                      create_app)
 
@@ -276,6 +277,17 @@ def test_serve_flags_out_of_range_exit_2_naming_the_flag_and_range(cli, flag, va
     status, err = cli("serve", "--port", 0, "--checkpoint", "unused", flag, value)
     assert status == 2 and err[-1] == f"lenet-tf serve: error: argument {flag}: must be {accepted}, got {value}"
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("make, name", [
+    *((lambda name=name: ServerOptions(**{name: float("nan")}), name)
+      for name in ("header_timeout", "request_timeout", "prepare_timeout")),
+    (lambda: BodyLimits(timeout=float("inf")), "timeout"), (lambda: BodyLimits(min_rate=0.0), "min_rate"),
+    (lambda: BodyLimits(max_bytes=0), "max_bytes"),
+])
+def test_the_library_checks_the_limits_as_the_flags_do(make, name):
+    with pytest.raises(ValueError, match=f"^{name} must be "):
+        make()
 
 
 SERVER_TIMEOUTS = {"--header-timeout": 1.0, "--body-timeout": 1.0, "--body-min-rate": 2000}
