@@ -145,21 +145,10 @@ def saved_model_dir(export_dir: str | os.PathLike) -> tuple[Path, int]:
     return path, int(path.name) if path.name.isdigit() else 1
 
 
-def _load_failure(err: Exception) -> str:
-    """One line saying why ``tf.saved_model.load`` failed; an OpError (variables missing or truncated) says it in
-    the line above its ``[[{{node ...}}]]``, under a "Graph execution error" preamble."""
-    from lenet_tf.core.tf import tf
-
-    if not isinstance(err, tf.errors.OpError):
-        return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    lines = [line for line in err.message.splitlines() if line.strip() and not line[0].isspace()
-             and not line.startswith(("Graph execution error", "Detected at node"))]
-    return f"cannot restore its variables: {lines[-1] if lines else type(err).__name__}"
-
-
 def saved_model_model(export_dir: str | os.PathLike, precision: str | None = None) -> ServedModel:
     """A SavedModel written by ``lenet-tf export`` (or a TF Serving base folder of them), in bf16 where
     :func:`lenet_tf.core.precision.choose` says so for ``precision``."""
+    from lenet_tf.core.checkpoint_paths import describe_tf_error
     from lenet_tf.core.tf import tf
     from lenet_tf.core.precision import choose
 
@@ -168,8 +157,12 @@ def saved_model_model(export_dir: str | os.PathLike, precision: str | None = Non
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     try:
         signature = tf.saved_model.load(str(path)).signatures[tf_serving.SIGNATURE_NAME]
-    except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
-        raise CheckpointError(f"{export_dir}: not a usable lenet_tf SavedModel ({_load_failure(err)})") from None
+    except tf.errors.OpError as err:  # its variables are missing or truncated
+        raise CheckpointError(f"{export_dir}: not a usable lenet_tf SavedModel (cannot restore its variables: "
+                              f"{describe_tf_error(err)})") from None
+    except (OSError, ValueError, KeyError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{export_dir}: not a usable lenet_tf SavedModel ({reason})") from None
     from lenet_tf.serving.saved_model import exported_threshold
 
     threshold = exported_threshold(path) if "novelty" in signature.structured_outputs else None
