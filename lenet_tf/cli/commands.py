@@ -374,10 +374,6 @@ class _OutputClosed(Exception):
     """Whoever read the command's output has gone (``lenet-tf predict … | head -1``)."""
 
 
-class _OutputFailed(OutputError):
-    """The command's output cannot be written (stdout on a full disk)."""
-
-
 class _Output:
     """``sys.stdout`` while a command runs: a closed pipe becomes :class:`_OutputClosed` and any other failure
     to write it (a full disk) an :class:`OutputError`, so that neither is taken for an error of the command's
@@ -398,24 +394,26 @@ class _Output:
         except BrokenPipeError:
             raise _OutputClosed from None
         except OSError as err:
-            raise _OutputFailed(f"cannot write the output: {describe_os_error(err)}") from None
+            raise OutputError(f"cannot write the output: {describe_os_error(err)}") from None
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
 
 
-def flush_output(quiet: bool = False) -> bool:
-    """Flushes the command's output; with ``quiet``, a failure is only reported by returning False (the command
-    is ending with an error or an interruption of its own already)."""
-    if sys.stdout is None:
-        return True
-    try:
+def _flush_output() -> None:
+    """Writes what the command's output still buffers, so that a failure to write it is the command's, not the
+    interpreter's at exit."""
+    if sys.stdout is not None:
         sys.stdout.flush()
+
+
+def _settle_output() -> None:
+    """For a command ending with an error or an interruption of its own: writes what its output still buffers,
+    or, when that fails too, drops it."""
+    try:
+        _flush_output()
     except (_OutputClosed, OutputError, OSError):
-        if not quiet:
-            raise
-        return False
-    return True
+        _discard_output()
 
 
 def _discard_output() -> None:
@@ -443,21 +441,19 @@ def _run_command(args) -> int:
 
             choose(args.precision)  # an impossible choice (bf16 on a GPU) is refused at once
         status = _COMMANDS[args.command](args)
-        flush_output()  # output still buffered fails here, not at exit
+        _flush_output()
         return status
     except _OutputClosed:  # quietly, as a Unix tool whose reader closed the pipe
         _discard_output()
         return EXIT_ERROR
     except LeNetError as err:
-        if isinstance(err, _OutputFailed) or not flush_output(quiet=True):
-            _discard_output()
+        _settle_output()
         if args.debug:
             traceback.print_exc()
         print(f"lenet-tf: error: {err}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        if not flush_output(quiet=True):
-            _discard_output()
+        _settle_output()
         print("lenet-tf: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
