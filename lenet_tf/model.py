@@ -16,6 +16,7 @@ from lenet_tf.core.tf import tf, tf1
 from lenet_tf.data.cleanup import clean_inputs
 from lenet_tf.data.deskew import deskew
 from lenet_tf.data.mnist import INPUT_SHAPE, NUM_CLASSES
+from lenet_tf.data.uninvert import uninvert
 
 # Max pooling commutes with any non-decreasing function, so without batch norm a training conv block pools
 # *before* its bias and activation: the same function and gradients as conv -> bias -> act -> pool, with the
@@ -65,6 +66,7 @@ class LeNet5:
         bn_epsilon: float = 1e-3,
         input_mean: float = 0.0,
         input_std: float = 1.0,
+        uninvert: bool = False,
         clean_inputs: bool = False,
         deskew: bool = False,
         seed: int | None = None,
@@ -82,7 +84,10 @@ class LeNet5:
           bn_momentum: decay of the batch-norm moving averages.
           bn_epsilon: added to the variance in batch norm.
           input_mean, input_std: the network sees ``(images - input_mean) / input_std``.
-          clean_inputs: first flatten each image's background, drop isolated specks and restore its contrast
+          uninvert: at prediction (``training=False``), first invert back a white-paper region reaching the
+            picture's edge (a band of glare, a negative corner: :func:`lenet_tf.data.uninvert.uninvert`); training
+            leaves such regions to the network (``--damage`` draws them).
+          clean_inputs: then flatten each image's background, drop isolated specks and restore its contrast
             (:func:`lenet_tf.data.cleanup.clean_inputs`), in training and at prediction alike.
           deskew: then shear each image upright by its ink's second moments (:func:`lenet_tf.data.deskew.deskew`),
             in training and at prediction alike.
@@ -122,6 +127,7 @@ class LeNet5:
         self.bn_epsilon = bn_epsilon
         self.input_mean = input_mean
         self.input_std = input_std
+        self.uninvert = bool(uninvert)
         self.clean_inputs = bool(clean_inputs)
         self.deskew = bool(deskew)
         self.seed = seed
@@ -140,10 +146,9 @@ class LeNet5:
         keys = ("name", "num_classes", "activation", "init_stddev", "batch_norm", "dropout",
                 "bn_momentum", "bn_epsilon", "input_mean", "input_std", "seed")
         config = {key: getattr(self, key) for key in keys}
-        if self.clean_inputs:  # only when on: the runs recorded before it existed describe the same network
-            config["clean_inputs"] = True
-        if self.deskew:  # the same
-            config["deskew"] = True
+        for key in ("uninvert", "clean_inputs", "deskew"):  # only when on: the runs recorded before these
+            if getattr(self, key):  # existed describe the same network
+                config[key] = True
         return config
 
     # ----------------------------------------------------------------------------------- helpers
@@ -277,6 +282,8 @@ class LeNet5:
         self._calls += 1
         with self._enter_scope():
             x = tf.cast(images, tf.float32)
+            if self.uninvert and not training:
+                x = uninvert(x)
             if self.clean_inputs:
                 x = clean_inputs(x)
             parts = shard_batch(x, shards)

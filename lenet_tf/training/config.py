@@ -68,6 +68,9 @@ class ModelOptions:
     activation: str = option("relu", "hidden activation", choices=ACTIVATIONS, group="model")
     init_stddev: float | None = option(None, "stddev of the truncated-normal weights (none: He scaling by fan-in)",
                                        range=INIT_STDDEV, group="model")
+    uninvert: bool = option(False, "at prediction, before the network, invert back a white-paper region reaching "
+                                   "the picture's edge (a band of glare, a negative corner); training leaves such "
+                                   "regions to the network", group="model")
     clean_inputs: bool = option(False, "before the network, flatten each image's background, drop isolated specks "
                                        "and restore its contrast, in training and at prediction alike",
                                 group="model")

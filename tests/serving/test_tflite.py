@@ -98,13 +98,19 @@ def test_int8_needs_calibration_that_spans_the_pixel_range(synthetic_model, synt
         convert(synthetic_model, "int8", calibration_images=np.clip(digits, 0, 100))
 
 
-def test_a_deskewing_model_exports_and_reads_like_its_checkpoint(tmp_path, real_model_dir, real_mnist):
-    """Deskewing resamples with gathers in the exported graph: TFLite runs it, and reads as TrainedModel does."""
-    folder = tmp_path / "deskew"
+def with_model_option(real_model_dir, folder, option: str):
+    """A copy of the real run in ``folder`` whose run.json turns ``option`` on: the same weights, read through a
+    network that prepares its pictures in the graph."""
     shutil.copytree(real_model_dir[0], folder)
     run = json.loads((folder / "run.json").read_text())
-    run["model"]["deskew"] = True  # the same weights, read through the deskewing network
+    run["model"][option] = True
     (folder / "run.json").write_text(json.dumps(run))
+    return folder
+
+
+def test_a_deskewing_model_exports_and_reads_like_its_checkpoint(tmp_path, real_model_dir, real_mnist):
+    """Deskewing resamples with gathers in the exported graph: TFLite runs it, and reads as TrainedModel does."""
+    folder = with_model_option(real_model_dir, tmp_path / "deskew", "deskew")
     digits = real_mnist.test_images[:500]
     with TrainedModel(folder) as model:
         expected = model.predict(digits).probabilities
@@ -113,6 +119,23 @@ def test_a_deskewing_model_exports_and_reads_like_its_checkpoint(tmp_path, real_
     with pytest.raises(ConfigError, match="--quantize dynamic"):  # 8-bit resampling positions: refused, not shipped
         export_tflite(folder, tmp_path / "deskew-int8.tflite", "int8", data_dir=REAL_MNIST)
     assert not (tmp_path / "deskew-int8.tflite").exists()
+
+
+def test_an_uninverting_model_exports_and_reads_inverted_bands_like_its_checkpoint(tmp_path, real_model_dir,
+                                                                                   real_mnist):
+    """The inverted regions are found with poolings over the batch laid out as channels: TFLite runs them too."""
+    folder = with_model_option(real_model_dir, tmp_path / "uninvert", "uninvert")
+    digits = real_mnist.test_images[:200].copy()
+    digits[:, 8:15] = 255 - digits[:, 8:15]  # a band of glare across each digit
+    with TrainedModel(folder) as model:
+        expected = model.predict(digits).probabilities
+    with TrainedModel(real_model_dir[0]) as model:
+        assert (model.predict(digits).probabilities.argmax(1) != expected.argmax(1)).sum() > 10  # it matters
+    probabilities = tflite_probabilities(export_tflite(folder, tmp_path / "uninvert.tflite", "none"), digits)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+    with pytest.raises(ConfigError, match="with uninvert .*--quantize dynamic"):  # white paper in 8 bits: refused
+        export_tflite(folder, tmp_path / "uninvert-int8.tflite", "int8", data_dir=REAL_MNIST)
+    assert not (tmp_path / "uninvert-int8.tflite").exists()
 
 
 def test_export_says_which_outputs_it_wrote(tmp_path, calibrated_model_dir, synthetic_model, cli):

@@ -1,0 +1,92 @@
+"""Inverted regions turned back in the graph: a band of glare or a negative corner becomes black paper again.
+
+A capture can invert part of a picture: a band of glare across it, a corner of a negative. There the paper is
+white and the strokes are dark, which MNIST's digits never are. :func:`uninvert` finds such a region as white
+paper (the centres of 5x5 squares of white, grown back to the squares) with the strokes that cross it filled in:
+the box around the paper when the paper fills at least half of it (a band, a corner), else the paper closed over
+15 pixels. It inverts that region back. It acts only when the white paper reaches the picture's edge, as a band
+or a corner does, so that a bold digit's thick stroke, which does not, is left alone: of MNIST's 60,000 training
+and validation digits it changes none.
+
+It is part of :class:`lenet_tf.model.LeNet5` with ``uninvert`` at prediction (``training=False``), so
+``TrainedModel``, serving and the exported models apply it alike, before the clean-up and the deskewing (a white
+band would be most of the ink's moments). Training leaves inverted regions to the network, which ``--damage``
+shows them to: networks trained on uninverted pictures read other writers' digits 0.3-1.0 points worse
+(docs/history/accuracy-2026-12-07.md). It works on the 28x28 picture inside the network's 32x32 input: the 2-pixel
+border stays as it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lenet_tf.core.tf import tf
+from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
+
+WHITE = 0.9  # a pixel of white paper, at least
+SQUARE = 5  # pixels: white paper is where a square this wide is all white (wider than MNIST's strokes)
+CLOSING = 15  # pixels: the strokes crossing a region, and the gaps between them, filled in up to this width
+BOX_FILL = 0.5  # a region is a box when its paper fills at least this share of the box around it
+_PAD = (IMAGE_SIZE - MNIST_SIZE) // 2
+
+
+# The pictures of a batch are laid out as the channels of one picture ([1, H, W, N]): TensorFlow's CPU pooling is
+# vectorised over channels, 4x faster than over a batch of one-channel pictures.
+
+
+def _dilate(x: tf.Tensor, window: list[int]) -> tf.Tensor:
+    """Grey dilation of ``x`` ``[1, H, W, N]`` by a ``window`` rectangle, one axis at a time (the outside ignored)."""
+    return tf.nn.max_pool2d(tf.nn.max_pool2d(x, [1, window[1]], 1, "SAME"), [window[0], 1], 1, "SAME")
+
+
+def _erode(x: tf.Tensor, window: list[int]) -> tf.Tensor:
+    return -_dilate(-x, window)
+
+
+def _close(x: tf.Tensor, size: int) -> tf.Tensor:
+    """Grey closing of ``x`` ``[1, H, W, N]`` by a ``size`` square, the picture mirrored beyond its edges (so that
+    a region is not stretched to an edge it comes near)."""
+    half = size // 2
+    padded = tf.pad(x, [[0, 0], [half, half], [half, half], [0, 0]], mode="SYMMETRIC")
+    return _erode(_dilate(padded, [size, size]), [size, size])[:, half:half + x.shape[1], half:half + x.shape[2]]
+
+
+def _span(marks: tf.Tensor) -> tf.Tensor:
+    """``marks`` ``[1, L, N]`` of 0 and 1 → 1 from the first 1 to the last along ``L``, else 0."""
+    return tf.minimum(tf.minimum(tf.cumsum(marks, axis=1), tf.cumsum(marks, axis=1, reverse=True)), 1.0)
+
+
+def _bounding_box(paper: tf.Tensor) -> tf.Tensor:
+    """``paper`` ``[1, H, W, N]`` of 0 and 1 → 1 on the smallest rectangle around its 1s, per picture."""
+    rows, cols = _span(tf.reduce_max(paper, axis=2)), _span(tf.reduce_max(paper, axis=1))
+    return rows[:, :, None, :] * cols[:, None, :, :]
+
+
+def _frame(size: int, inner: int, outer: int) -> np.ndarray:
+    """float32 ``[1, size, size, 1]``: 1 on the rings from ``outer`` to ``inner`` pixels from the edge."""
+    frame = np.zeros((size, size), np.float32)
+    frame[outer:size - outer, outer:size - outer] = 1.0
+    frame[inner:size - inner, inner:size - inner] = 0.0
+    return frame[None, :, :, None]
+
+
+def inverted_regions(images: tf.Tensor) -> tf.Tensor:
+    """float32 images ``[N, 32, 32, 1]`` in 0..1 (white ink on black) → float32 ``[N, 32, 32, 1]``: 1 on the
+    pixels of a white-paper region reaching the 28x28 picture's edge, strokes included; else 0."""
+    size = images.shape[1]
+    channels = tf.transpose(images, [3, 1, 2, 0])  # [1, H, W, N]
+    centres = tf.cast(_erode(channels, [SQUARE, SQUARE]) >= WHITE, tf.float32)
+    at_edge = tf.constant(_frame(size, _PAD + SQUARE // 2 + 1, 0))  # the centres of the squares at the edge
+    reaches = tf.reduce_max(centres * at_edge, axis=[0, 1, 2], keepdims=True)
+    paper = _dilate(centres, [SQUARE, SQUARE])
+    box = _bounding_box(paper)
+    fill = tf.reduce_sum(paper, axis=[1, 2], keepdims=True) / tf.maximum(tf.reduce_sum(box, axis=[1, 2],
+                                                                                     keepdims=True), 1.0)
+    region = tf.where(fill >= BOX_FILL, box, _close(paper, CLOSING)) * reaches
+    picture = tf.constant(_frame(size, size, _PAD))  # the 28x28 picture, not its padding
+    return tf.transpose(region, [3, 1, 2, 0]) * picture
+
+
+def uninvert(images: tf.Tensor) -> tf.Tensor:
+    """float32 images ``[N, 32, 32, 1]`` in 0..1 → the same with :func:`inverted_regions` inverted back."""
+    return images + inverted_regions(images) * (1.0 - 2.0 * images)

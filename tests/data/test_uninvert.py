@@ -1,0 +1,75 @@
+"""Inverted regions turned back in the graph: real MNIST digits under a band or a corner of inversion come back,
+MNIST's own digits (bold ones too) and other damage pass unchanged."""
+
+import numpy as np
+
+from lenet_tf.data.mnist import split
+from lenet_tf.data.uninvert import uninvert
+from lenet_tf.model import LeNet5
+from graph_run import run
+
+
+def digits(real_mnist, count: int) -> np.ndarray:
+    """The first ``count`` MNIST validation digits, float32 [count, 32, 32, 1] in 0..1."""
+    images = split(real_mnist, valid_size=5000, seed=0).valid_images[:count]
+    return images.reshape(-1, 32, 32, 1).astype(np.float32) / 255.0
+
+
+def inverted(images: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    out = images.copy()
+    out[:, rows, cols] = 1.0 - out[:, rows, cols]
+    return out
+
+
+def test_a_band_or_a_corner_of_inversion_is_turned_back(real_mnist):
+    original = digits(real_mnist, 200)
+    picture = slice(2, 30)  # the 28x28 picture inside the 32x32 input
+    for rows, cols in ((slice(12, 19), picture), (picture, slice(2, 9)), (slice(2, 14), slice(18, 30)),
+                       (slice(20, 30), picture)):
+        damaged = inverted(original, rows, cols)
+        restored = run(uninvert, damaged)
+        wrong, damage = np.abs(restored - original) > 0.05, np.abs(damaged - original) > 0.05
+        assert (wrong.mean(axis=(1, 2, 3)) < 0.01).mean() >= 0.5  # most pictures: under 1% of their pixels wrong
+        assert wrong.mean() < 0.2 * damage.mean()  # all: a fifth of the damage left at most
+
+
+def test_mnist_digits_and_other_damage_pass_unchanged(real_mnist):
+    original = digits(real_mnist, 2000)  # bold digits among them: thick strokes are no white paper at the edge
+    np.testing.assert_array_equal(run(uninvert, original), original)
+    lifted = 0.45 + 0.55 * original  # a brighter background
+    ramp = np.clip(original + np.linspace(0, 0.6, 32, dtype=np.float32)[None, None, :, None], 0, 1)  # a shadow
+    for seen in (lifted, ramp):
+        np.testing.assert_array_equal(run(uninvert, seen), seen)
+
+
+def test_white_paper_away_from_the_edge_is_left_alone():
+    block = np.zeros((1, 32, 32, 1), np.float32)
+    block[0, 9:23, 9:23] = 1.0  # a 14-pixel square of white in the middle: a blot, or a very bold stroke
+    np.testing.assert_array_equal(run(uninvert, block), block)
+    at_edge = np.zeros_like(block)
+    at_edge[0, 2:16, 2:30] = 1.0  # the same reaching the picture's edge: white paper, inverted back to black
+    assert run(uninvert, at_edge).max() == 0.0
+
+
+def test_the_option_is_recorded_only_when_on():
+    assert "uninvert" not in LeNet5().get_config()  # the runs recorded before it describe the same network
+    assert LeNet5(uninvert=True).get_config()["uninvert"] is True
+
+
+def test_the_network_uninverts_at_prediction_only(real_mnist):
+    """Training leaves inverted regions to the network (``--damage`` draws them); prediction turns them back first.
+    Without batch norm and dropout, the training graph is the prediction graph but for that."""
+    from lenet_tf.core.tf import tf, tf1
+
+    damaged = inverted(digits(real_mnist, 20), slice(12, 19), slice(2, 30))
+    restored = run(uninvert, damaged)
+    with tf.Graph().as_default() as graph:
+        images = tf1.placeholder(tf.float32, [None, 32, 32, 1])
+        network = LeNet5(uninvert=True, seed=1)
+        training, predicting = network(images, training=True), network(images, training=False)
+        with tf1.Session(graph=graph) as session:
+            session.run(tf1.global_variables_initializer())
+            trained_on, predicted = session.run([training, predicting], {images: damaged})
+            trained_on_restored = session.run(training, {images: restored})
+    np.testing.assert_allclose(predicted, trained_on_restored, atol=1e-5)
+    assert np.abs(trained_on - predicted).max() > 1e-2  # training saw the damage itself
