@@ -87,8 +87,9 @@ class LeNet5:
           uninvert: at prediction (``training=False``), first invert back a white-paper region reaching the
             picture's edge (a band of glare, a negative corner: :func:`lenet_tf.data.uninvert.uninvert`); training
             leaves such regions to the network (``--damage`` draws them).
-          clean_inputs: then flatten each image's background, drop isolated specks and restore its contrast
-            (:func:`lenet_tf.data.cleanup.clean_inputs`), in training and at prediction alike.
+          clean_inputs: (after uninvert, where it applies) flatten each image's background, drop isolated specks
+            and restore its contrast (:func:`lenet_tf.data.cleanup.clean_inputs`), in training and at prediction
+            alike.
           deskew: then shear each image upright by its ink's second moments (:func:`lenet_tf.data.deskew.deskew`),
             in training and at prediction alike.
           seed: op-level seed for weight initialisation and dropout (with the graph's seed).

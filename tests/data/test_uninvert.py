@@ -16,6 +16,7 @@ def digits(real_mnist, count: int) -> np.ndarray:
 
 
 def inverted(images: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """``images`` [N, 32, 32, 1] with the region ``rows`` x ``cols`` inverted (a copy)."""
     out = images.copy()
     out[:, rows, cols] = 1.0 - out[:, rows, cols]
     return out
@@ -49,6 +50,13 @@ def test_white_paper_away_from_the_edge_is_left_alone():
     at_edge = np.zeros_like(block)
     at_edge[0, 2:16, 2:30] = 1.0  # the same reaching the picture's edge: white paper, inverted back to black
     assert run(uninvert, at_edge).max() == 0.0
+
+
+def test_a_bold_stroke_apart_from_an_inverted_band_stays_ink():
+    picture = np.zeros((1, 32, 32, 1), np.float32)
+    picture[0, 18:27, 12:20] = 1.0  # a stroke bold enough to hold white squares, away from the edge
+    banded = inverted(picture, slice(2, 9), slice(2, 30))  # a band of glare across the top, 9 pixels above it
+    np.testing.assert_array_equal(run(uninvert, banded), picture)
 
 
 def test_the_option_is_recorded_only_when_on():

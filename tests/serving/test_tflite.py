@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,7 +99,7 @@ def test_int8_needs_calibration_that_spans_the_pixel_range(synthetic_model, synt
         convert(synthetic_model, "int8", calibration_images=np.clip(digits, 0, 100))
 
 
-def with_model_option(real_model_dir, folder, option: str):
+def with_model_option(real_model_dir, folder: Path, option: str) -> Path:
     """A copy of the real run in ``folder`` whose run.json turns ``option`` on: the same weights, read through a
     network that prepares its pictures in the graph."""
     shutil.copytree(real_model_dir[0], folder)
