@@ -148,10 +148,12 @@ def _add_serve_parser(commands) -> None:
 def _add_serving_limit_flags(p) -> None:
     """TF Serving's batching parameters and the request deadlines of ``serve`` (docs/serving.md)."""
     from lenet_tf.core.options import SECONDS
-    from lenet_tf.serving.batching import RANGES, BatchingOptions
-    from lenet_tf.serving.bodies import RANGES as BODY_RANGES, BodyLimits
+    from lenet_tf.serving.batching import RANGES
+    from lenet_tf.serving.bodies import RANGES as BODY_RANGES
+    from lenet_tf.serving.options import ServerOptions
 
-    batching, body, wait = BatchingOptions(), BodyLimits(), RANGES["batch_timeout_micros"].high
+    limits = ServerOptions()
+    batching, body, wait = limits.batching, limits.body, RANGES["batch_timeout_micros"].high
     count, rate = BODY_RANGES["max_bytes"].parse, BODY_RANGES["min_rate"].parse
 
     p.add_argument("--max-batch-size", type=RANGES["max_batch_size"].parse, default=batching.max_batch_size,
@@ -164,20 +166,22 @@ def _add_serving_limit_flags(p) -> None:
                    default=batching.max_enqueued_batches,
                    help="batches of digits that may wait; requests beyond get 503 "
                         f"(default: {batching.max_enqueued_batches})")
-    p.add_argument("--header-timeout", type=SECONDS.parse, default=10.0,
-                   help="seconds for a request's headers to arrive, else 408 (default: 10)")
+    p.add_argument("--header-timeout", type=SECONDS.parse, default=limits.header_timeout,
+                   help=f"seconds for a request's headers to arrive, else 408 (default: {limits.header_timeout:g})")
     p.add_argument("--body-timeout", type=SECONDS.parse, default=body.timeout,
                    help=f"seconds for a request's body to arrive, extended by one second per --body-min-rate "
                         f"bytes received, else 408 (default: {body.timeout:g})")
     p.add_argument("--body-min-rate", type=rate, default=body.min_rate,
                    help=f"bytes per second that extend --body-timeout by one second (default: {body.min_rate:g})")
-    p.add_argument("--request-timeout", type=SECONDS.parse, default=30.0,
-                   help="seconds from a complete request to its answer, else 504 (default: 30)")
+    p.add_argument("--request-timeout", type=SECONDS.parse, default=limits.request_timeout,
+                   help=f"seconds from a complete request to its answer, else 504 "
+                        f"(default: {limits.request_timeout:g})")
     p.add_argument("--max-upload-bytes", type=count, default=body.max_bytes,
                    help=f"largest request body, else 413; the default takes a 12-megapixel phone JPEG "
                         f"(default: {body.max_bytes}, {body.max_bytes / 2 ** 20:g} MiB)")
-    p.add_argument("--prepare-timeout", type=SECONDS.parse, default=10.0,
-                   help="seconds to decode and prepare a request's pictures, else 422 (default: 10)")
+    p.add_argument("--prepare-timeout", type=SECONDS.parse, default=limits.prepare_timeout,
+                   help=f"seconds to decode and prepare a request's pictures, else 422 "
+                        f"(default: {limits.prepare_timeout:g})")
 
 
 def _add_benchmark_parser(commands) -> None:
@@ -319,7 +323,7 @@ def _run_serve(args) -> int:
         raise LeNetError(f"serving needs {err.name}: pip install 'lenet_tf[serve]'") from None
     from lenet_tf.serving.batching import BatchingOptions
     from lenet_tf.serving.bodies import BodyLimits
-    from lenet_tf.serving.server import ServerOptions
+    from lenet_tf.serving.options import ServerOptions
 
     options = ServerOptions(
         BatchingOptions(args.max_batch_size, args.batch_timeout_micros, args.max_enqueued_batches),

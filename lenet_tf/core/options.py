@@ -56,8 +56,9 @@ class Range:
 
         try:
             value = self.kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}") from None
+        except ValueError:  # "1e3" or "2.5" for a count: say that it must be whole
+            whole = "a whole number " if self.kind is int else ""
+            raise argparse.ArgumentTypeError(f"must be {whole}{self.describe()}, got {text}") from None
         if not self.contains(value):
             raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}")
         return value

@@ -44,13 +44,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 
 from lenet_tf.core.errors import CheckpointError, ConfigError
-from lenet_tf.core.options import SECONDS
 from lenet_tf.data.images import BLANK_REASON, blank_digits
 from lenet_tf.serving import openapi_doc, tf_serving
-from lenet_tf.serving.batching import Batcher, BatchingOptions, Classifier, QueueFull
+from lenet_tf.serving.batching import Batcher, Classifier, QueueFull
 from lenet_tf.serving.bodies import (MAX_UPLOAD_BYTES, BodyLimits, ClientGone, RequestError, header,  # noqa: F401
                                      media_type, read_body)
 from lenet_tf.serving.connections import close_unless_body_read
+from lenet_tf.serving.options import ServerOptions
 from lenet_tf.serving.predict import DigitResult, rejection_reason
 from lenet_tf.serving.uploads import image_digit, image_upload, multipart_file, pixels_digit
 
@@ -67,24 +67,6 @@ INLINE_RENDER_DIGITS = 16  # answers of up to this many digits are written on th
 _log = logging.getLogger("lenet_tf.serving")
 _TF_PREDICT = re.compile(r"/v1/models/([^/]+?)(?:/versions/([^/]+))?:predict")
 _TF_STATUS = re.compile(r"models/[^/:]+(?:/versions/[^/]+)?(?:/metadata)?")  # the GET routes, below /v1/
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """The server's limits; see the module docstring for where each applies."""
-
-    batching: BatchingOptions = field(default_factory=BatchingOptions)
-    body: BodyLimits = field(default_factory=BodyLimits)
-    header_timeout: float = 10.0  # seconds for a request's headers
-    request_timeout: float = 30.0  # seconds from a complete body to the answer (504 after)
-    prepare_timeout: float = 10.0  # seconds to decode and prepare a request's pictures (422 after; 503 unstarted)
-    keep_alive_timeout: int = 5  # seconds an idle kept-alive connection stays open
-    max_connections: int = 2048  # open connections (and requests in progress) before uvicorn answers 503
-    prepare_threads: int = max(2, os.cpu_count() or 1)  # threads decoding and preparing uploads
-
-    def __post_init__(self) -> None:
-        for name in ("header_timeout", "request_timeout", "prepare_timeout"):
-            SECONDS.check(name, getattr(self, name))  # as the flags check them: NaN would hang or fail every request
 
 
 @dataclass(frozen=True)

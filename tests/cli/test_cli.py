@@ -109,6 +109,9 @@ def test_target_accuracy_guard(tmp_path, synthetic_dir, cli):
     (["train", "--lr-decay", "2"], "--lr-decay: must be a finite number in (0, 1], got 2"),
     (["train", "--dropout", "1"], "--dropout: must be a finite number in [0, 1), got 1"),
     (["train", "--ensemble", "0"], "--ensemble: must be ≥ 1, got 0"),
+    (["train", "--epochs", "1e3"], "--epochs: must be a whole number ≥ 1, got 1e3"),
+    (["serve", "--batch-timeout-micros", "2.5"], "--batch-timeout-micros: must be a whole number in [0, 10000000], "
+                                                 "got 2.5"),
     (["train", "--join-timeout", "nan"], "--join-timeout: must be a finite number in (0, 1e+06), got nan"),
     (["train", "--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
