@@ -211,6 +211,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _run_evaluate(args) -> int:
+    from lenet_tf.data.mnist import preload_mnist
+
+    preload_mnist(args.data_dir, verify=not args.skip_checksum)  # read and check MNIST while TensorFlow imports
     from lenet_tf.evaluation.evaluate import evaluate_robustness, run_test_set
 
     figures = None
