@@ -1,12 +1,13 @@
 """Inverted regions turned back in the graph: a band of glare or a negative corner becomes black paper again.
 
 A capture can invert part of a picture: a band of glare across it, a corner of a negative. There the paper is
-white and the strokes are dark, which MNIST's digits never are. :func:`uninvert` finds such a region as white
-paper (the centres of 5x5 squares of white, grown back to the squares) connected to the picture's edge, with the
-strokes that cross it filled in: the box around that paper when white paper fills at least half of it (a band, a
-corner), else the paper closed over 15 pixels. It inverts that region back. It acts only when the white paper reaches the picture's edge, as a band
-or a corner does, so that a bold digit's thick stroke, which does not, is left alone: of MNIST's 60,000 training
-and validation digits it changes none.
+white and the strokes are dark, which MNIST's digits never are. :func:`uninvert` finds white paper (the centres of
+5x5 squares of white, grown back to the squares) connected to the picture's edge (through strokes up to 7 pixels
+wide), takes the box around it, and inverts that box back when white paper fills at least 80% of it and dark
+strokes lie in it. A bold digit is left alone: its strokes do not reach the edge (of MNIST's 60,000 training and
+validation digits it changes none) or, in a tightly cropped array, fill less of their box or hold no dark strokes
+(a bold 1's bar). Files and the server's pixels are boxed and centred first (lenet_tf.data.images.to_mnist), so
+there a band no longer reaches the edge and the network reads it as ``--damage`` taught it.
 
 It is part of :class:`lenet_tf.model.LeNet5` with ``uninvert`` at prediction (``training=False``), so
 ``TrainedModel``, serving and the exported models apply it alike, before the clean-up and the deskewing (a white
@@ -25,8 +26,8 @@ from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
 
 WHITE = 0.9  # a pixel of white paper, at least
 SQUARE = 5  # pixels: white paper is where a square this wide is all white (wider than MNIST's strokes)
-CLOSING = 15  # pixels: the strokes crossing a region, and the gaps between them, filled in up to this width
-BOX_FILL = 0.5  # a region is a box when its paper fills at least this share of the box around it
+BOX_FILL = 0.8  # white paper fills at least this share of the box around it
+DARK_MIN = 4  # pixels: dark ones in the box, at least (strokes under the glare, or a whole negative digit)
 REACH = 24  # pixels: how far from the edge, along its paper, a region is followed
 BRIDGE = 7  # pixels: strokes up to this wide do not cut a region's paper apart
 _PAD = (IMAGE_SIZE - MNIST_SIZE) // 2
@@ -83,7 +84,8 @@ def _frame(size: int, inner: int, outer: int) -> np.ndarray:
 
 def inverted_regions(images: tf.Tensor) -> tf.Tensor:
     """float32 images ``[N, 32, 32, 1]`` in 0..1 (white ink on black) → float32 ``[N, 32, 32, 1]``: 1 on the
-    pixels of a white-paper region reaching the 28x28 picture's edge, strokes included; else 0."""
+    pixels of the box of white paper reaching the 28x28 picture's edge, where it is an inverted region (see the
+    module docstring); else 0."""
     size = images.shape[1]
     channels = tf.transpose(images, [3, 1, 2, 0])  # [1, H, W, N]
     centres = tf.cast(_erode(channels, [SQUARE, SQUARE]) >= WHITE, tf.float32)
@@ -92,9 +94,11 @@ def inverted_regions(images: tf.Tensor) -> tf.Tensor:
     # the white paper connected to the edge: a bold stroke elsewhere in the picture is no part of the region
     paper = _connected(centres * at_edge, _close(white, BRIDGE)) * white
     box = _bounding_box(paper)
-    fill = tf.reduce_sum(white * box, axis=[1, 2], keepdims=True) / tf.maximum(
+    fill = tf.reduce_sum(box * tf.cast(channels >= WHITE, tf.float32), axis=[1, 2], keepdims=True) / tf.maximum(
         tf.reduce_sum(box, axis=[1, 2], keepdims=True), 1.0)
-    region = tf.where(fill >= BOX_FILL, box, _close(white * box, CLOSING))
+    # a box mostly of white paper, with dark strokes in it: not a bold stroke that reaches the edge (no dark in it)
+    dark = tf.reduce_sum(box * tf.cast(channels < 0.5, tf.float32), axis=[1, 2], keepdims=True)
+    region = box * tf.cast((fill >= BOX_FILL) & (dark >= DARK_MIN), tf.float32)
     picture = tf.constant(_frame(size, size, _PAD))  # the 28x28 picture, not its padding
     return tf.transpose(region, [3, 1, 2, 0]) * picture
 

@@ -41,8 +41,8 @@ PRESETS: dict[str, dict] = {
     # --calibrate: a letter or a scribble is answered "not a digit" from the first training on (2026-12-06).
     # --deskew (2026-12-06, seeds 0/1, medians): load_digits 95.1 -> 96.0, pendigits canvas 80.1 -> 81.8, stretched
     # 94.8 -> 95.6, shifts 96.8 -> 97.2, MNIST validation 99.06 -> 99.10, for 1.08x the wall time.
-    # --uninvert (2026-12-07, at prediction only, seeds 0/1/2): the inverted region 76-77 -> 89-91%, the
-    # conditions 93.8-94.1 -> 94.8-95.0; no other validation picture changes (docs/robustness.md).
+    # --uninvert (2026-12-07, at prediction only, seeds 0/1/2): the inverted region 76-77 -> 85-87%, the
+    # conditions 93.8-94.1 -> 94.6-94.7; no other validation picture changes (docs/robustness.md).
     "default": {"augment": True, **_STYLES, "damage": 0.15, "epochs": 8, "calibrate": True,
                 "model": {"deskew": True, "uninvert": True}},
     # The highest MNIST validation accuracy among the recipes at least as good as plain on every robustness row.
@@ -54,8 +54,8 @@ PRESETS: dict[str, dict] = {
     # --damage 0.3 (2026-12-05): the validation capture conditions from 87% to 95% at the same MNIST validation.
     # --deskew (2026-12-06, seeds 0/1, medians): shifts 98.11 -> 98.29, stretched 97.05 -> 97.95, load_digits
     # 96.64 -> 96.94, MNIST validation 99.21 -> 99.23, at the same training time.
-    # --uninvert (2026-12-07, at prediction only, seeds 0/1/2): the inverted region 79-80 -> 91-92%, the
-    # conditions 95.2-95.8 -> 95.9-96.6; no other validation picture changes.
+    # --uninvert (2026-12-07, at prediction only, seeds 0/1/2): the inverted region 79-80 -> 87%, the
+    # conditions 95.2-95.8 -> 95.7-96.2; no other validation picture changes.
     "robust": {**_CAPTURE_RECIPE, **_STYLES, "fill_box": 0.15, "damage": 0.3, "epochs": 12, "clean_epochs": 3,
                "calibrate": True, "model": {**_CAPTURE_RECIPE["model"], "deskew": True, "uninvert": True}},
 }

@@ -29,9 +29,10 @@ def test_a_band_or_a_corner_of_inversion_is_turned_back(real_mnist):
                        (slice(20, 30), picture), (picture, picture)):  # the last: dark ink on white paper
         damaged = inverted(original, rows, cols)
         restored = run(uninvert, damaged)
-        wrong, damage = np.abs(restored - original) > 0.05, np.abs(damaged - original) > 0.05
-        assert (wrong.mean(axis=(1, 2, 3)) < 0.01).mean() >= 0.5  # most pictures: under 1% of their pixels wrong
-        assert wrong.mean() < 0.2 * damage.mean()  # all: a fifth of the damage left at most
+        acted = np.abs(restored - damaged).max(axis=(1, 2, 3)) > 0
+        wrong = (np.abs(restored - original) > 0.05).mean(axis=(1, 2, 3))
+        assert acted.mean() >= 0.2  # a box of glare mostly of paper, with strokes under it, in a good share ...
+        assert (wrong[acted] < 0.01).mean() >= 0.6  # ... and there nearly every pixel is put back
 
 
 def test_mnist_digits_and_other_damage_pass_unchanged(real_mnist):
@@ -43,17 +44,22 @@ def test_mnist_digits_and_other_damage_pass_unchanged(real_mnist):
         np.testing.assert_array_equal(run(uninvert, seen), seen)
 
 
-def test_white_paper_away_from_the_edge_is_left_alone():
+def test_white_paper_away_from_the_edge_or_without_strokes_is_left_alone():
     block = np.zeros((1, 32, 32, 1), np.float32)
     block[0, 9:23, 9:23] = 1.0  # a 14-pixel square of white in the middle: a blot, or a very bold stroke
     np.testing.assert_array_equal(run(uninvert, block), block)
+    bar = np.zeros_like(block)
+    bar[0, 2:30, 12:20] = 1.0  # a bold 1 cropped to the picture: white to the edges, but no strokes in it
+    np.testing.assert_array_equal(run(uninvert, bar), bar)
     at_edge = np.zeros_like(block)
-    at_edge[0, 2:16, 2:30] = 1.0  # the same reaching the picture's edge: white paper, inverted back to black
-    assert run(uninvert, at_edge).max() == 0.0
+    at_edge[0, 2:16, 2:30] = 1.0
+    at_edge[0, 8:10, 10:20] = 0.0  # the same reaching the edge, a stroke under it: glare, inverted back
+    np.testing.assert_array_equal(run(uninvert, at_edge), inverted(at_edge, slice(2, 16), slice(2, 30)))
 
 
 def test_a_bold_stroke_apart_from_an_inverted_band_stays_ink():
     picture = np.zeros((1, 32, 32, 1), np.float32)
+    picture[0, 5:7, 10:20] = 1.0  # a stroke the band of glare will cover
     picture[0, 18:27, 12:20] = 1.0  # a stroke bold enough to hold white squares, away from the edge
     banded = inverted(picture, slice(2, 9), slice(2, 30))  # a band of glare across the top, 9 pixels above it
     np.testing.assert_array_equal(run(uninvert, banded), picture)
