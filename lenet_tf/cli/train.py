@@ -13,6 +13,7 @@ from lenet_tf.core.errors import ConfigError, LeNetError
 from lenet_tf.core.options import SECONDS, path_flag
 from lenet_tf.training.config import Option, TrainConfig, options
 from lenet_tf.training.presets import DEFAULT_PRESET, PRESETS, with_preset
+from lenet_tf.training.watchdog import JOIN_TIMEOUT_SECONDS, MEMBER_TIMEOUT_SECONDS
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -87,11 +88,12 @@ def add_parser(commands, argv: list[str] | None) -> None:
     cluster.add_argument("--cluster", help='JSON {"ps": ["host:port", ...], "worker": ["host:port", ...]}')
     cluster.add_argument("--job", choices=("ps", "worker", "chief"), help="this process's job (chief = worker 0)")
     cluster.add_argument("--task", type=int, default=0, help="this process's index within its job (default: 0)")
-    cluster.add_argument("--join-timeout", type=SECONDS.parse, default=120.0, metavar="SECONDS",
+    cluster.add_argument("--join-timeout", type=SECONDS.parse, default=JOIN_TIMEOUT_SECONDS, metavar="SECONDS",
                          help="end with an error naming the members that have not come after this long "
-                              "(default: 120)")
-    cluster.add_argument("--member-timeout", type=SECONDS.parse, default=5.0, metavar="SECONDS",
-                         help="end with an error naming a member that stops answering this long (default: 5)")
+                              f"(default: {JOIN_TIMEOUT_SECONDS:g})")
+    cluster.add_argument("--member-timeout", type=SECONDS.parse, default=MEMBER_TIMEOUT_SECONDS, metavar="SECONDS",
+                         help="end with an error naming a member that stops answering this long "
+                              f"(default: {MEMBER_TIMEOUT_SECONDS:g})")
     p.add_argument("--data-dir", type=path_flag,
                    help="folder with the four MNIST .gz files (default: $LENET_TF_DATA_DIR, "
                    "else ./data/mnist, else ~/.cache/lenet_tf/mnist)")
