@@ -72,12 +72,17 @@ def convert(checkpoint_dir: str | os.PathLike, quantize: str = "none",
         raise ValueError("int8 quantization needs calibration_images")
     with lock.reading(checkpoint_dir):  # run.json and the checkpoint it names stay together meanwhile
         config = TrainedModel.read_config(checkpoint_dir)
-        lost = [option for option in _INT8_LOSES if config["model"].get(option)] if quantize == "int8" else []
-        if lost:
-            raise ConfigError(f"--quantize int8 loses the accuracy of a model with {lost[0]} "
-                              f"({_INT8_LOSES[lost[0]]}); use --quantize dynamic (the float accuracy) or --quantize "
-                              "none")
+        _refuse_lossy_int8(config, quantize)
         return _convert(config, quantize, calibration_images)
+
+
+def _refuse_lossy_int8(config: dict, quantize: str) -> None:
+    """ConfigError naming each of :data:`_INT8_LOSES` that a run's ``config`` has on, for ``quantize="int8"``."""
+    lost = [option for option in _INT8_LOSES if config["model"].get(option)] if quantize == "int8" else []
+    if lost:
+        reasons = "; ".join(f"{option}: {_INT8_LOSES[option]}" for option in lost)
+        raise ConfigError(f"--quantize int8 loses the accuracy of a model with {' and '.join(lost)} ({reasons}); "
+                          "use --quantize dynamic (the float accuracy) or --quantize none")
 
 
 def _convert(config: dict, quantize: str, calibration_images: np.ndarray | None) -> bytes:
@@ -157,6 +162,7 @@ def export_tflite(
     if quantize == "int8":
         from lenet_tf.data.mnist import load_mnist
 
+        _refuse_lossy_int8(TrainedModel.read_config(checkpoint_dir), quantize)  # before reading MNIST for nothing
         calibration = calibration_digits(load_mnist(data_dir, verify=verify_checksums).train_images)
     flatbuffer = convert(checkpoint_dir, quantize, calibration)
 
