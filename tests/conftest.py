@@ -153,10 +153,16 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
+def installed_script(name: str) -> str | None:
+    """The command ``name`` that pip installed beside this Python (its ``bin`` folder need not be on PATH, as in a
+    venv that was not activated), else the one on PATH, else ``None``."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else shutil.which(name)
+
+
 def console_script() -> str:
-    """The ``lenet-tf`` script pip installed beside this Python (its ``bin`` folder need not be on PATH)."""
-    beside = Path(sys.executable).parent / "lenet-tf"
-    script = str(beside) if beside.is_file() else shutil.which("lenet-tf")
+    """The ``lenet-tf`` script pip installed beside this Python."""
+    script = installed_script("lenet-tf")
     assert script, "the lenet-tf console script is not installed: pip install -e . (setup.py's entry_points)"
     return script
 

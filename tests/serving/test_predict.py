@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import installed_script
 from images import png_header_only
 from PIL import Image, ImageDraw
 
@@ -195,7 +196,9 @@ print(json.dumps({{"classes": flat["classes"].numpy().tolist(), "probabilities":
     assert served["same"]
     assert served["classes"] == expected.classes.tolist()
     np.testing.assert_allclose(served["probabilities"], expected.probabilities, atol=1e-5)
-    cli = subprocess.run(["saved_model_cli", "show", "--dir", str(export), "--all"], capture_output=True, text=True,
+    tool = installed_script("saved_model_cli")
+    assert tool, "TensorFlow installs saved_model_cli beside its Python"
+    cli = subprocess.run([tool, "show", "--dir", str(export), "--all"], capture_output=True, text=True,
                          timeout=120)
     assert cli.returncode == 0 and "serving_default" in cli.stdout and "DT_UINT8" in cli.stdout
 
