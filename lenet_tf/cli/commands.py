@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import gc
 import json
 import os
@@ -195,11 +196,15 @@ def _add_benchmark_parser(commands) -> None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser of ``lenet-tf`` with all sub-commands; ``train``'s help shows the defaults of the preset
     that ``argv`` names."""
-    parser = argparse.ArgumentParser(prog="lenet-tf", description="LeNet-5 on MNIST with TensorFlow's graph API.")
+    # Flags are taken only as spelled in full: an abbreviation (`--pres robust`) would train one preset while the
+    # help, which reads the preset off the command line (train.preset_named), showed another's defaults.
+    parser = argparse.ArgumentParser(prog="lenet-tf", description="LeNet-5 on MNIST with TensorFlow's graph API.",
+                                     allow_abbrev=False)
     parser.add_argument("--debug", action="store_true",
                         help=f"show tracebacks for errors and TensorFlow's own log lines (default: off; "
                              f"{DEBUG_ENV}=1 does the same)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
     train_command.add_parser(commands, argv)
     _add_evaluate_parser(commands)
     _add_predict_parser(commands)

@@ -108,7 +108,8 @@ def full_range(values: np.ndarray, name: str = "image") -> np.ndarray:
         for top in ((1.0, 255.0) if kind == "f" else (255.0, 1023.0, 4095.0, 65535.0)):
             if high <= top:
                 return (values * (255.0 / top)).astype(np.float32)
-    return ((values - low) * (255.0 / max(high - low, 1e-12))).astype(np.float32)
+    scale = 255.0 / max(high - low, 1e-12)  # in float64: float32's whole range as one span does not overflow
+    return np.clip(values * np.float32(scale) - np.float32(low * scale), 0.0, 255.0).astype(np.float32)
 
 
 def _alpha_composited(image: Image.Image) -> np.ndarray:
@@ -146,13 +147,13 @@ def read_picture(image: Image.Image, name: str = "image") -> Picture:
     note = f"{frames} frames: read the first" if frames != 1 else None
     image.draft(None, (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes at 1/2..1/8 scale directly; others: no-op
     image.load()
-    image = _reduced(ImageOps.exif_transpose(image))
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        gray = full_range(np.asarray(image), name)
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # scaled before reducing: a sum of huge
+        gray = _reduced(Image.fromarray(full_range(np.asarray(image), name), "F"))  # floats would overflow
     elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        gray = _alpha_composited(image)
+        gray = _alpha_composited(_reduced(image))
     else:
-        gray = image.convert("L")
+        gray = _reduced(image).convert("L")
     return Picture(np.asarray(gray, dtype=np.float32), note)
 
 
@@ -420,12 +421,26 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
 def image_files(paths: list[str | os.PathLike]) -> list[Path]:
     """Expands folders into the regular image files they hold (sorted); paths given explicitly are kept as given.
 
-    A folder's FIFOs, sockets, devices and sub-folders are skipped even when their name looks like an image.
+    A folder's FIFOs, sockets, devices and sub-folders are skipped even when their name looks like an image. A path
+    that cannot be looked at or listed (no permission, a name too long) is kept as given, and so is an entry that
+    cannot be looked at: reading it then reports why, as one file's error, and the other paths are still read.
     """
     files = []
     for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        else:
+        try:
+            entries = sorted(path.iterdir()) if path.is_dir() else None
+        except OSError:
+            entries = None
+        if entries is None:
             files.append(path)
+        else:
+            files += [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and _maybe_regular(p)]
     return files
+
+
+def _maybe_regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file, or cannot be looked at (reading it will say why)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return True

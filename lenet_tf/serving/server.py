@@ -121,10 +121,16 @@ def saved_model_dir(export_dir: str | os.PathLike) -> tuple[Path, int]:
     """
     path = Path(export_dir)
     if not (path / "saved_model.pb").exists() and path.is_dir():
-        versions = [int(p.name) for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").exists()]
+        versions = [(int(p.name), p) for p in path.iterdir() if _version(p.name) and (p / "saved_model.pb").exists()]
         if versions:
-            return path / str(max(versions)), max(versions)
-    return path, int(path.name) if path.name.isdigit() else 1
+            version, folder = max(versions)
+            return folder, version
+    return path, int(path.name) if _version(path.name) else 1
+
+
+def _version(name: str) -> bool:
+    """Whether a folder's ``name`` is a version number: ASCII digits only (``"²".isdigit()``, but no int)."""
+    return name.isascii() and name.isdigit()
 
 
 def saved_model_model(export_dir: str | os.PathLike, precision: str | None = None) -> ServedModel:

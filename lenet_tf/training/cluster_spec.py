@@ -20,7 +20,7 @@ def _address_problem(address) -> str | None:
     host, colon, port = address.rpartition(":")
     if not colon or not host:
         return f"{address!r} has no port (expected host:port)"
-    if not port.isdigit():
+    if not (port.isascii() and port.isdigit()):
         return f"{address!r}: port {port!r} is not a number"
     if not 1 <= int(port) <= 65535:
         return f"{address!r}: port {port} is out of range 1..65535"

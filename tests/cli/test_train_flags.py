@@ -55,6 +55,15 @@ def test_presets_differ_in_help_where_they_differ_in_training(cli):
     assert (default["batch_norm"], robust["batch_norm"]) == ("off", "on")
 
 
+@pytest.mark.parametrize("abbreviated", ["--pres", "--ep"])
+def test_abbreviated_flags_are_refused_so_that_help_cannot_show_another_presets_defaults(abbreviated, cli):
+    """argparse took `--pres robust` as `--preset robust` while the help showed the default preset's values."""
+    done = cli("train", abbreviated, "robust" if abbreviated == "--pres" else "3")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines()[-1] == f"lenet-tf: error: unrecognized arguments: {abbreviated} " + (
+        "robust" if abbreviated == "--pres" else "3")
+
+
 def test_a_run_without_flags_records_what_help_shows(tmp_path, synthetic_dir, cli):
     """The default preset trained for real (only the data and the validation size given): its run.json holds the
     values ``--help`` printed, option by option."""

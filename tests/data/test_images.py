@@ -85,6 +85,18 @@ def test_nan_in_a_float_tiff_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("side", [40, 2000])  # 2000: reduced to the working side, where a sum of huge values
+def test_a_float_tiff_spanning_float32s_whole_range_is_read(tmp_path, side):  # overflowed
+    values = np.full((side, side), -3e38, np.float32)  # its span overflowed float32: no digit, a crash
+    block = side // 40
+    values[10 * block:30 * block, 18 * block:22 * block] = 3e38
+    path = tmp_path / "huge.tif"
+    Image.fromarray(values).save(path)
+    digit = to_mnist(load_picture(path).gray)
+    rows, cols = np.nonzero(digit > 64)
+    assert rows.max() - rows.min() >= 18 and cols.max() - cols.min() <= 8  # one upright bar, light on dark
+
+
 @pytest.mark.parametrize("colour", [(255, 255, 255), (0, 0, 0), (200, 30, 30), (128, 128, 128)])
 @pytest.mark.parametrize("hidden", [(255, 255, 255), (0, 0, 0)])
 def test_a_digit_on_a_transparent_background_stays_visible_whatever_its_colour(tmp_path, colour, hidden):

@@ -131,6 +131,37 @@ def test_big_pictures_are_reduced_before_the_float_work(tmp_path):
         assert cols.min() >= 12 and cols.max() <= 16 and rows.max() - rows.min() >= 18  # one centred vertical bar
 
 
+def test_a_path_that_cannot_be_looked_at_is_one_files_error(tmp_path, real_model_dir):
+    """``is_dir`` raises for a name too long (and for a folder one may not search): it was a crash of the whole
+    run; now reading the path reports why, and the other files are still read."""
+    hand_drawn(7, tmp_path / "seven.png")
+    long_name = tmp_path / ("a" * 300 + ".png")
+    with TrainedModel(real_model_dir[0]) as model:
+        too_long, seven = predict_files([long_name, tmp_path], model)
+    assert too_long.error == f"{long_name}: cannot open (File name too long)" and too_long.digit is None
+    assert seven.error is None and seven.digit == 7
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions")
+def test_folders_that_cannot_be_listed_or_searched_are_reported_file_by_file(tmp_path, real_model_dir):
+    hand_drawn(7, tmp_path / "seven.png")
+    unlistable, unsearchable = tmp_path / "noread", tmp_path / "noexec"
+    unlistable.mkdir()
+    unsearchable.mkdir()
+    hand_drawn(1, unsearchable / "one.png")
+    unlistable.chmod(0o300)
+    unsearchable.chmod(0o444)
+    try:
+        with TrainedModel(real_model_dir[0]) as model:
+            results = predict_files([unlistable, unsearchable, tmp_path / "seven.png"], model)
+    finally:
+        unlistable.chmod(0o700)
+        unsearchable.chmod(0o700)
+    assert [r.error for r in results] == [f"{unlistable}: cannot open (Permission denied)",
+                                          f"{unsearchable / 'one.png'}: cannot open (Permission denied)", None]
+    assert results[2].digit == 7
+
+
 @needs_fifo
 def test_fifos_are_skipped_in_folders_and_refused_when_named(tmp_path):
     hand_drawn(1, tmp_path / "one.png")

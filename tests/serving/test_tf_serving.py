@@ -9,7 +9,8 @@ import pytest
 fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 from asgi import asgi_client  # noqa: E402
 
-from lenet_tf.serving.server import MAX_UPLOAD_BYTES, checkpoint_model, create_app, saved_model_model  # noqa: E402
+from lenet_tf.serving.server import (MAX_UPLOAD_BYTES, checkpoint_model, create_app, saved_model_dir,  # noqa: E402
+                                     saved_model_model)
 from lenet_tf.serving.tf_serving import predict_response  # noqa: E402
 from lenet_tf.trained import TrainedModel  # noqa: E402
 
@@ -81,6 +82,20 @@ def test_saved_model_backend_and_version_folders(exported, expected):
     post_both_formats(versioned, "/v1/models/lenet5/versions/3:predict", digits[:10], predictions)
     assert versioned.post("/v1/models/lenet5/versions/1:predict", json={"instances": digits[:1].tolist()}
                           ).status_code == 404
+
+
+def test_version_folders_are_ascii_numbers_and_found_by_their_own_names(tmp_path):
+    """``"²".isdigit()`` is true but ``int("²")`` fails: such a folder was a crash of ``serve``; ``01`` was looked
+    for as ``1``. TF Serving's versions are folders named by decimal numbers."""
+    from lenet_tf.serving.server import saved_model_dir
+
+    for name in ("²", "١", "01", "2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    assert saved_model_dir(tmp_path) == (tmp_path / "2", 2)
+    (tmp_path / "2" / "saved_model.pb").unlink()
+    assert saved_model_dir(tmp_path) == (tmp_path / "01", 1)
+    assert saved_model_dir(tmp_path / "²") == (tmp_path / "²", 1)
 
 
 @pytest.mark.parametrize("damage", ["no variables folder", "truncated variables"])

@@ -131,6 +131,7 @@ def test_a_member_that_never_comes_is_named_and_sigint_ends_a_waiting_ps(tmp_pat
 @pytest.mark.parametrize("spec, message", [
     ({"ps": ["127.0.0.1"], "worker": ["127.0.0.1:2"]}, "ps[0] '127.0.0.1' has no port (expected host:port)"),
     ({"ps": ["127.0.0.1:2348O"], "worker": ["127.0.0.1:2"]}, "ps[0] '127.0.0.1:2348O': port '2348O' is not a number"),
+    ({"ps": ["127.0.0.1:2²"], "worker": ["127.0.0.1:2"]}, "ps[0] '127.0.0.1:2²': port '2²' is not a number"),
     ({"ps": "127.0.0.1:1", "worker": ["127.0.0.1:2"]}, '"ps" must be a list of "host:port" addresses'),
     ({"ps": [23480], "worker": ["127.0.0.1:2"]}, 'ps[0] 23480 is not a "host:port" string'),
     ({"ps": ["127.0.0.1:99999"], "worker": ["127.0.0.1:2"]}, "ps[0] '127.0.0.1:99999': port 99999 is out of range 1..65535"),
