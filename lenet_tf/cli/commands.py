@@ -12,7 +12,7 @@ import signal
 import sys
 import traceback
 
-from lenet_tf.core.errors import ConfigError, LeNetError, OutputError
+from lenet_tf.core.errors import ConfigError, LeNetError, OutputError, printable
 from lenet_tf.core.options import path_flag
 from lenet_tf.core.outputs import describe_os_error
 from lenet_tf.core.quiet import DEBUG_ENV
@@ -266,15 +266,15 @@ def _run_predict(args) -> int:
         note = f"  ({result.note})" if result.note else ""
         shown = result.to_json()  # names in valid Unicode, which any output encoding takes
         if result.error:
-            print(f"lenet-tf: error: {shown['error']}", file=sys.stderr)
+            print(f"lenet-tf: error: {printable(shown['error'])}", file=sys.stderr)
         elif args.json:
             pass
         else:
             top3 = ", ".join(f"{digit} {p:.3f}" for digit, p in result.top3)
             if result.digit is None:
-                print(f"{shown['file']}: no digit: {result.reason}  (top-3: {top3}){note}")
+                print(f"{printable(shown['file'])}: no digit: {result.reason}  (top-3: {top3}){note}")
                 continue
-            print(f"{shown['file']}: {result.digit} (p={result.probability:.3f})  top-3: {top3}{note}")
+            print(f"{printable(shown['file'])}: {result.digit} (p={result.probability:.3f})  top-3: {top3}{note}")
     return EXIT_ERROR if any(r.error for r in results) else 0
 
 
@@ -292,8 +292,8 @@ def _run_calibrate(args) -> int:
 def _run_export(args) -> int:
     if args.format == "tflite":
         return _run_export_tflite(args)
-    if args.quantize:
-        raise ConfigError("--quantize needs --format tflite")
+    if args.quantize not in (None, "none"):
+        raise ConfigError(f"--quantize {args.quantize} needs --format tflite")
     from lenet_tf.serving.saved_model import export_saved_model, exported_threshold
 
     path = export_saved_model(args.checkpoint, args.out or "export/lenet5", overwrite=args.overwrite)
@@ -356,7 +356,7 @@ _COMMANDS = {"train": lambda args: train_command.run(args), "evaluate": _run_eva
 
 
 def _notice(message: str) -> None:
-    print(f"lenet-tf: {message}", file=sys.stderr, flush=True)
+    print(f"lenet-tf: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
@@ -462,7 +462,7 @@ def _run_command(args) -> int:
         _settle_output()
         if args.debug:
             traceback.print_exc()
-        print(f"lenet-tf: error: {err}", file=sys.stderr)
+        print(f"lenet-tf: error: {printable(str(err))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         _settle_output()

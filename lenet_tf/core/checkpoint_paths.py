@@ -65,6 +65,8 @@ def read_run(out_dir: str | os.PathLike) -> dict:
       CheckpointError: the folder or its run record is missing, unreadable or malformed.
     """
     path = Path(out_dir) / RUN_FILE
+    if Path(out_dir).is_file():
+        raise CheckpointError(f"{out_dir}: is a file, not a checkpoint folder (a training folder holds run.json)")
     if not Path(out_dir).is_dir():
         raise CheckpointError(f"{out_dir}: no such checkpoint folder (train first with `lenet-tf train`)")
     try:
@@ -122,6 +124,8 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> str:
             return latest
         raise CheckpointError(f"{path}: holds no checkpoint (expected {RUN_FILE} of a training folder, "
                               f"{CHECKPOINT_NAME}.index of an epoch folder, or a Saver's `checkpoint` file)")
+    if given.is_file():
+        raise CheckpointError(f"{path}: is a file, not a checkpoint folder or Saver prefix")
     raise CheckpointError(f"{path}: no such checkpoint folder or Saver prefix (expected a training folder such as "
                           "SavedModel, an epoch folder such as SavedModel/epoch-0007, or a prefix such as "
                           "SavedModel/epoch-0007/ckpt; train first with `lenet-tf train`)")

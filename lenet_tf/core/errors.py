@@ -23,3 +23,9 @@ class TrainingError(LeNetError):
 
 class OutputError(LeNetError):
     """An output file or folder cannot be written, or writing it would replace something that is not ours."""
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (newline, tab, a terminal's escape sequences…) written as escapes
+    (``\\n``, ``\\x1b``): a file name holding them keeps a message on one line and cannot drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

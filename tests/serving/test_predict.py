@@ -203,6 +203,20 @@ def test_predict_command_prints_each_file_and_fails_at_the_end(tmp_path, real_mo
     assert "lenet-tf: error:" in done.stderr and "empty.png" not in done.stderr and "huge.png" in done.stderr
 
 
+def test_control_characters_in_file_names_keep_each_line_one_line(tmp_path, real_model_dir, cli):
+    """A name holding a newline split its error over two lines, and a terminal escape reached the terminal."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    hand_drawn(7, folder / "seven\x1b[2J.png")
+    (folder / "bad\nname.png").write_bytes(b"not an image")
+    done = cli("predict", folder, "--checkpoint", real_model_dir[0])
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"lenet-tf: error: {folder}/bad\\nname.png: not a readable image (unknown "
+                                        "format; PNG, JPEG, BMP, GIF, TIFF or WebP expected)"]
+    [line] = done.stdout.splitlines()
+    assert line.startswith(f"{folder}/seven\\x1b[2J.png: 7 (p=")
+
+
 def test_exported_saved_model_matches_the_checkpoint_in_a_fresh_process(tmp_path, real_model_dir, real_mnist, cli):
     out, _ = real_model_dir
     export = tmp_path / "export"

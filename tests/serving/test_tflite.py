@@ -76,10 +76,17 @@ def test_overwrite_never_replaces_a_file_that_is_not_a_tflite_model(tmp_path, sy
 
 def test_export_errors_are_one_line(tmp_path, synthetic_model, cli):
     wrong_format = cli("export", "--checkpoint", synthetic_model, "--quantize", "dynamic", "--out", tmp_path / "x")
-    assert wrong_format.returncode == 1 and wrong_format.stderr == "lenet-tf: error: --quantize needs --format tflite\n"
+    assert wrong_format.returncode == 1 and wrong_format.stderr == (
+        "lenet-tf: error: --quantize dynamic needs --format tflite\n")
+    default = cli("export", "--checkpoint", synthetic_model, "--quantize", "none", "--out", tmp_path / "saved")
+    assert default.returncode == 0 and (tmp_path / "saved" / "saved_model.pb").is_file()  # none: the default
+    (tmp_path / "a.png").write_bytes(b"")
+    not_a_run = cli("export", "--checkpoint", tmp_path / "a.png", "--out", tmp_path / "y")
+    assert not_a_run.stderr == (f"lenet-tf: error: {tmp_path / 'a.png'}: is a file, not a checkpoint folder or "
+                                "Saver prefix\n")
     with pytest.raises(CheckpointError, match="is a folder"):
         export_tflite(synthetic_model, tmp_path, "none")
-    assert not list(tmp_path.glob("*.tflite"))
+    assert not list(tmp_path.glob("*.tflite")) and not (tmp_path / "y").exists()
 
 
 def test_default_file_names_per_quantization(tmp_path, synthetic_model, cli, monkeypatch):
