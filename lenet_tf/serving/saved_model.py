@@ -17,11 +17,13 @@ each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -360,6 +362,27 @@ def _build(config: dict, path: Path) -> None:
 def _publish_export(staging: Path, export_dir: Path, replace: bool) -> None:
     """Publishes the finished export ``staging/model`` at ``export_dir``. What was there (an earlier export of
     ours, or an empty folder: checked by :func:`check_export_dir`) is exchanged with it, landing in ``staging``
-    to be deleted with it, so no moment leaves neither on disk."""
+    to be deleted with it, so no moment leaves neither on disk; the new folder keeps its mode, owner and group
+    (:func:`_keep_attributes`)."""
+    if export_dir.is_dir():
+        _keep_attributes(export_dir, staging / "model")
     for warning in publish(staging / "model", export_dir, replace=replace or export_dir.is_dir()):
         warn(warning)
+
+
+def _keep_attributes(existing: Path, staged: Path) -> None:
+    """Gives the folder ``staged`` the mode (setgid and sticky bits too) of the folder ``existing`` it is to
+    replace, and its owner and group where permitted (else its group alone, else neither), as if the export had
+    been written into it: under a setgid folder the files and folders take its group, the folders its setgid."""
+    info = os.lstat(existing)
+    for owner in (info.st_uid, -1):
+        with contextlib.suppress(PermissionError):
+            os.chown(staged, owner, info.st_gid)
+            break
+    os.chmod(staged, stat.S_IMODE(info.st_mode))
+    if info.st_mode & stat.S_ISGID:
+        for path in staged.rglob("*"):
+            with contextlib.suppress(PermissionError):
+                os.chown(path, -1, info.st_gid, follow_symlinks=False)
+            if path.is_dir():
+                os.chmod(path, stat.S_IMODE(path.stat().st_mode) | stat.S_ISGID)

@@ -1,4 +1,8 @@
-"""`lenet-tf export`'s SavedModel folder: `--overwrite` replaces an export of ours and nothing else."""
+"""`lenet-tf export`'s SavedModel folder: `--overwrite` replaces an export of ours and nothing else; an existing
+empty folder keeps its mode, owner and group."""
+
+import os
+import stat
 
 import pytest
 
@@ -32,3 +36,19 @@ def test_overwrite_refuses_an_export_whose_file_was_changed(tmp_path, synthetic_
     assert f"(variables/{weights.name}: changed since the export)" in refused.stderr
     assert weights.read_bytes() == b"my fine-tuned weights"
 
+
+def test_an_existing_empty_folder_keeps_its_mode_owner_and_group(tmp_path, synthetic_model_dir, cli):
+    target = tmp_path / "shared"
+    target.mkdir()
+    others = [gid for gid in os.getgroups() if gid != os.getegid()]
+    gid = others[0] if others else (4242 if os.geteuid() == 0 else os.getegid())  # root may give any group
+    uid = 4243 if os.geteuid() == 0 else os.geteuid()
+    os.chown(target, uid, gid)
+    os.chmod(target, 0o2775)
+    done = export(cli, synthetic_model_dir, target)
+    assert done.returncode == 0, done.stderr
+    info = os.stat(target)
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o2775, uid, gid)
+    assert os.stat(target / "saved_model.pb").st_gid == gid  # as a file made in a setgid folder
+    assert os.stat(target / "variables").st_mode & stat.S_ISGID
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]
