@@ -235,28 +235,31 @@ def foreign_entry(folder: Path) -> str | None:
         for name in sorted(folders) + sorted(names):
             path = Path(root, name)
             relative = path.relative_to(folder).as_posix()
-            kind = special_kind(path)
-            if kind:
-                return f"{relative}: {kind}"
-            if path.is_dir():
-                ours = relative in _EXPORT_FOLDERS
-            elif relative == MARKER:
-                continue
-            elif files is None:
-                ours = any(fnmatch.fnmatchcase(relative, pattern) for pattern in _OLDER_EXPORT_FILES)
-            elif relative in files:
-                try:
-                    same = files[relative] == _digest(path)
-                except OSError:
-                    same = False
-                if not same:
-                    return f"{relative}: changed since the export"
-                continue
+            if special_kind(path):
+                why = special_kind(path)
+            elif path.is_dir():
+                why = "" if relative in _EXPORT_FOLDERS else _NOT_WRITTEN
             else:
-                ours = False
-            if not ours:
-                return f"{relative}: not written by the export"
+                why = "" if relative == MARKER else _file_not_ours(path, relative, files)
+            if why:
+                return f"{relative}: {why}"
     return None
+
+
+_NOT_WRITTEN = "not written by the export"
+
+
+def _file_not_ours(path: Path, relative: str, files: dict | None) -> str:
+    """Why the file ``path`` is not one of an export's ``files`` (relative path: sha256; ``None``: an older
+    export's), or ``""``."""
+    if files is None:
+        return "" if any(fnmatch.fnmatchcase(relative, pattern) for pattern in _OLDER_EXPORT_FILES) else _NOT_WRITTEN
+    if relative not in files:
+        return _NOT_WRITTEN
+    try:
+        return "" if files[relative] == _digest(path) else "changed since the export"
+    except OSError as err:
+        return f"unreadable ({describe_os_error(err)})"
 
 
 def is_our_export(folder: Path) -> bool:
