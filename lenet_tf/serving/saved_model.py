@@ -17,9 +17,13 @@ each consumer chooses it (``lenet-tf serve --saved-model`` does, from its own ``
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
+import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -31,6 +35,7 @@ from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
 from lenet_tf.serving.tf_serving import NO_DIGIT
 from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.outputs import TMP_PREFIX, describe_os_error, publish, remove_tree, warn
+from lenet_tf.core.regular_files import read_regular, special_kind
 from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
 from lenet_tf.rejection import RejectionStats, feature_tensor, novelty_tensor, usable_head
@@ -179,8 +184,18 @@ def encoded_inputs() -> tuple[tf.Tensor, tf.Tensor]:
     return encoded, tf.cast(tf.round(digits), tf.uint8)
 
 
-MARKER = "assets.extra/lenet_tf.json"  # written into every export: what was exported, and that it is ours
-_EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "assets.extra", "fingerprint.pb"}
+MARKER = "assets.extra/lenet_tf.json"  # written into every export: what was exported, its files, that it is ours
+_EXPORT_FOLDERS = {"variables", "assets", "assets.extra"}  # a SavedModel's folders
+# What an export wrote before its MARKER listed its files (and their digests):
+_OLDER_EXPORT_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.index",
+                       "variables/variables.data-?????-of-?????")
+
+
+def export_record(config: dict, head: RejectionStats | None) -> dict:
+    """What an export records of the run it was made from (in :data:`MARKER`; in a ``.tflite`` file's metadata):
+    the checkpoint, its epoch, the model, the ensemble and the "not a digit" threshold (``None`` without a head)."""
+    return {"checkpoint": config["checkpoint"], "epoch": config["run"]["best"]["epoch"], "model": config["model"],
+            "ensemble": config["members"], "threshold": head.threshold if head else None}
 
 
 def exported_threshold(folder: Path) -> float | None:
@@ -195,27 +210,78 @@ def exported_threshold(folder: Path) -> float | None:
     return float(threshold)
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(read_regular(path)).hexdigest()
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    """The sha256 of every file under ``folder`` by its relative path, as :data:`MARKER` records them."""
+    return {path.relative_to(folder).as_posix(): _digest(path) for path in sorted(folder.rglob("*"))
+            if path.is_file()}
+
+
+def foreign_entry(folder: Path) -> str | None:
+    """What under ``folder`` an export of ours did not write, and why ("variables/README: not written by the
+    export"); ``None`` when the folder holds an export of ours (its :data:`MARKER`, and files its marker lists,
+    unchanged) and nothing else. An older export, whose marker lists no files, may hold :data:`_OLDER_EXPORT_FILES`.
+    """
+    try:
+        files = json.loads(read_regular(folder / MARKER)).get("files")
+    except (OSError, ValueError, AttributeError):
+        return f"{MARKER}: missing or unreadable"
+    if files is not None and not isinstance(files, dict):
+        return f"{MARKER}: unreadable file list"
+    for root, folders, names in os.walk(folder):
+        for name in sorted(folders) + sorted(names):
+            path = Path(root, name)
+            relative = path.relative_to(folder).as_posix()
+            if special_kind(path):
+                why = special_kind(path)
+            elif path.is_dir():
+                why = "" if relative in _EXPORT_FOLDERS else _NOT_WRITTEN
+            else:
+                why = "" if relative == MARKER else _file_not_ours(path, relative, files)
+            if why:
+                return f"{relative}: {why}"
+    return None
+
+
+_NOT_WRITTEN = "not written by the export"
+
+
+def _file_not_ours(path: Path, relative: str, files: dict | None) -> str:
+    """Why the file ``path`` is not one of an export's ``files`` (relative path: sha256; ``None``: an older
+    export's), or ``""``."""
+    if files is None:
+        return "" if any(fnmatch.fnmatchcase(relative, pattern) for pattern in _OLDER_EXPORT_FILES) else _NOT_WRITTEN
+    if relative not in files:
+        return _NOT_WRITTEN
+    try:
+        return "" if files[relative] == _digest(path) else "changed since the export"
+    except OSError as err:
+        return f"unreadable ({describe_os_error(err)})"
+
+
 def is_our_export(folder: Path) -> bool:
     """Whether ``folder`` holds a SavedModel written by :func:`export_saved_model` and nothing else."""
-    try:
-        entries = {entry.name for entry in folder.iterdir()}
-        json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return "saved_model.pb" in entries and entries <= _EXPORT_ENTRIES
+    return (folder / "saved_model.pb").is_file() and foreign_entry(folder) is None
 
 
 def check_export_dir(export_dir: Path, overwrite: bool) -> bool:
     """Raises unless ``export_dir`` may be written: absent, empty, or (with ``overwrite``) an earlier export of
-    ours. Returns whether something is there to replace."""
+    ours and nothing else. Returns whether something is there to replace."""
     if not export_dir.exists() and not export_dir.is_symlink():
         return False
     if not export_dir.is_dir() or export_dir.is_symlink():
         raise CheckpointError(f"{export_dir}: exists and is not a folder; choose another --out")
     if not any(export_dir.iterdir()):
         return False
-    if not is_our_export(export_dir):
+    if not (export_dir / "saved_model.pb").is_file() or not (export_dir / MARKER).is_file():
         raise CheckpointError(f"{export_dir}: is not empty and not a lenet_tf export, so it is left alone; "
+                              "choose another --out")
+    foreign = foreign_entry(export_dir)
+    if foreign:
+        raise CheckpointError(f"{export_dir}: not a lenet_tf export as written ({foreign}), so it is left alone; "
                               "choose another --out")
     if not overwrite:
         raise CheckpointError(f"{export_dir}: holds an earlier export; pass --overwrite to replace it")
@@ -290,16 +356,36 @@ def _build(config: dict, path: Path) -> None:
                 session, [tf1.saved_model.tag_constants.SERVING], signature_def_map=signatures,
                 strip_default_attrs=True)
             builder.save()
+    record = {**export_record(config, head), "files": _file_digests(path)}
     marker = path / MARKER
     marker.parent.mkdir(exist_ok=True)
-    marker.write_text(json.dumps({"checkpoint": config["checkpoint"], "epoch": config["run"]["best"]["epoch"],
-                                  "model": config["model"], "ensemble": config["members"],
-                                  "threshold": head.threshold if head else None}, indent=2))
+    marker.write_text(json.dumps(record, indent=2))
 
 
 def _publish_export(staging: Path, export_dir: Path, replace: bool) -> None:
     """Publishes the finished export ``staging/model`` at ``export_dir``. What was there (an earlier export of
     ours, or an empty folder: checked by :func:`check_export_dir`) is exchanged with it, landing in ``staging``
-    to be deleted with it, so no moment leaves neither on disk."""
+    to be deleted with it, so no moment leaves neither on disk; the new folder keeps its mode, owner and group
+    (:func:`_keep_attributes`)."""
+    if export_dir.is_dir():
+        _keep_attributes(export_dir, staging / "model")
     for warning in publish(staging / "model", export_dir, replace=replace or export_dir.is_dir()):
         warn(warning)
+
+
+def _keep_attributes(existing: Path, staged: Path) -> None:
+    """Gives the folder ``staged`` the mode (setgid and sticky bits too) of the folder ``existing`` it is to
+    replace, and its owner and group where permitted (else its group alone, else neither), as if the export had
+    been written into it: under a setgid folder the files and folders take its group, the folders its setgid."""
+    info = os.lstat(existing)
+    for owner in (info.st_uid, -1):
+        with contextlib.suppress(PermissionError):
+            os.chown(staged, owner, info.st_gid)
+            break
+    os.chmod(staged, stat.S_IMODE(info.st_mode))
+    if info.st_mode & stat.S_ISGID:
+        for path in staged.rglob("*"):
+            with contextlib.suppress(PermissionError):
+                os.chown(path, -1, info.st_gid, follow_symlinks=False)
+            if path.is_dir():
+                os.chmod(path, stat.S_IMODE(path.stat().st_mode) | stat.S_ISGID)

@@ -16,11 +16,16 @@ units (dynamic), so the quantized models have no head. Quantization:
 
 :func:`tflite_outputs` runs any of them and returns its outputs by name; :func:`tflite_probabilities` the
 float32 probabilities.
+
+Every file records what it was exported from (:func:`lenet_tf.serving.saved_model.export_record`) as JSON in its
+metadata entry :data:`METADATA`; ``--overwrite`` replaces only a file that has it.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +36,7 @@ from lenet_tf.core.errors import CheckpointError, ConfigError
 from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
 from lenet_tf.rejection import feature_tensor, usable_head
-from lenet_tf.serving.saved_model import digit_classes, rejection_outputs
+from lenet_tf.serving.saved_model import digit_classes, export_record, rejection_outputs
 from lenet_tf.core.options import TFLITE_QUANTIZATIONS
 from lenet_tf.core.outputs import make_folder, write_atomic
 from lenet_tf.core.quiet import quiet_stderr
@@ -41,6 +46,7 @@ from lenet_tf.trained import TrainedModel
 
 CALIBRATION_DIGITS = 300
 _TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer's file identifier, bytes 4..8 of every .tflite file
+METADATA = "lenet_tf"  # the name of the model metadata entry that marks a .tflite file as ours
 _CALIBRATION_BATCH = 10
 
 
@@ -114,7 +120,40 @@ def _convert(config: dict, quantize: str, calibration_images: np.ndarray | None)
                 flatbuffer = converter.convert()
     if quantize == "int8":
         _check_raw_pixel_input(flatbuffer)
-    return flatbuffer
+    return _with_metadata(flatbuffer, export_record(config, head))
+
+
+def _with_metadata(flatbuffer: bytes, record: dict) -> bytes:
+    """The model ``flatbuffer`` with ``record`` added as JSON in its metadata entry :data:`METADATA`."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    buffer, entry = schema.BufferT(), schema.MetadataT()
+    buffer.data = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
+    entry.name, entry.buffer = METADATA, len(model.buffers)
+    model.buffers.append(buffer)
+    model.metadata = [*(model.metadata or []), entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def exported_record(flatbuffer: bytes) -> dict | None:
+    """What a ``.tflite`` file's bytes record in their metadata entry :data:`METADATA`, or ``None`` when they are
+    not a TFLite model exported by lenet_tf."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    if flatbuffer[4:8] != _TFLITE_IDENTIFIER:
+        return None
+    try:
+        model = schema.Model.GetRootAs(flatbuffer, 0)
+        for index in range(model.MetadataLength()):
+            entry = model.Metadata(index)
+            if entry.Name() == METADATA.encode():
+                record = json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+                return record if isinstance(record, dict) else None
+    except (struct.error, IndexError, ValueError, TypeError, AttributeError):  # not a flatbuffer: any of these
+        return None
+    return None
 
 
 def _representative(images: np.ndarray):
@@ -150,7 +189,8 @@ def export_tflite(
     ``int8`` calibrates on :func:`calibration_digits` of the MNIST training set in ``data_dir`` (see
     :func:`lenet_tf.data.mnist.load_mnist`). The file is written to a temporary name beside ``out``, synced and
     renamed (:func:`lenet_tf.core.outputs.write_atomic`), so ``out`` is never half-written, and holds the old or the
-    new model at every moment. An existing ``out`` is an error, unless ``overwrite`` and it is a TFLite model.
+    new model at every moment. An existing ``out`` is an error, unless ``overwrite`` and it is a TFLite model
+    exported by lenet_tf (:func:`exported_record`).
 
     Raises:
       CheckpointError: ``out`` exists (without ``overwrite``); the checkpoint is unusable.
@@ -176,7 +216,8 @@ def export_tflite(
 
 
 def _check_writable_target(out: Path, overwrite: bool) -> None:
-    """Refuses a folder, an existing file without ``overwrite``, and with it any file that is not a TFLite model."""
+    """Refuses a folder, an existing file without ``overwrite``, and with it any file that is not a TFLite model
+    exported by lenet_tf."""
     kind = special_kind(out)
     if kind:
         raise CheckpointError(f"{out}: is {kind}, not a regular file; it is left alone")
@@ -187,11 +228,11 @@ def _check_writable_target(out: Path, overwrite: bool) -> None:
     if not overwrite:
         raise CheckpointError(f"{out}: already exists; pass --overwrite to replace it")
     try:
-        ours = read_regular(out)[4:8] == _TFLITE_IDENTIFIER
+        ours = exported_record(read_regular(out)) is not None
     except OSError as err:
         raise CheckpointError(f"{out}: cannot read the existing file ({err.strerror or err})") from None
     if not ours:
-        raise CheckpointError(f"{out}: exists and is not a TFLite model; not replacing it")
+        raise CheckpointError(f"{out}: exists and is not a TFLite model exported by lenet_tf; not replacing it")
 
 
 def interpreter(model: str | os.PathLike | bytes) -> Interpreter:

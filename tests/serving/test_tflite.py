@@ -10,8 +10,8 @@ from conftest import REAL_MNIST
 
 from lenet_tf.core.errors import CheckpointError, ConfigError
 from lenet_tf.data.mnist import unpad_images
-from lenet_tf.serving.tflite import (calibration_digits, convert, export_tflite, interpreter, tflite_outputs,
-                                     tflite_probabilities)
+from lenet_tf.serving.tflite import (calibration_digits, convert, export_tflite, exported_record, interpreter,
+                                     tflite_outputs, tflite_probabilities)
 from lenet_tf.trained import TrainedModel
 
 
@@ -69,9 +69,33 @@ def test_export_refuses_an_existing_file_unless_overwrite(tmp_path, synthetic_mo
 def test_overwrite_never_replaces_a_file_that_is_not_a_tflite_model(tmp_path, synthetic_model):
     target = tmp_path / "notes.tflite"
     target.write_bytes(b"somebody else's file")
-    with pytest.raises(CheckpointError, match="exists and is not a TFLite model; not replacing it"):
+    with pytest.raises(CheckpointError, match="exists and is not a TFLite model exported by lenet_tf; not replacing"):
         export_tflite(synthetic_model, target, overwrite=True)
     assert target.read_bytes() == b"somebody else's file" and len(list(tmp_path.iterdir())) == 1
+
+
+def foreign_tflite() -> bytes:
+    """A real TFLite model that lenet_tf did not export: y = 2x."""
+    import tensorflow as tf
+
+    double = tf.function(lambda x: 2 * x, input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)])
+    return tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()], double).convert()
+
+
+def test_overwrite_replaces_only_a_tflite_model_of_ours(tmp_path, synthetic_model, cli):
+    target = tmp_path / "mine.tflite"
+    for theirs in (b"\x1c\x00\x00\x00TFL3 my own mobilenet", foreign_tflite()):
+        target.write_bytes(theirs)
+        refused = cli("export", "--checkpoint", synthetic_model, "--format", "tflite", "--out", target, "--overwrite")
+        assert refused.returncode == 1 and refused.stderr == (
+            f"lenet-tf: error: {target}: exists and is not a TFLite model exported by lenet_tf; not replacing it\n")
+        assert target.read_bytes() == theirs and sorted(p.name for p in tmp_path.iterdir()) == ["mine.tflite"]
+    target.unlink()
+    for flags in ((), ("--overwrite",)):  # written, then replaced: it is ours
+        done = cli("export", "--checkpoint", synthetic_model, "--format", "tflite", "--out", target, *flags)
+        assert done.returncode == 0, done.stderr
+    assert exported_record(target.read_bytes())["checkpoint"].startswith(str(synthetic_model))
+    assert tflite_probabilities(target, np.zeros([2, 28, 28], np.uint8)).shape == (2, 10)
 
 
 def test_export_errors_are_one_line(tmp_path, synthetic_model, cli):
