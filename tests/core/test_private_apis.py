@@ -42,3 +42,21 @@ def test_the_keras_tensorflow_serves_as_tf_keras_is_where_lenet_tf_points_it():
                      f"point tf.keras at it ({PINNED})")
     assert all(os.path.isfile(os.path.join(folder, "keras", "__init__.py")) for folder in folders), folders
     # That tf.keras and `import keras` then work: tests/core/test_tf_import.py, in a fresh process.
+
+
+def test_tflite_s_flatbuffer_schema_and_utils_still_round_trip_a_metadata_entry():
+    """lenet_tf.serving.tflite marks its .tflite files with a metadata entry through TensorFlow's
+    ``tensorflow.lite.tools.flatbuffer_utils`` and ``tensorflow.lite.python.schema_py_generated`` (the converter has
+    no public way to add metadata), and reads it back to recognise its own file before ``--overwrite``."""
+    from lenet_tf.serving.tflite import _with_metadata, exported_record
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 2], tf.float32)])
+    def double(x):
+        return {"y": 2.0 * x}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()], double)
+    flatbuffer = converter.convert()
+    assert exported_record(flatbuffer) is None, "a file without the entry was taken for one of ours"
+    marked = _with_metadata(flatbuffer, {"checkpoint": "x", "epoch": 3})
+    assert exported_record(marked) == {"checkpoint": "x", "epoch": 3}, (
+        f"TensorFlow {tf.__version__}: the TFLite flatbuffer schema or flatbuffer_utils changed ({PINNED})")
