@@ -159,7 +159,8 @@ def with_fields(good: bytes, **fields) -> bytes:
 
 
 DAMAGES = {  # name -> (damage of the calibrated run's file, what the error line says)
-    "truncated": (lambda good: good[:len(good) // 2], "File is not a zip file"),
+    "truncated": (lambda good: good[:len(good) // 2], "not an .npz file"),
+    "garbage": (lambda good: b"\x80\x04garbage that numpy would try to unpickle", "not an .npz file"),
     "flipped bytes": (lambda good: good[:len(good) // 2] + bytes([good[len(good) // 2] ^ 0xFF])
                       + good[len(good) // 2 + 1:], "Bad CRC-32"),
     "bias of shape (3,)": (lambda good: with_fields(good, bias=np.zeros(3)), "bias is float64 of shape (3,)"),
@@ -194,7 +195,7 @@ def test_predict_on_a_run_with_a_damaged_head_is_one_line_and_keeps_the_file(tmp
                            str(tmp_path / "digit.png")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        f"lenet-tf: error: {run / STATS_FILE}: unreadable rejection statistics (File is not a zip file); move it "
+        f"lenet-tf: error: {run / STATS_FILE}: unreadable rejection statistics (not an .npz file); move it "
         f"aside, then run `lenet-tf calibrate --checkpoint {run}` to fit it again")
     assert (run / STATS_FILE).read_bytes() == damaged  # never replaced: calibrate cannot tell it is its own
 

@@ -152,6 +152,8 @@ def read_picture(image: Image.Image, name: str = "image") -> Picture:
         gray = _reduced(Image.fromarray(full_range(np.asarray(image), name), "F"))  # floats would overflow
     elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         gray = _alpha_composited(_reduced(image))
+    elif image.mode == "LAB":  # PIL converts LAB to nothing else; its lightness is the grey
+        gray = _reduced(image.getchannel("L"))
     else:
         gray = _reduced(image).convert("L")
     return Picture(np.asarray(gray, dtype=np.float32), note)

@@ -12,6 +12,7 @@ loaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -176,11 +177,18 @@ def _read_file(folder: Path, name: str, verify: bool, download: bool) -> tuple[b
     path = folder / name
     downloaded = not path.exists() and download
     if downloaded:
+        created = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise DataError(f"{folder}: cannot create data folder ({err.strerror})") from None
-        _download(name, path)
+        try:
+            _download(name, path)
+        except DataError:
+            for made in created:  # the folders made for the download, unless something else is in them now
+                with contextlib.suppress(OSError):
+                    made.rmdir()
+            raise
     if not path.exists():
         raise DataError(f"{path}: file not found; put the four MNIST .gz files in {folder} or pass --data-dir")
     data = read_bytes(path)

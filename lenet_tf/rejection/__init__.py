@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shlex
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,8 @@ class RejectionStats:
         if not path.is_file():
             return None
         try:
+            if not zipfile.is_zipfile(path):  # else numpy tries it as a pickle and suggests loading it unsafely
+                raise ValueError("not an .npz file")
             with np.load(path, allow_pickle=False) as stored:
                 stats = cls(*(_numbers(stored, key, ndim, np.float32) for key, ndim in _ARRAYS),
                             float(_numbers(stored, "bias", 0)), float(_numbers(stored, "threshold", 0)),

@@ -5,7 +5,8 @@ hold the server to (``tests/serving/test_openapi.py`` runs ``schemathesis --chec
 
 from __future__ import annotations
 
-from lenet_tf.serving.tf_serving import IMAGES_SIGNATURE_NAME, MAX_INSTANCES, MODEL_NAME, SIGNATURE_NAME
+from lenet_tf.serving.tf_serving import (IMAGES_SIGNATURE_NAME, MAX_INSTANCES, MODEL_NAME, SIGNATURE_NAME,
+                                         error_key)
 
 _PICTURE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp",
                   "application/octet-stream")
@@ -124,9 +125,9 @@ def complete(schema: dict, max_bytes: int, version: int) -> None:
     """Adds the predict routes to FastAPI's document ``schema`` and the statuses every route may answer: 405
     for another method (with ``Allow``); the ``name`` and ``version`` path parameters name the served model."""
     schema["paths"].update(predict_routes(max_bytes, version))
-    for path in schema["paths"].values():
+    for route, path in schema["paths"].items():
         for operation in path.values():
             for parameter in operation.get("parameters", []):  # FastAPI's say "any string"
                 parameter.update({"name": _NAME, "version": _version(version)}.get(parameter["name"], {}))
-            operation["responses"].setdefault("405", _error("detail", "another method (the `Allow` header names "
-                                                                      "those this path takes)"))
+            operation["responses"].setdefault("405", _error(error_key(route), "another method (the `Allow` "
+                                                                              "header names those this path takes)"))

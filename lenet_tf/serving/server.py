@@ -42,6 +42,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
+from starlette.exceptions import HTTPException
 
 from lenet_tf.core.errors import CheckpointError, ConfigError
 from lenet_tf.data.images import BLANK_REASON, blank_digits
@@ -315,15 +316,15 @@ class ServingApp:
         receive, send = close_unless_body_read(scope, receive, send)
         path = scope["path"]
         if path == "/predict":
-            handler, error_key, args = self.predict, "detail", ()
+            handler, args = self.predict, ()
         elif match := _TF_PREDICT.fullmatch(path):
-            handler, error_key, args = self.tf_predict, "error", match.groups()
+            handler, args = self.tf_predict, match.groups()
         else:
             return await self.api(scope, receive, send)
         if scope["method"] != "POST":
-            return await _send_json(send, 405, _dumps({error_key: "Method Not Allowed"}),
+            return await _send_json(send, 405, _dumps({tf_serving.error_key(path): "Method Not Allowed"}),
                                     extra=((b"allow", b"POST"),))
-        await self._answer(scope, receive, send, handler, error_key, *args)
+        await self._answer(scope, receive, send, handler, tf_serving.error_key(path), *args)
 
     async def _answer(self, scope, receive, send, handler, error_key: str, *args) -> None:
         try:
@@ -381,9 +382,11 @@ def _fastapi_app(service: Service) -> FastAPI:
 
     @app.exception_handler(RequestError)
     async def refuse(request: Request, err: RequestError) -> JSONResponse:
-        # TF Serving's routes answer {"error": ...} as TF Serving does; the demo's routes keep {"detail": ...}.
-        key = "error" if request.url.path.startswith("/v1/") else "detail"
-        return JSONResponse({key: err.message}, err.status)
+        return JSONResponse({tf_serving.error_key(request.url.path): err.message}, err.status)
+
+    @app.exception_handler(HTTPException)  # FastAPI's own refusals (405 for a method a route does not take)
+    async def refuse_http(request: Request, err: HTTPException) -> JSONResponse:
+        return JSONResponse({tf_serving.error_key(request.url.path): err.detail}, err.status_code, headers=err.headers)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
@@ -425,7 +428,7 @@ def _fastapi_app(service: Service) -> FastAPI:
     @app.api_route("/v1/{path:path}", methods=["GET", "POST"], include_in_schema=False)
     async def tf_serving_unknown(path: str, request: Request) -> JSONResponse:
         if _TF_STATUS.fullmatch(path):  # a POST to the status or metadata of a model: those are GET only
-            return JSONResponse({"detail": "Method Not Allowed"}, 405, headers={"Allow": "GET"})
+            return JSONResponse({"error": "Method Not Allowed"}, 405, headers={"Allow": "GET"})  # under /v1/
         raise RequestError(400, f"Malformed request: {request.method} /v1/{path[:200]} (this server implements "
                                 "status, metadata and :predict of model lenet5)")
 

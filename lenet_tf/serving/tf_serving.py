@@ -240,3 +240,9 @@ def model_metadata(version: int, calibrated: bool = False) -> dict:
     }
     return {"model_spec": {"name": MODEL_NAME, "signature_name": "", "version": str(version)},
             "metadata": {"signature_def": {"signature_def": signatures}}}
+
+
+def error_key(path: str) -> str:
+    """The key of a refusal's message: ``error`` under TF Serving's ``/v1/`` (as TF Serving answers), else
+    ``detail`` (FastAPI's)."""
+    return "error" if path.startswith("/v1/") else "detail"

@@ -75,6 +75,19 @@ def test_float_tiff_in_0_to_1_is_read(tmp_path, paper, ink):
     assert similarity(prepared(path), reference()) > 0.99
 
 
+def test_a_lab_tiff_is_read_by_its_lightness(tmp_path):
+    """PIL converts LAB to no other mode: such a scan was refused ("conversion from LAB to RGB not supported")."""
+    from PIL import ImageCms
+
+    rgb = Image.fromarray(np.uint8(255 * (1 - seven()))).convert("RGB")
+    to_lab = ImageCms.buildTransformFromOpenProfiles(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"),
+                                                     "RGB", "LAB")
+    path = tmp_path / "lab.tif"
+    ImageCms.applyTransform(rgb, to_lab).save(path)
+    assert Image.open(path).mode == "LAB"
+    assert similarity(prepared(path), reference()) > 0.99
+
+
 def test_nan_in_a_float_tiff_is_refused_in_one_line(tmp_path):
     values = np.float32(1 - seven())
     values[0, 0] = np.nan

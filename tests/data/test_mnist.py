@@ -47,6 +47,9 @@ def test_missing_file_offline_says_where_to_put_files(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=rf"{tmp_path}.*could not be downloaded.*put the four MNIST \.gz files in"):
         load_mnist(tmp_path)
     assert not any(tmp_path.iterdir()), "a failed download must leave no partial file"
+    with pytest.raises(DataError, match="could not be downloaded"):  # nor the folders made for it, and only those
+        load_mnist(tmp_path / "new" / "mnist")
+    assert not any(tmp_path.iterdir())
 
 
 def test_missing_file_without_download(tmp_path):

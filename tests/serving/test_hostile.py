@@ -100,11 +100,13 @@ def test_bytes_that_are_no_http_request_get_a_json_400_and_leave_the_log_empty(l
     ("GET", "/predict", "POST"), ("PUT", "/v1/models/lenet5:predict", "POST"),
     ("DELETE", "/v1/models/lenet5/versions/1:predict", "POST"), ("POST", "/health", "GET"),
     ("POST", "/v1/models/lenet5", "GET"), ("POST", "/v1/models/lenet5/versions/1/metadata", "GET"),
-    ("PATCH", "/v1/models/lenet5/metadata", "GET"),
+    ("PATCH", "/v1/models/lenet5/metadata", "GET"), ("PUT", "/v1/models/lenet5", "GET"),
 ])
 def test_undeclared_methods_get_405_and_allow(method, path, allow):
+    """With TF Serving's ``{"error": …}`` under ``/v1/`` (FastAPI's own 405s said ``{"detail": …}`` there)."""
     response = asgi_client(create_app(FLAT)).request(method, path)
     assert response.status_code == 405 and allow in response.headers["allow"], response.text
+    assert response.json() == {"error" if path.startswith("/v1/") else "detail": "Method Not Allowed"}
 
 
 def test_health_reports_a_dead_batching_thread(monkeypatch):
