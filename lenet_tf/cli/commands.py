@@ -462,7 +462,8 @@ def _run_command(args) -> int:
         _settle_output()
         if args.debug:
             traceback.print_exc()
-        print(f"lenet-tf: error: {printable(str(err))}", file=sys.stderr)
+        lines = str(err).split("\n")  # some errors name one cause per line (a cluster spec's bad entries)
+        print("lenet-tf: error: " + "\n".join(map(printable, lines)), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         _settle_output()
