@@ -4,9 +4,11 @@ chief (:mod:`lenet_tf.training.cluster`) both use them, so both write the same r
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -20,7 +22,7 @@ from lenet_tf.runs import checkpoint
 from lenet_tf.core import timing
 from lenet_tf.core.tf import IMPORT_SECONDS, IMPORT_STARTED, tf, tf1
 from lenet_tf.data.mnist import Splits
-from lenet_tf.core.errors import CheckpointError, TrainingError
+from lenet_tf.core.errors import CheckpointError, OutputError, TrainingError
 from lenet_tf.core.outputs import remove_tree, warn
 from lenet_tf.core.regular_files import check_folder, describe
 from lenet_tf.inference import InferenceGraph
@@ -133,6 +135,7 @@ class RunRecorder:
             # Event files are named by the second and the host; a suffix of its own keeps this run from appending
             # to (or replacing) another run's file started in the same second.
             self.writer = tf1.summary.FileWriter(str(logs), graph, filename_suffix=f".{uuid.uuid4().hex[:12]}")
+        self._quiet_writer = _WriterFailuresDeferred()
 
     @property
     def epochs_done(self) -> int:
@@ -158,7 +161,7 @@ class RunRecorder:
             "valid/loss": stats["valid_loss"], "valid/accuracy": stats["valid_accuracy"],
             "learning_rate": stats["learning_rate"],
         }), step)
-        self.writer.flush()
+        self._writer_call(self.writer.flush)
 
     def validate_and_record(self, stats: dict, saver: tf1.train.Saver, session: tf1.Session,
                             inference: InferenceGraph, splits: Splits, global_step: tf.Variable) -> None:
@@ -188,9 +191,49 @@ class RunRecorder:
         checkpoint.write_json_atomic(self.out / checkpoint.RUN_FILE, self.run)
         return self.run
 
+    def close(self, *, report: bool = True) -> None:
+        """Flushes and closes the TensorBoard writer; a write that failed is an :class:`OutputError`, or is dropped
+        with ``report=False`` (another error, reported instead, is ending the run)."""
+        try:
+            self._writer_call(self.writer.close)
+        except OutputError:
+            if report:
+                raise
+        finally:
+            self._quiet_writer.close()
+
+    def _writer_call(self, method: Callable[[], None]) -> None:
+        """Calls the writer's ``flush`` or ``close``, which re-raise its thread's failed write (a full disk)."""
+        try:
+            method()
+        except (RuntimeError, OSError) as err:
+            reason = str(err).split("\n", 1)[0].rsplit("; ", 1)[-1]  # "PATH; No space left on device\n\tFailed…"
+            raise OutputError(f"{self.out / self.run['logs']}: cannot write the TensorBoard log ({reason}); the "
+                              "epochs recorded so far are untouched") from None
+
+
+class _WriterFailuresDeferred(logging.Filter):
+    """While a run records, a failed write of TensorFlow's event writer thread (a full disk) prints neither its
+    ERROR log line nor the thread's traceback: the writer raises it again at the next flush or close
+    (:meth:`RunRecorder._writer_call`), as one line. :meth:`close` puts both back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.excepthook = threading.excepthook
+        logging.getLogger("tensorflow").addFilter(self)
+        threading.excepthook = self._thread_failed
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("EventFileWriter writer thread error")
+
+    def _thread_failed(self, args) -> None:
+        if args.thread is None or args.thread.name != "EventLoggerThread":
+            self.excepthook(args)
+
     def close(self) -> None:
-        """Flushes and closes the TensorBoard writer."""
-        self.writer.close()
+        logging.getLogger("tensorflow").removeFilter(self)
+        if threading.excepthook == self._thread_failed:
+            threading.excepthook = self.excepthook
 
 
 def restore_last(saver: tf1.train.Saver, session: tf1.Session, out: Path, run: dict) -> None:

@@ -348,8 +348,10 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
                 recorder.timings.add("epochs", -graph.first_step_seconds)
                 recorder.timings.add("first_step", graph.first_step_seconds)
             run = recorder.finish(graph.saver, session, graph.inference, splits)
-    finally:
-        recorder.close()
+    except BaseException:
+        recorder.close(report=False)  # the error that ends the run is the one to report
+        raise
+    recorder.close()
     return with_rejection(TrainResult.from_run(out, run), config, splits)
 
 

@@ -252,3 +252,17 @@ def test_sigterm_mid_training_keeps_the_last_epoch_and_resume_finishes(tmp_path,
     assert [h["epoch"] for h in final["history"]] == list(range(1, saved + 2))
     assert final["history"][:saved] == record["history"] and final["complete"]
     assert not list(out.glob(".tmp-*"))
+
+
+def test_a_full_disk_under_the_tensorboard_log_is_one_line_and_keeps_the_epochs(tmp_path, synthetic_dir, tmpfs):
+    """TensorFlow's event writer fails in a thread of its own: it printed an ERROR line and the thread's traceback,
+    and its close() a traceback of the command's own."""
+    logs = tmpfs("8k")
+    out = tmp_path / "model"
+    done = lenet_tf("train", "--data-dir", synthetic_dir, "--epochs", 2, "--out", out, "--logdir", logs, *SMALL)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "ERROR" not in done.stderr, done.stderr
+    assert error_line(done).startswith(f"lenet-tf: error: {logs}") and error_line(done).endswith(
+        ": cannot write the TensorBoard log (No space left on device); the epochs recorded so far are untouched")
+    run = json.loads((out / "run.json").read_text())
+    assert run["complete"] is False and len(run["history"]) >= 1
+    assert all((out / folder / "ckpt.index").is_file() for folder in run["checkpoints"])
