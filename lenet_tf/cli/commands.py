@@ -15,7 +15,7 @@ import traceback
 from lenet_tf.core.errors import ConfigError, LeNetError, OutputError, printable
 from lenet_tf.core.options import path_flag
 from lenet_tf.core.outputs import describe_os_error
-from lenet_tf.core.quiet import DEBUG_ENV
+from lenet_tf.core.quiet import DEBUG_ENV, debugging
 from lenet_tf.core import timing  # imported first: `lenet-tf`'s clock starts with the process
 from lenet_tf.cli import train as train_command
 
@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)  # without importing TensorFlow, so --help and flag errors are instant
     if args.debug:
         os.environ[DEBUG_ENV] = "1"  # TensorFlow's own log lines too (lenet_tf.core.quiet); subprocesses inherit it
+    args.debug = debugging()  # and LENET_TF_DEBUG=1 asks for the tracebacks as --debug does
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops training like Ctrl-C
     # run.json's timing counts from the process's start for `lenet-tf ...`, from this call for main([...]).
     stdout = sys.stdout

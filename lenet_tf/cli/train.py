@@ -8,9 +8,10 @@ import contextlib
 import json
 import os
 import sys
+from pathlib import Path
 
 from lenet_tf.core.errors import ConfigError, LeNetError
-from lenet_tf.core.options import SECONDS, path_flag
+from lenet_tf.core.options import SECONDS, Range, path_flag
 from lenet_tf.training.config import Option, TrainConfig, options
 from lenet_tf.training.presets import DEFAULT_PRESET, PRESETS, with_preset
 from lenet_tf.training.watchdog import JOIN_TIMEOUT_SECONDS, MEMBER_TIMEOUT_SECONDS
@@ -79,7 +80,7 @@ def add_parser(commands, argv: list[str] | None) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out; its checkpoints are deleted once the new run has saved its "
                         "first epoch (default: off: a folder holding a run is refused)")
-    p.add_argument("--target-accuracy", type=float,
+    p.add_argument("--target-accuracy", type=Range(float, 0, 1).parse, metavar="FRACTION",
                    help="exit with an error when the test accuracy ends below this fraction (default: none)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -128,7 +129,7 @@ def _notice(message: str) -> None:
 def run(args) -> int:
     """``lenet-tf train``; returns the exit status."""
     from lenet_tf.runs.checkpoint import read_run
-    from lenet_tf.training.trainer import describe_resume, train
+    from lenet_tf.training.trainer import check_resumable, describe_resume, train
 
     cluster = in_cluster(args)
     if cluster and args.resume:
@@ -150,8 +151,10 @@ def run(args) -> int:
             if result is None:
                 return 0
         else:
-            if args.resume:
-                _notice(f"{args.out}: {describe_resume(config, read_run(args.out))}")
+            if args.resume:  # refused before the plan is told
+                previous = read_run(args.out)
+                check_resumable(config, previous, Path(args.out))
+                _notice(f"{args.out}: {describe_resume(config, previous)}")
             result = train(config, args.out, data_dir=args.data_dir, verify_checksums=not args.skip_checksum,
                            resume=args.resume, overwrite=args.overwrite, logdir=args.logdir,
                            progress=not args.no_progress, notice=_notice)

@@ -144,7 +144,8 @@ class TrainConfig:
                            range=Range(int, 1), metavar="N")
     calibrate: bool = option(False, "after training, fit \"I can't read this\" on the best epoch, as `lenet-tf "
                                     "calibrate` does (rejection.npz beside run.json; a few seconds)")
-    seed: int = option(0, "seed of the split, shuffling and initialisation", range=Range(int, 0))
+    seed: int = option(0, "seed of the split, shuffling and initialisation",
+                       range=Range(int, 0, 2**32 - 1))  # scikit-learn's and numpy's seeds are 32-bit
     valid_size: int = option(5000, "training images held out for validation", range=Range(int, 1))
     towers: int = option(0, "shards per batch run in parallel (0: one per CPU core, 1 on a GPU)",
                          range=Range(int, 0), group="machine")

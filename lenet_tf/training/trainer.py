@@ -212,7 +212,7 @@ def resume_config(out_dir: str | Path, **overrides) -> TrainConfig:
     return TrainConfig.from_record(run.get("train", {}), run["model"]).with_overrides(**overrides)
 
 
-def _check_resumable(config: TrainConfig, run: dict, out: Path) -> None:
+def check_resumable(config: TrainConfig, run: dict, out: Path) -> None:
     """Raises unless ``config`` is the run's stored configuration, but for ``epochs`` (not fewer than trained)."""
     stored = TrainConfig.from_record(run.get("train", {}), run["model"]).to_record()
     given = config.to_record()
@@ -302,7 +302,7 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
     out, previous = checkpoint.prepare_output_dir(out_dir, resume=resume, overwrite=overwrite)
     replaced = None
     if resume:
-        _check_resumable(config, previous, out)
+        check_resumable(config, previous, out)
         if previous.get("complete") and len(previous["history"]) == config.epochs:
             result = TrainResult.from_run(out, previous)
             if not config.calibrate or _calibrated(out, previous):

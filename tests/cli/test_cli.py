@@ -266,3 +266,29 @@ def test_a_full_disk_under_the_tensorboard_log_is_one_line_and_keeps_the_epochs(
     run = json.loads((out / "run.json").read_text())
     assert run["complete"] is False and len(run["history"]) >= 1
     assert all((out / folder / "ckpt.index").is_file() for folder in run["checkpoints"])
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--target-accuracy", "nan", "must be a finite number in [0, 1], got nan"),  # was taken, and never checked
+    ("--target-accuracy", "2", "must be a finite number in [0, 1], got 2"),
+    ("--seed", "4294967296", "must be in [0, 4294967295], got 4294967296"),  # was scikit-learn's error, exit 1
+])
+def test_declared_ranges_are_refused_before_anything_runs(tmp_path, cli, flag, value, message):
+    done = cli("train", flag, value, "--out", tmp_path / "run")
+    assert done.returncode == 2 and done.stderr.splitlines()[-1] == f"lenet-tf train: error: argument {flag}: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_other_flags_is_refused_before_its_plan_is_told(tmp_path, synthetic_dir, cli):
+    out = tmp_path / "run"
+    assert cli("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", out, *SMALL).returncode == 0
+    done = cli("train", "--data-dir", synthetic_dir, "--epochs", 2, "--out", out, "--resume", "--no-augment", *SMALL)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr  # no "resuming at epoch 2" first
+    assert "--resume continues the stored configuration, but augment False (stored True)" in done.stderr
+
+
+def test_lenet_tf_debug_shows_the_traceback_as_debug_does(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "lenet_tf", "evaluate", "--checkpoint", tmp_path / "missing"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "LENET_TF_DEBUG": "1"})
+    assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr
+    assert done.stderr.rstrip().splitlines()[-1].startswith(f"lenet-tf: error: {tmp_path / 'missing'}: ")
