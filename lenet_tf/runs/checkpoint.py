@@ -169,7 +169,7 @@ def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, ru
         with lock.updating(out_dir):  # readers see the old record and its folders, or the new one
             write_json_atomic(out_dir / RUN_FILE, run)
             for folder in sorted(owned - keep):
-                warning = None if (out_dir / folder).is_symlink() else remove_tree(out_dir / folder, "old checkpoint")
+                warning = None if (out_dir / folder).is_symlink() else remove_checkpoint(out_dir / folder)
                 if warning:
                     warnings.append(f"{warning}; it stays listed in {RUN_FILE} and is deleted with a later epoch")
                     left.add(folder)
@@ -183,6 +183,29 @@ def record_epoch(saver: tf1.train.Saver, session: tf1.Session, out_dir: Path, ru
     for warning in warnings:
         warn(warning)
     return warnings
+
+
+def remove_checkpoint(folder: Path) -> str | None:
+    """Deletes an old epoch folder: the Saver's files and :data:`RUN_ID_FILE`, then the folder when nothing else is
+    in it. A file someone else put there keeps the folder (with a warning; it is no checkpoint any more). Returns
+    :func:`~lenet_tf.core.outputs.remove_tree`'s warning when a file of ours cannot be deleted."""
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return remove_tree(folder, "old checkpoint")
+    ours = [e for e in entries if (e.name == RUN_ID_FILE or e.name.startswith(f"{CHECKPOINT_NAME}."))
+            and e.is_file() and not e.is_symlink()]
+    if len(ours) == len(entries):
+        return remove_tree(folder, "old checkpoint")
+    for entry in ours:
+        if warning := remove_tree(entry, "old checkpoint file"):
+            return warning
+    others = sorted(e.name for e in entries if e not in ours)
+    warn(f"{folder}: old checkpoint deleted, the folder kept: it holds {others[0]!r}"
+         + (f" and {len(others) - 1} more" if len(others) > 1 else "") + ", which lenet_tf did not write")
+    return None
 
 
 def _remove_unless_recorded(out_dir: Path, name: str) -> None:

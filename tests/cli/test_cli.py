@@ -292,3 +292,17 @@ def test_lenet_tf_debug_shows_the_traceback_as_debug_does(tmp_path):
                           capture_output=True, text=True, timeout=120, env={**os.environ, "LENET_TF_DEBUG": "1"})
     assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr
     assert done.stderr.rstrip().splitlines()[-1].startswith(f"lenet-tf: error: {tmp_path / 'missing'}: ")
+
+
+def test_overwrite_deletes_an_old_checkpoint_but_not_a_users_file_inside_it(tmp_path, synthetic_dir, cli):
+    """The old run's epoch folders were removed whole (shutil.rmtree), a note the user kept there with them."""
+    out = tmp_path / "run"
+    assert cli("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", out, *SMALL).returncode == 0
+    (out / "epoch-0001" / "my-notes.txt").write_text("mine")
+    done = cli("train", "--data-dir", synthetic_dir, "--epochs", 1, "--out", out, "--overwrite", *SMALL)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (out / "epoch-0001").iterdir()) == ["my-notes.txt"]
+    assert f"lenet-tf: warning: {out / 'epoch-0001'}: old checkpoint deleted, the folder kept: it holds " \
+           "'my-notes.txt', which lenet_tf did not write" in done.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["checkpoints"] == ["epoch-0001-2"] and (out / "epoch-0001-2" / "ckpt.index").is_file()
