@@ -216,6 +216,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _run_evaluate(args) -> int:
+    if not args.report:
+        return _evaluate(args)
+    from lenet_tf.runs import lock
+
+    with lock.writing(args.report, what="report folder", remove=True):  # two reports never race on one folder
+        return _evaluate(args)
+
+
+def _evaluate(args) -> int:
     from lenet_tf.data.mnist import preload_mnist
 
     preload_mnist(args.data_dir, verify=not args.skip_checksum)  # read and check MNIST while TensorFlow imports

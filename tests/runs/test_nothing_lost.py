@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from lenet_tf.cli.commands import main
-from lenet_tf.runs import checkpoint
+from lenet_tf.runs import checkpoint, lock
 from lenet_tf.training import trainer as train_module
 from lenet_tf.core.errors import CheckpointError, ConfigError
+from lenet_tf.evaluation.figures import FIGURES
 from lenet_tf.serving.saved_model import export_saved_model
 from lenet_tf.training.trainer import TrainConfig, resume_config, train
 
@@ -263,7 +264,7 @@ def test_cli_errors_are_one_line(tmp_path, finished, synthetic_dir, cli):
     assert line.startswith("lenet-tf: error:") and "is a file, expected an output folder" in line
     line = one_error_line(cli("evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir, "--skip-checksum",
                               "--report", blocker))
-    assert "is a file, expected a folder" in line
+    assert "is a file, expected an output folder" in line
     line = one_error_line(cli("train", "--cluster", '{"ps": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}',
                               "--job", "chief", "--resume", "--out", finished))
     assert "--resume is not available in cluster mode" in line
@@ -288,6 +289,18 @@ def test_report_figures_are_not_replaced_without_overwrite(tmp_path, finished, s
     assert sorted(p.name for p in figures.iterdir()) == ["per_digit.png"]
     assert cli(*args, "--overwrite").returncode == 0
     assert (figures / "per_digit.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_report_folder_another_evaluate_writes_is_refused(tmp_path, finished, synthetic_dir, cli):
+    """Two `evaluate --report` into one folder each checked it was free, then both wrote: the second's figures
+    replaced the first's, without --overwrite."""
+    figures = tmp_path / "figures"
+    args = ["evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir, "--skip-checksum", "--report", figures]
+    with lock.writing(figures, what="report folder", remove=True):  # as another evaluate holds it
+        line = one_error_line(cli(*args))
+    assert line.startswith(f"lenet-tf: error: {figures}: report folder in use by ")
+    assert list(figures.iterdir()) == []
+    assert cli(*args).returncode == 0 and sorted(p.name for p in figures.iterdir()) == sorted(FIGURES)
 
 
 def test_runs_sharing_a_log_folder_never_write_into_each_others_event_files(tmp_path, synthetic_splits):
