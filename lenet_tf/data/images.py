@@ -148,12 +148,12 @@ def read_picture(image: Image.Image, name: str = "image") -> Picture:
     image.draft(None, (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes at 1/2..1/8 scale directly; others: no-op
     image.load()
     image = ImageOps.exif_transpose(image)
+    if image.mode == "LAB":  # PIL converts LAB to nothing else; its lightness is the grey
+        image = image.getchannel("L")
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # scaled before reducing: a sum of huge
         gray = _reduced(Image.fromarray(full_range(np.asarray(image), name), "F"))  # floats would overflow
     elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         gray = _alpha_composited(_reduced(image))
-    elif image.mode == "LAB":  # PIL converts LAB to nothing else; its lightness is the grey
-        gray = _reduced(image.getchannel("L"))
     else:
         gray = _reduced(image).convert("L")
     return Picture(np.asarray(gray, dtype=np.float32), note)

@@ -235,8 +235,9 @@ def foreign_entry(folder: Path) -> str | None:
         for name in sorted(folders) + sorted(names):
             path = Path(root, name)
             relative = path.relative_to(folder).as_posix()
-            if special_kind(path):
-                why = special_kind(path)
+            kind = special_kind(path)
+            if kind:
+                why = kind
             elif path.is_dir():
                 why = "" if relative in _EXPORT_FOLDERS else _NOT_WRITTEN
             else:
