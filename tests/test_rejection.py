@@ -127,6 +127,11 @@ def test_calibrate_refuses_a_folder_being_trained_and_writes_nothing(tmp_path, c
         with pytest.raises(CheckpointError, match="training folder"):
             calibrate(folder)
     assert (folder / STATS_FILE).read_bytes() == before
+    first = tmp_path / "first"  # a training whose first epoch is not recorded yet
+    with lock.writing(first, what="training folder"):
+        with pytest.raises(CheckpointError, match="being trained by .*no epoch is finished yet"):
+            calibrate(first)
+    assert not first.exists()
 
 
 def test_a_complete_run_is_calibrated_on_resume_and_an_overwrite_drops_the_old_head(tmp_path, synthetic_splits):

@@ -142,7 +142,8 @@ def calibrate(checkpoint_dir: str | os.PathLike = "SavedModel", data_dir: str | 
     ``max_flagged``: the share of each real validation set the threshold may flag. ``splits``: the run's data
     (its training and validation digits), instead of MNIST from ``data_dir`` split as the run split it.
     """
-    folder = Path(checkpoint.resolve_checkpoint(checkpoint_dir, which)).parent.parent
+    with lock.reading(checkpoint_dir):  # a folder whose first epoch is still being trained is named as such
+        folder = Path(checkpoint.resolve_checkpoint(checkpoint_dir, which)).parent.parent
     with lock.writing(folder, what="training folder", create=False) if save else contextlib.nullcontext():
         with TrainedModel(checkpoint_dir, which, reject=False) as model:  # refitted, whatever is there
             if splits is None:

@@ -149,7 +149,8 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
     """Holds the writer lock of ``folder`` (created if absent and ``create``) within the block; yields the folder.
 
     ``lock_name`` names the lock file inside ``folder``; ``what`` (e.g. "training folder") starts the refusal;
-    ``remove`` deletes the lock file when done (safe: see :func:`_take`).
+    ``remove`` deletes the lock file when done (safe: see :func:`_take`), and the folders this call created when
+    they end empty.
 
     Raises:
       CheckpointError: another process holds the lock (the message names it), or the folder is not usable.
@@ -160,6 +161,7 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
     if not create and not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder (train first with `lenet-tf train`)")
     created = not folder.exists()
+    made = [f for f in (folder, *folder.parents) if not f.exists()] if created else []  # leaf first
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -174,6 +176,9 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
         finally:
             if remove:
                 path.unlink(missing_ok=True)  # while still held: see _take
+                with contextlib.suppress(OSError):  # a refused or failed command leaves no new folder
+                    for made_folder in made:
+                        made_folder.rmdir()  # stops at the first that is not empty
             elif created and not (folder / RUN_FILE).exists():
                 _remove_unused(folder)
             else:

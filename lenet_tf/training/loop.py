@@ -4,6 +4,7 @@ chief (:mod:`lenet_tf.training.cluster`) both use them, so both write the same r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -88,11 +89,18 @@ def remove_replaced_logs(out: Path, replaced: dict | None) -> None:
     """Deletes the TensorBoard folder of a replaced run, only if it is one of ours: a real folder named as
     :func:`run_log_folder` names them, holding nothing but event files."""
     folder = _recorded_logs(out, replaced)
-    if folder is None or not _RUN_LOGS.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
+    if folder is not None:
+        _remove_run_logs(folder, "the replaced run's TensorBoard folder")
+
+
+def _remove_run_logs(folder: Path, what: str) -> None:
+    """Deletes ``folder`` if it is a real folder named as :func:`run_log_folder` names them, holding nothing but
+    event files (warns when that fails)."""
+    if not _RUN_LOGS.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
         return
     entries = list(folder.iterdir())
     if all(e.name.startswith("events.out.tfevents.") and e.is_file() and not e.is_symlink() for e in entries):
-        warning = remove_tree(folder, "the replaced run's TensorBoard folder")
+        warning = remove_tree(folder, what)
         if warning:
             warn(warning)
 
@@ -136,6 +144,7 @@ class RunRecorder:
             # to (or replacing) another run's file started in the same second.
             self.writer = tf1.summary.FileWriter(str(logs), graph, filename_suffix=f".{uuid.uuid4().hex[:12]}")
         self._quiet_writer = _WriterFailuresDeferred()
+        self._new_logs = None if previous else logs  # this run's own new folder (a resumed run's is kept)
 
     @property
     def epochs_done(self) -> int:
@@ -201,6 +210,17 @@ class RunRecorder:
                 raise
         finally:
             self._quiet_writer.close()
+
+    def abandon(self) -> None:
+        """After a run failed (or was stopped) before recording any epoch: closes the writer and deletes the
+        TensorBoard folder it made, then ``out/logs`` if that is left empty; a run with a record keeps its logs."""
+        self.close(report=False)
+        if self._new_logs is None or self.run["history"]:
+            return
+        _remove_run_logs(self._new_logs, "the failed run's TensorBoard folder")
+        if self._new_logs.parent == self.out / "logs":
+            with contextlib.suppress(OSError):
+                self._new_logs.parent.rmdir()  # only when empty
 
     def _writer_call(self, method: Callable[[], None]) -> None:
         """Calls the writer's ``flush`` or ``close``, which re-raise its thread's failed write (a full disk)."""

@@ -349,7 +349,7 @@ def _train_locked(config: TrainConfig, out_dir: str | Path, *, data_dir: str | P
                 recorder.timings.add("first_step", graph.first_step_seconds)
             run = recorder.finish(graph.saver, session, graph.inference, splits)
     except BaseException:
-        recorder.close(report=False)  # the error that ends the run is the one to report
+        recorder.abandon()  # the error that ends the run is the one to report; a run with no record leaves no logs
         raise
     recorder.close()
     return with_rejection(TrainResult.from_run(out, run), config, splits)

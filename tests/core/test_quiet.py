@@ -146,6 +146,11 @@ def test_quiet_stderr_replays_when_the_block_fails(capfd, monkeypatch):
             os.write(2, b"the reason it failed\n")
             raise ImportError("no tensorflow")
     assert capfd.readouterr().err == "the reason it failed\n"
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during TensorFlow's import: its start-up lines stay hidden
+        with quiet_stderr():
+            os.write(2, b"I0000 oneDNN custom operations are on\n")
+            raise KeyboardInterrupt
+    assert capfd.readouterr().err == ""
 
 
 def test_quiet_stderr_hides_nothing_when_debugging(capfd, monkeypatch):

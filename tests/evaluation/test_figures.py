@@ -54,3 +54,17 @@ def test_text_report_is_scikit_learns_table_of_the_same_predictions():
     text = evaluation.format()
     assert classification_report(labels, predicted, labels=range(3), digits=4, zero_division=0) in text
     assert "accuracy 75.0000%" in text and text.splitlines()[-1] == "     2     1     0     3"
+
+
+def test_a_refused_report_leaves_no_folder_and_a_report_keeps_only_figures(tmp_path, synthetic_run, synthetic_dir,
+                                                                           cli):
+    out, _ = synthetic_run
+    report = tmp_path / "new" / "figures"
+    refused = cli("evaluate", "--checkpoint", tmp_path / "missing", "--data-dir", synthetic_dir, "--skip-checksum",
+                  "--report", report)
+    assert refused.returncode != 0 and "missing" in refused.stderr
+    assert not (tmp_path / "new").exists()  # the folders the refused command made are gone again
+    done = cli("evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum", "--report", report)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in report.iterdir()) == sorted(["confusion_matrix.png", "per_digit.png",
+                                                               "training_curves.png", "worst_errors.png"])

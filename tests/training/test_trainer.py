@@ -126,9 +126,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, synthetic_s
     with pytest.raises(TrainingError, match="loss became (nan|inf)"):
         run(tmp_path, synthetic_splits, epochs=1, learning_rate=1e12, overwrite=True)  # replaced only once it works
     assert (tmp_path / "out" / "run.json").read_text() == before
+    assert [p.name for p in (tmp_path / "out" / "logs").iterdir()] == [json.loads(before)["logs"].split("/")[-1]]
     with TrainedModel(tmp_path / "out") as model:
         accuracy = model.predict(synthetic_splits.test_images).accuracy(synthetic_splits.test_labels)
     assert accuracy == pytest.approx(good.test_accuracy)
+    with pytest.raises(TrainingError, match="loss became (nan|inf)"):  # a new folder's failed first run
+        run(tmp_path, synthetic_splits, name="new", epochs=1, learning_rate=1e12)
+    assert not (tmp_path / "new").exists()  # neither its TensorBoard folder nor the folder it made is left
 
 
 def test_batch_norm_dropout_and_augmentation_train(tmp_path, synthetic_splits):
