@@ -77,24 +77,39 @@ def _starts_with(encoded: tf.Tensor, offset: int, magic: bytes) -> tf.Tensor:
 def _decoded_rgba(encoded: tf.Tensor) -> tf.Tensor:
     """One encoded PNG, JPEG, GIF (its first frame), BMP or WebP picture as float32 RGBA ``[H, W, 4]`` in 0..255.
 
-    ``tf.io.decode_image`` gives 4 channels of PNG and BMP only (JPEG and GIF have no alpha; it reads WebP as
-    RGB), so the alpha comes from ``decode_image`` for PNG/BMP, from ``decode_webp`` for WebP, and is opaque
-    otherwise. Pictures larger than WORKING_SIDE are area-reduced to about that side, as the PIL path reduces them.
+    PNG and BMP are decoded in their own channels (grey, grey+alpha, RGB, RGBA: ``decode_image(channels=4)`` fills
+    a 1-, 2- or 4-bit grey PNG's alpha with 1, 3 or 15, not 255), WebP by ``decode_webp``, JPEG and GIF as opaque
+    RGB. An animated WebP is refused (InvalidArgument): TensorFlow's WebP decoder corrupts memory on it. Pictures
+    larger than WORKING_SIDE are area-reduced to about that side, as the PIL path reduces them.
     """
     webp = _starts_with(encoded, 0, b"RIFF") & _starts_with(encoded, 8, b"WEBP")
     with_alpha = _starts_with(encoded, 0, b"\x89PNG\r\n\x1a\n") | _starts_with(encoded, 0, b"BM")
 
-    def opaque(rgb: tf.Tensor) -> tf.Tensor:  # uint8 [H, W, 3] or [H, W, 4] -> [H, W, 4]
-        alpha = tf.fill(tf.concat([tf.shape(rgb)[:2], [1]], 0), tf.constant(255, tf.uint8))
-        return tf.cond(tf.shape(rgb)[-1] < 4, lambda: tf.concat([rgb[..., :3], alpha], -1), lambda: rgb)
+    def rgba(picture: tf.Tensor) -> tf.Tensor:  # uint8 [H, W, 1..4] -> [H, W, 4]
+        channels = tf.shape(picture)[-1]
+        rgb = tf.cond(channels < 3, lambda: tf.tile(picture[..., :1], [1, 1, 3]), lambda: picture[..., :3])
+        opaque = tf.fill(tf.concat([tf.shape(picture)[:2], [1]], 0), tf.constant(255, tf.uint8))
+        alpha = tf.cond(tf.equal(channels % 2, 0), lambda: picture[..., -1:], lambda: opaque)
+        return tf.concat([rgb, alpha], -1)
 
-    picture = tf.case([(webp, lambda: opaque(tf.io.decode_webp(encoded, channels=0)[0])),  # 3 or 4 channels
-                       (with_alpha, lambda: tf.io.decode_image(encoded, channels=4, expand_animations=False))],
-                      default=lambda: opaque(tf.io.decode_image(encoded, channels=3, expand_animations=False)))
+    def still_webp() -> tf.Tensor:
+        flags = tf.io.decode_raw(tf.strings.substr(tf.strings.join([encoded, b"\0" * 21]), 20, 1), tf.uint8)[0]
+        animated = _starts_with(encoded, 12, b"VP8X") & (tf.bitwise.bitwise_and(flags, 2) > 0)  # VP8X's flag
+        refuse = tf.debugging.Assert(tf.logical_not(animated), [ANIMATED_WEBP])
+        with tf.control_dependencies([refuse]):
+            return rgba(tf.io.decode_webp(encoded, channels=0)[0])  # 3 or 4 channels
+
+    picture = tf.case([(webp, still_webp),
+                       (with_alpha, lambda: rgba(tf.io.decode_image(encoded, channels=0, expand_animations=False)))],
+                      default=lambda: rgba(tf.io.decode_image(encoded, channels=3, expand_animations=False)))
     picture = tf.cast(tf.ensure_shape(picture, [None, None, 4]), tf.float32)
     size = tf.shape(picture)[:2]
     factor = (tf.reduce_max(size) + WORKING_SIDE - 1) // WORKING_SIDE
-    return tf.cond(factor > 1, lambda: tf.image.resize(picture, size // factor, method="area"), lambda: picture)
+    return tf.cond(factor > 1, lambda: tf.image.resize(picture, tf.maximum(size // factor, 1), method="area"),
+                   lambda: picture)  # a 10000x1 strip keeps its one pixel of width
+
+
+ANIMATED_WEBP = "an animated WebP is not read by this signature: send one frame (PNG, JPEG or a still WebP)"
 
 
 def _grey(rgba: tf.Tensor) -> tf.Tensor:

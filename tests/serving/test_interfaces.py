@@ -16,15 +16,16 @@ from lenet_tf.trained import TrainedModel
 
 FORMATS = [("png", "PNG", "L", {}), ("png", "PNG", "RGBA", {}), ("jpg", "JPEG", "RGB", {"quality": 90}),
            ("gif", "GIF", "P", {}), ("bmp", "BMP", "RGB", {}), ("webp", "WEBP", "RGB", {"quality": 90}),
-           ("webp", "WEBP", "RGBA", {"lossless": True})]
+           ("webp", "WEBP", "RGBA", {"lossless": True}), ("png", "PNG", "1", {}), ("png", "PNG", "LA", {}),
+           ("png", "PNG", "L", {"bits": 2})]  # 1- and 2-bit grey: TensorFlow's RGBA decoding gave them alpha 1, 3
 
 
 def seven(mode: str) -> Image.Image:
     """A 7 drawn dark on white (RGBA: black strokes on a transparent canvas)."""
     image = Image.new("L", (90, 120), 255)
     ImageDraw.Draw(image).line([(20, 20), (70, 20), (35, 100)], fill=0, width=9, joint="curve")
-    if mode == "RGBA":
-        return Image.merge("RGBA", [Image.new("L", image.size, 0)] * 3 + [image.point(lambda v: 255 - v)])
+    if mode in ("RGBA", "LA"):
+        return Image.merge(mode, [Image.new("L", image.size, 0)] * (len(mode) - 1) + [image.point(lambda v: 255 - v)])
     return image.convert(mode)
 
 
@@ -41,6 +42,8 @@ def pictures(tmp_path_factory) -> list:
     for k, (suffix, format, mode, options) in enumerate(FORMATS):
         paths.append(folder / f"{k}-{mode}.{suffix}")
         seven(mode).save(paths[-1], format=format, **options)
+    paths.append(folder / "strip.png")  # 1 pixel wide and over WORKING_SIDE high: reduced to 1 x ..., blank
+    Image.new("L", (1, 5000), 0).save(paths[-1])
     paths.append(folder / "blank.png")
     Image.new("L", (40, 40), 255).save(paths[-1])
     return paths
@@ -60,6 +63,39 @@ def test_predict_images_reads_every_format_in_plain_tensorflow(synthetic_model_d
     np.testing.assert_allclose(graph["probabilities"].numpy(), [r.probabilities for r in cli], atol=0.02)
     raw = tf.saved_model.load(str(tmp_path / "lenet5")).signatures["serving_default"]
     assert raw(images=tf.zeros([1, 28, 28], tf.uint8))["classes"].numpy().tolist() == [-1]
+
+
+def test_an_animated_webp_is_refused_by_predict_images_and_read_by_its_first_frame_elsewhere(
+        synthetic_model_dir, tmp_path, model):
+    """TensorFlow's WebP decoder corrupts memory on an animated WebP (the process aborts): the signature refuses one
+    before decoding it. Run in a fresh process, so that a regression aborts that process, not the suite."""
+    import subprocess
+    import sys
+
+    from lenet_tf.serving.saved_model import ANIMATED_WEBP, export_saved_model
+
+    export_saved_model(synthetic_model_dir, tmp_path / "lenet5")
+    frames = [seven("RGB"), seven("RGB").rotate(90), seven("RGB").rotate(180)]
+    path = tmp_path / "animated.webp"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    still = tmp_path / "still.webp"
+    frames[0].save(still, quality=90)
+    script = "\n".join([
+        "import sys, tensorflow as tf",
+        "signature = tf.saved_model.load(sys.argv[1]).signatures['predict_images']",
+        "print(signature(images=tf.constant([open(sys.argv[2], 'rb').read()]))['classes'].numpy().tolist())",
+        "try:",
+        "    signature(images=tf.constant([open(sys.argv[3], 'rb').read()]))",
+        "except tf.errors.InvalidArgumentError as err:",
+        "    print('refused:', err.message.replace(chr(10), ' '))"])
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "lenet5"), str(still), str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    still_line, refused = done.stdout.splitlines()[-2:]
+    assert still_line == str([predict_files([still], model)[0].digit])
+    assert refused.startswith("refused:") and ANIMATED_WEBP in refused
+    first = predict_files([path], model)[0]  # PIL reads the first frame, with a note
+    assert first.error is None and first.digit == predict_files([still], model)[0].digit and "3 frames" in first.note
 
 
 def test_trained_model_checks_its_input_as_the_http_api_does(model, synthetic_splits):
