@@ -303,6 +303,13 @@ async def _send_json(send, status: int, body: bytes, close: bool = False,
     await send({"type": "http.response.body", "body": body})
 
 
+def _headers_only(send):
+    """``send``, with every response body sent empty (a HEAD request's answer)."""
+    async def without_body(message: dict) -> None:
+        await send({**message, "body": b""} if message["type"] == "http.response.body" else message)
+    return without_body
+
+
 class ServingApp:
     """The ASGI application: the predict routes answered directly, everything else by FastAPI (:attr:`api`)."""
 
@@ -319,6 +326,8 @@ class ServingApp:
             handler, args = self.predict, ()
         elif match := _TF_PREDICT.fullmatch(path):
             handler, args = self.tf_predict, match.groups()
+        elif scope["method"] == "HEAD":  # wherever GET is answered (RFC 9110): the GET's status and headers only
+            return await self.api({**scope, "method": "GET"}, receive, _headers_only(send))
         else:
             return await self.api(scope, receive, send)
         if scope["method"] != "POST":

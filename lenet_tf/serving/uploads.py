@@ -64,8 +64,15 @@ def pixels_digit(data: bytes) -> np.ndarray:
     if not np.isfinite(pixels).all():
         raise RequestError(400, "pixels must be finite numbers: NaN or Infinity found")
     if pixels.min() < 0 or pixels.max() > 255:
-        raise RequestError(400, f"pixels must be grey levels 0..255, got {pixels.min():g}..{pixels.max():g}")
+        low, high = _exact(pixels.min()), _exact(pixels.max())
+        raise RequestError(400, f"pixels must be grey levels 0..255, got {low}..{high}")
     return _prepare(pixels.astype(np.float32), "pixels")
+
+
+def _exact(value: float) -> str:
+    """``value`` shortly (``%g``) unless that rounds it: 255.0000001 is not shown as 255."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 def multipart_file(content_type: str, body: bytes) -> bytes:
@@ -78,6 +85,9 @@ def multipart_file(content_type: str, body: bytes) -> bytes:
     files: dict[bytes, bytes] = {}
 
     def on_file(upload) -> None:
+        if upload.field_name in files:
+            raise RequestError(400, f"multipart upload has more than one field named "
+                                    f"'{upload.field_name.decode('latin-1')[:40]}': send one file per request")
         upload.file_object.seek(0)
         files[upload.field_name] = upload.file_object.read()
 

@@ -109,6 +109,26 @@ def test_undeclared_methods_get_405_and_allow(method, path, allow):
     assert response.json() == {"error" if path.startswith("/v1/") else "detail": "Method Not Allowed"}
 
 
+@pytest.mark.parametrize("path", ["/health", "/", "/v1/models/lenet5", "/v1/models/lenet5/versions/1/metadata",
+                                  "/openapi.json"])
+def test_head_is_answered_wherever_get_is_with_the_same_headers_and_no_body(path):
+    client = asgi_client(create_app(FLAT))
+    get, head = client.get(path), client.head(path)
+    assert get.status_code == head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_two_file_fields_in_one_upload_are_refused_not_one_of_them_read():
+    one = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(one, "PNG")
+    response = asgi_client(create_app(FLAT)).post("/predict", files=[("file", ("a.png", one.getvalue())),
+                                                                     ("file", ("b.png", one.getvalue()))])
+    assert response.status_code == 400
+    assert response.json() == {"detail": "multipart upload has more than one field named 'file': send one file per "
+                                         "request"}
+
+
 def test_health_reports_a_dead_batching_thread(monkeypatch):
     monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the thread's death is the test's point
 

@@ -120,9 +120,11 @@ DIGIT_ONE = np.pad(np.full((10, 4), 255), ((9, 9), (12, 12)))
 @pytest.mark.parametrize("raw, message", [
     (b'{"pixels": ' + str((DIGIT_ONE * 1.2e36).tolist()).encode() + b"}", "grey levels 0..255, got 0..3.06e+38"),
     (b'{"pixels": ' + str((DIGIT_ONE * -1.2e36).tolist()).encode() + b"}", "got -3.06e+38.."),
+    (b'{"pixels": ' + str(DIGIT_ONE.tolist()).replace("255", "255.0000001", 1).encode() + b"}",
+     "got 0..255.0000001"),  # not rounded to "0..255", which would contradict the message
     (b'{"pixels": ' + str(DIGIT_ONE.tolist()).replace("255", "NaN", 1).encode() + b"}",
      "finite numbers: NaN or Infinity found"),
-], ids=["3e38", "-3e38", "NaN"])
+], ids=["3e38", "-3e38", "just-over-255", "NaN"])
 def test_pixels_out_of_range_or_not_finite_get_400_with_their_own_message(client, raw, message):
     response = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and message in response.json()["detail"]
