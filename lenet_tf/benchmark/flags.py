@@ -36,7 +36,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                              "AVX512-BF16), bf16 = always, fp32 = never (default: $LENET_TF_PRECISION, else auto)")
     parser.add_argument("--worker", choices=sorted(set(CONTENDERS) - {"torch"}), help=argparse.SUPPRESS)
     parser.add_argument("--json", type=path_flag, metavar="PATH",
-                        help="also write the figures as JSON ('-' for stdout; default: none)")
+                        help="also write the figures as JSON ('-': stdout, the table going to stderr; default: none)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --json file (default: off: it is refused)")
     parser.add_argument("--quiet", action="store_true", help="print no table (default: print it)")

@@ -308,8 +308,8 @@ def run_and_print(args: argparse.Namespace) -> int:
     if args.json and args.json != "-":  # refused before minutes of measuring, not after
         check_new_files([Path(args.json)], args.overwrite)
     report = run_benchmark(args)
-    if not args.quiet:
-        print(format_report(report))
+    if not args.quiet:  # with --json - stdout is the JSON document alone
+        print(format_report(report), file=sys.stderr if args.json == "-" else sys.stdout)
     if args.json == "-":
         print(json.dumps(report, indent=2))
     elif args.json:

@@ -1,7 +1,43 @@
 """What ``lenet-tf benchmark`` refuses, and when: bad counts at parse time, a bad data folder or --json target before
 any contender starts, a run where every contender failed with a non-zero exit."""
 
+import json
+import sys
+from types import SimpleNamespace
+
 import pytest
+
+from conftest import REAL_MNIST
+
+# A worker that is ready at once and answers every request with 1000 images/s; one that fails as it starts.
+ANSWERING = ("import json, sys; print(json.dumps({'ready': True}), flush=True)\n"
+             "for line in sys.stdin: print(json.dumps({line.strip(): 1000.0}), flush=True)")
+FAILING = "import sys; sys.exit('ValueError: no contender here')"
+
+
+@pytest.fixture
+def workers(monkeypatch, real_mnist):
+    """Each contender's worker replaced by a process running ``workers.code`` (default: ANSWERING), and the GEMM
+    rate by a constant, so a benchmark takes a moment; ``workers.started`` lists the rows started."""
+    from lenet_tf.benchmark import throughput
+    from lenet_tf.benchmark.protocol import Worker
+
+    fake = SimpleNamespace(code=ANSWERING, started=[])
+
+    def start(contender: str, precision: str, args) -> list[Worker]:
+        name = throughput.row_name(contender, precision)
+        fake.started.append(name)
+        return [Worker(name, precision, [sys.executable, "-c", fake.code], {})]
+
+    monkeypatch.setattr(throughput, "_start", start)
+    monkeypatch.setattr(throughput, "gemm_gflops", lambda: 100.0)
+    return fake
+
+
+def benchmark(cli, *args):
+    """``lenet-tf benchmark`` of lenet_tf alone in fp32 on the shipped MNIST, with ``args``."""
+    return cli("benchmark", "--data-dir", REAL_MNIST, "--only", "lenet_tf", "--precision", "fp32", "--warmup", "0",
+               "--steps", "1", "--repeats", "1", *args)
 
 
 @pytest.mark.parametrize("flag, value, expected", [
@@ -13,3 +49,10 @@ def test_counts_out_of_range_are_a_usage_error_before_anything_runs(cli, flag, v
     assert done.returncode == 2 and done.stdout == ""
     assert f"lenet-tf benchmark: error: argument {flag}: {expected}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_json_to_stdout_is_the_json_document_alone(cli, workers):
+    done = benchmark(cli, "--no-default-env", "--json", "-")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["results"]["lenet_tf"]["train"] == 1000.0
+    assert "×train" in done.stderr  # the table, out of the JSON's way
