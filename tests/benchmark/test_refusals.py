@@ -56,3 +56,22 @@ def test_json_to_stdout_is_the_json_document_alone(cli, workers):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["results"]["lenet_tf"]["train"] == 1000.0
     assert "×train" in done.stderr  # the table, out of the JSON's way
+
+
+def test_a_data_folder_that_is_a_file_is_one_error_before_any_contender_starts(cli, workers, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not MNIST")
+    done = cli("benchmark", "--data-dir", afile, "--only", "lenet_tf", "--steps", "1", "--repeats", "1")
+    assert done.returncode == 1 and workers.started == []
+    assert done.stderr.splitlines()[-1] == (f"lenet-tf: error: {afile}: is a file, expected the folder holding the "
+                                            "MNIST files")
+
+
+def test_a_run_where_every_contender_failed_exits_non_zero_saying_why(cli, workers):
+    workers.code = FAILING
+    done = benchmark(cli, "--no-default-env")
+    assert done.returncode == 1 and "×train" not in done.stdout
+    assert done.stderr.splitlines()[-1] == ("lenet-tf: error: no contender was measured: lenet_tf: failed: "
+                                            "ValueError: no contender here (exit code 1); lenet_tf_native_off: failed: "
+                                            "ValueError: no contender here (exit code 1)")
+
