@@ -28,9 +28,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="timed rounds, each contender once per round; medians are reported (default: 5)")
     parser.add_argument("--warmup", type=WARMUP.parse, default=30, help="untimed steps first (default: 30)")
     parser.add_argument("--only", nargs="+", choices=sorted(CONTENDERS),
-                        help="run only these contenders (default: all)")
+                        help="run only these contenders, each with its extra rows (default: all)")
     parser.add_argument("--no-default-env", action="store_true",
-                        help="skip the extra feed_dict run with TF_ENABLE_ONEDNN_OPTS=0 (default: run it)")
+                        help="skip feed_dict's extra run with TF_ENABLE_ONEDNN_OPTS=0 (default: run it)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                         help="also measure bf16 rows: auto = where the CPU computes bf16 natively (AMX-BF16 or "
                              "AVX512-BF16), bf16 = always, fp32 = never (default: $LENET_TF_PRECISION, else auto)")

@@ -205,7 +205,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     for name in args.only or CONTENDERS:
         rows += [(name, p) for p in precisions]
         rows += [(NATIVE_OFF, precisions[-1])] if name == "lenet_tf" else []  # the same, TensorFlow's kernels only
-    rows += [] if args.no_default_env else [(ONEDNN_OFF, "fp32")]
+        rows += [(ONEDNN_OFF, "fp32")] if name == "feed_dict" and not args.no_default_env else []
     workers, notes = [], {}
     for worker in (w for contender, p in rows for w in _start(contender, p, args)):
         if worker.ready.get("ready"):

@@ -69,9 +69,15 @@ def test_a_data_folder_that_is_a_file_is_one_error_before_any_contender_starts(c
 
 def test_a_run_where_every_contender_failed_exits_non_zero_saying_why(cli, workers):
     workers.code = FAILING
-    done = benchmark(cli, "--no-default-env")
+    done = benchmark(cli)
     assert done.returncode == 1 and "×train" not in done.stdout
     assert done.stderr.splitlines()[-1] == ("lenet-tf: error: no contender was measured: lenet_tf: failed: "
                                             "ValueError: no contender here (exit code 1); lenet_tf_native_off: failed: "
                                             "ValueError: no contender here (exit code 1)")
 
+
+@pytest.mark.parametrize("only, rows", [("lenet_tf", ["lenet_tf", "lenet_tf_native_off"]),
+                                        ("feed_dict", ["feed_dict", "feed_dict_onednn_off"])])
+def test_only_runs_the_contenders_named_with_their_extra_rows(cli, workers, only, rows):
+    assert benchmark(cli, "--only", only).returncode == 0
+    assert workers.started == rows
