@@ -37,7 +37,7 @@ from lenet_tf.benchmark.flags import build_parser
 from lenet_tf.benchmark.protocol import BATCH, Worker, batched, cycling_steps, serve
 from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.inference import EVAL_BATCH_SIZE
-from lenet_tf.core.outputs import check_new_files, write_atomic
+from lenet_tf.core.outputs import check_new_files, check_writable_folder, write_atomic
 from lenet_tf.core.precision import choose, cpu_features, cpu_model
 from lenet_tf.training.trainer import STEPS_PER_CALL, TrainConfig, TrainGraph
 
@@ -314,6 +314,7 @@ def run_and_print(args: argparse.Namespace) -> int:
         return _worker(args)
     if args.json and args.json != "-":  # refused before minutes of measuring, not after
         check_new_files([Path(args.json)], args.overwrite)
+        check_writable_folder(Path(args.json).parent)
     load_mnist(args.data_dir)  # a data problem is one error here, not one note per contender
     report = run_benchmark(args)
     if not args.quiet:  # with --json - stdout is the JSON document alone

@@ -2,6 +2,7 @@
 any contender starts, a run where every contender failed with a non-zero exit."""
 
 import json
+import os
 import sys
 from types import SimpleNamespace
 
@@ -81,3 +82,31 @@ def test_a_run_where_every_contender_failed_exits_non_zero_saying_why(cli, worke
 def test_only_runs_the_contenders_named_with_their_extra_rows(cli, workers, only, rows):
     assert benchmark(cli, "--only", only).returncode == 0
     assert workers.started == rows
+
+
+
+def _target(tmp_path, case: str) -> tuple:
+    """A --json target of each kind refused, and the start of the reason named."""
+    if case == "a folder":
+        return tmp_path, f"{tmp_path}: exists and is not a regular file"
+    if case == "a FIFO":
+        os.mkfifo(tmp_path / "fifo")
+        return tmp_path / "fifo", f"{tmp_path / 'fifo'}: exists and is not a regular file"
+    folder, why = {"missing folder": (tmp_path / "nodir", "No such file"),
+                   "folder is a file": (tmp_path / "afile", "Not a directory"),
+                   "read-only folder": (tmp_path / "ro", "Permission denied")}[case]
+    if case == "folder is a file":
+        folder.write_text("")
+    if case == "read-only folder":
+        if os.geteuid() == 0:
+            pytest.skip("root may write any folder")
+        folder.mkdir(mode=0o500)
+    return folder / "x.json", f"{folder}: cannot write files in this folder ({why}"
+
+
+@pytest.mark.parametrize("case", ["missing folder", "folder is a file", "read-only folder", "a folder", "a FIFO"])
+def test_a_json_target_that_cannot_be_written_is_refused_before_measuring(cli, workers, tmp_path, case):
+    target, reason = _target(tmp_path, case)
+    done = benchmark(cli, "--json", target)
+    assert done.returncode == 1 and workers.started == []
+    assert done.stderr.splitlines()[-1].startswith(f"lenet-tf: error: {reason}")
