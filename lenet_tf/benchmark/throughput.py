@@ -30,13 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lenet_tf.core.errors import LeNetError
 from lenet_tf.core.processes import python_module
 from lenet_tf.core.tf import enable_bf16, gpu_available, tf, tf1
 from lenet_tf.benchmark.flags import build_parser
 from lenet_tf.benchmark.protocol import BATCH, Worker, batched, cycling_steps, serve
 from lenet_tf.data.mnist import Splits, load_mnist, split
 from lenet_tf.inference import EVAL_BATCH_SIZE
-from lenet_tf.core.outputs import check_new_files, write_atomic
+from lenet_tf.core.outputs import check_new_files, check_writable_folder, write_atomic
 from lenet_tf.core.precision import choose, cpu_features, cpu_model
 from lenet_tf.training.trainer import STEPS_PER_CALL, TrainConfig, TrainGraph
 
@@ -194,13 +195,17 @@ def _precisions(args: argparse.Namespace) -> list[str]:
 
 def run_benchmark(args: argparse.Namespace) -> dict:
     """Runs the selected contenders on MNIST, each in its own process, in interleaved rounds; returns images/s
-    (medians over the rounds) and the ratios of the shipped lenet_tf (in the precision ``auto`` picks)."""
+    (medians over the rounds) and the ratios of the shipped lenet_tf (in the precision ``auto`` picks).
+
+    Raises:
+      LeNetError: no contender could be measured (the message says why each was not).
+    """
     precisions = _precisions(args)
     rows = []
     for name in args.only or CONTENDERS:
         rows += [(name, p) for p in precisions]
         rows += [(NATIVE_OFF, precisions[-1])] if name == "lenet_tf" else []  # the same, TensorFlow's kernels only
-    rows += [] if args.no_default_env else [(ONEDNN_OFF, "fp32")]
+        rows += [(ONEDNN_OFF, "fp32")] if name == "feed_dict" and not args.no_default_env else []
     workers, notes = [], {}
     for worker in (w for contender, p in rows for w in _start(contender, p, args)):
         if worker.ready.get("ready"):
@@ -226,6 +231,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     results = {name: {"precision": precision_of[name],
                       **{kind: statistics.median(values) for kind, values in by_kind.items()}}
                for name, by_kind in rates.items()}
+    if not results:
+        raise LeNetError("no contender was measured: " + "; ".join(f"{name}: {note}" for name, note in notes.items()))
     if not args.quiet:
         for name, result in results.items():
             print(f"  {name:<24} train {result['train']:>9,.0f} img/s   inference {result['inference']:>10,.0f} img/s",
@@ -307,9 +314,11 @@ def run_and_print(args: argparse.Namespace) -> int:
         return _worker(args)
     if args.json and args.json != "-":  # refused before minutes of measuring, not after
         check_new_files([Path(args.json)], args.overwrite)
+        check_writable_folder(Path(args.json).parent)
+    load_mnist(args.data_dir)  # a data problem is one error here, not one note per contender
     report = run_benchmark(args)
-    if not args.quiet:
-        print(format_report(report))
+    if not args.quiet:  # with --json - stdout is the JSON document alone
+        print(format_report(report), file=sys.stderr if args.json == "-" else sys.stdout)
     if args.json == "-":
         print(json.dumps(report, indent=2))
     elif args.json:

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from lenet_tf.benchmark.flags import STEPS, WARMUP
 from lenet_tf.benchmark.protocol import batched, cycling_steps, serve
 from lenet_tf.data.mnist import load_mnist, split
 
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=VARIANTS, default="eager")
     parser.add_argument("--data-dir")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--steps", type=STEPS.parse, default=100)
+    parser.add_argument("--warmup", type=WARMUP.parse, default=30)
     parser.add_argument("--eval-batch", type=int, default=2500)
     args = parser.parse_args(argv)
     return serve(lambda: build(args.variant, args.data_dir, args.steps, args.warmup, args.eval_batch),

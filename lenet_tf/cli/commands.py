@@ -354,6 +354,10 @@ def _run_serve(args) -> int:
 
 
 def _run_benchmark(args) -> int:
+    from lenet_tf.data.mnist import preload_mnist
+
+    if not args.worker:
+        preload_mnist(args.data_dir)  # read and check MNIST while TensorFlow imports
     from lenet_tf.benchmark.throughput import run_and_print
 
     return run_and_print(args)

@@ -106,6 +106,16 @@ def check_new_files(paths: list[Path], overwrite: bool, flag: str = "--overwrite
             raise OutputError(f"{path}: already exists; pass {flag} to replace it")
 
 
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Raises OutputError unless a file can be created in ``folder`` now (one is, and deleted at once): for an
+    output written only after long work into a folder the command does not make."""
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=TMP_PREFIX):
+            pass
+    except OSError as err:
+        raise OutputError(f"{folder}: cannot write files in this folder ({describe_os_error(err)})") from None
+
+
 # ------------------------------------------------------------------------------------------------- durability
 
 
