@@ -56,7 +56,8 @@ def _add_evaluate_parser(commands) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--report", type=path_flag, metavar="DIR", help="also write PNG figures into DIR (default: none)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace figures of the same names already in the --report folder (default: off)")
+                   help="replace figures an earlier report wrote in the --report folder, never other files "
+                        "(default: off)")
     p.add_argument("--robustness", nargs="?", const="test", choices=("test", "valid"), metavar="SIDE",
                    help="report accuracy on digits captured unlike MNIST's test set instead: load_digits and "
                         "re-captured MNIST digits (thin/thick pen, blur, low resolution, rotation, noisy paper, "

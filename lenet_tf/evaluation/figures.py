@@ -12,16 +12,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lenet_tf.evaluation.evaluate import Evaluation, TestRun  # noqa: E402
+from lenet_tf.core.errors import OutputError  # noqa: E402
 from lenet_tf.core.outputs import check_new_files, make_folder, write_atomic  # noqa: E402
 
 FIGURES = ("confusion_matrix.png", "per_digit.png", "worst_errors.png", "training_curves.png")
+MARK = {"lenet_tf": "evaluate --report"}  # a tEXt entry of every figure written: --overwrite replaces only those
 
 
 def save_figure(figure, path: Path, dpi: int = 110) -> Path:
-    """Writes ``figure`` as a PNG file (atomically) and closes it."""
+    """Writes ``figure`` as a PNG file (atomically, marked with :data:`MARK`) and closes it."""
     figure.tight_layout()
     try:
-        write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
+        write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=dpi, format="png", metadata=MARK))
     finally:
         plt.close(figure)
     return path
@@ -100,11 +102,27 @@ def check_report_dir(out_dir: str | os.PathLike, overwrite: bool = False, names:
     """Creates ``out_dir`` if needed and returns the paths of the figures ``names`` in it.
 
     Raises:
-      OutputError: ``out_dir`` is a file, or a figure is there already and ``overwrite`` is not set.
+      OutputError: ``out_dir`` is a file, or a figure is there already and ``overwrite`` is not set, or with
+        ``overwrite``, a file of a figure's name is not one this command wrote (a PNG with :data:`MARK`).
     """
     paths = [make_folder(out_dir) / name for name in names]
     check_new_files(paths, overwrite)
+    for path in paths:
+        if path.exists() and not _marked(path):
+            raise OutputError(f"{path}: not a figure lenet_tf wrote, so --overwrite leaves it alone; move it or "
+                              "choose another --report folder")
     return paths
+
+
+def _marked(path: Path) -> bool:
+    """Whether ``path`` is a PNG file carrying :data:`MARK` (its header chunks only are read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and all(image.info.get(key) == value for key, value in MARK.items())
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
 
 
 def write_report(test: TestRun, out_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:

@@ -68,3 +68,21 @@ def test_a_refused_report_leaves_no_folder_and_a_report_keeps_only_figures(tmp_p
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in report.iterdir()) == sorted(["confusion_matrix.png", "per_digit.png",
                                                                "training_curves.png", "worst_errors.png"])
+
+
+def test_overwrite_replaces_only_figures_lenet_tf_wrote(tmp_path, synthetic_run, synthetic_dir, cli):
+    out, _ = synthetic_run
+    report = tmp_path / "figures"
+    args = ["evaluate", "--checkpoint", out, "--data-dir", synthetic_dir, "--skip-checksum", "--report", report]
+    assert cli(*args).returncode == 0
+    assert cli(*args, "--overwrite").returncode == 0  # its own figures: replaced
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+    notes = report / "training_curves.png"
+    notes.write_text("my notes")  # a user's file under a figure's name
+    refused = cli(*args, "--overwrite")
+    assert refused.returncode == 1 and refused.stderr.strip().endswith(
+        "training_curves.png: not a figure lenet_tf wrote, so --overwrite leaves it alone; move it or choose another "
+        "--report folder")
+    assert notes.read_text() == "my notes"
+    after = {p.name: p.read_bytes() for p in report.iterdir() if p != notes}
+    assert after == {name: data for name, data in before.items() if name != notes.name}  # refused before any write
