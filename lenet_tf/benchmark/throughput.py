@@ -134,7 +134,8 @@ def bench_keras(splits: Splits, steps: int, warmup: int, precision: str):
     train_x = splits.train_images[:n].astype(np.float32) / 255
     train_y = splits.train_labels[:n]
     test_x = splits.test_images.astype(np.float32) / 255
-    model.fit(train_x[:warmup * BATCH], train_y[:warmup * BATCH], batch_size=BATCH, epochs=1, verbose=0)
+    if warmup:  # Keras refuses to fit on no data
+        model.fit(train_x[:warmup * BATCH], train_y[:warmup * BATCH], batch_size=BATCH, epochs=1, verbose=0)
 
     def fit() -> int:
         model.fit(train_x, train_y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
