@@ -67,7 +67,7 @@ INLINE_PARSE_BYTES = 16 * 1024  # TF Serving bodies up to this (5 digits) are pa
 INLINE_RENDER_DIGITS = 16  # answers of up to this many digits are written on the event loop
 _log = logging.getLogger("lenet_tf.serving")
 _TF_PREDICT = re.compile(r"/v1/models/([^/]+?)(?:/versions/([^/]+))?:predict")
-_TF_STATUS = re.compile(r"models/[^/:]+(?:/versions/[^/]+)?(?:/metadata)?")  # the GET routes, below /v1/
+_TF_STATUS = re.compile(r"models/[^/:]+(?:/versions/[^/:]+)?(?:/metadata)?")  # the GET routes, below /v1/
 
 
 @dataclass(frozen=True)

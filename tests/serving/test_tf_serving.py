@@ -161,8 +161,9 @@ def test_model_status_and_unknown_models_or_versions(client):
         response = getattr(client, method)(path, **({"json": {"instances": [[[0] * 28] * 28]}} if method == "post"
                                                       else {}))
         assert response.status_code == 404 and message in response.json()["error"], path
-    malformed = client.post("/v1/models/lenet5:classify", json={"examples": []})
-    assert malformed.status_code == 400 and "Malformed request" in malformed.json()["error"]
+    for path in ("/v1/models/lenet5:classify", "/v1/models/lenet5/versions/1:classify"):  # the latter said 405
+        malformed = client.post(path, json={"examples": []})
+        assert malformed.status_code == 400 and "Malformed request" in malformed.json()["error"], path
 
 
 BLANK = [[0] * 28] * 28
