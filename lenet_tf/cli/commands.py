@@ -13,7 +13,7 @@ import sys
 import traceback
 
 from lenet_tf.core.errors import ConfigError, LeNetError, OutputError, printable
-from lenet_tf.core.options import path_flag
+from lenet_tf.core.options import IMAGE_SUFFIXES, path_flag
 from lenet_tf.core.outputs import describe_os_error
 from lenet_tf.core.quiet import DEBUG_ENV, debugging
 from lenet_tf.core import timing  # imported first: `lenet-tf`'s clock starts with the process
@@ -77,7 +77,8 @@ def _add_predict_parser(commands) -> None:
                                         "file is reported (a blank one as 'no digit'); the exit status is 1 when "
                                         "any could not be read.")
     p.add_argument("images", type=path_flag, nargs="+",
-                   help="image files or folders of images (a folder's non-regular files, such as FIFOs, are skipped)")
+                   help=f"image files, or folders: their files named {'/'.join(IMAGE_SUFFIXES)} (FIFOs and other "
+                        "non-regular files skipped)")
     p.add_argument("--checkpoint", type=path_flag, default="SavedModel", help="training folder (default: SavedModel)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
     _add_tta_flag(p)

@@ -15,6 +15,7 @@ TFLITE_QUANTIZATIONS = ("none", "dynamic", "int8")  # see lenet_tf.serving.tflit
 SCHEDULES = ("constant", "exponential", "cosine")
 KERNEL_NAMES = ("nn", "forward_grad", "matmul", "native")  # how LeNet5 computes convolutions and poolings
 MAX_FLAGGED = 0.008  # share of each real validation set "I can't read this" may flag (lenet-tf calibrate)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # the files read in a folder
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger pictures are refused by predict and serve (a 4096² photo is plenty)
 
 

@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lenet_tf.core.options import MAX_IMAGE_PIXELS
+from lenet_tf.core.options import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS
 from lenet_tf.core.errors import DataError
 from lenet_tf.core.quiet import debugging, silence_libtiff
 
@@ -32,7 +32,6 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 if not debugging():
     logging.getLogger("PIL").setLevel(logging.CRITICAL)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # The formats the docs promise, and the only PIL plugins a file is ever offered to (PIL would also try EPS through
 # Ghostscript, PSD, DDS and dozens more, each a parser of its own to attack).
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
@@ -423,7 +422,8 @@ def to_mnist(gray: np.ndarray, name: str = "image") -> np.ndarray:
 def image_files(paths: list[str | os.PathLike]) -> list[Path]:
     """Expands folders into the regular image files they hold (sorted); paths given explicitly are kept as given.
 
-    A folder's FIFOs, sockets, devices and sub-folders are skipped even when their name looks like an image. A path
+    A folder's files are those named as images (:data:`IMAGE_SUFFIXES`); its FIFOs, sockets, devices and
+    sub-folders are skipped even when so named, a dangling link is kept (reading it says so). A path
     that cannot be looked at or listed (no permission, a name too long) is kept as given, and so is an entry that
     cannot be looked at: reading it then reports why, as one file's error, and the other paths are still read.
     """
@@ -441,8 +441,9 @@ def image_files(paths: list[str | os.PathLike]) -> list[Path]:
 
 
 def _maybe_regular(path: Path) -> bool:
-    """Whether ``path`` is a regular file, or cannot be looked at (reading it will say why)."""
+    """Whether ``path`` is a regular file, a dangling symbolic link or cannot be looked at (reading it will say
+    why)."""
     try:
-        return path.is_file()
+        return path.is_file() or (path.is_symlink() and not path.exists())
     except OSError:
         return True

@@ -182,6 +182,16 @@ def test_fifos_are_skipped_in_folders_and_refused_when_named(tmp_path):
     assert outcome == [f"{tmp_path / 'pipe.png'}: not a regular file"]
 
 
+def test_a_folders_dangling_link_is_reported_and_files_not_named_as_images_are_left_out(tmp_path, real_model_dir):
+    hand_drawn(1, tmp_path / "one.png")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "deleted.png")
+    assert image_files([tmp_path]) == [tmp_path / "gone.png", tmp_path / "one.png"]
+    with TrainedModel(real_model_dir[0]) as model:
+        gone, one = predict_files(image_files([tmp_path]), model)
+    assert gone.digit is None and "gone.png" in gone.error and one.digit == 1
+
+
 def test_predict_command_prints_each_file_and_fails_at_the_end(tmp_path, real_model_dir, cli):
     out, _ = real_model_dir
     hand_drawn(0, tmp_path / "zero.png")
