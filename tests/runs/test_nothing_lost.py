@@ -1,6 +1,7 @@
 """Commands that write never destroy a run or a user's files (docs/reliability.md, "What is never lost")."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -265,6 +266,12 @@ def test_cli_errors_are_one_line(tmp_path, finished, synthetic_dir, cli):
     line = one_error_line(cli("evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir, "--skip-checksum",
                               "--report", blocker))
     assert "is a file, expected an output folder" in line
+    os.mkfifo(tmp_path / "pipe")  # named for what it is (it was called a file, or a missing checkpoint folder)
+    line = one_error_line(cli("evaluate", "--checkpoint", finished, "--data-dir", synthetic_dir, "--skip-checksum",
+                              "--report", tmp_path / "pipe"))
+    assert line.endswith("pipe: is a FIFO, expected an output folder")
+    line = one_error_line(cli("evaluate", "--checkpoint", tmp_path / "pipe", "--data-dir", synthetic_dir))
+    assert line.endswith("pipe: is a FIFO, not a checkpoint folder or Saver prefix")
     line = one_error_line(cli("train", "--cluster", '{"ps": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}',
                               "--job", "chief", "--resume", "--out", finished))
     assert "--resume is not available in cluster mode" in line
