@@ -212,8 +212,8 @@ class RunRecorder:
             self._quiet_writer.close()
 
     def abandon(self) -> None:
-        """After a run failed (or was stopped) before recording any epoch: closes the writer and deletes the
-        TensorBoard folder it made, then ``out/logs`` if that is left empty; a run with a record keeps its logs."""
+        """After a run failed or was stopped: closes the writer; when the run recorded no epoch, deletes the
+        TensorBoard folder it made, then ``out/logs`` if that is left empty (a run with a record keeps its logs)."""
         self.close(report=False)
         if self._new_logs is None or self.run["history"]:
             return
