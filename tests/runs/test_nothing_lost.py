@@ -294,7 +294,11 @@ def test_report_figures_are_not_replaced_without_overwrite(tmp_path, finished, s
     line = one_error_line(cli(*args))
     assert "per_digit.png: already exists; pass --overwrite" in line
     assert sorted(p.name for p in figures.iterdir()) == ["per_digit.png"]
-    assert cli(*args, "--overwrite").returncode == 0
+    line = one_error_line(cli(*args, "--overwrite"))  # nor with it: not a figure of ours
+    assert "per_digit.png: not a figure lenet_tf wrote, so --overwrite leaves it alone" in line
+    assert (figures / "per_digit.png").read_bytes() == b"my own figure"
+    (figures / "per_digit.png").unlink()
+    assert cli(*args).returncode == 0 and cli(*args, "--overwrite").returncode == 0  # its own: replaced
     assert (figures / "per_digit.png").read_bytes().startswith(b"\x89PNG")
 
 
