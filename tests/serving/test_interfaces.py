@@ -49,32 +49,36 @@ def pictures(tmp_path_factory) -> list:
     return paths
 
 
-def test_predict_images_reads_every_format_in_plain_tensorflow(synthetic_model_dir, tmp_path, model, pictures):
-    from lenet_tf.core.tf import tf
+@pytest.fixture(scope="module")
+def exported(synthetic_model_dir, tmp_path_factory):
+    """The synthetic model exported as a SavedModel (read it, don't change it)."""
     from lenet_tf.serving.saved_model import export_saved_model
 
-    export_saved_model(synthetic_model_dir, tmp_path / "lenet5")
-    signature = tf.saved_model.load(str(tmp_path / "lenet5")).signatures["predict_images"]
+    return export_saved_model(synthetic_model_dir, tmp_path_factory.mktemp("export") / "lenet5")
+
+
+def test_predict_images_reads_every_format_in_plain_tensorflow(exported, model, pictures):
+    from lenet_tf.core.tf import tf
+
+    signature = tf.saved_model.load(str(exported)).signatures["predict_images"]
     graph = signature(images=tf.constant([path.read_bytes() for path in pictures]))
     cli = predict_files(pictures, model)
     assert [r.error for r in cli] == [None] * len(pictures)
     assert graph["classes"].numpy().tolist() == [-1 if r.digit is None else r.digit for r in cli]
     assert cli[-1].reason == "blank image (no digit found)" and graph["classes"].numpy()[-1] == -1
     np.testing.assert_allclose(graph["probabilities"].numpy(), [r.probabilities for r in cli], atol=0.02)
-    raw = tf.saved_model.load(str(tmp_path / "lenet5")).signatures["serving_default"]
+    raw = tf.saved_model.load(str(exported)).signatures["serving_default"]
     assert raw(images=tf.zeros([1, 28, 28], tf.uint8))["classes"].numpy().tolist() == [-1]
 
 
-def test_an_animated_webp_is_refused_by_predict_images_and_read_by_its_first_frame_elsewhere(
-        synthetic_model_dir, tmp_path, model):
+def test_an_animated_webp_is_refused_by_predict_images_and_read_by_its_first_frame_elsewhere(exported, tmp_path,
+                                                                                             model):
     """TensorFlow's WebP decoder corrupts memory on an animated WebP (the process aborts): the signature refuses one
     before decoding it. Run in a fresh process, so that a regression aborts that process, not the suite."""
     import subprocess
     import sys
 
-    from lenet_tf.serving.saved_model import ANIMATED_WEBP, export_saved_model
-
-    export_saved_model(synthetic_model_dir, tmp_path / "lenet5")
+    from lenet_tf.serving.saved_model import ANIMATED_WEBP
     frames = [seven("RGB"), seven("RGB").rotate(90), seven("RGB").rotate(180)]
     path = tmp_path / "animated.webp"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -88,7 +92,7 @@ def test_an_animated_webp_is_refused_by_predict_images_and_read_by_its_first_fra
         "    signature(images=tf.constant([open(sys.argv[3], 'rb').read()]))",
         "except tf.errors.InvalidArgumentError as err:",
         "    print('refused:', err.message.replace(chr(10), ' '))"])
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "lenet5"), str(still), str(path)],
+    done = subprocess.run([sys.executable, "-c", script, str(exported), str(still), str(path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     still_line, refused = done.stdout.splitlines()[-2:]
