@@ -66,9 +66,14 @@ async def read_body(scope: dict, receive, limits: BodyLimits = BodyLimits()) -> 
 
     Raises:
       RequestError: 400 for a bad Content-Length, 413 past ``limits.max_bytes`` (declared or streamed), 408 when
-        it does not arrive in time (both close the connection).
+        it does not arrive in time (both close the connection); 415 for a Content-Encoding (a gzipped body would
+        be read as garbage).
       ClientGone: the client hung up.
     """
+    encoding = header(scope, b"content-encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        raise RequestError(415, f"Content-Encoding {encoding[:40]!r} is not supported: send the body uncompressed",
+                           close=True)
     declared = header(scope, b"content-length")
     if declared is not None and not (declared.isascii() and declared.isdigit()):
         raise RequestError(400, f"bad Content-Length {declared[:40]!r}", close=True)

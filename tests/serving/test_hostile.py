@@ -129,6 +129,21 @@ def test_two_file_fields_in_one_upload_are_refused_not_one_of_them_read():
                                          "request"}
 
 
+@pytest.mark.parametrize("path, key", [("/predict", "detail"), ("/v1/models/lenet5:predict", "error")])
+def test_a_compressed_body_is_refused_with_415_not_read_as_garbage(path, key):
+    import gzip
+
+    picture = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(picture, "PNG")
+    client = asgi_client(create_app(FLAT))
+    response = client.post(path, content=gzip.compress(picture.getvalue()),
+                           headers={"Content-Type": "image/png", "Content-Encoding": "gzip"})
+    assert response.status_code == 415
+    assert response.json() == {key: "Content-Encoding 'gzip' is not supported: send the body uncompressed"}
+    plain = client.post("/predict", content=picture.getvalue(), headers={"Content-Encoding": "identity"})
+    assert plain.status_code == 200 and plain.json()["digit"] is None  # a blank picture, read
+
+
 def test_health_reports_a_dead_batching_thread(monkeypatch):
     monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the thread's death is the test's point
 
