@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from lenet_tf.core.errors import CheckpointError
-from lenet_tf.core.regular_files import SpecialFileError, read_regular, special_kind
+from lenet_tf.core.regular_files import SpecialFileError, kind_of, read_regular
 from lenet_tf.core.tf import tf, tf1
 
 RUN_FILE = "run.json"
@@ -125,8 +125,7 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> str:
         raise CheckpointError(f"{path}: holds no checkpoint (expected {RUN_FILE} of a training folder, "
                               f"{CHECKPOINT_NAME}.index of an epoch folder, or a Saver's `checkpoint` file)")
     if given.exists():  # a file, a FIFO, a socket, …
-        kind = special_kind(given, follow_links=True) or "a file"
-        raise CheckpointError(f"{path}: is {kind}, not a checkpoint folder or Saver prefix")
+        raise CheckpointError(f"{path}: is {kind_of(given)}, not a checkpoint folder or Saver prefix")
     raise CheckpointError(f"{path}: no such checkpoint folder or Saver prefix (expected a training folder such as "
                           "SavedModel, an epoch folder such as SavedModel/epoch-0007, or a prefix such as "
                           "SavedModel/epoch-0007/ckpt; train first with `lenet-tf train`)")

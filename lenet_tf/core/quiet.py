@@ -43,7 +43,8 @@ def quiet_stderr(replay: bool = True) -> Iterator[None]:
     """Sends everything written to file descriptor 2 inside the block (C++ and Python alike) to a temporary file.
 
     What was written is replayed on stderr when the block raises (unless not ``replay``: the caller reports the
-    error its own way; nor when the user interrupted it); when :func:`debugging`, nothing is hidden. Threads take turns in such blocks.
+    error its own way; nor when the user interrupted it); when :func:`debugging`, nothing is hidden. Threads take
+    turns in such blocks.
     """
     if debugging():
         yield

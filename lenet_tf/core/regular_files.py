@@ -26,6 +26,11 @@ def special_kind(path: str | os.PathLike, *, follow_links: bool = False) -> str 
     return next((kind for test, kind in _KINDS if test(mode)), None)
 
 
+def kind_of(path: str | os.PathLike) -> str:
+    """What ``path``, which exists and is no folder, is, for a message: "a file", "a FIFO", "a socket", …"""
+    return special_kind(path, follow_links=True) or "a file"
+
+
 def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o666, *,
                  follow_links: bool = False) -> int:
     """``os.open`` that never blocks on a FIFO and, unless ``follow_links`` (for a file only read, such as a data

@@ -49,7 +49,7 @@ from typing import Iterator
 from lenet_tf.core.checkpoint_paths import RUN_FILE
 from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.outputs import describe_os_error
-from lenet_tf.core.regular_files import SpecialFileError, open_regular, read_regular, special_kind
+from lenet_tf.core.regular_files import SpecialFileError, kind_of, open_regular, read_regular
 
 WRITER_LOCK = ".lenet_tf.lock"
 RECORD_LOCK = ".lenet_tf.record.lock"
@@ -157,8 +157,7 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        kind = special_kind(folder, follow_links=True) or "a file"  # "a FIFO", "a socket", …
-        raise CheckpointError(f"{folder}: is {kind}, expected an output folder")
+        raise CheckpointError(f"{folder}: is {kind_of(folder)}, expected an output folder")
     if not create and not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder (train first with `lenet-tf train`)")
     created = not folder.exists()
