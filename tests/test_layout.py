@@ -1,5 +1,5 @@
 """The package's layout: subpackages by concern, stacked in floors; a module imports only its own floor or lower
-ones, and no import cycle exists (imports inside functions included)."""
+ones, and no import cycle exists (imports inside functions included); docs/design.md's layout names every module."""
 
 from __future__ import annotations
 
@@ -96,3 +96,26 @@ def test_at_most_eight_modules_at_the_top():
 def test_subpackages_are_the_floors():
     folders = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists())
     assert set(folders) <= set(FLOOR), folders
+
+
+def _design_layout() -> set[str]:
+    """The package's files docs/design.md's layout names (``data/scans.py``), read from its tree's indentation."""
+    text = (PACKAGE.parent / "docs" / "design.md").read_text(encoding="utf-8")
+    tree = text.split("## Layout by concern", 1)[1].split("```", 2)[1]
+    named, folder = set(), None
+    for line in tree.splitlines():
+        depth, entry = (len(line) - len(line.lstrip())) // 2, (line.split() or [""])[0]
+        if depth == 0:
+            folder = "" if entry == "lenet_tf/" else None  # the package's tree ends where the repo's folders begin
+        elif folder is not None and entry.endswith("/"):
+            folder = entry if depth == 1 else folder
+        elif folder is not None and entry.endswith(".py"):
+            named.add((folder if depth == 2 else "") + entry)
+    return named
+
+
+def test_the_design_page_names_every_module_and_no_other():
+    modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    named = _design_layout()
+    assert not modules - named, f"modules docs/design.md's layout leaves out: {sorted(modules - named)}"
+    assert not named - modules, f"files docs/design.md's layout names that do not exist: {sorted(named - modules)}"
