@@ -234,3 +234,16 @@ def test_strokes_that_run_off_the_picture_are_not_taken_for_a_shadow():
 def test_evenly_lit_paper_is_read_exactly_as_before():
     paper = (200.0 * (1.0 - seven()) + 30.0 + np.random.default_rng(1).normal(0, 2, (SIZE, SIZE))).astype(np.float32)
     np.testing.assert_array_equal(flattened(paper), paper)
+
+
+@pytest.mark.parametrize("level", [255.0, 241.0, 0.0])
+def test_paper_of_one_grey_all_round_is_left_as_it_is_as_the_fitted_lighting_would(level):
+    """The shortcut for a border of one grey (canvases, clean scans) gives what the fit gives: a flat surface."""
+    from lenet_tf.data.images import UNEVEN_LIGHT, PAPER_BORDER, _lighting
+
+    ink = seven()
+    ink[0, :] = ink[-1, :] = ink[:, 0] = ink[:, -1] = 0  # only the border is one grey
+    gray = (level + (128.0 if level < 128 else -200.0) * ink).astype(np.float32)
+    lighting, explained = _lighting(gray)
+    assert explained >= PAPER_BORDER and float(lighting.max() - lighting.min()) <= UNEVEN_LIGHT
+    assert flattened(gray) is gray
