@@ -1,9 +1,8 @@
 """Fitting and calibrating "I can't read this" for a trained run, on the validation side only.
 
 :func:`calibrate` fits the head of :mod:`lenet_tf.rejection` on training data (the run's MNIST training digits,
-some of them damaged as :mod:`lenet_tf.data.damage` damages training captures, some as low-resolution scans
-(:mod:`lenet_tf.data.scans`), and the synthetic digits of other styles, against synthetic non-digits of one seed),
-chooses the threshold so that
+some of them damaged as :mod:`lenet_tf.data.damage` damages training captures, and the synthetic digits of other
+styles, against synthetic non-digits of one seed), chooses the threshold so that
 at most ``max_flagged`` of each set of real validation digits is flagged (MNIST's validation split,
 scikit-learn's load_digits and pendigits drawn on a canvas, each read as ``predict`` reads a file), measures what
 it flags of synthetic non-digits of another seed (:mod:`lenet_tf.data.nondigits`), and writes
@@ -31,7 +30,6 @@ from lenet_tf.data.images import to_mnist
 from lenet_tf.data.mnist import Splits, load_mnist, split, unpad_images
 from lenet_tf.data.nondigits import non_digit_pictures
 from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, pendigits_dir
-from lenet_tf.data.scans import low_resolution_scans
 from lenet_tf.data import other_writers as other_writers_module
 from lenet_tf.data.other_writers import load_digits_files, pendigits_files
 from lenet_tf.data.synthetic import SYNTHETIC_POOL, font_files, synthetic_digits
@@ -44,7 +42,6 @@ from lenet_tf.trained import TrainedModel
 # (default seed 0 / plain 2 epochs; AMD EPYC, 2 cores).
 FIT_DIGITS = 4000  # MNIST training digits the head learns from
 FIT_DAMAGED = 1500  # further MNIST training digits it learns from, each damaged (specks, lines, fog, outline...)
-FIT_SCANS = 1500  # further MNIST training digits it learns from, each as a low-resolution scan (8x8 to 16x16)
 FIT_SYNTHETIC = 1500  # synthetic digits (fonts, stroke templates) it learns from: the first of the training pool
 FIT_NON_DIGITS = 3000  # synthetic non-digits it learns from (seed FIT_SEED)
 REPORT_NON_DIGITS = 600  # synthetic non-digits the report measures (seed REPORT_SEED)
@@ -166,9 +163,7 @@ def calibrate_model(model: TrainedModel, splits: Splits, *, max_flagged: float =
 
     inputs = run_independent_inputs()
     damaged = damaged_digits(splits.train_images[FIT_DIGITS:FIT_DIGITS + FIT_DAMAGED], FIT_SEED)
-    further = splits.train_images[FIT_DIGITS + FIT_DAMAGED:FIT_DIGITS + FIT_DAMAGED + FIT_SCANS]
-    scanned = low_resolution_scans(unpad_images(further), FIT_SEED)
-    digits = np.concatenate([features(splits.train_images[:FIT_DIGITS]), features(damaged), features(scanned),
+    digits = np.concatenate([features(splits.train_images[:FIT_DIGITS]), features(damaged),
                              features(synthetic_digits(SYNTHETIC_POOL, seed=0)[0][:FIT_SYNTHETIC])])
     head = fit_head(digits, features(inputs["fit_non_digits"]), Path(model.checkpoint).parent.name,
                     run_id=model.run.get("id", ""))
