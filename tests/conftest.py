@@ -218,9 +218,10 @@ def suite_environment(tmp_path_factory, request):
 
 
 def warm_caches(tmp_path_factory) -> None:
-    """Fills the suite's cache with the two sets of pictures many commands make (25-32 s each on an AVX2-only EPYC): the synthetic
-    digits of every default training and the calibration's pictures of every calibrated one, each once, before
-    the commands the tests start could make them side by side. Two workers make one set each, at the same time."""
+    """Fills the suite's cache with the two sets of pictures many commands make (25-32 s each on an AVX2-only
+    EPYC): the synthetic digits of every default training and the calibration's pictures of every calibrated one,
+    each once, before the commands the tests start could make them side by side. Two workers make one set each, at
+    the same time."""
     from lenet_tf.data.synthetic import SYNTHETIC_POOL, synthetic_digits
     from lenet_tf.rejection.calibration import run_independent_inputs
 
