@@ -388,7 +388,7 @@ def _run_session(worker: _WorkerGraph, config: TrainConfig, splits: Splits, serv
     role = worker.role
     shard = np.arange(role.index, len(splits.train_labels), role.workers)  # this worker's own examples
     last_step = config.epochs * math.ceil(len(shard) / config.batch_size)
-    hook, run, reached = _SessionHook(worker, last_step, watchdog), None, last_step
+    hook, run = _SessionHook(worker, last_step, watchdog), None
     hooks = [worker.optimizer.make_session_run_hook(role.is_chief), tf1.train.StopAtStepHook(last_step=last_step),
              hook]
     try:
@@ -406,6 +406,9 @@ def _run_session(worker: _WorkerGraph, config: TrainConfig, splits: Splits, serv
     except tf.errors.OpError as err:
         raise MemberError(_failure(watchdog, err)) from None
     finally:  # report even after a failure, so that the parameter servers stop
+        # What this worker saw, unless the parameter server tells more: one already gone (its watchdog ended it when
+        # the chief stopped) must not make a worker stopped halfway report the run as done.
+        reached = hook.reached
         if recorder:
             recorder.close()
         with worker.graph.as_default(), tf1.Session(server.target, config=_filters(role)) as done_session:
