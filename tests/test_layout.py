@@ -99,7 +99,7 @@ def test_subpackages_are_the_floors():
 
 
 def _design_layout() -> set[str]:
-    """The package's files docs/design.md's layout names (``data/scans.py``), read from its tree's indentation."""
+    """The package's files docs/design.md's layout names (``data/images.py``), read from its tree's indentation."""
     text = (PACKAGE.parent / "docs" / "design.md").read_text(encoding="utf-8")
     tree = text.split("## Layout by concern", 1)[1].split("```", 2)[1]
     named, folder = set(), None

@@ -43,6 +43,7 @@ from lenet_tf.trained import TrainedModel
 
 SIGNATURE = tf1.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 IMAGES_SIGNATURE = "predict_images"
+ANIMATED_WEBP = "an animated WebP is not read by this signature: send one frame (PNG, JPEG or a still WebP)"
 
 
 def serving_inputs() -> tuple[tf.Tensor, tf.Tensor]:
@@ -107,9 +108,6 @@ def _decoded_rgba(encoded: tf.Tensor) -> tf.Tensor:
     factor = (tf.reduce_max(size) + WORKING_SIDE - 1) // WORKING_SIDE
     return tf.cond(factor > 1, lambda: tf.image.resize(picture, tf.maximum(size // factor, 1), method="area"),
                    lambda: picture)  # a 10000x1 strip keeps its one pixel of width
-
-
-ANIMATED_WEBP = "an animated WebP is not read by this signature: send one frame (PNG, JPEG or a still WebP)"
 
 
 def _grey(rgba: tf.Tensor) -> tf.Tensor:

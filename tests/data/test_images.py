@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from lenet_tf.core.errors import DataError
-from lenet_tf.data.images import flattened, load_picture, to_mnist
+from lenet_tf.data.images import PAPER_BORDER, UNEVEN_LIGHT, _lighting, flattened, load_picture, to_mnist
 
 SIZE = 112
 
@@ -239,8 +239,6 @@ def test_evenly_lit_paper_is_read_exactly_as_before():
 @pytest.mark.parametrize("level", [255.0, 241.0, 0.0])
 def test_paper_of_one_grey_all_round_is_left_as_it_is_as_the_fitted_lighting_would(level):
     """The shortcut for a border of one grey (canvases, clean scans) gives what the fit gives: a flat surface."""
-    from lenet_tf.data.images import UNEVEN_LIGHT, PAPER_BORDER, _lighting
-
     ink = seven()
     ink[0, :] = ink[-1, :] = ink[:, 0] = ink[:, -1] = 0  # only the border is one grey
     gray = (level + (128.0 if level < 128 else -200.0) * ink).astype(np.float32)
