@@ -79,6 +79,24 @@ def quiet_stderr(replay: bool = True) -> Iterator[None]:
                 sys.stderr.flush()
 
 
+class ExpectedThreadFailures:
+    """Until :meth:`close`, a thread's uncaught exception that ``expected(args)`` (a
+    :class:`threading.ExceptHookArgs`) calls expected prints no traceback; any other goes to the hook that was in
+    place before. :meth:`close` puts that hook back, unless another was installed since."""
+
+    def __init__(self, expected: Callable[[threading.ExceptHookArgs], bool]) -> None:
+        self._expected, self._previous = expected, threading.excepthook
+        threading.excepthook = self._hook
+
+    def _hook(self, args: threading.ExceptHookArgs) -> None:
+        if not self._expected(args):
+            self._previous(args)
+
+    def close(self) -> None:
+        if threading.excepthook == self._hook:
+            threading.excepthook = self._previous
+
+
 @functools.cache
 def silence_libtiff() -> bool:
     """Unsets libtiff's error and warning handlers (its public ``TIFFSetErrorHandler``/``TIFFSetWarningHandler``)

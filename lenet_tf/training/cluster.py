@@ -34,6 +34,7 @@ import numpy as np
 
 from lenet_tf.core.errors import ConfigError, TrainingError
 from lenet_tf.core.precision import Precision, choose
+from lenet_tf.core.quiet import ExpectedThreadFailures
 from lenet_tf.core.tf import default_towers, tf, tf1
 from lenet_tf.data.mnist import Splits
 from lenet_tf.inference import InferenceGraph, ensemble_members
@@ -291,21 +292,15 @@ def _expected_queue_runner_cancellation():
     """When the chief's session closes, the SyncReplicasOptimizer's token queue runner is still waiting for
     gradients that will never come; closing cancels it, and TensorFlow reports that expected CancelledError as a
     thread traceback on stderr. Within the block (and until those threads have ended) exactly that is silenced."""
-    previous = threading.excepthook
-
-    def excepthook(args) -> None:
-        if not (issubclass(args.exc_type, tf.errors.CancelledError) and args.thread is not None
-                and args.thread.name.startswith("QueueRunnerThread")):
-            previous(args)
-
-    threading.excepthook = excepthook
+    silenced = ExpectedThreadFailures(lambda args: issubclass(args.exc_type, tf.errors.CancelledError)
+                                      and args.thread is not None and args.thread.name.startswith("QueueRunnerThread"))
     try:
         yield
     finally:
         for thread in threading.enumerate():
             if thread.name.startswith("QueueRunnerThread"):
                 thread.join(timeout=10)
-        threading.excepthook = previous
+        silenced.close()
 
 
 def train_worker(

@@ -9,7 +9,6 @@ import logging
 import math
 import os
 import re
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ from lenet_tf.core.tf import IMPORT_SECONDS, IMPORT_STARTED, tf, tf1
 from lenet_tf.data.mnist import Splits
 from lenet_tf.core.errors import CheckpointError, OutputError, TrainingError
 from lenet_tf.core.outputs import remove_tree, warn
+from lenet_tf.core.quiet import ExpectedThreadFailures
 from lenet_tf.core.regular_files import check_folder, describe
 from lenet_tf.inference import InferenceGraph
 from lenet_tf.rejection import remove_foreign_head
@@ -239,21 +239,16 @@ class _WriterFailuresDeferred(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.excepthook = threading.excepthook
         logging.getLogger("tensorflow").addFilter(self)
-        threading.excepthook = self._thread_failed
+        self._threads = ExpectedThreadFailures(
+            lambda args: args.thread is not None and args.thread.name == "EventLoggerThread")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("EventFileWriter writer thread error")
 
-    def _thread_failed(self, args) -> None:
-        if args.thread is None or args.thread.name != "EventLoggerThread":
-            self.excepthook(args)
-
     def close(self) -> None:
         logging.getLogger("tensorflow").removeFilter(self)
-        if threading.excepthook == self._thread_failed:
-            threading.excepthook = self.excepthook
+        self._threads.close()
 
 
 def restore_last(saver: tf1.train.Saver, session: tf1.Session, out: Path, run: dict) -> None:

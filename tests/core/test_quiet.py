@@ -160,6 +160,33 @@ def test_quiet_stderr_hides_nothing_when_debugging(capfd, monkeypatch):
     assert capfd.readouterr().err == "shown\n"
 
 
+def test_an_expected_thread_failure_prints_nothing_and_another_still_prints_its_traceback():
+    script = """
+import threading
+from lenet_tf.core.quiet import ExpectedThreadFailures
+
+def fail(error):
+    def run():
+        raise error
+    thread = threading.Thread(target=run, name="Worker-1")
+    thread.start()
+    thread.join()
+
+before = threading.excepthook
+silenced = ExpectedThreadFailures(lambda args: issubclass(args.exc_type, KeyError) and args.thread is not None
+                                  and args.thread.name == "Worker-1")
+fail(KeyError("expected"))
+fail(ValueError("a real failure"))
+silenced.close()
+assert threading.excepthook is before
+fail(KeyError("after close"))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "expected" not in done.stderr
+    assert "ValueError: a real failure" in done.stderr and "KeyError: 'after close'" in done.stderr
+
+
 def test_the_tensorflow_free_names_match_the_implementations():
     from lenet_tf import model
     from lenet_tf.benchmark import throughput as benchmark
