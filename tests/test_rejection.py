@@ -18,6 +18,7 @@ from lenet_tf.core.options import MAX_FLAGGED
 from lenet_tf.data.pendigits import FILE as PENDIGITS_FILE, pendigits_dir
 from lenet_tf.inference import Predictions
 from lenet_tf.rejection import FEATURES, STATS_FILE, RejectionStats, choose_threshold, fit_head, novelty_tensor
+from lenet_tf import rejection
 from lenet_tf.runs import lock
 from lenet_tf.trained import TrainedModel
 from lenet_tf.serving.predict import rejection_reason
@@ -37,6 +38,18 @@ def test_the_head_scores_non_digits_high_and_the_graph_agrees_with_numpy():
     features = clusters(20, seed=4).astype(np.float32)
     np.testing.assert_allclose(run(lambda f: novelty_tensor(f, head), features), head.scores(features),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_the_head_is_the_mean_of_its_seeded_perceptrons(monkeypatch):
+    digits, non_digits, features = clusters(), clusters(seed=1, centre=1.0), clusters(50, seed=5, centre=0.5)
+    head = fit_head(digits, non_digits, "epoch-0001", seed=4)
+    assert head.hidden_weights.shape == (6, rejection.BAGGED * rejection.HIDDEN)
+    np.testing.assert_array_equal(fit_head(digits, non_digits, "epoch-0001", seed=4).hidden_weights,
+                                  head.hidden_weights)  # seeded
+    monkeypatch.setattr(rejection, "BAGGED", 1)
+    alone = [fit_head(digits, non_digits, "epoch-0001", seed=4 + k).scores(features) for k in range(3)]
+    assert np.ptp(alone, axis=0).max() > 0.1  # the perceptrons differ, so the mean is not any one of them
+    np.testing.assert_allclose(head.scores(features), np.mean(alone, axis=0), rtol=1e-4, atol=1e-4)
 
 
 def test_the_threshold_flags_at_most_the_share_of_every_real_set():
