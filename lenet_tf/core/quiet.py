@@ -93,6 +93,7 @@ class ExpectedThreadFailures:
             self._previous(args)
 
     def close(self) -> None:
+        """Puts back the hook that was in place before, unless another was installed since (that one stays)."""
         if threading.excepthook == self._hook:
             threading.excepthook = self._previous
 

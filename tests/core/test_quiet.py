@@ -180,6 +180,11 @@ fail(ValueError("a real failure"))
 silenced.close()
 assert threading.excepthook is before
 fail(KeyError("after close"))
+
+silenced = ExpectedThreadFailures(lambda args: True)
+later = threading.excepthook = lambda args: None  # someone else's hook, installed after: close leaves it
+silenced.close()
+assert threading.excepthook is later
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
