@@ -241,13 +241,11 @@ def fit_head(digits: np.ndarray, non_digits: np.ndarray, epoch_folder: str, seed
     labels = np.concatenate([np.zeros(len(digits)), np.ones(len(non_digits) * repeats)])
     mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-3
     standardised = (features - mean) / scale
-    members = []
-    for member in range(BAGGED):
-        with warnings.catch_warnings():  # a fixed number of passes: "not converged" is expected
-            warnings.simplefilter("ignore", category=UserWarning)
-            members.append(MLPClassifier((HIDDEN,), alpha=_L2, batch_size=_FIT_BATCH,
-                                         learning_rate_init=_FIT_LEARNING_RATE, max_iter=_FIT_ITERATIONS,
-                                         random_state=seed + member).fit(standardised, labels))
+    with warnings.catch_warnings():  # a fixed number of passes: "not converged" is expected
+        warnings.simplefilter("ignore", category=UserWarning)
+        members = [MLPClassifier((HIDDEN,), alpha=_L2, batch_size=_FIT_BATCH, learning_rate_init=_FIT_LEARNING_RATE,
+                                 max_iter=_FIT_ITERATIONS, random_state=seed + member).fit(standardised, labels)
+                   for member in range(BAGGED)]
     hidden_weights = np.concatenate([model.coefs_[0] for model in members], axis=1)
     hidden_bias = np.concatenate([model.intercepts_[0] for model in members])
     weights = np.concatenate([model.coefs_[1][:, 0] for model in members]) / BAGGED
