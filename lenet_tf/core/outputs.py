@@ -106,14 +106,19 @@ def check_new_files(paths: list[Path], overwrite: bool, flag: str = "--overwrite
             raise OutputError(f"{path}: already exists; pass {flag} to replace it")
 
 
+def not_writable(folder: str | os.PathLike, err: OSError) -> str:
+    """The one-line refusal for an output ``folder`` that cannot be made or written, naming the cause."""
+    return f"{folder}: output folder is not writable ({describe_os_error(err)})"
+
+
 def check_writable_folder(folder: str | os.PathLike) -> None:
     """Raises OutputError unless a file can be created in ``folder`` now (one is, and deleted at once): for an
-    output written only after long work into a folder the command does not make."""
+    output written only after long work, or before a run's first checkpoint."""
     try:
         with tempfile.TemporaryFile(dir=folder, prefix=TMP_PREFIX):
             pass
     except OSError as err:
-        raise OutputError(f"{folder}: cannot write files in this folder ({describe_os_error(err)})") from None
+        raise OutputError(not_writable(folder, err)) from None
 
 
 # ------------------------------------------------------------------------------------------------- durability

@@ -35,8 +35,8 @@ from lenet_tf.core.checkpoint_paths import (CHECKPOINT_NAME, RUN_FILE, checkpoin
                                             describe_tf_error, read_run, resolve_checkpoint)
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.core.errors import CheckpointError, OutputError
-from lenet_tf.core.outputs import (TMP_PREFIX, current_umask, describe_os_error, publish, remove_tree, warn,
-                                   write_atomic)
+from lenet_tf.core.outputs import (TMP_PREFIX, check_writable_folder, current_umask, describe_os_error, not_writable,
+                                   publish, remove_tree, warn, write_atomic)
 from lenet_tf.runs import lock
 
 RUN_FORMAT = 2  # 2 added "checkpoints"; format 1 records are read as owning their best and last folders
@@ -85,10 +85,12 @@ def prepare_output_dir(out_dir: str | os.PathLike, *, resume: bool = False, over
         raise CheckpointError(f"{out}: is a file, expected an output folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=TMP_PREFIX):
-            pass
     except OSError as err:
-        raise CheckpointError(f"{out}: output folder is not writable ({describe_os_error(err)})") from None
+        raise CheckpointError(not_writable(out, err)) from None
+    try:
+        check_writable_folder(out)
+    except OutputError as err:
+        raise CheckpointError(str(err)) from None
     return out, previous
 
 

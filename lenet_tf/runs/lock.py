@@ -48,7 +48,7 @@ from typing import Iterator
 
 from lenet_tf.core.checkpoint_paths import RUN_FILE
 from lenet_tf.core.errors import CheckpointError
-from lenet_tf.core.outputs import describe_os_error
+from lenet_tf.core.outputs import describe_os_error, not_writable
 from lenet_tf.core.regular_files import SpecialFileError, kind_of, open_regular, read_regular
 
 WRITER_LOCK = ".lenet_tf.lock"
@@ -114,7 +114,7 @@ def _open_lock_file(path: Path, writer: bool) -> int | None:
         raise special(err) from None
     except OSError as err:
         if writer:
-            raise CheckpointError(f"{path.parent}: output folder is not writable ({describe_os_error(err)})") from None
+            raise CheckpointError(not_writable(path.parent, err)) from None
     try:
         return open_regular(path)  # a shared lock needs no write access
     except SpecialFileError as err:
@@ -165,7 +165,7 @@ def writing(folder: str | os.PathLike, lock_name: str = WRITER_LOCK, *, what: st
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise CheckpointError(f"{folder}: output folder is not writable ({describe_os_error(err)})") from None
+        raise CheckpointError(not_writable(folder, err)) from None
     path = folder / lock_name
     fd = _take(path, folder, what)
     try:

@@ -101,7 +101,7 @@ def _target(tmp_path, case: str) -> tuple:
         if os.geteuid() == 0:
             pytest.skip("root may write any folder")
         folder.mkdir(mode=0o500)
-    return folder / "x.json", f"{folder}: cannot write files in this folder ({why}"
+    return folder / "x.json", f"{folder}: output folder is not writable ({why}"
 
 
 @pytest.mark.parametrize("case", ["missing folder", "folder is a file", "read-only folder", "a folder", "a FIFO"])
