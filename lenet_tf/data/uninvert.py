@@ -85,22 +85,31 @@ def _frame(size: int, inner: int, outer: int) -> np.ndarray:
 def inverted_regions(images: tf.Tensor) -> tf.Tensor:
     """float32 images ``[N, 32, 32, 1]`` in 0..1 (white ink on black) → float32 ``[N, 32, 32, 1]``: 1 on the
     pixels of the box of white paper reaching the 28x28 picture's edge, where it is an inverted region (see the
-    module docstring); else 0."""
+    module docstring); else 0. Only the pictures with white paper at the edge are followed further (no MNIST
+    digit has any), so a batch of ordinary digits costs one erosion."""
     size = images.shape[1]
     channels = tf.transpose(images, [3, 1, 2, 0])  # [1, H, W, N]
     centres = tf.cast(_erode(channels, [SQUARE, SQUARE]) >= WHITE, tf.float32)
-    at_edge = tf.constant(_frame(size, _PAD + SQUARE // 2 + 1, 0))  # the centres of the squares at the edge
+    seeds = centres * tf.constant(_frame(size, _PAD + SQUARE // 2 + 1, 0))  # the centres of the squares at the edge
+    kept = tf.where(tf.reduce_max(seeds, axis=[0, 1, 2]) > 0)[:, 0]  # int64 [K]
+    region = _regions(*(tf.gather(x, kept, axis=3) for x in (channels, centres, seeds)))
+    picture = tf.constant(_frame(size, size, _PAD))  # the 28x28 picture, not its padding
+    regions = tf.scatter_nd(kept[:, None], tf.transpose(region, [3, 1, 2, 0]), tf.shape(images, out_type=tf.int64))
+    return regions * picture
+
+
+def _regions(channels: tf.Tensor, centres: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
+    """:func:`inverted_regions` of pictures ``channels`` ``[1, H, W, K]``, given the centres of their white squares
+    and those of them at the edge (both 0 or 1, the same shape) → ``[1, H, W, K]``."""
     white = _dilate(centres, [SQUARE, SQUARE])
     # the white paper connected to the edge: a bold stroke elsewhere in the picture is no part of the region
-    paper = _connected(centres * at_edge, _close(white, BRIDGE)) * white
+    paper = _connected(seeds, _close(white, BRIDGE)) * white
     box = _bounding_box(paper)
     fill = tf.reduce_sum(box * tf.cast(channels >= WHITE, tf.float32), axis=[1, 2], keepdims=True) / tf.maximum(
         tf.reduce_sum(box, axis=[1, 2], keepdims=True), 1.0)
     # a box mostly of white paper, with dark strokes in it: not a bold stroke that reaches the edge (no dark in it)
     dark = tf.reduce_sum(box * tf.cast(channels < 0.5, tf.float32), axis=[1, 2], keepdims=True)
-    region = box * tf.cast((fill >= BOX_FILL) & (dark >= DARK_MIN), tf.float32)
-    picture = tf.constant(_frame(size, size, _PAD))  # the 28x28 picture, not its padding
-    return tf.transpose(region, [3, 1, 2, 0]) * picture
+    return box * tf.cast((fill >= BOX_FILL) & (dark >= DARK_MIN), tf.float32)
 
 
 def uninvert(images: tf.Tensor) -> tf.Tensor:

@@ -87,3 +87,18 @@ def test_the_network_uninverts_at_prediction_only(real_mnist):
             trained_on_restored = session.run(training, {images: restored})
     np.testing.assert_allclose(predicted, trained_on_restored, atol=1e-5)
     assert np.abs(trained_on - predicted).max() > 1e-2  # training saw the damage itself
+
+
+def test_each_picture_of_a_mixed_batch_is_uninverted_as_if_alone(real_mnist):
+    # only the pictures with white paper at the edge are followed further: each must come back to its own row
+    original = digits(real_mnist, 60)
+    mixed = original.copy()
+    picture = slice(2, 30)
+    mixed[1::3] = inverted(original[1::3], slice(12, 19), picture)  # bands on every third, from the second
+    mixed[5::9] = inverted(original[5::9], picture, picture)  # whole negatives on others
+    together = run(uninvert, mixed)
+    alone = np.concatenate([run(uninvert, mixed[i:i + 1]) for i in range(len(mixed))])
+    np.testing.assert_array_equal(together, alone)
+    changed = np.flatnonzero(np.abs(together - mixed).max(axis=(1, 2, 3)) > 0)
+    assert set(changed) <= {*range(1, 60, 3), *range(5, 60, 9)} and len(changed) >= 3
+    assert run(uninvert, mixed[:0]).shape == (0, 32, 32, 1)
