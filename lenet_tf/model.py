@@ -10,7 +10,7 @@ from typing import Callable
 from lenet_tf.core import kernels as kernel_sets, options
 from lenet_tf.core.checkpoint_paths import describe_tf_error, resolve_checkpoint
 from lenet_tf.core.errors import CheckpointError
-from lenet_tf.core.options import DROPOUT, INIT_STDDEV
+from lenet_tf.core.options import BN_EPSILON, CLASS_COUNT, DROPOUT, INIT_STDDEV, INPUT_MEAN, INPUT_STD
 from lenet_tf.core.shards import concat as _concat, shard_batch
 from lenet_tf.core.tf import tf, tf1
 from lenet_tf.data.cleanup import clean_inputs
@@ -100,8 +100,9 @@ class LeNet5:
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int ≥ 2, got {num_classes!r}")
+        if not isinstance(num_classes, int):
+            raise ValueError(f"num_classes must be an int, got {num_classes!r}")
+        CLASS_COUNT.check("num_classes", num_classes)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if init_stddev is not None:
@@ -116,8 +117,9 @@ class LeNet5:
             kernels = kernel_sets.TF_KERNELS[kernels]
         elif not isinstance(kernels, kernel_sets.Kernels):
             raise TypeError(f"kernels must be a name or a lenet_tf.core.kernels.Kernels, got {kernels!r}")
-        if not input_std > 0:
-            raise ValueError(f"input_std must be > 0, got {input_std!r}")
+        INPUT_MEAN.check("input_mean", input_mean)
+        INPUT_STD.check("input_std", input_std)
+        BN_EPSILON.check("bn_epsilon", bn_epsilon)
         self.name = name
         self.num_classes = num_classes
         self.activation = activation

@@ -14,6 +14,7 @@ from lenet_tf.runs import checkpoint, lock
 from lenet_tf.core.tf import default_towers, session_config, tf, tf1
 from lenet_tf.data.mnist import INPUT_SHAPE, MNIST_SIZE, pad_images
 from lenet_tf.core.errors import CheckpointError
+from lenet_tf.core.options import ENSEMBLE
 from lenet_tf.data.images import blank_digits
 from lenet_tf.inference import EVAL_BATCH_SIZE, InferenceGraph, Predictions, ensemble_members, restore_members
 from lenet_tf.model import LeNet5
@@ -87,8 +88,8 @@ class TrainedModel:
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"{folder}: unknown model configuration ({err})") from None
         members = run.get("train", {}).get("ensemble", 1)
-        if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-            raise CheckpointError(f"{folder}: unknown model configuration (ensemble must be an int ≥ 1, "
+        if not isinstance(members, int) or not ENSEMBLE.contains(members):
+            raise CheckpointError(f"{folder}: unknown model configuration (ensemble must be {ENSEMBLE.describe()}, "
                                   f"got {members!r})")
         return {"run": run, "checkpoint": str(prefix), "epoch": int(epoch.group(1)) if epoch else None,
                 "model": run["model"], "members": members}

@@ -209,10 +209,15 @@ def test_get_config_rebuilds_the_same_network(graph):
 @pytest.mark.parametrize("kwargs, message", [
     ({"activation": "swish"}, "activation must be one of"),
     ({"dropout": 1.0}, "dropout must be a finite number in"),
-    ({"num_classes": 1}, "num_classes must be an int"),
+    ({"num_classes": 1}, r"num_classes must be in \[2, 2147483647\], got 1"),
     ({"init_stddev": 0}, "init_stddev must be a finite number > 0"),
     ({"name": ""}, "name must be a non-empty string"),
-    ({"input_std": 0}, "input_std must be > 0"),
+    ({"input_std": 0}, "input_std must be a finite number > 0"),
+    ({"input_std": float("inf")}, "input_std must be a finite number > 0"),
+    ({"input_mean": float("inf")}, "input_mean must be a finite number, got inf"),
+    ({"bn_epsilon": float("nan")}, "bn_epsilon must be a finite number > 0"),
+    ({"num_classes": 10**30}, r"num_classes must be in \[2, 2147483647\]"),
+    ({"num_classes": 10.0}, "num_classes must be an int, got 10.0"),
     ({"kernels": "fft"}, "kernels must be one of nn, forward_grad, matmul or a Kernels object"),
     ({"kernels": "native"}, r"native ones: lenet_tf.core.native_ops.kernels\(\)"),
 ])

@@ -1,6 +1,7 @@
 """Friendly restore: a training folder, an epoch folder or a Saver prefix all load, in this process and a fresh one."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -78,6 +79,22 @@ def test_what_is_not_a_checkpoint_is_one_clear_line(tmp_path, name, message):
     with pytest.raises(CheckpointError, match="no such checkpoint folder|holds no checkpoint"):
         TrainedModel(tmp_path / name)
 
+
+@pytest.mark.parametrize("part, key, value, message", [
+    ("train", "ensemble", 10**30, r"ensemble must be in \[1, 64\], got 10{30}"),  # was: built for ever
+    ("train", "ensemble", 2.0, r"ensemble must be in \[1, 64\], got 2\.0"),
+    ("model", "num_classes", 10**30, r"num_classes must be in \[2, 2147483647\]"),  # was: a traceback
+    ("model", "input_mean", float("inf"), "input_mean must be a finite number, got inf"),  # was: wrong answers
+])
+def test_a_run_record_with_values_out_of_range_is_one_clear_line(trained, tmp_path, part, key, value, message):
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    run = json.loads((trained[0] / "run.json").read_text())
+    run[part][key] = value
+    (copy / "run.json").write_text(json.dumps(run))  # json writes inf as Infinity, as a hand edit might
+    shutil.copytree(trained[0] / run["best"]["dir"], copy / run["best"]["dir"])
+    with pytest.raises(CheckpointError, match=rf"edited: unknown model configuration \({message}"):
+        TrainedModel.read_config(copy)
 
 def test_lenet5_restore_takes_each_form(trained):
     out, best, last = trained

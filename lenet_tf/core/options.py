@@ -32,8 +32,10 @@ class Range:
         if self.low is not None and self.high is not None:
             bounds = (f"in {'(' if self.low_open else '['}{show(self.low)}, {show(self.high)}"
                       f"{')' if self.high_open else ']'}")
-        else:
+        elif self.low is not None:
             bounds = f"{'>' if self.low_open else '≥'} {show(self.low)}"
+        else:
+            return "a whole number" if self.kind is int else "a finite number"
         return bounds if self.kind is int else f"a finite number {bounds}"
 
     def contains(self, value) -> bool:
@@ -68,6 +70,12 @@ class Range:
 # The ranges LeNet5's constructor checks (lenet_tf.model), which training's options reuse (lenet_tf.training.config).
 DROPOUT = Range(float, 0, 1, high_open=True)
 INIT_STDDEV = Range(float, 0, low_open=True)
+CLASS_COUNT = Range(int, 2, 2**31 - 1)  # the logits' width: a tensor dimension
+INPUT_MEAN = Range(float)
+INPUT_STD = Range(float, 0, low_open=True)
+BN_EPSILON = Range(float, 0, low_open=True)
+# Members of an ensemble (training's --ensemble, and what a run record may claim): each is a whole LeNet-5 in the graph.
+ENSEMBLE = Range(int, 1, 64)
 # A timeout flag's seconds (serve's deadlines, train's cluster waits): finite, so timers and clocks never overflow.
 SECONDS = Range(float, 0, 1e6, low_open=True, high_open=True)
 

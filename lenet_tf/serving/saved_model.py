@@ -33,8 +33,9 @@ from lenet_tf.runs.checkpoint import describe_tf_error
 from lenet_tf.data.images import INK_FRACTION, PAPER_NOISE, BLANK_LEVEL, WORKING_SIDE
 from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
 from lenet_tf.serving.tf_serving import NO_DIGIT
-from lenet_tf.core.errors import CheckpointError
-from lenet_tf.core.outputs import TMP_PREFIX, describe_os_error, publish, remove_tree, warn
+from lenet_tf.core.errors import CheckpointError, OutputError
+from lenet_tf.core.outputs import (TMP_PREFIX, NotSyncedError, check_writable_folder, describe_os_error, publish,
+                                   remove_tree, warn)
 from lenet_tf.core.regular_files import read_regular, special_kind
 from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
@@ -282,24 +283,29 @@ def is_our_export(folder: Path) -> bool:
 
 
 def check_export_dir(export_dir: Path, overwrite: bool) -> bool:
-    """Raises unless ``export_dir`` may be written: absent, empty, or (with ``overwrite``) an earlier export of
-    ours and nothing else. Returns whether something is there to replace."""
+    """Raises unless ``export_dir`` may be written: absent, or a folder we may write that is empty or (with
+    ``overwrite``) holds an earlier export of ours and nothing else. Returns whether something is there to
+    replace."""
     if not export_dir.exists() and not export_dir.is_symlink():
         return False
     if not export_dir.is_dir() or export_dir.is_symlink():
         raise CheckpointError(f"{export_dir}: exists and is not a folder; choose another --out")
-    if not any(export_dir.iterdir()):
-        return False
-    if not (export_dir / "saved_model.pb").is_file() or not (export_dir / MARKER).is_file():
-        raise CheckpointError(f"{export_dir}: is not empty and not a lenet_tf export, so it is left alone; "
-                              "choose another --out")
-    foreign = foreign_entry(export_dir)
-    if foreign:
-        raise CheckpointError(f"{export_dir}: not a lenet_tf export as written ({foreign}), so it is left alone; "
-                              "choose another --out")
-    if not overwrite:
-        raise CheckpointError(f"{export_dir}: holds an earlier export; pass --overwrite to replace it")
-    return True
+    replace = any(export_dir.iterdir())
+    if replace:
+        if not (export_dir / "saved_model.pb").is_file() or not (export_dir / MARKER).is_file():
+            raise CheckpointError(f"{export_dir}: is not empty and not a lenet_tf export, so it is left alone; "
+                                  "choose another --out")
+        foreign = foreign_entry(export_dir)
+        if foreign:
+            raise CheckpointError(f"{export_dir}: not a lenet_tf export as written ({foreign}), so it is left "
+                                  "alone; choose another --out")
+        if not overwrite:
+            raise CheckpointError(f"{export_dir}: holds an earlier export; pass --overwrite to replace it")
+    try:  # the export takes the folder's mode: one that may not be written is not written
+        check_writable_folder(export_dir)
+    except OutputError as err:
+        raise CheckpointError(str(err)) from None
+    return replace
 
 
 def export_saved_model(checkpoint_dir: str | os.PathLike, export_dir: str | os.PathLike, *,
@@ -383,7 +389,15 @@ def _publish_export(staging: Path, export_dir: Path, replace: bool) -> None:
     (:func:`_keep_attributes`)."""
     if export_dir.is_dir():
         _keep_attributes(export_dir, staging / "model")
-    for warning in publish(staging / "model", export_dir, replace=replace or export_dir.is_dir()):
+    try:
+        warnings = publish(staging / "model", export_dir, replace=replace or export_dir.is_dir())
+    except NotSyncedError:
+        raise
+    except OSError:  # not published: the mode taken from export_dir must not keep the clean-up from deleting it
+        with contextlib.suppress(OSError):
+            os.chmod(staging / "model", stat.S_IRWXU)
+        raise
+    for warning in warnings:
         warn(warning)
 
 

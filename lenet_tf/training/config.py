@@ -12,7 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from lenet_tf.core.errors import ConfigError
-from lenet_tf.core.options import ACTIVATIONS, DROPOUT, INIT_STDDEV, KERNEL_NAMES, SCHEDULES, Range
+from lenet_tf.core.options import ACTIVATIONS, DROPOUT, ENSEMBLE, INIT_STDDEV, KERNEL_NAMES, SCHEDULES, Range
 from lenet_tf.core.precision import PRECISIONS
 
 
@@ -141,7 +141,7 @@ class TrainConfig:
                               group=_STYLES)
     ensemble: int = option(1, "train N LeNet-5 members with different seeds side by side on the same batches; "
                               "evaluate, predict, serve and export average their probabilities (1: a single model)",
-                           range=Range(int, 1), metavar="N")
+                           range=ENSEMBLE, metavar="N")
     calibrate: bool = option(False, "after training, fit \"I can't read this\" on the best epoch, as `lenet-tf "
                                     "calibrate` does (rejection.npz beside run.json; a few seconds)")
     seed: int = option(0, "seed of the split, shuffling and initialisation",

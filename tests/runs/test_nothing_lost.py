@@ -249,6 +249,14 @@ def test_export_replaces_only_an_earlier_export_of_ours(tmp_path, finished):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
+def test_export_into_a_folder_that_may_not_be_written_is_refused_up_front(tmp_path, finished, tmpfs):
+    read_only = tmpfs(read_only=True)  # an empty folder that may not be written (on a read-only file system)
+    for overwrite in (False, True):
+        with pytest.raises(CheckpointError, match=r"tmpfs0: output folder is not writable \(Read-only file system\)$"):
+            export_saved_model(finished, read_only, overwrite=overwrite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmpfs0"] and not any(read_only.iterdir())
+
+
 # ------------------------------------------------------------------------------- the command line, one line
 
 
