@@ -58,14 +58,14 @@ def dense_leaves(value, shape: tuple[int, ...]) -> list:
     return items
 
 
-def _kinds(types: set[type]) -> str:
-    if bool in types:
-        return "booleans"
-    if types <= {int, float}:
-        return "decimal numbers"
-    if types == {str}:
-        return "strings"
-    return "lists nested deeper than the shape" if list in types else "values of mixed types"
+_KINDS = {bool: "booleans", float: "decimal numbers", str: "strings", type(None): "nulls", dict: "objects",
+          list: "lists nested deeper than the shape"}  # the JSON values a parser gives, by their Python type
+
+
+def _kinds(refused: set[type]) -> str:
+    """The kinds of leaves refused, by their types: "nulls", "booleans and strings"..."""
+    names = sorted(_KINDS.get(kind, kind.__name__) for kind in refused)
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
 
 
 def integer_array(value, shape: tuple[int, ...], low: int, high: int, may_hold_booleans: bool = True) -> np.ndarray:
@@ -84,9 +84,9 @@ def integer_array(value, shape: tuple[int, ...], low: int, high: int, may_hold_b
             raise TypeError
         array = np.frombuffer(Array("q", leaves), np.int64).reshape(shape)
     except (TypeError, OverflowError):
-        types = set(map(type, leaves))
-        if types - {int}:
-            raise TensorError(f"its values must be integers {low}..{high}, got {_kinds(types)}") from None
+        refused = set(map(type, leaves)) - {int}
+        if refused:
+            raise TensorError(f"its values must be integers {low}..{high}, got {_kinds(refused)}") from None
         try:
             array = np.array(leaves, dtype=np.int64).reshape(shape)
         except OverflowError:
@@ -104,9 +104,9 @@ def number_array(value, shape: tuple[int, ...]) -> np.ndarray:
       TensorError: not dense, or leaves that are not numbers.
     """
     leaves = dense_leaves(value, shape)
-    types = set(map(type, leaves))
-    if not types <= {int, float}:
-        raise TensorError(f"its values must be numbers, got {_kinds(types)}")
+    refused = set(map(type, leaves)) - {int, float}
+    if refused:
+        raise TensorError(f"its values must be numbers, got {_kinds(refused)}")
     try:
         return np.array(leaves, dtype=np.float64).reshape(shape)
     except OverflowError:

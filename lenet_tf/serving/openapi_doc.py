@@ -5,8 +5,8 @@ hold the server to (``tests/serving/test_openapi.py`` runs ``schemathesis --chec
 
 from __future__ import annotations
 
-from lenet_tf.serving.tf_serving import (IMAGES_SIGNATURE_NAME, MAX_INSTANCES, MODEL_NAME, SIGNATURE_NAME,
-                                         error_key)
+from lenet_tf.serving.tf_serving import (IMAGES_SIGNATURE_NAME, MAX_INSTANCES, MAX_VERSION, MODEL_NAME,
+                                         SIGNATURE_NAME, error_key)
 
 _PICTURE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp",
                   "application/octet-stream")
@@ -74,7 +74,8 @@ _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "str
 
 def _version(version: int) -> dict:
     return {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "enum": [str(version)]},
-            "description": f"the served version, `{version}` (another number gets 404, anything else 400)"}
+            "description": f"the served version, `{version}` (another number in 0..{MAX_VERSION} gets 404, "
+                           "anything else 400)"}
 
 
 def _json_ok(description: str, schema: dict) -> dict:

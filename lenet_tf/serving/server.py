@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from starlette.exceptions import HTTPException
 
@@ -122,16 +122,13 @@ def saved_model_dir(export_dir: str | os.PathLike) -> tuple[Path, int]:
     """
     path = Path(export_dir)
     if not (path / "saved_model.pb").exists() and path.is_dir():
-        versions = [(int(p.name), p) for p in path.iterdir() if _version(p.name) and (p / "saved_model.pb").exists()]
+        versions = [(version, p) for p in path.iterdir()
+                    if (version := tf_serving.version_number(p.name)) is not None and (p / "saved_model.pb").exists()]
         if versions:
             version, folder = max(versions)
             return folder, version
-    return path, int(path.name) if _version(path.name) else 1
-
-
-def _version(name: str) -> bool:
-    """Whether a folder's ``name`` is a version number: ASCII digits only (``"²".isdigit()``, but no int)."""
-    return name.isascii() and name.isdigit()
+    own = tf_serving.version_number(path.name)
+    return path, 1 if own is None else own
 
 
 def saved_model_model(export_dir: str | os.PathLike, precision: str | None = None) -> ServedModel:
@@ -246,10 +243,13 @@ class Service:
             raise RequestError(500, f"the model failed: {type(err).__name__}: {err}") from None
 
     def check_servable(self, name: str, version: str | None) -> None:
-        """Raises 400 for a version that is not a number, 404 for another model or version (TF Serving's words)."""
-        if version is not None and not re.fullmatch(r"[0-9]{1,18}", version):
-            raise RequestError(400, f"Malformed request: version '{version[:40]}' is not a number")
-        if name != tf_serving.MODEL_NAME or (version is not None and int(version) != self.model.version):
+        """Raises 400 for a version that is not a version number (:func:`tf_serving.version_number`, the rule of
+        version folders too), 404 for another model or version (TF Serving's words)."""
+        number = None if version is None else tf_serving.version_number(version)
+        if version is not None and number is None:
+            raise RequestError(400, f"Malformed request: version '{version[:40]}' is not a number in "
+                                    f"0..{tf_serving.MAX_VERSION}")
+        if name != tf_serving.MODEL_NAME or (number is not None and number != self.model.version):
             wanted = f"Latest({name[:100]})" if version is None else f"Specific({name[:100]}, {version})"
             raise RequestError(404, f"Servable not found for request: {wanted}")
 
@@ -292,6 +292,17 @@ def _render_tf_serving(probabilities: np.ndarray, blank: np.ndarray, columnar: b
     return _dumps(tf_serving.predict_response(probabilities, columnar, blank, novelty, threshold))
 
 
+def _error_body(key: str, message: str) -> bytes:
+    """A refusal's JSON body ``{key: message}``, whatever the message echoes of the request: a lone surrogate (a
+    JSON string may spell ``"\\ud800"``; UTF-8 cannot encode it) is written as the six characters ``\\ud800``."""
+    return _dumps({key: message.encode("utf-8", "backslashreplace").decode("utf-8")})
+
+
+def _error_response(path: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    """FastAPI's answer refusing a request for ``path``: :func:`_error_body` under its :func:`error_key`."""
+    return Response(_error_body(tf_serving.error_key(path), message), status, headers, "application/json")
+
+
 async def _send_json(send, status: int, body: bytes, close: bool = False,
                      extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
@@ -331,7 +342,7 @@ class ServingApp:
         else:
             return await self.api(scope, receive, send)
         if scope["method"] != "POST":
-            return await _send_json(send, 405, _dumps({tf_serving.error_key(path): "Method Not Allowed"}),
+            return await _send_json(send, 405, _error_body(tf_serving.error_key(path), "Method Not Allowed"),
                                     extra=((b"allow", b"POST"),))
         await self._answer(scope, receive, send, handler, tf_serving.error_key(path), *args)
 
@@ -339,12 +350,12 @@ class ServingApp:
         try:
             body = await handler(scope, receive, *args)
         except RequestError as err:
-            await _send_json(send, err.status, _dumps({error_key: err.message}), close=err.close)
+            await _send_json(send, err.status, _error_body(error_key, err.message), close=err.close)
         except ClientGone:
             return  # nobody to answer, nothing to log
         except Exception as err:  # noqa: BLE001 - a bug of ours: one line in the log, JSON for the client
             _log.error("%s %s failed: %s: %s", scope["method"], scope["path"][:200], type(err).__name__, err)
-            await _send_json(send, 500, _dumps({error_key: f"internal error ({type(err).__name__})"}))
+            await _send_json(send, 500, _error_body(error_key, f"internal error ({type(err).__name__})"))
         else:
             await _send_json(send, 200, body)
 
@@ -390,12 +401,12 @@ def _fastapi_app(service: Service) -> FastAPI:
     page = resources.files("lenet_tf.serving").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.exception_handler(RequestError)
-    async def refuse(request: Request, err: RequestError) -> JSONResponse:
-        return JSONResponse({tf_serving.error_key(request.url.path): err.message}, err.status)
+    async def refuse(request: Request, err: RequestError) -> Response:
+        return _error_response(request.url.path, err.message, err.status)
 
     @app.exception_handler(HTTPException)  # FastAPI's own refusals (405 for a method a route does not take)
-    async def refuse_http(request: Request, err: HTTPException) -> JSONResponse:
-        return JSONResponse({tf_serving.error_key(request.url.path): err.detail}, err.status_code, headers=err.headers)
+    async def refuse_http(request: Request, err: HTTPException) -> Response:
+        return _error_response(request.url.path, str(err.detail), err.status_code, err.headers)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
@@ -435,9 +446,9 @@ def _fastapi_app(service: Service) -> FastAPI:
         return tf_serving.model_metadata(model.version, model.threshold is not None)
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST"], include_in_schema=False)
-    async def tf_serving_unknown(path: str, request: Request) -> JSONResponse:
+    async def tf_serving_unknown(path: str, request: Request) -> Response:
         if _TF_STATUS.fullmatch(path):  # a POST to the status or metadata of a model: those are GET only
-            return JSONResponse({"error": "Method Not Allowed"}, 405, headers={"Allow": "GET"})  # under /v1/
+            return _error_response(request.url.path, "Method Not Allowed", 405, {"Allow": "GET"})
         raise RequestError(400, f"Malformed request: {request.method} /v1/{path[:200]} (this server implements "
                                 "status, metadata and :predict of model lenet5)")
 

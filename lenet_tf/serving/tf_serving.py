@@ -32,6 +32,7 @@ DIGIT_SHAPE = (28, 28)
 NO_DIGIT = -1  # the class answered for a digit with no ink (a blank picture)
 MAX_INSTANCES = 8192  # digits or pictures per predict request
 MAX_CONTAINERS = 1 << 20  # JSON lists and objects per request body (~60 MB once parsed): 1,290 digits as [N,28,28,1]
+MAX_VERSION = 2 ** 63 - 1  # TF Serving's model versions are int64
 
 try:  # orjson parses a digit's 784 numbers several times faster; json gives the reference messages
     from orjson import loads as _fast_loads
@@ -240,6 +241,16 @@ def model_metadata(version: int, calibrated: bool = False) -> dict:
     }
     return {"model_spec": {"name": MODEL_NAME, "signature_name": "", "version": str(version)},
             "metadata": {"signature_def": {"signature_def": signatures}}}
+
+
+def version_number(name: str) -> int | None:
+    """The version a folder's or a URL's ``name`` is, else ``None``: ASCII digits (``"²".isdigit()``, but no int)
+    of a value in 0..MAX_VERSION, as TF Serving reads its version folders (it skips the others)."""
+    significant = name.lstrip("0")
+    if not (name.isascii() and name.isdigit()) or len(significant) > len(str(MAX_VERSION)):
+        return None  # the length first: int() refuses more than 4300 digits
+    number = int(significant or "0")
+    return number if number <= MAX_VERSION else None
 
 
 def error_key(path: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 from lenet_tf.core.errors import LeNetError
 from lenet_tf.data.images import ImageTooLarge, decode_picture, mnist_or_blank
 from lenet_tf.serving.bodies import RequestError
-from lenet_tf.serving.json_tensors import TensorError, check_containers, leading_shape, number_array
+from lenet_tf.serving.json_tensors import TensorError, check_containers, dense_leaves, leading_shape, number_array
 
 _EXPECTED_JSON = 'expected JSON {"pixels": [[28 numbers] x 28]} with grey levels 0..255'
 
@@ -55,6 +55,10 @@ def pixels_digit(data: bytes) -> np.ndarray:
     except (ValueError, KeyError, TypeError, RecursionError):
         raise RequestError(422, _EXPECTED_JSON) from None
     shape = leading_shape(pixels)
+    try:  # first: the shape is read down the first items, whatever the other rows hold
+        dense_leaves(pixels, shape)
+    except TensorError as err:
+        raise RequestError(422, f"pixels must be a 28x28 array: {err}") from None
     if shape != (28, 28):
         raise RequestError(422, f"pixels must be a 28x28 array, got shape {list(shape)}")
     try:
@@ -76,9 +80,10 @@ def _exact(value: float) -> str:
 
 
 def multipart_file(content_type: str, body: bytes) -> bytes:
-    """The ``file`` field of a multipart form body."""
-    from python_multipart import parse_form
+    """The ``file`` field of a multipart form body, which must end with its closing boundary."""
+    from python_multipart import FormParser
     from python_multipart.exceptions import FormParserError
+    from python_multipart.multipart import parse_options_header
 
     if "boundary=" not in content_type.lower():  # python_multipart would log an error of its own first
         raise RequestError(400, "bad multipart body (no boundary in its Content-Type)")
@@ -91,10 +96,16 @@ def multipart_file(content_type: str, body: bytes) -> bytes:
         upload.file_object.seek(0)
         files[upload.field_name] = upload.file_object.read()
 
+    ended: list[bool] = []  # python_multipart takes a body cut short for a whole one, the last part left unread
     try:
-        parse_form({"Content-Type": content_type.encode("latin-1")}, io.BytesIO(body), lambda field: None, on_file)
+        parser = FormParser("multipart/form-data", lambda field: None, on_file, lambda: ended.append(True),
+                            boundary=parse_options_header(content_type)[1].get(b"boundary"))
+        parser.write(body)
+        parser.finalize()
     except (FormParserError, ValueError) as err:
         raise RequestError(400, f"bad multipart body ({err})") from None
+    if not ended:
+        raise RequestError(400, "bad multipart body (truncated: it ends before its closing boundary)")
     if b"file" not in files:
         raise RequestError(400, "multipart upload needs a file field named 'file'")
     return files[b"file"]

@@ -119,6 +119,66 @@ def test_head_is_answered_wherever_get_is_with_the_same_headers_and_no_body(path
     assert head.headers["content-type"] == get.headers["content-type"]
 
 
+def test_a_lone_surrogate_echoed_in_a_refusal_is_written_as_its_escape(live):
+    """JSON may spell a lone surrogate, which UTF-8 cannot encode: the refusal echoing it was a 500 and a traceback."""
+    before = len(live.log)
+    response = httpx.post(live.url + "/v1/models/lenet5:predict", headers={"Content-Type": "application/json"},
+                          content=rb'{"signature_name": "\ud800", "instances": [1]}')
+    assert response.status_code == 400 and response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": r'Serving signature name: "\ud800" not found in signature def'}
+    time.sleep(0.2)
+    assert live.log[before:] == []
+
+
+def test_a_refusal_answered_by_fastapi_encodes_a_lone_surrogate_too():
+    """No server uvicorn runs on puts one in a path, but an ASGI server may: FastAPI's JSONResponse failed on it."""
+    import asyncio
+
+    sent = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/v1/\ud800", "raw_path": b"/v1/%ED%A0%80", "root_path": "", "query_string": b"",
+             "headers": [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(create_app(FLAT)(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"].startswith(r"Malformed request: GET /v1/\ud800 (")
+
+
+@pytest.mark.parametrize("pixels, message", [
+    ([[1, 2], [3]], "pixels must be a 28x28 array: not a dense tensor (nested lists of unequal lengths)"),
+    ([[0] * 28] * 27 + [[0] * 27], "pixels must be a 28x28 array: not a dense tensor (nested lists of unequal "
+                                   "lengths)"),  # 28x28 down its first items
+    ([[None] * 28] * 28, "pixels: its values must be numbers, got nulls"),
+    ([[None] * 27 + ["7"]] + [[0] * 28] * 27, "pixels: its values must be numbers, got nulls and strings"),
+], ids=["ragged", "ragged-last-row", "nulls", "nulls-and-strings"])
+def test_json_pixels_are_refused_for_what_is_wrong_with_them(pixels, message):
+    """A ragged array was said to have the shape of its first rows, nulls to be values of mixed types."""
+    response = asgi_client(create_app(FLAT)).post("/predict", json={"pixels": pixels})
+    assert response.status_code == 422 and response.json() == {"detail": message}
+
+
+def test_a_truncated_multipart_upload_is_a_bad_body_not_one_without_its_file():
+    """python_multipart reads a body cut before its closing boundary as a whole one, its last part left out."""
+    picture = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(picture, "PNG")
+    client = asgi_client(create_app(FLAT))
+    form = client.build_request("POST", "/predict", files={"file": ("a.png", picture.getvalue(), "image/png")})
+    whole, headers = form.read(), {"Content-Type": form.headers["content-type"]}
+    assert client.post("/predict", content=whole, headers=headers).status_code == 200
+    for cut in (whole[:-10], whole[:len(whole) // 2]):
+        response = client.post("/predict", content=cut, headers=headers)
+        assert response.status_code == 400
+        assert response.json() == {"detail": "bad multipart body (truncated: it ends before its closing boundary)"}
+    unnamed = client.post("/predict", content=whole, headers={"Content-Type": "multipart/form-data; xboundary=1"})
+    assert unnamed.status_code == 400 and unnamed.json() == {"detail": "bad multipart body (No boundary given)"}
+
+
 def test_two_file_fields_in_one_upload_are_refused_not_one_of_them_read():
     one = io.BytesIO()
     Image.new("L", (28, 28), 255).save(one, "PNG")

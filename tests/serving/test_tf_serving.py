@@ -9,8 +9,8 @@ import pytest
 fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
 from asgi import asgi_client  # noqa: E402
 
-from lenet_tf.serving.server import (MAX_UPLOAD_BYTES, checkpoint_model, create_app, saved_model_dir,  # noqa: E402
-                                     saved_model_model)
+from lenet_tf.serving.server import (MAX_UPLOAD_BYTES, ServedModel, checkpoint_model, create_app,  # noqa: E402
+                                     saved_model_dir, saved_model_model)
 from lenet_tf.serving.tf_serving import predict_response  # noqa: E402
 from lenet_tf.trained import TrainedModel  # noqa: E402
 
@@ -96,6 +96,28 @@ def test_version_folders_are_ascii_numbers_and_found_by_their_own_names(tmp_path
     (tmp_path / "2" / "saved_model.pb").unlink()
     assert saved_model_dir(tmp_path) == (tmp_path / "01", 1)
     assert saved_model_dir(tmp_path / "²") == (tmp_path / "²", 1)
+
+
+def test_a_version_folder_beyond_int64_is_no_version_to_discovery_or_urls(tmp_path):
+    """TF Serving's versions are int64, other folders skipped: ``99999999999999999999999`` was served, AVAILABLE,
+    while its URL got 400; the largest int64, found as a folder, got 400 in URLs (18 digits at most)."""
+    largest, beyond = str(2 ** 63 - 1), str(2 ** 63)
+    for name in ("3", largest, beyond, "99999999999999999999999"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    assert saved_model_dir(tmp_path / beyond) == (tmp_path / beyond, 1)  # a SavedModel named so: not a version
+    folder, version = saved_model_dir(tmp_path)
+    assert (folder, version) == (tmp_path / largest, 2 ** 63 - 1)
+    client = asgi_client(create_app(ServedModel(lambda digits: np.zeros((len(digits), 10), np.float32), "test",
+                                                version=version)))
+    assert client.get("/health").json()["version"] == version
+    assert client.get(f"/v1/models/lenet5/versions/{largest}").json()["model_version_status"][0]["version"] == largest
+    for name in (beyond, "99999999999999999999999"):
+        response = client.get(f"/v1/models/lenet5/versions/{name}")
+        assert response.status_code == 400
+        assert response.json() == {"error": f"Malformed request: version '{name}' is not a number in 0..{largest}"}
+    (tmp_path / largest / "saved_model.pb").unlink()
+    assert saved_model_dir(tmp_path) == (tmp_path / "3", 3)
 
 
 @pytest.mark.parametrize("damage", ["no variables folder", "truncated variables"])
