@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lenet_tf.serving.json_tensors import MAX_RANK, TensorError, check_containers, integer_array, leading_shape
+from lenet_tf.serving.json_tensors import (MAX_RANK, TensorError, check_containers, dense_leaves, integer_array,
+                                           leading_shape)
 
 MODEL_NAME = "lenet5"
 SIGNATURE_NAME = "serving_default"
@@ -166,6 +167,10 @@ def _images(value, where: str, may_hold_booleans: bool = True) -> np.ndarray:
     ``may_hold_booleans``: whether the body spelt ``true`` or ``false`` anywhere."""
     shape = leading_shape(value)
     if shape[1:] not in (DIGIT_SHAPE, (*DIGIT_SHAPE, 1)) or not shape[0]:
+        try:  # the shape was read down the first items: ragged lists are not that shape, nor any
+            dense_leaves(value, shape)
+        except TensorError as err:
+            raise BadRequest(f"{where}: input '{INPUT_NAME}' is {err}") from None
         raise BadRequest(f"{where}: input '{INPUT_NAME}' must have shape [N,28,28] or [N,28,28,1], "
                          f"got [{','.join(map(str, shape))}{',...' if len(shape) > MAX_RANK else ''}]")
     if shape[0] > MAX_INSTANCES:

@@ -196,6 +196,7 @@ BLANK = [[0] * 28] * 28
     ({"inputs": BLANK}, "got [28,28]"),  # columnar needs the batch axis
     ({"inputs": [[0] * 784]}, "got [1,784]"),
     ({"instances": [BLANK, [[0] * 28] * 27]}, "not a dense tensor"),
+    ({"instances": [[1, 2], [3]]}, "input 'images' is not a dense tensor"),  # not "got [2,2]": its first rows
     ({"instances": [[[0.5] * 28] * 28]}, "values must be integers 0..255, got decimal numbers"),
     ({"instances": [[[True] * 28] * 28]}, "got booleans"),
     ({"instances": [[["7"] * 28] * 28]}, "got strings"),
