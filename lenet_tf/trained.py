@@ -82,7 +82,7 @@ class TrainedModel:
                                   "configuration (pass a folder written by `lenet-tf train`; LeNet5.restore "
                                   "loads any Saver checkpoint)")
         run = checkpoint.read_run(folder)
-        epoch = re.fullmatch(r"epoch-(\d+)", prefix.parent.name)
+        epoch = re.fullmatch(r"epoch-(\d+)(-\d+)?", prefix.parent.name)  # "-2": saved beside a replaced run's
         try:
             LeNet5(**run["model"])
         except (TypeError, ValueError) as err:

@@ -96,6 +96,21 @@ def test_a_run_record_with_values_out_of_range_is_one_clear_line(trained, tmp_pa
     with pytest.raises(CheckpointError, match=rf"edited: unknown model configuration \({message}"):
         TrainedModel.read_config(copy)
 
+def test_a_run_record_nested_too_deeply_is_one_clear_line(tmp_path):
+    (tmp_path / "run.json").write_text("[" * 100_000 + "]" * 100_000)  # json.loads: RecursionError
+    with pytest.raises(CheckpointError, match=r"run\.json: unreadable run record \(nested too deeply to read\)$"):
+        TrainedModel.read_config(tmp_path)
+
+def test_the_epoch_of_a_checkpoint_saved_under_a_free_name_is_known(trained, tmp_path):
+    run = json.loads((trained[0] / "run.json").read_text())
+    copy, renamed = tmp_path / "overwritten", run["best"]["dir"] + "-2"  # as --overwrite saves the same epoch
+    copy.mkdir()
+    shutil.copytree(trained[0] / run["best"]["dir"], copy / renamed)
+    run["best"]["dir"] = run["last"]["dir"] = renamed
+    run["checkpoints"] = [renamed]
+    (copy / "run.json").write_text(json.dumps(run))
+    assert TrainedModel.read_config(copy)["epoch"] == run["best"]["epoch"] == 1
+
 def test_lenet5_restore_takes_each_form(trained):
     out, best, last = trained
     from_best = restored_weights(best / "ckpt")

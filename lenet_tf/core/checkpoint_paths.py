@@ -14,6 +14,7 @@ from pathlib import Path
 from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.regular_files import SpecialFileError, kind_of, read_regular
 from lenet_tf.core.tf import tf, tf1
+from lenet_tf.core import json_text
 
 RUN_FILE = "run.json"
 CHECKPOINT_NAME = "ckpt"
@@ -70,7 +71,7 @@ def read_run(out_dir: str | os.PathLike) -> dict:
     if not Path(out_dir).is_dir():
         raise CheckpointError(f"{out_dir}: no such checkpoint folder (train first with `lenet-tf train`)")
     try:
-        run = json.loads(read_regular(path))
+        run = json_text.loads(read_regular(path))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing; {out_dir} holds no finished epoch") from None
     except SpecialFileError as err:

@@ -43,6 +43,7 @@ from lenet_tf.core.regular_files import open_regular
 from lenet_tf.core.precision import cpu_flags
 from lenet_tf.core.kernels import TF_KERNELS, Kernels
 from lenet_tf.core.tf import session_config, tf, tf1
+from lenet_tf.core import json_text
 
 SOURCES = tuple(Path(__file__).with_name("native") / name for name in ("conv_pool.cc", "affine_warp.cc"))
 HEADERS = (Path(__file__).with_name("native") / "tf_op.h",)
@@ -333,7 +334,7 @@ def faster_than_tf(op: str, precision: str = "fp32") -> tuple[bool, str]:
 
     def stored() -> dict | None:
         try:
-            measured = json.loads(path.read_text(encoding="utf-8"))[precision][op]
+            measured = json_text.loads(path.read_text(encoding="utf-8"))[precision][op]
         except (OSError, ValueError, TypeError, KeyError):
             return None
         return measured if isinstance(measured, dict) else None
@@ -361,7 +362,7 @@ def _record_measurement(precision: str) -> None:
     path = folder / _CHOICE
     with _folder_lock(folder):
         try:
-            choices = json.loads(path.read_text(encoding="utf-8"))
+            choices = json_text.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             choices = {}
         if not isinstance(choices, dict):

@@ -7,6 +7,8 @@ The implementations live elsewhere: :data:`lenet_tf.model.ACTIVATIONS` maps each
 
 import math
 
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max, without importing numpy for --help
+
 # Max pooling commutes with non-decreasing functions (lenet_tf.model pools before the activation), so
 # only monotonic activations are offered.
 ACTIVATIONS = ("relu", "elu", "selu", "tanh", "leaky_relu")
@@ -42,8 +44,8 @@ class Range:
         """Whether ``value`` has the right type and lies within the bounds (NaN and infinities never do)."""
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind is int and value != int(value)):
             return False
-        if not math.isfinite(value):
-            return False
+        if not math.isfinite(value) or (self.kind is float and abs(value) > FLOAT32_MAX):
+            return False  # the graph's constants are float32: a larger number would be infinite there
         above = self.low is None or (value > self.low if self.low_open else value >= self.low)
         below = self.high is None or (value < self.high if self.high_open else value <= self.high)
         return above and below

@@ -30,6 +30,7 @@ import numpy as np
 from lenet_tf.core.errors import ConfigError, DataError, OutputError
 from lenet_tf.core.outputs import cache_home, make_folder, write_atomic
 from lenet_tf.core.regular_files import special_kind
+from lenet_tf.core import json_text
 from lenet_tf.data.idx import parse_idx, read_bytes
 
 DATA_DIR_ENV = "LENET_TF_DATA_DIR"
@@ -155,7 +156,7 @@ def _cached_contents(source: str | None, verify: bool) -> list[bytes] | None:
     if source is None:
         return None
     try:
-        digests = json.loads((decoded_cache_dir() / f"{source}.json").read_text())
+        digests = json_text.loads((decoded_cache_dir() / f"{source}.json").read_text())
         if verify and digests != MNIST_FILES:  # cached with --skip-checksum: read again to report the mismatch
             return None
         contents = [(decoded_cache_dir() / f"{digests[name]}.idx").read_bytes() for name in MNIST_FILES]

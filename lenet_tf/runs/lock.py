@@ -50,6 +50,7 @@ from lenet_tf.core.checkpoint_paths import RUN_FILE
 from lenet_tf.core.errors import CheckpointError
 from lenet_tf.core.outputs import describe_os_error, not_writable
 from lenet_tf.core.regular_files import SpecialFileError, kind_of, open_regular, read_regular
+from lenet_tf.core import json_text
 
 WRITER_LOCK = ".lenet_tf.lock"
 RECORD_LOCK = ".lenet_tf.record.lock"
@@ -81,7 +82,7 @@ def _read_holder(path: Path, tries: int = 1) -> dict | None:
         if attempt:
             time.sleep(_POLL_SECONDS)
         try:
-            info = json.loads(read_regular(path) or b"null")
+            info = json_text.loads(read_regular(path) or b"null")
         except (OSError, ValueError):
             info = None
         if isinstance(info, dict):

@@ -37,6 +37,7 @@ from lenet_tf.core.errors import CheckpointError, OutputError
 from lenet_tf.core.outputs import (TMP_PREFIX, NotSyncedError, check_writable_folder, describe_os_error, publish,
                                    remove_tree, warn)
 from lenet_tf.core.regular_files import read_regular, special_kind
+from lenet_tf.core import json_text
 from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
 from lenet_tf.objectives import scale_images
 from lenet_tf.rejection import RejectionStats, feature_tensor, novelty_tensor, usable_head
@@ -216,7 +217,7 @@ def exported_threshold(folder: Path) -> float | None:
     """The "not a digit" threshold an export of a calibrated run recorded in its :data:`MARKER`, else ``None``
     (no head, an older export, or an unreadable or non-finite value)."""
     try:
-        threshold = json.loads((folder / MARKER).read_text()).get("threshold")
+        threshold = json_text.loads((folder / MARKER).read_text()).get("threshold")
     except (OSError, ValueError, AttributeError):
         return None
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
@@ -240,7 +241,7 @@ def foreign_entry(folder: Path) -> str | None:
     unchanged) and nothing else. An older export, whose marker lists no files, may hold :data:`_OLDER_EXPORT_FILES`.
     """
     try:
-        files = json.loads(read_regular(folder / MARKER)).get("files")
+        files = json_text.loads(read_regular(folder / MARKER)).get("files")
     except (OSError, ValueError, AttributeError):
         return f"{MARKER}: missing or unreadable"
     if files is not None and not isinstance(files, dict):

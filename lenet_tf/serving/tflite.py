@@ -41,6 +41,7 @@ from lenet_tf.core.options import TFLITE_QUANTIZATIONS
 from lenet_tf.core.outputs import make_folder, write_atomic
 from lenet_tf.core.quiet import quiet_stderr
 from lenet_tf.core.regular_files import read_regular, special_kind
+from lenet_tf.core import json_text
 from lenet_tf.runs import lock
 from lenet_tf.trained import TrainedModel
 
@@ -149,7 +150,7 @@ def exported_record(flatbuffer: bytes) -> dict | None:
         for index in range(model.MetadataLength()):
             entry = model.Metadata(index)
             if entry.Name() == METADATA.encode():
-                record = json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+                record = json_text.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
                 return record if isinstance(record, dict) else None
     except (struct.error, IndexError, ValueError, TypeError, AttributeError):  # not a flatbuffer: any of these
         return None

@@ -108,22 +108,22 @@ class TrainConfig:
                 "can follow them")
     augment: bool = option(False, "random shifts/rotations/shears/zooms in the graph", group="augmentation")
     augment_strength: float = option(1.0, "factor on the augmentation's shift/rotation/shear/zoom limits",
-                                     range=Range(float, 0), group="augmentation")
+                                     range=Range(float, 0, 10), group="augmentation")
     clean_epochs: int = option(0, "with --augment, train the last N epochs (all, if fewer) on undistorted images",
                                range=Range(int, 0), metavar="N", group="augmentation")
     elastic_alpha: float = option(0.0, "with --augment, also elastic distortions displacing pixels by ALPHA times "
-                                       "a smoothed random field (0: none)", range=Range(float, 0), flag="--elastic",
-                                  metavar="ALPHA", group="augmentation")
+                                       "a smoothed random field (0: none)", range=Range(float, 0, 100),
+                                  flag="--elastic", metavar="ALPHA", group="augmentation")
     elastic_sigma: float = option(4.0, "smoothness of the elastic field, in pixels",
-                                  range=Range(float, 0, low_open=True), group="augmentation")
+                                  range=Range(float, 0, 16, low_open=True), group="augmentation")
     pen_width: float = option(0.0, "blend each digit towards a 3x3 dilation or erosion (thicker/thinner pen) by up "
                                    "to AMOUNT (0: off)", range=Range(float, 0, 1), metavar="AMOUNT", group=_CAPTURE)
     blur: float = option(0.0, "blend each digit towards a Gaussian blur of SIGMA pixels by a random weight (0: off)",
-                         range=Range(float, 0), metavar="SIGMA", group=_CAPTURE)
+                         range=Range(float, 0, 8), metavar="SIGMA", group=_CAPTURE)  # 8 px: a blot
     low_res: float = option(0.0, "probability of a coarse scan: down to 16 or 12 pixels and up again",
                             range=Range(float, 0, 1), metavar="P", group=_CAPTURE)
-    gamma: float = option(0.0, "raise pixel values to exp(u), u uniform in [-G, G] (0: off)", range=Range(float, 0),
-                          metavar="G", group=_CAPTURE)
+    gamma: float = option(0.0, "raise pixel values to exp(u), u uniform in [-G, G] (0: off)",
+                          range=Range(float, 0, 5), metavar="G", group=_CAPTURE)  # exp(5): ink gone
     paper: float = option(0.0, "grey paper up to LEVEL (0..1) inside each digit's box (0: off)",
                           range=Range(float, 0, 1, high_open=True), metavar="LEVEL", group=_CAPTURE)
     damage: float = option(0.0, "damage this share of the digits as captures do: specks, noise, a lifted or uneven "

@@ -104,11 +104,16 @@ def test_target_accuracy_guard(tmp_path, synthetic_dir, cli):
     (["train", "--epochs", "0"], "--epochs: must be ≥ 1"),
     (["train", "--batch-size", "-5"], "--batch-size: must be ≥ 1"),
     (["train", "--lr", "0"], "--lr: must be a finite number > 0"),
-    (["train", "--elastic", "-1"], "--elastic: must be a finite number ≥ 0"),
+    (["train", "--elastic", "-1"], "--elastic: must be a finite number in [0, 100], got -1"),
     (["train", "--weight-decay", "nan"], "--weight-decay: must be a finite number ≥ 0"),
     (["train", "--lr-decay", "2"], "--lr-decay: must be a finite number in (0, 1], got 2"),
     (["train", "--dropout", "1"], "--dropout: must be a finite number in [0, 1), got 1"),
-    (["train", "--ensemble", "0"], "--ensemble: must be ≥ 1, got 0"),
+    (["train", "--ensemble", "0"], "--ensemble: must be in [1, 64], got 0"),
+    (["train", "--ensemble", "1e3"], "--ensemble: must be a whole number in [1, 64], got 1e3"),
+    (["train", "--blur", "1e6"], "--blur: must be a finite number in [0, 8], got 1e6"),  # was: a kernel for ever
+    (["train", "--gamma", "1e300"], "--gamma: must be a finite number in [0, 5], got 1e300"),  # was: exit 0
+    (["train", "--lr", "1e39"], "--lr: must be a finite number > 0, got 1e39"),  # infinite in float32
+    (["train", "--elastic-sigma", "1e300"], "--elastic-sigma: must be a finite number in (0, 16], got 1e300"),
     (["train", "--epochs", "1e3"], "--epochs: must be a whole number ≥ 1, got 1e3"),
     (["serve", "--batch-timeout-micros", "2.5"], "--batch-timeout-micros: must be a whole number in [0, 10000000], "
                                                  "got 2.5"),
