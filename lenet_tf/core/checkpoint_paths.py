@@ -7,7 +7,6 @@ machinery (:mod:`lenet_tf.runs`). Only regular files and real folders are follow
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

@@ -34,8 +34,7 @@ from lenet_tf.data.images import INK_FRACTION, PAPER_NOISE, BLANK_LEVEL, WORKING
 from lenet_tf.data.mnist import IMAGE_SIZE, MNIST_SIZE
 from lenet_tf.serving.tf_serving import NO_DIGIT
 from lenet_tf.core.errors import CheckpointError, OutputError
-from lenet_tf.core.outputs import (TMP_PREFIX, NotSyncedError, check_writable_folder, describe_os_error, publish,
-                                   remove_tree, warn)
+from lenet_tf.core.outputs import TMP_PREFIX, check_writable_folder, describe_os_error, publish, remove_tree, warn
 from lenet_tf.core.regular_files import read_regular, special_kind
 from lenet_tf.core import json_text
 from lenet_tf.inference import ensemble_members, mean_probabilities, restore_members
@@ -390,15 +389,7 @@ def _publish_export(staging: Path, export_dir: Path, replace: bool) -> None:
     (:func:`_keep_attributes`)."""
     if export_dir.is_dir():
         _keep_attributes(export_dir, staging / "model")
-    try:
-        warnings = publish(staging / "model", export_dir, replace=replace or export_dir.is_dir())
-    except NotSyncedError:
-        raise
-    except OSError:  # not published: the mode taken from export_dir must not keep the clean-up from deleting it
-        with contextlib.suppress(OSError):
-            os.chmod(staging / "model", stat.S_IRWXU)
-        raise
-    for warning in warnings:
+    for warning in publish(staging / "model", export_dir, replace=replace or export_dir.is_dir()):
         warn(warning)
 
 
