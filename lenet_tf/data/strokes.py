@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from lenet_tf.core.shards import select_rows
-from lenet_tf.core.tf import tf
+from lenet_tf.core.tf import session_config, tf, tf1
+from lenet_tf.data.augment import augment_images
 from lenet_tf.data.array_cache import array_key, cached_arrays
 
 DISTANCE_UNIT = 8  # stored distances are in 1/8 pixel
@@ -61,3 +62,19 @@ def restroke(images: tf.Tensor, distances: tf.Tensor, seed: tf.Tensor, probabili
     has_skeleton = tf.equal(tf.reduce_min(distances, axis=[1, 2]), 0)  # (== on tensors is identity in graphs)
     chosen = (tf.random.stateless_uniform([count], seed=seeds[1]) < probability) & has_skeleton
     return select_rows(chosen, redrawn, images)
+
+
+def restyled_digits(images: np.ndarray, seed: int, restroke_share: float, max_aspect: float) -> np.ndarray:
+    """Every digit restyled once as the style options restyle training digits: a ``restroke_share`` of them redrawn
+    along their skeleton with another pen (:func:`restroke`), then each moved, turned, sheared, zoomed and
+    narrowed or widened by up to ``exp(±max_aspect)`` (:func:`lenet_tf.data.augment.augment_images`). uint8
+    ``[N, 32, 32, 1]`` (padded MNIST digits) in and out, the same for the same ``seed``."""
+    distances = skeleton_distances(images)
+    with tf.Graph().as_default():
+        pixels = tf1.placeholder(tf.float32, [None, *images.shape[1:]])
+        seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), num=2)
+        redrawn = restroke(pixels, tf.constant(distances), seeds[0], restroke_share)
+        restyled = augment_images(redrawn, seeds[1], max_aspect=max_aspect)
+        with tf1.Session(config=session_config()) as session:
+            out = session.run(restyled, {pixels: images.astype(np.float32) / 255})
+    return np.round(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_tf.data.augment import augment_images, fill_box
-from lenet_tf.data.strokes import DISTANCE_UNIT, restroke, skeleton_distances
+from lenet_tf.data.strokes import DISTANCE_UNIT, restroke, restyled_digits, skeleton_distances
 from lenet_tf.data import synthetic
 from lenet_tf.data.synthetic import TEMPLATES, font_digit, font_files, font_folder, synthetic_digits, template_digit
 from graph_run import run
@@ -74,6 +74,20 @@ def test_restroke_redraws_with_a_round_pen_of_random_radius():
               ([0, 1], [0, 1], [0, 2])]
     np.testing.assert_array_equal(random[0], random[1])
     assert not np.array_equal(random[0], random[2])
+
+
+def test_restyled_digits_are_seeded_restyle_each_digit_and_keep_its_ink():
+    images = np.pad(make_digits(8)[0], [(0, 0), (2, 2), (2, 2)])[..., None]
+    restyled = restyled_digits(images, 0, 0.5, 0.3)
+    assert restyled.shape == images.shape and restyled.dtype == np.uint8
+    np.testing.assert_array_equal(restyled_digits(images, 0, 0.5, 0.3), restyled)
+    assert not np.array_equal(restyled_digits(images, 1, 0.5, 0.3), restyled)
+    assert (restyled != images).any(axis=(1, 2, 3)).all()  # every digit moved, turned or redrawn
+    ink, kept = images.sum(axis=(1, 2, 3), dtype=np.int64), restyled.sum(axis=(1, 2, 3), dtype=np.int64)
+    assert ((kept > ink / 4) & (kept < ink * 4)).all()  # restyled, neither erased nor blotted
+    redrawn = restyled_digits(images, 0, 1.0, 0.3)  # the same moves, every digit redrawn with another pen
+    assert not np.array_equal(redrawn, restyled)
+    assert restyled_digits(images[:0], 0, 0.5, 0.3).shape == (0, 32, 32, 1)
 
 
 def test_every_template_draws_a_centred_digit():
