@@ -65,14 +65,16 @@ def restroke(images: tf.Tensor, distances: tf.Tensor, seed: tf.Tensor, probabili
 
 
 def restyled_digits(images: np.ndarray, seed: int, restroke_share: float, max_aspect: float) -> np.ndarray:
-    """Every digit restyled once as the style options restyle training digits: a ``restroke_share`` of them redrawn
-    along their skeleton with another pen (:func:`restroke`), then each moved, turned, sheared, zoomed and
-    narrowed or widened by up to ``exp(±max_aspect)`` (:func:`lenet_tf.data.augment.augment_images`). uint8
-    ``[N, 32, 32, 1]`` (padded MNIST digits) in and out, the same for the same ``seed``."""
+    """Every digit restyled once, with two of the style options' distortions at the caller's shares: a
+    ``restroke_share`` of them redrawn along their skeleton with another pen (:func:`restroke`), then each moved,
+    turned, sheared, zoomed and narrowed or widened by up to ``exp(±max_aspect)``
+    (:func:`lenet_tf.data.augment.augment_images`); none stretched to its box or replaced. uint8 ``[N, 32, 32, 1]``
+    (padded MNIST digits) in and out, the same for the same ``seed``."""
     distances = skeleton_distances(images)
     with tf.Graph().as_default():
         pixels = tf1.placeholder(tf.float32, [None, *images.shape[1:]])
-        seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), num=2)
+        # [seed, 1]: damaged_digits splits [seed, 0], whose first draws a split of it would repeat
+        seeds = tf.random.experimental.stateless_split(tf.constant([seed, 1], tf.int64), num=2)
         redrawn = restroke(pixels, tf.constant(distances), seeds[0], restroke_share)
         restyled = augment_images(redrawn, seeds[1], max_aspect=max_aspect)
         with tf1.Session(config=session_config()) as session:

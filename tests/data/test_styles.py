@@ -84,7 +84,8 @@ def test_restyled_digits_are_seeded_restyle_each_digit_and_keep_its_ink():
     assert not np.array_equal(restyled_digits(images, 1, 0.5, 0.3), restyled)
     assert (restyled != images).any(axis=(1, 2, 3)).all()  # every digit moved, turned or redrawn
     ink, kept = images.sum(axis=(1, 2, 3), dtype=np.int64), restyled.sum(axis=(1, 2, 3), dtype=np.int64)
-    assert ((kept > ink / 4) & (kept < ink * 4)).all()  # restyled, neither erased nor blotted
+    # neither erased nor blotted (a thin pen along a blocky test digit's skeleton keeps about a fifth of its ink)
+    assert ((kept > ink / 10) & (kept < ink * 4)).all()
     redrawn = restyled_digits(images, 0, 1.0, 0.3)  # the same moves, every digit redrawn with another pen
     assert not np.array_equal(redrawn, restyled)
     assert restyled_digits(images[:0], 0, 0.5, 0.3).shape == (0, 32, 32, 1)
