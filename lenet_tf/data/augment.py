@@ -10,12 +10,13 @@ repeated run sees exactly the same distortions. Each image is resampled once, fo
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
 from lenet_tf.core import native_ops
 from lenet_tf.core.shards import concat, shard_batch
-from lenet_tf.core.tf import tf
+from lenet_tf.core.tf import session_config, tf, tf1
 from lenet_tf.data.sampling import bilinear_sample  # noqa: F401 (also part of this module's API)
 
 
@@ -276,3 +277,14 @@ def fill_box(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor,
     zero = tf.zeros_like(shrink_x)
     return affine_sample(images, tf.stack([shrink_x, zero, centre_x * (1 - shrink_x),
                                            zero, shrink_y, centre_y * (1 - shrink_y)], axis=1), shards, native)
+
+
+def distorted_digits(images: np.ndarray, distort: Callable[[tf.Tensor], tf.Tensor]) -> np.ndarray:
+    """uint8 digits ``[N, H, W, 1]`` → uint8 ``[N, H, W, 1]``: ``distort`` (float32 images in [0, 1] → the same
+    shape) run once on them, in a graph of its own, and rounded back to grey levels (clipped to [0, 1] first)."""
+    with tf.Graph().as_default():
+        pixels = tf1.placeholder(tf.float32, [None, *images.shape[1:]])
+        distorted = distort(pixels)
+        with tf1.Session(config=session_config()) as session:
+            out = session.run(distorted, {pixels: images.astype(np.float32) / 255})
+    return np.round(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)

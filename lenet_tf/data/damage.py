@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from lenet_tf.core.tf import session_config, tf, tf1
-from lenet_tf.data.augment import erode
+from lenet_tf.core.tf import tf
+from lenet_tf.data.augment import distorted_digits, erode
 from lenet_tf.data.mnist import MNIST_SIZE
 
 
@@ -185,9 +185,4 @@ def damage(images: tf.Tensor, seed: tf.Tensor, probability: float | tf.Tensor) -
 def damaged_digits(images: np.ndarray, seed: int) -> np.ndarray:
     """Every digit damaged once, as :func:`damage` damages training images: uint8 ``[N, 32, 32, 1]`` (padded
     MNIST digits, as :func:`lenet_tf.data.mnist.split` holds them) in and out, the same for the same ``seed``."""
-    with tf.Graph().as_default():
-        pixels = tf1.placeholder(tf.float32, [None, *images.shape[1:]])
-        damaged = damage(pixels, tf.constant([seed, 0], tf.int64), 1.0)
-        with tf1.Session(config=session_config()) as session:
-            out = session.run(damaged, {pixels: images.astype(np.float32) / 255})
-    return np.round(out * 255).astype(np.uint8)
+    return distorted_digits(images, lambda pixels: damage(pixels, tf.constant([seed, 0], tf.int64), 1.0))

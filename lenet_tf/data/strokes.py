@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from lenet_tf.core.shards import select_rows
-from lenet_tf.core.tf import session_config, tf, tf1
-from lenet_tf.data.augment import augment_images
+from lenet_tf.core.tf import tf
+from lenet_tf.data.augment import augment_images, distorted_digits
 from lenet_tf.data.array_cache import array_key, cached_arrays
 
 DISTANCE_UNIT = 8  # stored distances are in 1/8 pixel
@@ -71,12 +71,11 @@ def restyled_digits(images: np.ndarray, seed: int, restroke_share: float, max_as
     (:func:`lenet_tf.data.augment.augment_images`); none stretched to its box or replaced. uint8 ``[N, 32, 32, 1]``
     (padded MNIST digits) in and out, the same for the same ``seed``."""
     distances = skeleton_distances(images)
-    with tf.Graph().as_default():
-        pixels = tf1.placeholder(tf.float32, [None, *images.shape[1:]])
+
+    def restyle(pixels: tf.Tensor) -> tf.Tensor:
         # [seed, 1]: damaged_digits splits [seed, 0], whose first draws a split of it would repeat
         seeds = tf.random.experimental.stateless_split(tf.constant([seed, 1], tf.int64), num=2)
         redrawn = restroke(pixels, tf.constant(distances), seeds[0], restroke_share)
-        restyled = augment_images(redrawn, seeds[1], max_aspect=max_aspect)
-        with tf1.Session(config=session_config()) as session:
-            out = session.run(restyled, {pixels: images.astype(np.float32) / 255})
-    return np.round(np.clip(out, 0.0, 1.0) * 255).astype(np.uint8)
+        return augment_images(redrawn, seeds[1], max_aspect=max_aspect)
+
+    return distorted_digits(images, restyle)
